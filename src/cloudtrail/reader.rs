@@ -1,0 +1,603 @@
+//! Bytes of one log file → the raw bytes of each record in its `Records` array, one at a time.
+//!
+//! A CloudTrail log file is a single JSON object `{"Records":[{...},{...}]}`, usually gzipped,
+//! sometimes gzipped as several members, and occasionally plain. Files range from a few records
+//! to hundreds of megabytes, so the document is never held whole: a small window of the
+//! decompressed stream is scanned for the boundaries of each record, and each record's bytes are
+//! handed out before the window moves on. Memory use is the window (a few hundred KiB, or one
+//! record if a record is larger), whatever the size of the file.
+//!
+//! The scanner only finds boundaries; each record is validated by `serde_json` when it is
+//! parsed (see [`super::record`]), so a malformed record is reported with its index.
+//!
+//! <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-log-file-examples.html>
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use memchr::memchr2;
+
+/// How many decompressed bytes are read from the source at a time.
+const CHUNK: usize = 256 * 1024;
+
+/// Largest single record accepted. CloudTrail caps an event at 256 KB; anything far beyond that
+/// is not CloudTrail and must not make the window grow without bound.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why a log file could not be read to its end.
+///
+/// Offsets count decompressed bytes from the start of the document, and `record` is the
+/// zero-based index of the record being read, so an operator can find the damage.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The gzip stream is corrupt or the source failed.
+    #[error("cannot read past decompressed byte {offset} (record {record}): {source}")]
+    Io {
+        offset: u64,
+        record: u64,
+        #[source]
+        source: io::Error,
+    },
+    /// More decompressed bytes than the configured cap: likely a decompression bomb.
+    #[error("decompressed size exceeds the cap of {cap} bytes (record {record})")]
+    TooLarge { cap: u64, record: u64 },
+    /// The bytes are not the JSON shape of a CloudTrail log file.
+    #[error("invalid JSON at decompressed byte {offset} (record {record}): {message}")]
+    Syntax {
+        offset: u64,
+        record: u64,
+        message: String,
+    },
+    /// The document ends before the `Records` array is closed.
+    #[error("file is truncated: it ends at decompressed byte {offset}, inside record {record}")]
+    Truncated { offset: u64, record: u64 },
+    /// One record is larger than [`MAX_RECORD_BYTES`].
+    #[error("record {record} at decompressed byte {offset} is larger than {limit} bytes")]
+    RecordTooLarge {
+        offset: u64,
+        record: u64,
+        limit: usize,
+    },
+}
+
+impl ReadError {
+    /// Index of the record that was being read when reading stopped.
+    pub fn record_index(&self) -> u64 {
+        match self {
+            ReadError::Io { record, .. }
+            | ReadError::TooLarge { record, .. }
+            | ReadError::Syntax { record, .. }
+            | ReadError::Truncated { record, .. }
+            | ReadError::RecordTooLarge { record, .. } => *record,
+        }
+    }
+}
+
+/// Wraps the decompressed stream and fails once more than `cap` bytes come out of it.
+///
+/// This is the only place a gzip decoder is built (see `clippy.toml`), so every inflate in the
+/// program is size-capped.
+struct Capped<R> {
+    inner: R,
+    remaining: u64,
+}
+
+/// Marker carried inside the `io::Error` so the cap is reported as [`ReadError::TooLarge`].
+#[derive(Debug)]
+struct CapExceeded;
+
+impl std::fmt::Display for CapExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("decompressed size cap exceeded")
+    }
+}
+
+impl std::error::Error for CapExceeded {}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            // Only fail if there really is more: a file exactly at the cap is fine.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(io::Error::other(CapExceeded)),
+            };
+        }
+        let max = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Opens a log file's bytes: gzip (one or more members) when it starts with the gzip magic,
+/// plain JSON otherwise. At most `cap` decompressed bytes are read.
+pub fn open<R: Read + Send + 'static>(source: R, cap: u64) -> io::Result<LogReader> {
+    let mut buffered = BufReader::with_capacity(64 * 1024, source);
+    let head = buffered.fill_buf()?;
+    let gzipped = head.starts_with(&[0x1f, 0x8b]);
+    #[allow(clippy::disallowed_types)] // the one capped decoder; see `Capped`
+    let inner: Box<dyn Read + Send> = if gzipped {
+        Box::new(Capped {
+            inner: flate2::bufread::MultiGzDecoder::new(buffered),
+            remaining: cap,
+        })
+    } else {
+        Box::new(Capped {
+            inner: buffered,
+            remaining: cap,
+        })
+    };
+    Ok(LogReader::new(inner, cap))
+}
+
+/// Where the scanner is in the document's grammar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before the opening `{`.
+    Start,
+    /// Expecting a key of the top-level object (or `}` when `first`).
+    Key { first: bool },
+    /// After a top-level value: expecting `,` or `}`.
+    AfterValue,
+    /// Inside `Records`: expecting a record (or `]` when `first`).
+    Element { first: bool },
+    /// After a record: expecting `,` or `]`.
+    AfterElement,
+    /// The top-level object is closed.
+    Done,
+}
+
+/// What the end of a document looked like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// A `Records` array was read (possibly empty).
+    Records,
+    /// The document is a JSON object without `Records`, e.g. a digest file.
+    NoRecords,
+}
+
+/// Result of scanning for the end of a token in the window.
+enum Scan {
+    /// The token ends just before this index.
+    Complete(usize),
+    /// The window ends inside the token: read more.
+    Incomplete,
+}
+
+/// The bytes of one record and where it sits in the document.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRecord<'a> {
+    /// The record's JSON text.
+    pub bytes: &'a [u8],
+    /// Zero-based index in the `Records` array.
+    pub index: u64,
+    /// Decompressed offset of its first byte.
+    pub offset: u64,
+}
+
+/// Streams the records of one log file.
+pub struct LogReader {
+    source: Box<dyn Read + Send>,
+    cap: u64,
+    /// Window of decompressed bytes; `buf[start..end]` is not yet consumed.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Document offset of `buf[0]`.
+    base: u64,
+    eof: bool,
+    state: State,
+    saw_records: bool,
+    /// Records handed out so far.
+    index: u64,
+}
+
+impl LogReader {
+    fn new(source: Box<dyn Read + Send>, cap: u64) -> Self {
+        LogReader {
+            source,
+            cap,
+            buf: vec![0; CHUNK * 2],
+            start: 0,
+            end: 0,
+            base: 0,
+            eof: false,
+            state: State::Start,
+            saw_records: false,
+            index: 0,
+        }
+    }
+
+    /// Records handed out so far.
+    pub fn records_read(&self) -> u64 {
+        self.index
+    }
+
+    /// Decompressed bytes consumed so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.base + self.start as u64
+    }
+
+    /// How the document ended; meaningful once [`Self::next_record`] returned `Ok(None)`.
+    pub fn finish(&self) -> Finish {
+        if self.saw_records {
+            Finish::Records
+        } else {
+            Finish::NoRecords
+        }
+    }
+
+    fn offset(&self, at: usize) -> u64 {
+        self.base + at as u64
+    }
+
+    fn syntax(&self, at: usize, message: impl Into<String>) -> ReadError {
+        ReadError::Syntax {
+            offset: self.offset(at),
+            record: self.index,
+            message: message.into(),
+        }
+    }
+
+    /// Reads more bytes into the window, keeping `buf[start..end]`. Returns false at EOF.
+    fn fill(&mut self) -> Result<bool, ReadError> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.base += self.start as u64;
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.end < CHUNK {
+            // The unconsumed part is one large record: grow the window, up to the limit.
+            if self.end > MAX_RECORD_BYTES {
+                return Err(ReadError::RecordTooLarge {
+                    offset: self.offset(0),
+                    record: self.index,
+                    limit: MAX_RECORD_BYTES,
+                });
+            }
+            let grown = (self.buf.len() * 2).max(self.end + CHUNK);
+            self.buf.resize(grown, 0);
+        }
+        loop {
+            match self.source.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let offset = self.offset(self.end);
+                    let record = self.index;
+                    if e.get_ref().is_some_and(|inner| inner.is::<CapExceeded>()) {
+                        return Err(ReadError::TooLarge {
+                            cap: self.cap,
+                            record,
+                        });
+                    }
+                    return Err(ReadError::Io {
+                        offset,
+                        record,
+                        source: e,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Skips whitespace and returns the next byte without consuming it, reading more as needed.
+    /// `None` at end of input.
+    fn peek(&mut self) -> Result<Option<u8>, ReadError> {
+        loop {
+            while self.start < self.end {
+                let b = self.buf[self.start];
+                if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                    return Ok(Some(b));
+                }
+                self.start += 1;
+            }
+            if !self.fill()? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Like [`Self::peek`] but end of input inside the document is a truncation error.
+    fn peek_in_document(&mut self) -> Result<u8, ReadError> {
+        match self.peek()? {
+            Some(b) => Ok(b),
+            None => Err(ReadError::Truncated {
+                offset: self.offset(self.end),
+                record: self.index,
+            }),
+        }
+    }
+
+    /// Finds the end of the JSON value starting at `start`, reading more as needed.
+    fn value_end(&mut self) -> Result<usize, ReadError> {
+        loop {
+            match scan_value(&self.buf[..self.end], self.start, self.eof) {
+                Some(Scan::Complete(end)) => return Ok(end),
+                Some(Scan::Incomplete) => {
+                    if !self.fill()? {
+                        return Err(ReadError::Truncated {
+                            offset: self.offset(self.end),
+                            record: self.index,
+                        });
+                    }
+                }
+                None => return Err(self.syntax(self.start, "expected a JSON value")),
+            }
+        }
+    }
+
+    /// Returns the bytes of the next record, or `None` when the document is complete.
+    ///
+    /// The slice borrows the reader's window and is valid until the next call.
+    pub fn next_record(&mut self) -> Result<Option<RawRecord<'_>>, ReadError> {
+        loop {
+            match self.state {
+                State::Start => match self.peek()? {
+                    Some(b'{') => {
+                        self.start += 1;
+                        self.state = State::Key { first: true };
+                    }
+                    Some(_) => {
+                        return Err(
+                            self.syntax(self.start, "a CloudTrail log file must be a JSON object")
+                        );
+                    }
+                    None => return Err(self.syntax(self.start, "the file is empty")),
+                },
+                State::Key { first } => match self.peek_in_document()? {
+                    b'}' if first => {
+                        self.start += 1;
+                        self.state = State::Done;
+                    }
+                    b'"' => {
+                        let key_end = self.value_end()?;
+                        let is_records = &self.buf[self.start..key_end] == b"\"Records\"";
+                        self.start = key_end;
+                        if self.peek_in_document()? != b':' {
+                            return Err(self.syntax(self.start, "expected ':' after a key"));
+                        }
+                        self.start += 1;
+                        if is_records {
+                            if self.peek_in_document()? != b'[' {
+                                return Err(self.syntax(self.start, "Records must be an array"));
+                            }
+                            self.start += 1;
+                            self.saw_records = true;
+                            self.state = State::Element { first: true };
+                        } else {
+                            // Other top-level keys (digest metadata, future additions) are
+                            // skipped, not parsed.
+                            self.peek_in_document()?;
+                            self.start = self.value_end()?;
+                            self.state = State::AfterValue;
+                        }
+                    }
+                    _ => return Err(self.syntax(self.start, "expected a key")),
+                },
+                State::AfterValue => match self.peek_in_document()? {
+                    b',' => {
+                        self.start += 1;
+                        self.state = State::Key { first: false };
+                    }
+                    b'}' => {
+                        self.start += 1;
+                        self.state = State::Done;
+                    }
+                    _ => return Err(self.syntax(self.start, "expected ',' or '}'")),
+                },
+                State::Element { first } => match self.peek_in_document()? {
+                    b']' if first => {
+                        self.start += 1;
+                        self.state = State::AfterValue;
+                    }
+                    b'{' => {
+                        let end = self.value_end()?;
+                        // Read `start` only now: filling the window may have moved it.
+                        let begin = self.start;
+                        self.start = end;
+                        self.state = State::AfterElement;
+                        self.index += 1;
+                        return Ok(Some(RawRecord {
+                            bytes: &self.buf[begin..end],
+                            index: self.index - 1,
+                            offset: self.base + begin as u64,
+                        }));
+                    }
+                    _ => return Err(self.syntax(self.start, "expected a record object")),
+                },
+                State::AfterElement => match self.peek_in_document()? {
+                    b',' => {
+                        self.start += 1;
+                        self.state = State::Element { first: false };
+                    }
+                    b']' => {
+                        self.start += 1;
+                        self.state = State::AfterValue;
+                    }
+                    _ => return Err(self.syntax(self.start, "expected ',' or ']' after a record")),
+                },
+                State::Done => {
+                    return match self.peek()? {
+                        None => Ok(None),
+                        Some(_) => Err(self.syntax(self.start, "unexpected bytes after the document")),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Scans the JSON value starting at `buf[from]`. `None` when no value starts there.
+///
+/// Containers are matched by depth while skipping string contents; bracket kinds are not
+/// checked here because each record is validated by serde_json afterwards.
+fn scan_value(buf: &[u8], from: usize, eof: bool) -> Option<Scan> {
+    let first = *buf.get(from)?;
+    match first {
+        b'"' => Some(match string_end(buf, from + 1) {
+            Some(end) => Scan::Complete(end),
+            None => Scan::Incomplete,
+        }),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = from;
+            while i < buf.len() {
+                match buf[i] {
+                    b'"' => match string_end(buf, i + 1) {
+                        Some(end) => {
+                            i = end;
+                            continue;
+                        }
+                        None => return Some(Scan::Incomplete),
+                    },
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(Scan::Complete(i + 1));
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            Some(Scan::Incomplete)
+        }
+        b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
+            let len = buf[from..]
+                .iter()
+                .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'0'..=b'9' | b'a'..=b'z' | b'E'))
+                .map(|n| from + n);
+            match len {
+                Some(end) => Some(Scan::Complete(end)),
+                None if eof => Some(Scan::Complete(buf.len())),
+                None => Some(Scan::Incomplete),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Index just past the closing quote of a string whose contents start at `from`.
+#[inline]
+fn string_end(buf: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        let at = from + memchr2(b'"', b'\\', &buf[from.min(buf.len())..])?;
+        if buf[at] == b'"' {
+            return Some(at + 1);
+        }
+        // A backslash escapes the next byte, whatever it is.
+        from = at + 2;
+        if from > buf.len() {
+            return None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(bytes).expect("in-memory write");
+        enc.finish().expect("in-memory gzip")
+    }
+
+    fn read_all(bytes: Vec<u8>) -> (Vec<String>, Result<Finish, ReadError>) {
+        let mut reader = open(io::Cursor::new(bytes), u64::MAX).expect("open");
+        let mut out = Vec::new();
+        loop {
+            match reader.next_record() {
+                Ok(Some(r)) => out.push(String::from_utf8(r.bytes.to_vec()).expect("utf8")),
+                Ok(None) => return (out, Ok(reader.finish())),
+                Err(e) => return (out, Err(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn splits_records_with_tricky_strings() {
+        let doc = br#" {"Records": [ {"a":"x\"}]{","b":[1,{"c":null}]} , {"d":"\\"}],"x":1} "#;
+        let (records, end) = read_all(doc.to_vec());
+        assert_eq!(end.expect("complete"), Finish::Records);
+        assert_eq!(
+            records,
+            vec![r#"{"a":"x\"}]{","b":[1,{"c":null}]}"#, r#"{"d":"\\"}"#]
+        );
+    }
+
+    #[test]
+    fn gzip_multi_member_and_keys_after_records() {
+        let doc = br#"{"Records":[{"n":1},{"n":2}],"trailer":{"k":[1,2]}}"#;
+        let mut bytes = gzip(&doc[..20]);
+        bytes.extend(gzip(&doc[20..]));
+        let (records, end) = read_all(bytes);
+        assert_eq!(records, vec![r#"{"n":1}"#, r#"{"n":2}"#]);
+        assert_eq!(end.expect("complete"), Finish::Records);
+    }
+
+    #[test]
+    fn digest_shape_has_no_records() {
+        let doc = br#"{"awsAccountId":"111122223333","logFiles":[{"s3Object":"k"}]}"#;
+        let (records, end) = read_all(gzip(doc));
+        assert!(records.is_empty());
+        assert_eq!(end.expect("complete"), Finish::NoRecords);
+    }
+
+    #[test]
+    fn truncated_document_reports_record_index() {
+        let doc = br#"{"Records":[{"n":1},{"n":2},{"n":"#;
+        let (records, end) = read_all(doc.to_vec());
+        assert_eq!(records.len(), 2);
+        let err = end.expect_err("truncated");
+        assert!(matches!(err, ReadError::Truncated { record: 2, .. }), "{err}");
+    }
+
+    #[test]
+    fn truncated_gzip_is_an_error() {
+        let doc = br#"{"Records":[{"n":1},{"n":2}]}"#.repeat(1);
+        let bytes = gzip(&doc);
+        let (_, end) = read_all(bytes[..bytes.len() - 12].to_vec());
+        end.expect_err("truncated gzip must not read as complete");
+    }
+
+    #[test]
+    fn not_json() {
+        let (_, end) = read_all(b"PK\x03\x04 zip bytes".to_vec());
+        let err = end.expect_err("not json");
+        assert!(err.to_string().contains("byte 0"), "{err}");
+    }
+
+    #[test]
+    fn cap_stops_a_bomb() {
+        let doc = format!(r#"{{"Records":[{{"pad":"{}"}}]}}"#, "a".repeat(1 << 20));
+        let mut reader = open(io::Cursor::new(gzip(doc.as_bytes())), 4096).expect("open");
+        let err = reader.next_record().expect_err("over the cap");
+        assert!(matches!(err, ReadError::TooLarge { cap: 4096, .. }), "{err}");
+    }
+
+    #[test]
+    fn records_larger_than_the_window() {
+        let big = "b".repeat(CHUNK * 3 + 17);
+        let doc = format!(r#"{{"Records":[{{"n":1}},{{"big":"{big}"}},{{"n":3}}]}}"#);
+        let (records, end) = read_all(gzip(doc.as_bytes()));
+        end.expect("complete");
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[1].len(), big.len() + 10);
+    }
+}

@@ -1,0 +1,330 @@
+//! Raw bytes of one record → a lazily parsed view that rules and alerts read fields from.
+//!
+//! Building a full `serde_json::Value` for every record would cost more than inflating it.
+//! Instead the record is parsed once into its top-level keys, each pointing at the raw JSON of
+//! its value, and a field such as `userIdentity.type` is resolved by parsing only the objects on
+//! its path. Rules touch a handful of fields per record, so most bytes are scanned once and
+//! never allocated.
+//!
+//! Reading is lenient, as AWS payloads require: unknown fields are ignored, absent and `null`
+//! fields read as absent (`None`) for alert rendering, and only eventVersion, eventTime,
+//! eventSource, eventName, awsRegion and eventID are guaranteed by CloudTrail.
+//! <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html>
+
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::fmt;
+
+use rsigma_eval::event::{Event, EventValue, JsonEvent};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// One parsed level of a JSON object: its keys and the raw JSON of each value.
+#[derive(Debug, Default)]
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Fields<'a> {
+    fn parse(json: &'a str) -> serde_json::Result<Self> {
+        serde_json::from_str(json)
+    }
+
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Fields<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for FieldsVisitor<'a> {
+            type Value = Fields<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(24));
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    fields.push((key.0, value));
+                }
+                Ok(Fields(fields))
+            }
+        }
+
+        deserializer.deserialize_map(FieldsVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A map key, borrowed from the input unless it contains escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A CloudTrail record, parsed lazily from its raw JSON.
+pub struct Record<'a> {
+    fields: Fields<'a>,
+    raw: &'a str,
+    /// The whole record as a `Value`, built only for keyword rules, array paths and correlation
+    /// storage.
+    full: OnceCell<Value>,
+}
+
+impl fmt::Debug for Record<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record").field("raw", &self.raw).finish()
+    }
+}
+
+impl<'a> Record<'a> {
+    /// Parses the top level of a record. Fails when the bytes are not a JSON object.
+    pub fn parse(raw: &'a [u8]) -> serde_json::Result<Self> {
+        let raw = std::str::from_utf8(raw).map_err(|e| {
+            <serde_json::Error as de::Error>::custom(format_args!(
+                "invalid UTF-8 at byte {}",
+                e.valid_up_to()
+            ))
+        })?;
+        Ok(Record {
+            fields: Fields::parse(raw)?,
+            raw,
+            full: OnceCell::new(),
+        })
+    }
+
+    /// The record's JSON text, as it appeared in the log file.
+    pub fn raw(&self) -> &'a str {
+        self.raw
+    }
+
+    /// The raw JSON at a dot-separated path of object keys, if every step is an object.
+    fn raw_at(&self, path: &str) -> Option<&'a RawValue> {
+        if let Some(v) = self.fields.get(path) {
+            return Some(v);
+        }
+        let mut parts = path.split('.');
+        let mut value = self.fields.get(parts.next()?)?;
+        for part in parts {
+            if !value.get().starts_with('{') {
+                return None;
+            }
+            value = Fields::parse(value.get()).ok()?.get(part)?;
+        }
+        Some(value)
+    }
+
+    /// A string field at a dot path; absent, `null` and non-string values read as `None`.
+    pub fn str_at(&self, path: &str) -> Option<Cow<'a, str>> {
+        match scalar(self.raw_at(path)?)? {
+            EventValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether a field is present with a non-null value.
+    pub fn has(&self, path: &str) -> bool {
+        self.raw_at(path).is_some_and(|v| v.get() != "null")
+    }
+
+    /// The record as a `serde_json::Value` (parsed once, on first use).
+    pub fn value(&self) -> &Value {
+        self.full
+            .get_or_init(|| serde_json::from_str(self.raw).unwrap_or(Value::Null))
+    }
+
+    /// Resolves a path the lazy walk cannot (arrays, escaped or indexed segments) with the
+    /// engine's own JSON semantics, on the fully parsed record.
+    fn get_field_slow(&self, path: &str) -> Option<EventValue<'_>> {
+        JsonEvent::borrow(self.value())
+            .get_field(path)
+            .map(into_owned)
+    }
+}
+
+/// Converts a scalar's raw JSON into an [`EventValue`] without allocating for plain strings.
+/// Objects and arrays return `None`: the caller decides how to handle them.
+fn scalar(raw: &RawValue) -> Option<EventValue<'_>> {
+    let text = raw.get();
+    match text.as_bytes().first()? {
+        b'"' => {
+            let inner = &text[1..text.len() - 1];
+            if inner.contains('\\') {
+                serde_json::from_str::<String>(text)
+                    .ok()
+                    .map(|s| EventValue::Str(Cow::Owned(s)))
+            } else {
+                Some(EventValue::Str(Cow::Borrowed(inner)))
+            }
+        }
+        b't' => Some(EventValue::Bool(true)),
+        b'f' => Some(EventValue::Bool(false)),
+        b'n' => Some(EventValue::Null),
+        b'{' | b'[' => None,
+        _ => match text.parse::<i64>() {
+            Ok(n) => Some(EventValue::Int(n)),
+            Err(_) => text.parse::<f64>().ok().map(EventValue::Float),
+        },
+    }
+}
+
+/// Detaches an [`EventValue`] from whatever it borrowed.
+fn into_owned(value: EventValue<'_>) -> EventValue<'static> {
+    match value {
+        EventValue::Str(s) => EventValue::Str(Cow::Owned(s.into_owned())),
+        EventValue::Int(n) => EventValue::Int(n),
+        EventValue::Float(f) => EventValue::Float(f),
+        EventValue::Bool(b) => EventValue::Bool(b),
+        EventValue::Null => EventValue::Null,
+        EventValue::Array(items) => EventValue::Array(items.into_iter().map(into_owned).collect()),
+        EventValue::Map(entries) => EventValue::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k.into_owned()), into_owned(v)))
+                .collect(),
+        ),
+    }
+}
+
+impl Event for Record<'_> {
+    fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
+        if path.contains(['[', '\\']) {
+            return self.get_field_slow(path);
+        }
+        if let Some(v) = self.fields.get(path) {
+            return scalar(v).or_else(|| self.get_field_slow(path));
+        }
+        let (root, mut rest) = path.split_once('.')?;
+        let mut value = self.fields.get(root)?;
+        loop {
+            if !value.get().starts_with('{') {
+                // An array on the path means any-member semantics; null or a scalar means the
+                // field is absent. The engine's JSON walker handles both.
+                return if value.get().starts_with('[') {
+                    self.get_field_slow(path)
+                } else {
+                    None
+                };
+            }
+            let fields = Fields::parse(value.get()).ok()?;
+            // Flat-key precedence at every level, as the engine's JSON events do.
+            if let Some(v) = fields.get(rest) {
+                return scalar(v).or_else(|| self.get_field_slow(path));
+            }
+            let (head, tail) = rest.split_once('.')?;
+            value = fields.get(head)?;
+            rest = tail;
+        }
+    }
+
+    fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
+        JsonEvent::borrow(self.value()).any_string_value(pred)
+    }
+
+    fn all_string_values(&self) -> Vec<Cow<'_, str>> {
+        let mut out = Vec::new();
+        JsonEvent::borrow(self.value())
+            .visit_string_values(&mut |s| out.push(Cow::Owned(s.to_owned())));
+        out
+    }
+
+    fn visit_string_values(&self, visit: &mut dyn FnMut(&str)) {
+        JsonEvent::borrow(self.value()).visit_string_values(visit)
+    }
+
+    fn to_json(&self) -> Value {
+        self.value().clone()
+    }
+
+    fn top_level_keys(&self) -> Option<Vec<Cow<'_, str>>> {
+        Some(self.fields.0.iter().map(|(k, _)| Cow::Borrowed(k.as_ref())).collect())
+    }
+
+    fn visit_top_level_keys(&self, visit: &mut dyn FnMut(&str)) -> bool {
+        for (key, _) in &self.fields.0 {
+            visit(key);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const RECORD: &str = r#"{"eventVersion":"1.08","userIdentity":{"type":"Root","arn":"arn:aws:iam::111122223333:root","sessionContext":{"attributes":{"mfaAuthenticated":"false"}}},"eventName":"ConsoleLogin","requestParameters":null,"n":42,"f":1.5,"ok":true,"esc":"a\"b","items":[{"k":"v1"},{"k":"v2"}],"additionalEventData":{"MFAUsed":"No"}}"#;
+
+    #[test]
+    fn lazy_fields_match_the_engine_json_walker() {
+        let record = Record::parse(RECORD.as_bytes()).expect("parse");
+        let value: Value = serde_json::from_str(RECORD).expect("json");
+        let reference = JsonEvent::borrow(&value);
+        for path in [
+            "eventName",
+            "userIdentity.type",
+            "userIdentity.sessionContext.attributes.mfaAuthenticated",
+            "requestParameters",
+            "requestParameters.userName",
+            "n",
+            "f",
+            "ok",
+            "esc",
+            "items.k",
+            "items[1].k",
+            "userIdentity",
+            "missing",
+            "missing.deeper",
+            "eventName.deeper",
+            "additionalEventData.MFAUsed",
+        ] {
+            assert_eq!(
+                record.get_field(path).map(into_owned),
+                reference.get_field(path).map(into_owned),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn accessors_are_lenient() {
+        let record = Record::parse(RECORD.as_bytes()).expect("parse");
+        assert_eq!(record.str_at("userIdentity.type").as_deref(), Some("Root"));
+        assert_eq!(record.str_at("esc").as_deref(), Some("a\"b"));
+        assert_eq!(record.str_at("n"), None);
+        assert!(!record.has("requestParameters"));
+        assert!(record.has("userIdentity"));
+        assert_eq!(record.value()["n"], json!(42));
+    }
+
+    #[test]
+    fn rejects_non_objects() {
+        assert!(Record::parse(b"[1,2]").is_err());
+        assert!(Record::parse(b"{\"a\":").is_err());
+        assert!(Record::parse(b"{\"a\":\"\xff\"}").is_err());
+    }
+}

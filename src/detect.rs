@@ -1,0 +1,602 @@
+//! Sigma YAML (builtin + user directories) → a compiled rule set; a record → the rules it fires.
+//!
+//! Detection is stateless and runs on many threads at once against the shared [`RuleSet`].
+//! Correlation rules (e.g. `console-login-brute-force`) keep windows of state, so each pipeline
+//! owns one [`Correlator`] and feeds it only the records whose detections a correlation
+//! references: a handful out of millions.
+//!
+//! A rule that fails to parse or compile is reported with its file and reason, and the rest of
+//! the set still runs.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use include_dir::{Dir, include_dir};
+use rsigma_eval::event::Event;
+use rsigma_eval::result::EvaluationResult;
+use rsigma_eval::{CorrelationConfig, CorrelationEngine, CorrelationEventMode, Engine};
+use rsigma_parser::{
+    CorrelationRule, FilterRule, FilterRuleTarget, SigmaCollection, SigmaRule, parse_sigma_yaml,
+};
+use serde::{Deserialize, Serialize};
+
+/// The builtin detections, one Sigma file each, compiled into the binary.
+static BUILTIN: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/rules");
+
+/// Events kept per correlation window, so a correlation alert can list the records behind it.
+const CORRELATION_EVENTS_KEPT: usize = 50;
+
+/// Alert severity, ordered from least to most severe. Sigma's levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Informational,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Level {
+    /// The lower-case Sigma spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Informational => "informational",
+            Level::Low => "low",
+            Level::Medium => "medium",
+            Level::High => "high",
+            Level::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Level {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "informational" | "info" => Ok(Level::Informational),
+            "low" => Ok(Level::Low),
+            "medium" => Ok(Level::Medium),
+            "high" => Ok(Level::High),
+            "critical" => Ok(Level::Critical),
+            other => Err(format!(
+                "unknown level {other:?}; expected informational, low, medium, high or critical"
+            )),
+        }
+    }
+}
+
+impl From<rsigma_parser::Level> for Level {
+    fn from(level: rsigma_parser::Level) -> Self {
+        match level {
+            rsigma_parser::Level::Informational => Level::Informational,
+            rsigma_parser::Level::Low => Level::Low,
+            rsigma_parser::Level::Medium => Level::Medium,
+            rsigma_parser::Level::High => Level::High,
+            rsigma_parser::Level::Critical => Level::Critical,
+        }
+    }
+}
+
+/// What kind of Sigma document a loaded rule is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleKind {
+    Detection,
+    Correlation,
+    Filter,
+}
+
+/// Metadata of one loaded rule, for alerts and `trailwarden rules`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleInfo {
+    /// Stable identifier shown in alerts: the Sigma `name`, else its `id`, else its title.
+    pub name: String,
+    /// The Sigma `id`, when the rule has one.
+    pub id: Option<String>,
+    /// Human title.
+    pub title: String,
+    /// Severity; rules without a level count as medium.
+    pub level: Level,
+    /// Sigma tags (ATT&CK, CIS).
+    pub tags: Vec<String>,
+    /// Where the rule came from: `builtin:<file>` or a path.
+    pub origin: String,
+    /// Detection, correlation or filter.
+    pub kind: RuleKind,
+}
+
+/// A rule that could not be loaded, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadError {
+    /// The file the rule came from.
+    pub origin: String,
+    /// The rule's title, when the file parsed far enough to have one.
+    pub title: Option<String>,
+    /// What was wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.title {
+            Some(title) => write!(f, "{}: rule {title:?}: {}", self.origin, self.reason),
+            None => write!(f, "{}: {}", self.origin, self.reason),
+        }
+    }
+}
+
+/// Rule directories could not be read at all (as opposed to single bad rules).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read rule directory {path}: {source}")]
+pub struct RuleDirError {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+/// A correlation rule that fired.
+#[derive(Debug)]
+pub struct CorrelationHit {
+    /// Index into [`RuleSet::rules`].
+    pub rule: usize,
+    /// Aggregated value: for `event_count`, the number of events in the window.
+    pub count: u64,
+    /// The group-by fields and their values, e.g. the account and user name.
+    pub group: Vec<(String, String)>,
+    /// The records kept for the window (at most [`CORRELATION_EVENTS_KEPT`]), oldest first.
+    pub events: Vec<serde_json::Value>,
+}
+
+/// The compiled rule set, shared read-only by every worker.
+pub struct RuleSet {
+    detector: CorrelationEngine,
+    /// The successfully loaded documents, to build [`Correlator`]s from.
+    collection: SigmaCollection,
+    rules: Vec<RuleInfo>,
+    /// Sigma id (or title, for rules without an id) → index into `rules`.
+    by_key: HashMap<String, usize>,
+    /// Rules whose detections some correlation consumes.
+    feeds_correlation: HashSet<usize>,
+    errors: Vec<LoadError>,
+}
+
+/// One Sigma source file, read but not yet parsed.
+struct Source {
+    origin: String,
+    text: String,
+}
+
+impl RuleSet {
+    /// Loads the builtin rules and every `*.yml`/`*.yaml` file under each directory.
+    ///
+    /// Bad rules are collected in [`Self::errors`]; only an unreadable directory is an error.
+    pub fn load(dirs: &[PathBuf]) -> Result<Self, RuleDirError> {
+        let mut sources: Vec<Source> = Vec::new();
+        let mut builtin: Vec<_> = BUILTIN
+            .files()
+            .filter(|f| is_yaml(f.path()))
+            .collect();
+        builtin.sort_by_key(|f| f.path());
+        for file in builtin {
+            sources.push(Source {
+                origin: format!("builtin:rules/{}", file.path().display()),
+                text: String::from_utf8_lossy(file.contents()).into_owned(),
+            });
+        }
+        for dir in dirs {
+            sources.extend(read_dir_sources(dir)?);
+        }
+        Ok(Self::from_sources(sources))
+    }
+
+    /// Loads only the given YAML texts (no builtin rules). For tests and tools.
+    pub fn from_yaml<'a>(docs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self::from_sources(
+            docs.into_iter()
+                .map(|(origin, text)| Source {
+                    origin: origin.to_owned(),
+                    text: text.to_owned(),
+                })
+                .collect(),
+        )
+    }
+
+    fn from_sources(sources: Vec<Source>) -> Self {
+        let mut loader = Loader::default();
+        for source in sources {
+            loader.add_source(source);
+        }
+        loader.finish()
+    }
+
+    /// Every loaded rule.
+    pub fn rules(&self) -> &[RuleInfo] {
+        &self.rules
+    }
+
+    /// Rules that failed to load.
+    pub fn errors(&self) -> &[LoadError] {
+        &self.errors
+    }
+
+    /// Evaluates the stateless detections against one record.
+    pub fn evaluate(&self, event: &impl Event) -> Vec<EvaluationResult> {
+        self.detector.evaluate(event)
+    }
+
+    /// The loaded rule a detection or correlation result belongs to.
+    pub fn rule_of(&self, result: &EvaluationResult) -> Option<usize> {
+        let header = &result.header;
+        header
+            .rule_id
+            .as_ref()
+            .and_then(|id| self.by_key.get(id))
+            .or_else(|| self.by_key.get(&header.rule_title))
+            .copied()
+    }
+
+    /// Whether any correlation consumes this detection (so the record must reach a correlator).
+    pub fn feeds_correlation(&self, result: &EvaluationResult) -> bool {
+        !self.feeds_correlation.is_empty()
+            && self
+                .rule_of(result)
+                .is_some_and(|i| self.feeds_correlation.contains(&i))
+    }
+
+    /// A fresh correlation state machine for this rule set, or `None` if there are no
+    /// correlation rules.
+    pub fn correlator(&self) -> Option<Correlator> {
+        if self.collection.correlations.is_empty() {
+            return None;
+        }
+        let mut engine = new_engine();
+        // The same collection already loaded once into `detector`, so it cannot fail here.
+        engine.add_collection(&self.collection).ok()?;
+        Some(Correlator { engine })
+    }
+}
+
+/// Correlation state for one stream of records.
+pub struct Correlator {
+    engine: CorrelationEngine,
+}
+
+impl Correlator {
+    /// Feeds one record's detections (at `timestamp`, epoch seconds) and returns the
+    /// correlations that fired.
+    pub fn process(
+        &mut self,
+        rules: &RuleSet,
+        event: &impl Event,
+        detections: Vec<EvaluationResult>,
+        timestamp: i64,
+    ) -> Vec<CorrelationHit> {
+        self.engine
+            .process_with_detections(event, detections, timestamp)
+            .into_iter()
+            .filter_map(|result| {
+                let body = result.as_correlation()?;
+                Some(CorrelationHit {
+                    rule: rules.rule_of(&result)?,
+                    count: body.aggregated_value.max(0.0) as u64,
+                    group: body.group_key.clone(),
+                    events: body.events.clone().unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+}
+
+fn new_engine() -> CorrelationEngine {
+    let mut engine = CorrelationEngine::new(CorrelationConfig {
+        timestamp_fields: vec!["eventTime".to_owned()],
+        ..CorrelationConfig::default()
+    });
+    // Keep the events of each window so correlation alerts can name the records behind them.
+    engine.set_correlation_event_mode(CorrelationEventMode::Full);
+    engine.set_max_correlation_events(CORRELATION_EVENTS_KEPT);
+    engine
+}
+
+fn is_yaml(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yml" | "yaml")
+    )
+}
+
+fn read_dir_sources(dir: &Path) -> Result<Vec<Source>, RuleDirError> {
+    let err = |source| RuleDirError {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.map_err(|e| err(e.into()))?;
+        if !entry.file_type().is_file() || !is_yaml(entry.path()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).map_err(|source| RuleDirError {
+            path: entry.path().to_owned(),
+            source,
+        })?;
+        out.push(Source {
+            origin: entry.path().display().to_string(),
+            text,
+        });
+    }
+    Ok(out)
+}
+
+/// Accumulates documents from many files, rejecting bad ones individually.
+#[derive(Default)]
+struct Loader {
+    rules: Vec<(SigmaRule, String)>,
+    correlations: Vec<(CorrelationRule, String)>,
+    filters: Vec<(FilterRule, String)>,
+    errors: Vec<LoadError>,
+}
+
+impl Loader {
+    fn error(&mut self, origin: &str, title: Option<&str>, reason: impl Into<String>) {
+        self.errors.push(LoadError {
+            origin: origin.to_owned(),
+            title: title.map(str::to_owned),
+            reason: reason.into(),
+        });
+    }
+
+    fn add_source(&mut self, source: Source) {
+        let collection = match parse_sigma_yaml(&source.text) {
+            Ok(c) => c,
+            Err(e) => return self.error(&source.origin, None, e.to_string()),
+        };
+        for e in &collection.errors {
+            self.error(&source.origin, None, e.clone());
+        }
+        for rule in collection.rules {
+            if let Some(reason) = logsource_mismatch(&rule.logsource) {
+                self.error(&source.origin, Some(&rule.title), reason);
+            } else if let Err(e) = rsigma_eval::compile_rule(&rule) {
+                self.error(&source.origin, Some(&rule.title), e.to_string());
+            } else {
+                self.rules.push((rule, source.origin.clone()));
+            }
+        }
+        for corr in collection.correlations {
+            self.correlations.push((corr, source.origin.clone()));
+        }
+        for filter in collection.filters {
+            self.filters.push((filter, source.origin.clone()));
+        }
+    }
+
+    fn finish(mut self) -> RuleSet {
+        let mut infos = Vec::new();
+        let mut by_key = HashMap::new();
+        // Sigma `name` → `id`, so filters and correlations may refer to rules by name.
+        let mut name_to_id: HashMap<String, String> = HashMap::new();
+        let mut seen_names = HashSet::new();
+
+        let rules = std::mem::take(&mut self.rules);
+        let mut kept_rules = Vec::new();
+        for (rule, origin) in rules {
+            let name = stable_name(rule.name.as_deref(), rule.id.as_deref(), &rule.title);
+            let key = rule.id.clone().unwrap_or_else(|| rule.title.clone());
+            if !seen_names.insert(name.clone()) || by_key.contains_key(&key) {
+                self.error(
+                    &origin,
+                    Some(&rule.title),
+                    format!("duplicate rule name or id {name:?}; the first one loaded is kept"),
+                );
+                continue;
+            }
+            if let (Some(n), Some(id)) = (&rule.name, &rule.id) {
+                name_to_id.insert(n.clone(), id.clone());
+            }
+            by_key.insert(key, infos.len());
+            infos.push(RuleInfo {
+                name,
+                id: rule.id.clone(),
+                title: rule.title.clone(),
+                level: rule.level.map(Level::from).unwrap_or(Level::Medium),
+                tags: rule.tags.clone(),
+                origin,
+                kind: RuleKind::Detection,
+            });
+            kept_rules.push(rule);
+        }
+
+        // Filters are checked one by one against a scratch engine so one bad filter does not
+        // take the others down.
+        let mut scratch = Engine::new();
+        for rule in &kept_rules {
+            // Compiled once already in `add_source`.
+            let _ = scratch.add_rule(rule);
+        }
+        let mut kept_filters = Vec::new();
+        for (mut filter, origin) in std::mem::take(&mut self.filters) {
+            if let FilterRuleTarget::Specific(refs) = &mut filter.rules {
+                for r in refs.iter_mut() {
+                    if let Some(id) = name_to_id.get(r.as_str()) {
+                        *r = id.clone();
+                    }
+                }
+            }
+            match scratch.apply_filter(&filter) {
+                Ok(()) => {
+                    infos.push(RuleInfo {
+                        name: stable_name(filter.name.as_deref(), filter.id.as_deref(), &filter.title),
+                        id: filter.id.clone(),
+                        title: filter.title.clone(),
+                        level: filter.level.map(Level::from).unwrap_or(Level::Informational),
+                        tags: filter.tags.clone(),
+                        origin,
+                        kind: RuleKind::Filter,
+                    });
+                    kept_filters.push(filter);
+                }
+                Err(e) => self.error(&origin, Some(&filter.title), e.to_string()),
+            }
+        }
+
+        // Correlations likewise, each against a scratch engine holding every detection rule.
+        let mut kept_correlations = Vec::new();
+        let mut feeds = HashSet::new();
+        for (corr, origin) in std::mem::take(&mut self.correlations) {
+            let mut check = new_engine();
+            let mut trial = SigmaCollection::new();
+            trial.rules = kept_rules.clone();
+            trial.correlations = vec![corr.clone()];
+            if let Err(e) = check.add_collection(&trial) {
+                self.error(&origin, Some(&corr.title), e.to_string());
+                continue;
+            }
+            let name = stable_name(corr.name.as_deref(), corr.id.as_deref(), &corr.title);
+            let key = corr.id.clone().unwrap_or_else(|| corr.title.clone());
+            if !seen_names.insert(name.clone()) || by_key.contains_key(&key) {
+                self.error(
+                    &origin,
+                    Some(&corr.title),
+                    format!("duplicate rule name or id {name:?}; the first one loaded is kept"),
+                );
+                continue;
+            }
+            for r in &corr.rules {
+                let target = name_to_id.get(r).unwrap_or(r);
+                if let Some(&i) = by_key.get(target) {
+                    feeds.insert(i);
+                }
+            }
+            by_key.insert(key, infos.len());
+            infos.push(RuleInfo {
+                name,
+                id: corr.id.clone(),
+                title: corr.title.clone(),
+                level: corr.level.map(Level::from).unwrap_or(Level::Medium),
+                tags: corr.tags.clone(),
+                origin,
+                kind: RuleKind::Correlation,
+            });
+            kept_correlations.push(corr);
+        }
+
+        let mut collection = SigmaCollection::new();
+        collection.rules = kept_rules;
+        collection.filters = kept_filters;
+        collection.correlations = kept_correlations;
+        let mut detector = new_engine();
+        if let Err(e) = detector.add_collection(&collection) {
+            // Every part was checked above; report rather than panic if the whole disagrees.
+            self.error("rule set", None, e.to_string());
+            detector = new_engine();
+        }
+
+        RuleSet {
+            detector,
+            collection,
+            rules: infos,
+            by_key,
+            feeds_correlation: feeds,
+            errors: self.errors,
+        }
+    }
+}
+
+/// The identifier alerts carry: Sigma `name`, else `id`, else the title.
+fn stable_name(name: Option<&str>, id: Option<&str>, title: &str) -> String {
+    name.or(id).unwrap_or(title).to_owned()
+}
+
+/// Rules written for other log sources would run against CloudTrail records and misfire.
+fn logsource_mismatch(ls: &rsigma_parser::LogSource) -> Option<String> {
+    let wrong = |field: &Option<String>, want: &str| {
+        field.as_deref().is_some_and(|v| !v.eq_ignore_ascii_case(want))
+    };
+    if wrong(&ls.product, "aws") || wrong(&ls.service, "cloudtrail") {
+        return Some(format!(
+            "logsource product={} service={} is not aws/cloudtrail",
+            ls.product.as_deref().unwrap_or("-"),
+            ls.service.as_deref().unwrap_or("-")
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsigma_eval::event::JsonEvent;
+    use serde_json::json;
+
+    const RULE: &str = r#"
+title: Root did something
+id: 5b9d2a8e-0d0e-4a4e-9d47-000000000001
+name: root-did-something
+logsource: {product: aws, service: cloudtrail}
+detection:
+  selection:
+    userIdentity.type: Root
+  condition: selection
+level: high
+"#;
+
+    #[test]
+    fn loads_and_names_rules() {
+        let set = RuleSet::from_yaml([("a.yml", RULE)]);
+        assert!(set.errors().is_empty(), "{:?}", set.errors());
+        assert_eq!(set.rules()[0].name, "root-did-something");
+        let v = json!({"userIdentity": {"type": "root"}});
+        let hits = set.evaluate(&JsonEvent::borrow(&v));
+        assert_eq!(hits.len(), 1);
+        assert_eq!(set.rule_of(&hits[0]), Some(0));
+    }
+
+    #[test]
+    fn bad_rules_are_reported_and_the_rest_load() {
+        let broken = "title: broken\ndetection: [not, a, map]\n";
+        let windows = RULE
+            .replace("product: aws, service: cloudtrail", "product: windows")
+            .replace("root-did-something", "win")
+            .replace("000000000001", "000000000002");
+        let set = RuleSet::from_yaml([("bad.yml", broken), ("ok.yml", RULE), ("win.yml", &windows)]);
+        assert_eq!(set.rules().len(), 1);
+        let origins: Vec<_> = set.errors().iter().map(|e| e.origin.as_str()).collect();
+        assert_eq!(origins, vec!["bad.yml", "win.yml"], "{:?}", set.errors());
+    }
+
+    #[test]
+    fn filters_refer_to_rules_by_name() {
+        let filter = r#"
+title: Ignore break-glass automation
+filter:
+  rules: [root-did-something]
+  selection:
+    sourceIPAddress: 203.0.113.10
+  condition: not selection
+"#;
+        let set = RuleSet::from_yaml([("a.yml", RULE), ("f.yml", filter)]);
+        assert!(set.errors().is_empty(), "{:?}", set.errors());
+        let quiet = json!({"userIdentity": {"type": "Root"}, "sourceIPAddress": "203.0.113.10"});
+        let loud = json!({"userIdentity": {"type": "Root"}, "sourceIPAddress": "198.51.100.7"});
+        assert!(set.evaluate(&JsonEvent::borrow(&quiet)).is_empty());
+        assert_eq!(set.evaluate(&JsonEvent::borrow(&loud)).len(), 1);
+    }
+
+    #[test]
+    fn level_order_and_parse() {
+        assert!(Level::Critical > Level::High);
+        assert_eq!("HIGH".parse::<Level>(), Ok(Level::High));
+        assert!("severe".parse::<Level>().is_err());
+    }
+}
