@@ -1,0 +1,353 @@
+//! Daemon settings: a TOML file and/or `TRAILWARDEN_*` environment variables → validated
+//! [`Settings`].
+//!
+//! Strict by design: an unknown key or a value out of range stops start-up with a message that
+//! names the key, because a typo in a monitor's config silently turns monitoring off. ECS task
+//! definitions pass environment variables, so every key can also be set as
+//! `TRAILWARDEN_<KEY>` (upper case); lists are comma-separated there. The environment wins.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::detect::Level;
+
+/// Prefix of the environment variables that override settings.
+pub const ENV_PREFIX: &str = "TRAILWARDEN_";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line, for CloudWatch Logs and log pipelines.
+    Json,
+    /// Human-readable lines, for a terminal.
+    Text,
+}
+
+/// Every daemon setting. See `config/trailwarden.toml` for the documented example.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// URL of the SQS queue that receives the bucket's notifications.
+    pub queue_url: String,
+    /// Long-poll wait per ReceiveMessage, in seconds (0–20). Longer means fewer empty receives.
+    #[serde(default = "defaults::wait_time_secs")]
+    pub wait_time_secs: u64,
+    /// Messages per ReceiveMessage (1–10).
+    #[serde(default = "defaults::max_messages")]
+    pub max_messages: u32,
+    /// Objects processed at once. More helps when objects are large or S3 is slow.
+    #[serde(default = "defaults::workers")]
+    pub workers: usize,
+    /// Visibility timeout given to received messages, in seconds. The daemon extends it every
+    /// third of this while a message is in work, so it bounds how soon a crashed task's
+    /// messages are retried, not how long an object may take.
+    #[serde(default = "defaults::visibility_timeout_secs")]
+    pub visibility_timeout_secs: u64,
+    /// Buckets whose objects may be read. A notification for any other bucket is refused.
+    pub allowed_buckets: Vec<String>,
+    /// SNS topic alerts are published to.
+    pub topic_arn: String,
+    /// Alerts below this level are logged but not published.
+    #[serde(default = "defaults::min_level")]
+    pub min_level: Level,
+    /// Extra directories of Sigma rules and filters, loaded after the builtin rules.
+    #[serde(default)]
+    pub rule_dirs: Vec<PathBuf>,
+    /// Log line format.
+    #[serde(default = "defaults::log_format")]
+    pub log_format: LogFormat,
+    /// Address of the /healthz and /metrics listener.
+    #[serde(default = "defaults::health_listen")]
+    pub health_listen: SocketAddr,
+    /// Seconds to finish in-flight messages after SIGTERM. Keep it under ECS's stop timeout
+    /// (30 s by default) so the task exits before it is killed.
+    #[serde(default = "defaults::shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+    /// Endpoint for every AWS client (an emulator, or a VPC endpoint URL). Unset in production.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// AWS region; unset means aws-config's default chain (the task's region on ECS).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Cap on decompressed bytes per log object (gzip bomb guard).
+    #[serde(default = "defaults::max_decompressed_bytes")]
+    pub max_decompressed_bytes: u64,
+    /// How many (rule, event) pairs are remembered to avoid paging twice on redelivery.
+    #[serde(default = "defaults::dedup_capacity")]
+    pub dedup_capacity: usize,
+}
+
+mod defaults {
+    use super::*;
+
+    pub fn wait_time_secs() -> u64 {
+        20
+    }
+    pub fn max_messages() -> u32 {
+        10
+    }
+    pub fn workers() -> usize {
+        4
+    }
+    pub fn visibility_timeout_secs() -> u64 {
+        300
+    }
+    pub fn min_level() -> Level {
+        Level::Low
+    }
+    pub fn log_format() -> LogFormat {
+        LogFormat::Json
+    }
+    pub fn health_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9090))
+    }
+    pub fn shutdown_grace_secs() -> u64 {
+        25
+    }
+    pub fn max_decompressed_bytes() -> u64 {
+        crate::engine::DEFAULT_MAX_DECOMPRESSED_BYTES
+    }
+    pub fn dedup_capacity() -> usize {
+        100_000
+    }
+}
+
+/// The type of each key, used to turn environment strings into TOML values.
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    List,
+}
+
+const KEYS: &[(&str, Kind)] = &[
+    ("queue_url", Kind::Str),
+    ("wait_time_secs", Kind::Int),
+    ("max_messages", Kind::Int),
+    ("workers", Kind::Int),
+    ("visibility_timeout_secs", Kind::Int),
+    ("allowed_buckets", Kind::List),
+    ("topic_arn", Kind::Str),
+    ("min_level", Kind::Str),
+    ("rule_dirs", Kind::List),
+    ("log_format", Kind::Str),
+    ("health_listen", Kind::Str),
+    ("shutdown_grace_secs", Kind::Int),
+    ("endpoint_url", Kind::Str),
+    ("region", Kind::Str),
+    ("max_decompressed_bytes", Kind::Int),
+    ("dedup_capacity", Kind::Int),
+];
+
+/// A setting that stops start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+    #[error("setting {key}: {message}")]
+    Value { key: &'static str, message: String },
+}
+
+/// Where environment variables come from: the process, or a map in tests.
+pub trait Env {
+    /// Every `(name, value)` pair.
+    fn vars(&self) -> Vec<(String, String)>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn vars(&self) -> Vec<(String, String)> {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect()
+    }
+}
+
+impl Env for [(&str, &str)] {
+    fn vars(&self) -> Vec<(String, String)> {
+        self.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+}
+
+impl Settings {
+    /// Reads the optional file, applies `TRAILWARDEN_*` overrides, and validates.
+    pub fn load(file: Option<&Path>, env: &(impl Env + ?Sized)) -> Result<Settings, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::File {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        if let Some(path) = file {
+            for key in table.keys() {
+                if !KEYS.iter().any(|(k, _)| k == key) {
+                    return Err(ConfigError::File {
+                        path: path.to_owned(),
+                        message: format!("unknown key `{key}`"),
+                    });
+                }
+            }
+        }
+        let mut vars = env.vars();
+        vars.sort();
+        for (var, raw) in vars {
+            let Some(name) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = name.to_ascii_lowercase();
+            let Some((key, kind)) = KEYS.iter().find(|(k, _)| *k == key) else {
+                return Err(ConfigError::Env {
+                    var,
+                    message: "not a trailwarden setting".to_owned(),
+                });
+            };
+            let value = match kind {
+                Kind::Str => toml::Value::String(raw),
+                Kind::Int => toml::Value::Integer(raw.trim().parse().map_err(|_| {
+                    ConfigError::Env {
+                        var: var.clone(),
+                        message: format!("expected a whole number, got {raw:?}"),
+                    }
+                })?),
+                Kind::List => toml::Value::Array(
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_owned()))
+                        .collect(),
+                ),
+            };
+            table.insert((*key).to_owned(), value);
+        }
+        let settings: Settings = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: &str| {
+            Err(ConfigError::Value {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if self.queue_url.trim().is_empty() {
+            return bad("queue_url", "must not be empty");
+        }
+        if self.topic_arn.trim().is_empty() {
+            return bad("topic_arn", "must not be empty");
+        }
+        if self.allowed_buckets.is_empty() {
+            return bad("allowed_buckets", "name at least one bucket");
+        }
+        // https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ReceiveMessage.html
+        if self.wait_time_secs > 20 {
+            return bad("wait_time_secs", "must be 0-20 (SQS long-poll limit)");
+        }
+        if !(1..=10).contains(&self.max_messages) {
+            return bad("max_messages", "must be 1-10 (SQS ReceiveMessage limit)");
+        }
+        if self.workers == 0 || self.workers > 256 {
+            return bad("workers", "must be 1-256");
+        }
+        if !(3..=43_200).contains(&self.visibility_timeout_secs) {
+            return bad(
+                "visibility_timeout_secs",
+                "must be 3-43200 (SQS allows up to 12 h; the heartbeat needs at least 3 s)",
+            );
+        }
+        if self.shutdown_grace_secs > 3600 {
+            return bad("shutdown_grace_secs", "must be at most 3600");
+        }
+        if self.max_decompressed_bytes == 0 {
+            return bad("max_decompressed_bytes", "must be positive");
+        }
+        if self.dedup_capacity == 0 {
+            return bad("dedup_capacity", "must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQUIRED: &[(&str, &str)] = &[
+        ("TRAILWARDEN_QUEUE_URL", "http://127.0.0.1:1/q"),
+        ("TRAILWARDEN_TOPIC_ARN", "arn:aws:sns:us-east-1:111122223333:alerts"),
+        ("TRAILWARDEN_ALLOWED_BUCKETS", "trail-a, trail-b"),
+        ("HOME", "/ignored"),
+    ];
+
+    #[test]
+    fn env_only_with_defaults() {
+        let s = Settings::load(None, REQUIRED).expect("valid");
+        assert_eq!(s.allowed_buckets, vec!["trail-a", "trail-b"]);
+        assert_eq!(s.wait_time_secs, 20);
+        assert_eq!(s.max_messages, 10);
+        assert_eq!(s.min_level, Level::Low);
+        assert_eq!(s.shutdown_grace_secs, 25);
+    }
+
+    #[test]
+    fn env_overrides_file_and_file_is_strict() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "queue_url = \"q\"\ntopic_arn = \"t\"\nallowed_buckets = [\"b\"]\nworkers = 2\n")
+            .expect("write");
+        let s = Settings::load(Some(&path), &[("TRAILWARDEN_WORKERS", "8")][..]).expect("valid");
+        assert_eq!(s.workers, 8);
+
+        std::fs::write(&path, "queue_url = \"q\"\nqueue_ulr = \"typo\"\n").expect("write");
+        let e = Settings::load(Some(&path), &[][..]).expect_err("unknown key");
+        assert!(e.to_string().contains("queue_ulr"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let mut env = REQUIRED.to_vec();
+        env.push(("TRAILWARDEN_MAX_MESSAGES", "11"));
+        let e = Settings::load(None, &env[..]).expect_err("out of range");
+        assert!(e.to_string().contains("max_messages"), "{e}");
+
+        let mut env = REQUIRED.to_vec();
+        env.push(("TRAILWARDEN_WAIT_TIME", "5"));
+        let e = Settings::load(None, &env[..]).expect_err("unknown var");
+        assert!(e.to_string().contains("TRAILWARDEN_WAIT_TIME"), "{e}");
+
+        let mut env = REQUIRED.to_vec();
+        env.push(("TRAILWARDEN_MIN_LEVEL", "severe"));
+        let e = Settings::load(None, &env[..]).expect_err("bad level");
+        assert!(e.to_string().contains("severe"), "{e}");
+
+        let e = Settings::load(None, &REQUIRED[1..]).expect_err("missing queue");
+        assert!(e.to_string().contains("queue_url"), "{e}");
+    }
+}

@@ -1,0 +1,274 @@
+//! `trailwarden scan`: files, directories, stdin and S3 prefixes → alerts on stdout, a summary
+//! on stderr.
+//!
+//! Files are read in parallel, one worker thread per core, each running the whole engine on
+//! one file at a time. Correlation needs one ordered stream, so the few records that feed a
+//! correlation are gathered from all files and replayed in eventTime order at the end: the
+//! result does not depend on which thread finished first.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::alert::Alert;
+use crate::detect::{Level, RuleSet};
+use crate::engine::{self, CorrelationInput, Outcome};
+use crate::object::{self, LogSource, ObjectError};
+
+/// How alerts are written to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One JSON object per line.
+    Json,
+    /// One readable line per alert.
+    Text,
+}
+
+/// Options of one scan.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub format: Format,
+    /// Alerts below this level are counted but not printed.
+    pub min_level: Level,
+    /// Cap on decompressed bytes per file.
+    pub max_decompressed: u64,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+/// Totals of a scan, printed to stderr.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub files_read: u64,
+    pub files_skipped: u64,
+    pub files_failed: u64,
+    pub records: u64,
+    pub bytes: u64,
+    /// Alerts printed, by (level, rule).
+    pub alerts: BTreeMap<(Level, String), u64>,
+    pub skipped_reasons: BTreeMap<String, u64>,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Writes the human summary.
+    pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let mb = self.bytes as f64 / 1e6;
+        writeln!(
+            out,
+            "scanned {} files ({} skipped, {} failed): {} records, {:.1} MB in {:.2} s ({:.1} MB/s, {:.0} records/s)",
+            self.files_read + self.files_failed,
+            self.files_skipped,
+            self.files_failed,
+            self.records,
+            mb,
+            secs,
+            mb / secs,
+            self.records as f64 / secs
+        )?;
+        for (reason, n) in &self.skipped_reasons {
+            writeln!(out, "  skipped {n}: {reason}")?;
+        }
+        let total: u64 = self.alerts.values().sum();
+        writeln!(out, "alerts: {total}")?;
+        for ((level, rule), n) in self.alerts.iter().rev() {
+            writeln!(out, "  {:<8} {:<36} {n}", level.as_str(), rule)?;
+        }
+        Ok(())
+    }
+}
+
+/// Usage-level failures that stop a scan before it starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    Source(#[from] ObjectError),
+    #[error("no log files found under {0}")]
+    Empty(String),
+}
+
+/// Where alerts go: stdout, written whole lines at a time under a lock.
+struct Output {
+    format: Format,
+    min_level: Level,
+    out: Mutex<io::Stdout>,
+}
+
+impl Output {
+    fn render(&self, alert: &Alert, buf: &mut Vec<u8>) {
+        if alert.level < self.min_level {
+            return;
+        }
+        match self.format {
+            Format::Json => {
+                // Serializing our own struct cannot fail.
+                let _ = serde_json::to_writer(&mut *buf, alert);
+                buf.push(b'\n');
+            }
+            Format::Text => {
+                buf.extend_from_slice(alert.text_line().as_bytes());
+                buf.push(b'\n');
+            }
+        }
+    }
+
+    fn flush(&self, buf: &mut Vec<u8>) {
+        if buf.is_empty() {
+            return;
+        }
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        // A closed stdout (e.g. piped into `head`) is not worth failing the scan over.
+        let _ = out.write_all(buf);
+        let _ = out.flush();
+        buf.clear();
+    }
+}
+
+/// Runs a scan over `paths` and prints alerts; returns the summary.
+pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summary, ScanError> {
+    let started = Instant::now();
+    let mut runtime = None;
+    let mut s3 = None;
+    let mut sources = Vec::new();
+    for path in paths {
+        if let Some((bucket, prefix)) = object::parse_s3_url(path) {
+            let rt = runtime.get_or_insert_with(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime can be built at startup")
+            });
+            let client = s3.get_or_insert_with(|| {
+                rt.block_on(async { crate::aws::s3_client(&crate::aws::sdk_config(None, None).await) })
+            });
+            let keys = rt.block_on(object::list_objects(client, &bucket, &prefix))?;
+            if keys.is_empty() {
+                return Err(ScanError::Empty(path.clone()));
+            }
+            sources.extend(keys.into_iter().map(|key| LogSource::S3 {
+                bucket: bucket.clone(),
+                key,
+            }));
+        } else {
+            let found = object::expand_local(path)?;
+            if found.is_empty() {
+                return Err(ScanError::Empty(path.clone()));
+            }
+            sources.extend(found);
+        }
+    }
+
+    let output = Output {
+        format: options.format,
+        min_level: options.min_level,
+        out: Mutex::new(io::stdout()),
+    };
+    let summary = Mutex::new(Summary::default());
+    let correlation_inputs: Mutex<Vec<CorrelationInput>> = Mutex::new(Vec::new());
+    let next = AtomicUsize::new(0);
+    let handle = runtime.as_ref().map(|rt| rt.handle().clone());
+    let threads = options.threads.clamp(1, sources.len().max(1));
+
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let mut buf = Vec::with_capacity(64 * 1024);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(source) = sources.get(i) else { break };
+                    let name = source.to_string();
+                    let opened: Result<Box<dyn Read + Send>, ObjectError> = match source {
+                        LogSource::S3 { bucket, key } => {
+                            let (Some(handle), Some(client)) = (&handle, &s3) else {
+                                break;
+                            };
+                            handle
+                                .block_on(object::get_object(client, bucket, key))
+                                .map(|body| {
+                                    Box::new(object::blocking_body(body, handle.clone()))
+                                        as Box<dyn Read + Send>
+                                })
+                        }
+                        local => object::open_local(local),
+                    };
+                    let input = match opened {
+                        Ok(input) => input,
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            lock(&summary).files_failed += 1;
+                            continue;
+                        }
+                    };
+                    let mut counts: BTreeMap<(Level, String), u64> = BTreeMap::new();
+                    let report = engine::read_log(
+                        rules,
+                        &name,
+                        input,
+                        options.max_decompressed,
+                        &mut |alert| {
+                            if alert.level >= options.min_level {
+                                *counts.entry((alert.level, alert.rule.clone())).or_default() += 1;
+                            }
+                            output.render(&alert, &mut buf);
+                            if buf.len() > 64 * 1024 {
+                                output.flush(&mut buf);
+                            }
+                        },
+                    );
+                    output.flush(&mut buf);
+                    let mut s = lock(&summary);
+                    s.records += report.records;
+                    s.bytes += report.bytes;
+                    for (k, n) in counts {
+                        *s.alerts.entry(k).or_default() += n;
+                    }
+                    match report.outcome {
+                        Outcome::Complete => s.files_read += 1,
+                        Outcome::Skipped(reason) => {
+                            s.files_skipped += 1;
+                            *s.skipped_reasons.entry(reason.to_owned()).or_default() += 1;
+                        }
+                        Outcome::Failed(e) => {
+                            s.files_failed += 1;
+                            eprintln!("error: {name}: {e}");
+                        }
+                    }
+                    drop(s);
+                    if !report.correlation_inputs.is_empty() {
+                        lock(&correlation_inputs).extend(report.correlation_inputs);
+                    }
+                }
+            });
+        }
+    });
+
+    let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut inputs = correlation_inputs
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(mut correlator) = rules.correlator() {
+        inputs.sort_by(|a, b| (a.timestamp, &a.source).cmp(&(b.timestamp, &b.source)));
+        let mut buf = Vec::new();
+        engine::correlate(rules, &mut correlator, inputs, &mut |alert| {
+            if alert.level >= options.min_level {
+                *summary
+                    .alerts
+                    .entry((alert.level, alert.rule.clone()))
+                    .or_default() += 1;
+            }
+            output.render(&alert, &mut buf);
+        });
+        output.flush(&mut buf);
+    }
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicked worker must not hide the others' results.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
