@@ -20,6 +20,8 @@ pub const ENV_PREFIX: &str = "TRAILWARDEN_";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Text when stderr is a terminal, JSON otherwise.
+    Auto,
     /// One JSON object per line, for CloudWatch Logs and log pipelines.
     Json,
     /// Human-readable lines, for a terminal.
@@ -99,7 +101,7 @@ mod defaults {
         Level::Low
     }
     pub fn log_format() -> LogFormat {
-        LogFormat::Json
+        LogFormat::Auto
     }
     pub fn health_listen() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 9090))

@@ -26,3 +26,5 @@ pub mod config;
 pub mod notification;
 pub mod publish;
 pub mod telemetry;
+pub mod daemon;
+pub mod queue;

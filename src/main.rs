@@ -6,7 +6,14 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use trailwarden::detect::{Level, RuleSet};
 use trailwarden::engine::DEFAULT_MAX_DECOMPRESSED_BYTES;
-use trailwarden::scan;
+use std::sync::Arc;
+use std::time::Duration;
+
+use trailwarden::config::{ProcessEnv, Settings};
+use trailwarden::publish::Topic;
+use trailwarden::queue::Queue;
+use trailwarden::telemetry::{self, Metrics};
+use trailwarden::{aws, daemon, scan};
 
 /// Exit code for usage, rule and configuration errors.
 const EXIT_USAGE: u8 = 2;
@@ -24,6 +31,24 @@ enum Command {
     Scan(ScanArgs),
     /// List the loaded rules (name, level, title, origin) and any that failed to load.
     Rules(RulesArgs),
+    /// Run the daemon: SQS notifications in, SNS alerts out.
+    Run(RunArgs),
+    /// Exit 0 if the running daemon's /healthz answers OK, 1 otherwise (for container health checks).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// TOML settings file; TRAILWARDEN_* environment variables override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct HealthcheckArgs {
+    /// Address of the daemon's health listener.
+    #[arg(long, env = "TRAILWARDEN_HEALTH_LISTEN", default_value = "127.0.0.1:9090")]
+    addr: std::net::SocketAddr,
 }
 
 #[derive(Args)]
@@ -65,7 +90,88 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Scan(args) => run_scan(args),
         Command::Rules(args) => run_rules(args),
+        Command::Run(args) => run_daemon(args),
+        Command::Healthcheck(args) => match telemetry::probe(args.addr) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
     }
+}
+
+fn run_daemon(args: RunArgs) -> ExitCode {
+    let settings = match Settings::load(args.config.as_deref(), &ProcessEnv) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    telemetry::init_logging(settings.log_format);
+    let rules = match RuleSet::load(&settings.rule_dirs) {
+        Ok(rules) => rules,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load rules");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    for e in rules.errors() {
+        // The other rules still run; an operator must fix this one.
+        tracing::error!(origin = %e.origin, title = e.title.as_deref().unwrap_or(""), reason = %e.reason, "rule failed to load");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let metrics = Metrics::new();
+        let listener = match tokio::net::TcpListener::bind(settings.health_listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(addr = %settings.health_listen, error = %e, "cannot listen for health checks");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
+        // Healthy while polls keep succeeding: allow one long poll plus a margin.
+        let max_silence = Duration::from_secs(settings.wait_time_secs + 60);
+        tokio::spawn(telemetry::serve(listener, metrics.clone(), max_silence));
+        let sdk = aws::sdk_config(settings.region.as_deref(), settings.endpoint_url.as_deref()).await;
+        let clients = daemon::Clients {
+            s3: aws::s3_client(&sdk),
+            queue: Queue::new(aws_sdk_sqs::Client::new(&sdk), settings.queue_url.clone(), metrics.clone()),
+            topic: Topic::new(aws_sdk_sns::Client::new(&sdk), settings.topic_arn.clone()),
+        };
+        daemon::run(settings, Arc::new(rules), clients, metrics, shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Resolves on SIGTERM (ECS stopping the task) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown signal received");
 }
 
 /// Loads the rule set and prints load errors; `None` when a directory cannot be read.
