@@ -64,9 +64,14 @@ enum MessageError {
 }
 
 /// Remembers recently published (rule, event) pairs; the oldest are forgotten first.
+///
+/// Pairs being published right now are held in `pending`, so two copies of one notification
+/// handled at the same time cannot both page. If that publish fails, the pair is released and
+/// the failed message's redelivery publishes it.
 struct Dedup {
     seen: HashSet<(String, String)>,
     order: VecDeque<(String, String)>,
+    pending: HashSet<(String, String)>,
     capacity: usize,
 }
 
@@ -75,15 +80,24 @@ impl Dedup {
         Dedup {
             seen: HashSet::new(),
             order: VecDeque::new(),
+            pending: HashSet::new(),
             capacity,
         }
     }
 
-    fn contains(&self, key: &(String, String)) -> bool {
-        self.seen.contains(key)
+    /// Claims a pair for publishing; false if it is published or being published.
+    fn claim(&mut self, key: (String, String)) -> bool {
+        !self.seen.contains(&key) && self.pending.insert(key)
     }
 
+    /// Releases a claimed pair after its publish failed.
+    fn release(&mut self, key: &(String, String)) {
+        self.pending.remove(key);
+    }
+
+    /// Records a pair as published.
     fn insert(&mut self, key: (String, String)) {
+        self.pending.remove(&key);
         if self.seen.insert(key.clone()) {
             self.order.push_back(key);
             while self.order.len() > self.capacity {
@@ -384,7 +398,7 @@ impl Daemon {
     async fn publish(&self, alerts: Vec<Alert>) -> Result<(), MessageError> {
         let mut to_publish = Vec::new();
         {
-            let dedup = self.dedup.lock().unwrap_or_else(|p| p.into_inner());
+            let mut dedup = self.dedup.lock().unwrap_or_else(|p| p.into_inner());
             for alert in alerts {
                 self.metrics
                     .alerts
@@ -394,15 +408,28 @@ impl Daemon {
                 if alert.level < self.settings.min_level {
                     continue;
                 }
-                if dedup.contains(&dedup_key(&alert)) {
+                if !dedup.claim(dedup_key(&alert)) {
                     self.metrics.alerts_suppressed.inc();
                     continue;
                 }
                 to_publish.push(alert);
             }
         }
-        for group in publish::group(to_publish) {
-            let rendered = publish::render(&group);
+        let groups = publish::group(to_publish);
+        let result = self.publish_groups(&groups).await;
+        if result.is_err() {
+            let mut dedup = self.dedup.lock().unwrap_or_else(|p| p.into_inner());
+            for alert in groups.iter().flat_map(|g| &g.alerts) {
+                dedup.release(&dedup_key(alert));
+            }
+        }
+        result
+    }
+
+    /// Publishes groups in order; each published group's pairs are recorded at once.
+    async fn publish_groups(&self, groups: &[publish::Group]) -> Result<(), MessageError> {
+        for group in groups {
+            let rendered = publish::render(group);
             let result = self
                 .clients
                 .topic
@@ -488,9 +515,21 @@ mod tests {
         for i in 0..3 {
             d.insert(("r".into(), i.to_string()));
         }
-        assert!(!d.contains(&("r".into(), "0".into())));
-        assert!(d.contains(&("r".into(), "2".into())));
+        assert!(d.claim(("r".into(), "0".into())), "the oldest was forgotten");
+        assert!(!d.claim(("r".into(), "2".into())));
         assert_eq!(d.seen.len(), 2);
+    }
+
+    #[test]
+    fn concurrent_claims_page_once_and_failures_release() {
+        let mut d = Dedup::new(10);
+        let key = ("root-console-login".to_owned(), "e1".to_owned());
+        assert!(d.claim(key.clone()));
+        assert!(!d.claim(key.clone()), "a second copy in flight is suppressed");
+        d.release(&key);
+        assert!(d.claim(key.clone()), "after a failed publish the redelivery may publish");
+        d.insert(key.clone());
+        assert!(!d.claim(key));
     }
 
     #[test]

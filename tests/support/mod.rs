@@ -1,0 +1,470 @@
+//! Test support: a real moto server on a free loopback port, AWS clients pointed at it, the
+//! trailwarden binary as a separate process, and CloudTrail record builders.
+//!
+//! moto is a real HTTP implementation of S3, SQS and SNS: the SDK signs and sends real
+//! requests to it. If `moto_server` cannot be found or started, tests fail; they never skip.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::{Value, json};
+
+pub const ACCOUNT: &str = "123456789012";
+
+/// A free port on 127.0.0.1 (bound, then released for the child to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn moto_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("moto_server")
+}
+
+/// A moto server child process, killed on drop.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let bin = moto_binary();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start moto server ({}): {e}. Install it with `pip install 'moto[server]'` \
+                     (bash .ci/run does this in .venv) or set MOTO_SERVER.",
+                    bin.display()
+                )
+            });
+        let mut moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                let _ = s.write_all(b"GET /moto-api/ HTTP/1.0\r\n\r\n");
+                break;
+            }
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto server exited at start-up with {status}");
+            }
+            assert!(Instant::now() < deadline, "moto server did not listen on {addr} within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    /// SDK configuration for the test's own clients.
+    pub async fn sdk(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .load()
+            .await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The AWS resources of one test: a trail bucket notifying a queue (with a DLQ), and an SNS
+/// topic with an SQS subscription where alerts arrive.
+pub struct Stack {
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub bucket: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub topic_arn: String,
+    pub alerts_url: String,
+}
+
+impl Stack {
+    pub async fn create(moto: &Moto, max_receive_count: u32) -> Stack {
+        let sdk = moto.sdk().await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build(),
+        );
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let sns = aws_sdk_sns::Client::new(&sdk);
+        let bucket = "trail-bucket".to_owned();
+        s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+
+        let dlq_url = sqs.create_queue().queue_name("trail-dlq").send().await.expect("dlq").queue_url.expect("url");
+        let dlq_arn = queue_arn(&sqs, &dlq_url).await;
+        let queue_url = sqs
+            .create_queue()
+            .queue_name("trail-events")
+            .attributes(
+                QueueAttributeName::RedrivePolicy,
+                json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count.to_string()}).to_string(),
+            )
+            .send()
+            .await
+            .expect("queue")
+            .queue_url
+            .expect("url");
+        let arn = queue_arn(&sqs, &queue_url).await;
+        s3.put_bucket_notification_configuration()
+            .bucket(&bucket)
+            .notification_configuration(
+                aws_sdk_s3::types::NotificationConfiguration::builder()
+                    .queue_configurations(
+                        aws_sdk_s3::types::QueueConfiguration::builder()
+                            .queue_arn(arn)
+                            .events(aws_sdk_s3::types::Event::S3ObjectCreated)
+                            .build()
+                            .expect("queue configuration"),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("bucket notification");
+
+        let alerts_url = sqs.create_queue().queue_name("alerts").send().await.expect("alerts").queue_url.expect("url");
+        let topic_arn = create_topic(&sns, &sqs, &alerts_url).await;
+        let stack = Stack { s3, sqs, sns, bucket, queue_url, dlq_url, topic_arn, alerts_url };
+        // S3 sends a test event when notifications are configured (moto may too); drain it so
+        // each test starts from an empty queue unless it sends its own.
+        stack.purge(&stack.queue_url).await;
+        stack
+    }
+
+    pub async fn purge(&self, url: &str) {
+        let _ = self.sqs.purge_queue().queue_url(url).send().await;
+    }
+
+    pub async fn put(&self, key: &str, body: Vec<u8>) {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .expect("put object");
+    }
+
+    pub async fn send(&self, body: &str) {
+        self.sqs.send_message().queue_url(&self.queue_url).message_body(body).send().await.expect("send");
+    }
+
+    /// Messages currently in a queue, visible or in flight.
+    pub async fn depth(&self, url: &str) -> u64 {
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let a = attrs.attributes.unwrap_or_default();
+        let n = |k| a.get(&k).and_then(|v: &String| v.parse::<u64>().ok()).unwrap_or(0);
+        n(QueueAttributeName::ApproximateNumberOfMessages) + n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+    }
+
+    /// Waits until `pred` holds on the alert documents received so far (each an SNS message
+    /// body as subscribers see it), or panics after `timeout`.
+    pub async fn alerts_until(&self, timeout: Duration, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut docs = Vec::new();
+        loop {
+            if pred(&docs) {
+                return docs;
+            }
+            assert!(Instant::now() < deadline, "alerts did not arrive in time; got {} ids {:?}", docs.len(), event_ids(&docs));
+            docs.extend(self.receive_alerts().await);
+        }
+    }
+
+    /// Collects every alert document that arrives within `window`.
+    pub async fn alerts_for(&self, window: Duration) -> Vec<Value> {
+        let until = Instant::now() + window;
+        let mut docs = Vec::new();
+        while Instant::now() < until {
+            docs.extend(self.receive_alerts().await);
+        }
+        docs
+    }
+
+    /// One receive (up to 1 s) from the alerts queue; received messages are deleted.
+    async fn receive_alerts(&self) -> Vec<Value> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.alerts_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive alerts");
+        let mut docs = Vec::new();
+        for m in out.messages.unwrap_or_default() {
+            let envelope: Value = serde_json::from_str(m.body().unwrap_or("")).expect("SNS envelope");
+            let doc: Value = serde_json::from_str(envelope["Message"].as_str().expect("Message")).expect("alert document");
+            docs.push(json!({"doc": doc, "subject": envelope["Subject"], "attributes": envelope["MessageAttributes"]}));
+            self.sqs
+                .delete_message()
+                .queue_url(&self.alerts_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("delete alert");
+        }
+        docs
+    }
+
+    /// Waits until a queue holds `n` messages.
+    pub async fn wait_depth(&self, url: &str, n: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let d = self.depth(url).await;
+            if d == n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "queue {url} holds {d} messages, expected {n}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue arn")
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .expect("QueueArn")
+}
+
+/// Creates the alert topic and subscribes the alerts queue (raw delivery off).
+pub async fn create_topic(sns: &aws_sdk_sns::Client, sqs: &aws_sdk_sqs::Client, alerts_url: &str) -> String {
+    let topic_arn = sns.create_topic().name("trailwarden-alerts").send().await.expect("topic").topic_arn.expect("arn");
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(queue_arn(sqs, alerts_url).await)
+        .send()
+        .await
+        .expect("subscribe");
+    topic_arn
+}
+
+/// The trailwarden daemon as a child process, killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub health: SocketAddr,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Settings of a daemon under test, beyond the stack's.
+pub struct DaemonOptions {
+    pub visibility_timeout_secs: u64,
+    pub workers: usize,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        DaemonOptions { visibility_timeout_secs: 30, workers: 4, extra_env: Vec::new() }
+    }
+}
+
+impl Daemon {
+    pub fn start(moto: &Moto, stack: &Stack, opts: DaemonOptions) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("daemon.log");
+        let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trailwarden"));
+        cmd.arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "info")
+            .env("TRAILWARDEN_ENDPOINT_URL", &moto.endpoint)
+            .env("TRAILWARDEN_QUEUE_URL", &stack.queue_url)
+            .env("TRAILWARDEN_TOPIC_ARN", &stack.topic_arn)
+            .env("TRAILWARDEN_ALLOWED_BUCKETS", &stack.bucket)
+            .env("TRAILWARDEN_WAIT_TIME_SECS", "1")
+            .env("TRAILWARDEN_VISIBILITY_TIMEOUT_SECS", opts.visibility_timeout_secs.to_string())
+            .env("TRAILWARDEN_WORKERS", opts.workers.to_string())
+            .env("TRAILWARDEN_LOG_FORMAT", "json")
+            .env("TRAILWARDEN_HEALTH_LISTEN", health.to_string())
+            .env("TRAILWARDEN_SHUTDOWN_GRACE_SECS", "20")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        for (k, v) in &opts.extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start trailwarden run");
+        let mut daemon = Daemon { child, health, log, _dir: dir };
+        daemon.wait_healthy();
+        daemon
+    }
+
+    fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = Command::new(env!("CARGO_BIN_EXE_trailwarden"))
+                .args(["healthcheck", "--addr", &self.health.to_string()])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("daemon exited with {status}:\n{}", self.logs());
+            }
+            assert!(Instant::now() < deadline, "daemon not healthy within 30 s:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn metrics(&self) -> String {
+        use std::io::Read;
+        let mut s = TcpStream::connect(self.health).expect("connect metrics");
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").expect("request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("response");
+        out
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "daemon did not stop within 40 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A CloudTrail record shaped after AWS's documented examples.
+pub fn record(event_id: &str, source: &str, name: &str, identity: Value) -> Value {
+    json!({
+        "eventVersion": "1.08",
+        "userIdentity": identity,
+        "eventTime": "2026-11-20T09:03:11Z",
+        "eventSource": source,
+        "eventName": name,
+        "awsRegion": "us-east-1",
+        "sourceIPAddress": "198.51.100.7",
+        "userAgent": "aws-cli/2.15.0",
+        "requestParameters": null,
+        "responseElements": null,
+        "requestID": "req",
+        "eventID": event_id,
+        "readOnly": true,
+        "eventType": "AwsApiCall",
+        "managementEvent": true,
+        "recipientAccountId": ACCOUNT,
+    })
+}
+
+pub fn root() -> Value {
+    json!({"type": "Root", "principalId": ACCOUNT, "arn": format!("arn:aws:iam::{ACCOUNT}:root"), "accountId": ACCOUNT})
+}
+
+pub fn role() -> Value {
+    json!({"type": "AssumedRole", "principalId": "AROAEXAMPLE:ci", "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/ci/session"), "accountId": ACCOUNT})
+}
+
+/// A successful root console sign-in without MFA.
+pub fn root_login(event_id: &str) -> Value {
+    let mut r = record(event_id, "signin.amazonaws.com", "ConsoleLogin", root());
+    r["eventType"] = json!("AwsConsoleSignIn");
+    r["responseElements"] = json!({"ConsoleLogin": "Success"});
+    r["additionalEventData"] = json!({"MFAUsed": "No", "LoginTo": "https://console.aws.amazon.com/"});
+    r
+}
+
+/// A gzipped CloudTrail log file holding `records`.
+pub fn log_file(records: &[Value]) -> Vec<u8> {
+    let body = serde_json::to_vec(&json!({"Records": records})).expect("json");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&body).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+/// A CloudTrail key for this account.
+pub fn key(name: &str) -> String {
+    format!("AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/2026/11/20/{ACCOUNT}_CloudTrail_us-east-1_20261120T0905Z_{name}.json.gz")
+}
+
+/// The alert documents for one rule.
+pub fn for_rule<'a>(docs: &'a [Value], rule: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["doc"]["rule"] == rule).collect()
+}
+
+/// Every eventID listed in the given alert documents.
+pub fn event_ids(docs: &[Value]) -> Vec<String> {
+    docs.iter()
+        .flat_map(|d| d["doc"]["alerts"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["event_id"].as_str().map(str::to_owned))
+        .collect()
+}
