@@ -59,8 +59,8 @@ impl Summary {
         let mb = self.bytes as f64 / 1e6;
         writeln!(
             out,
-            "scanned {} files ({} skipped, {} failed): {} records, {:.1} MB in {:.2} s ({:.1} MB/s, {:.0} records/s)",
-            self.files_read + self.files_failed,
+            "files: {} read, {} skipped, {} failed; {} records, {:.1} MB in {:.2} s ({:.1} MB/s, {:.0} records/s)",
+            self.files_read,
             self.files_skipped,
             self.files_failed,
             self.records,
