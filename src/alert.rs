@@ -144,7 +144,7 @@ impl Context {
         clean(self.account_id.as_deref().unwrap_or("an unknown account"))
     }
 
-    fn from_ip(&self) -> String {
+    fn ip_suffix(&self) -> String {
         match &self.source_ip {
             Some(ip) => format!(" from {}", clean(ip)),
             None => String::new(),
@@ -201,7 +201,7 @@ impl Alert {
                 hit.count,
                 clean(ctx.user_name.as_deref().unwrap_or("an unknown user")),
                 ctx.account(),
-                ctx.from_ip()
+                ctx.ip_suffix()
             ),
             _ => format!(
                 "{}: {} matching events for {}",
@@ -287,7 +287,7 @@ fn account_from_key(key: &str) -> Option<String> {
 /// The sentence for a detection. Builtin rules get tailored wording; others a generic one.
 fn summarize(rule: &RuleInfo, ctx: &Context, record: &Record<'_>) -> String {
     let acct = ctx.account();
-    let from = ctx.from_ip();
+    let from = ctx.ip_suffix();
     let mfa = match ctx.mfa_used {
         Some(true) => " with MFA",
         Some(false) => " without MFA",
@@ -300,7 +300,10 @@ fn summarize(rule: &RuleInfo, ctx: &Context, record: &Record<'_>) -> String {
         }
         "root-console-login-failed" => format!("Failed root console sign-in to {acct}{from}"),
         "console-login-without-mfa" => {
-            format!("{} signed in to the console of {acct}{from} without MFA", ctx.who())
+            format!(
+                "{} signed in to the console of {acct}{from} without MFA",
+                ctx.who()
+            )
         }
         "console-login-failed" => {
             let reason = ctx
@@ -308,11 +311,15 @@ fn summarize(rule: &RuleInfo, ctx: &Context, record: &Record<'_>) -> String {
                 .as_deref()
                 .map(|m| format!(": {}", clean(m)))
                 .unwrap_or_default();
-            format!("Failed console sign-in as {} to {acct}{from}{reason}", ctx.who())
+            format!(
+                "Failed console sign-in as {} to {acct}{from}{reason}",
+                ctx.who()
+            )
         }
         "root-access-key-created" => format!(
             "Root user created access key {} for itself in {acct}{from}",
-            req("responseElements.accessKey.accessKeyId").unwrap_or_else(|| "(id not logged)".into())
+            req("responseElements.accessKey.accessKeyId")
+                .unwrap_or_else(|| "(id not logged)".into())
         ),
         "access-key-created" => {
             let owner = req("responseElements.accessKey.userName")
@@ -321,7 +328,8 @@ fn summarize(rule: &RuleInfo, ctx: &Context, record: &Record<'_>) -> String {
             format!(
                 "{} created access key {} for IAM user {owner} in {acct}{from}",
                 ctx.who(),
-                req("responseElements.accessKey.accessKeyId").unwrap_or_else(|| "(id not logged)".into())
+                req("responseElements.accessKey.accessKeyId")
+                    .unwrap_or_else(|| "(id not logged)".into())
             )
         }
         "assume-root" => format!(
@@ -357,7 +365,8 @@ fn summarize(rule: &RuleInfo, ctx: &Context, record: &Record<'_>) -> String {
 /// Removes control characters (newlines included) and Unicode direction overrides from text
 /// that came from a record, so it cannot forge lines or reorder what an operator reads.
 pub fn clean(s: &str) -> Cow<'_, str> {
-    let bad = |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let bad =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     if s.chars().any(bad) {
         Cow::Owned(s.chars().map(|c| if bad(c) { ' ' } else { c }).collect())
     } else {

@@ -229,12 +229,12 @@ impl Settings {
             };
             let value = match kind {
                 Kind::Str => toml::Value::String(raw),
-                Kind::Int => toml::Value::Integer(raw.trim().parse().map_err(|_| {
-                    ConfigError::Env {
+                Kind::Int => {
+                    toml::Value::Integer(raw.trim().parse().map_err(|_| ConfigError::Env {
                         var: var.clone(),
                         message: format!("expected a whole number, got {raw:?}"),
-                    }
-                })?),
+                    })?)
+                }
                 Kind::List => toml::Value::Array(
                     raw.split(',')
                         .map(str::trim)
@@ -303,7 +303,10 @@ mod tests {
 
     const REQUIRED: &[(&str, &str)] = &[
         ("TRAILWARDEN_QUEUE_URL", "http://127.0.0.1:1/q"),
-        ("TRAILWARDEN_TOPIC_ARN", "arn:aws:sns:us-east-1:111122223333:alerts"),
+        (
+            "TRAILWARDEN_TOPIC_ARN",
+            "arn:aws:sns:us-east-1:111122223333:alerts",
+        ),
         ("TRAILWARDEN_ALLOWED_BUCKETS", "trail-a, trail-b"),
         ("HOME", "/ignored"),
     ];
@@ -322,14 +325,28 @@ mod tests {
     fn env_overrides_file_and_file_is_strict() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "queue_url = \"q\"\ntopic_arn = \"t\"\nallowed_buckets = [\"b\"]\nworkers = 2\n")
-            .expect("write");
+        std::fs::write(
+            &path,
+            "queue_url = \"q\"\ntopic_arn = \"t\"\nallowed_buckets = [\"b\"]\nworkers = 2\n",
+        )
+        .expect("write");
         let s = Settings::load(Some(&path), &[("TRAILWARDEN_WORKERS", "8")][..]).expect("valid");
         assert_eq!(s.workers, 8);
 
         std::fs::write(&path, "queue_url = \"q\"\nqueue_ulr = \"typo\"\n").expect("write");
         let e = Settings::load(Some(&path), &[][..]).expect_err("unknown key");
         assert!(e.to_string().contains("queue_ulr"), "{e}");
+    }
+
+    #[test]
+    fn shipped_example_config_is_valid() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/trailwarden.toml"
+        ));
+        let s = Settings::load(Some(path), &[][..]).expect("config/trailwarden.toml loads");
+        assert_eq!(s.max_messages, 10);
+        assert_eq!(s.log_format, LogFormat::Auto);
     }
 
     #[test]

@@ -184,7 +184,9 @@ pub async fn run(
                 let mut permits = permits;
                 for msg in messages {
                     daemon.metrics.messages_received.inc();
-                    let permit = permits.split(1).expect("one permit per message of the batch");
+                    let permit = permits
+                        .split(1)
+                        .expect("one permit per message of the batch");
                     let daemon = daemon.clone();
                     tasks.spawn(async move {
                         daemon.handle(msg).await;
@@ -206,11 +208,13 @@ pub async fn run(
     }
 
     let grace = Duration::from_secs(daemon.settings.shutdown_grace_secs);
-    info!(in_flight = tasks.len(), grace_secs = grace.as_secs(), "shutting down: finishing in-flight messages");
-    let drained = tokio::time::timeout(grace, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    info!(
+        in_flight = tasks.len(),
+        grace_secs = grace.as_secs(),
+        "shutting down: finishing in-flight messages"
+    );
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         warn!(
             unfinished = tasks.len(),
@@ -309,7 +313,7 @@ impl Daemon {
         let mut done = Done::default();
         let mut first_error = None;
         for obj in objects {
-            if !self.settings.allowed_buckets.iter().any(|b| *b == obj.bucket) {
+            if !self.settings.allowed_buckets.contains(&obj.bucket) {
                 error!(bucket = %obj.bucket, key = %obj.key, "refused: bucket is not in allowed_buckets; nothing was fetched");
                 first_error.get_or_insert(MessageError::BucketNotAllowed(obj));
                 continue;
@@ -333,16 +337,26 @@ impl Daemon {
         if let Some(reason) = cloudtrail::skip_reason(&obj.key) {
             self.metrics.objects.inc();
             info!(reason, "object skipped");
-            return Ok(Done { objects: 1, ..Done::default() });
+            return Ok(Done {
+                objects: 1,
+                ..Done::default()
+            });
         }
-        let permit = self.readers.acquire().await.expect("the reader semaphore is never closed");
+        let permit = self
+            .readers
+            .acquire()
+            .await
+            .expect("the reader semaphore is never closed");
         self.metrics.aws_request("GetObject");
         let body = match object::get_object(&self.clients.s3, &obj.bucket, &obj.key).await {
             Ok(body) => body,
             Err(e @ ObjectError::NotFound { .. }) => {
                 self.metrics.objects.inc();
                 warn!(error = %e, "object is gone; nothing to read");
-                return Ok(Done { objects: 1, ..Done::default() });
+                return Ok(Done {
+                    objects: 1,
+                    ..Done::default()
+                });
             }
             Err(e) => return Err(e.into()),
         };
@@ -352,9 +366,13 @@ impl Daemon {
         let handle = tokio::runtime::Handle::current();
         let (mut alerts, report) = tokio::task::spawn_blocking(move || {
             let mut alerts = Vec::new();
-            let report = engine::read_log(&rules, &source, object::blocking_body(body, handle), cap, &mut |a| {
-                alerts.push(a)
-            });
+            let report = engine::read_log(
+                &rules,
+                &source,
+                object::blocking_body(body, handle),
+                cap,
+                &mut |a| alerts.push(a),
+            );
             (alerts, report)
         })
         .await
@@ -367,19 +385,31 @@ impl Daemon {
             Outcome::Complete | Outcome::Skipped(_) => {}
             Outcome::Failed(e) if is_transport(&e) => {
                 // The connection broke, not the file: read it again later.
-                return Err(MessageError::Read { object: obj.clone(), source: e });
+                return Err(MessageError::Read {
+                    object: obj.clone(),
+                    source: e,
+                });
             }
             Outcome::Failed(e) => {
                 // A damaged log file can mean tampering: say so, after the alerts for the
                 // records that were readable.
                 warn!(error = %e, records = report.records, "log file is damaged; raising log-file-unreadable");
-                alerts.push(Alert::unreadable(&obj.to_string(), report.records, &e.to_string()));
+                alerts.push(Alert::unreadable(
+                    &obj.to_string(),
+                    report.records,
+                    &e.to_string(),
+                ));
             }
         }
         if !report.correlation_inputs.is_empty() {
             let mut guard = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(correlator) = guard.as_mut() {
-                engine::correlate(&self.rules, correlator, report.correlation_inputs, &mut |a| alerts.push(a));
+                engine::correlate(
+                    &self.rules,
+                    correlator,
+                    report.correlation_inputs,
+                    &mut |a| alerts.push(a),
+                );
             }
         }
         let raised = alerts.len() as u64;
@@ -391,7 +421,11 @@ impl Daemon {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "object processed"
         );
-        Ok(Done { objects: 1, records: report.records, alerts: raised })
+        Ok(Done {
+            objects: 1,
+            records: report.records,
+            alerts: raised,
+        })
     }
 
     /// Logs every alert, then publishes the new ones at or above `min_level`, grouped.
@@ -402,7 +436,10 @@ impl Daemon {
             for alert in alerts {
                 self.metrics
                     .alerts
-                    .get_or_create(&AlertLabels { rule: alert.rule.clone(), level: alert.level.to_string() })
+                    .get_or_create(&AlertLabels {
+                        rule: alert.rule.clone(),
+                        level: alert.level.to_string(),
+                    })
                     .inc();
                 log_alert(&alert);
                 if alert.level < self.settings.min_level {
@@ -443,8 +480,15 @@ impl Daemon {
             let mut dedup = self.dedup.lock().unwrap_or_else(|p| p.into_inner());
             for alert in &group.alerts {
                 dedup.insert(dedup_key(alert));
-                if let Some(t) = alert.event_time.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
-                    let lag = (now - t.with_timezone(&chrono::Utc)).num_milliseconds().max(0) as f64 / 1000.0;
+                if let Some(t) = alert
+                    .event_time
+                    .as_deref()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                {
+                    let lag = (now - t.with_timezone(&chrono::Utc))
+                        .num_milliseconds()
+                        .max(0) as f64
+                        / 1000.0;
                     self.metrics.alert_lag_seconds.observe(lag);
                 }
             }
@@ -476,7 +520,9 @@ fn is_transport(e: &ReadError) -> bool {
     match e {
         ReadError::Io { source, .. } => !matches!(
             source.kind(),
-            std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            std::io::ErrorKind::InvalidInput
+                | std::io::ErrorKind::InvalidData
+                | std::io::ErrorKind::UnexpectedEof
         ),
         _ => false,
     }
@@ -515,7 +561,10 @@ mod tests {
         for i in 0..3 {
             d.insert(("r".into(), i.to_string()));
         }
-        assert!(d.claim(("r".into(), "0".into())), "the oldest was forgotten");
+        assert!(
+            d.claim(("r".into(), "0".into())),
+            "the oldest was forgotten"
+        );
         assert!(!d.claim(("r".into(), "2".into())));
         assert_eq!(d.seen.len(), 2);
     }
@@ -525,18 +574,31 @@ mod tests {
         let mut d = Dedup::new(10);
         let key = ("root-console-login".to_owned(), "e1".to_owned());
         assert!(d.claim(key.clone()));
-        assert!(!d.claim(key.clone()), "a second copy in flight is suppressed");
+        assert!(
+            !d.claim(key.clone()),
+            "a second copy in flight is suppressed"
+        );
         d.release(&key);
-        assert!(d.claim(key.clone()), "after a failed publish the redelivery may publish");
+        assert!(
+            d.claim(key.clone()),
+            "after a failed publish the redelivery may publish"
+        );
         d.insert(key.clone());
         assert!(!d.claim(key));
     }
 
     #[test]
     fn transport_errors_are_told_apart_from_damage() {
-        let io = |kind| ReadError::Io { offset: 0, record: 0, source: std::io::Error::from(kind) };
+        let io = |kind| ReadError::Io {
+            offset: 0,
+            record: 0,
+            source: std::io::Error::from(kind),
+        };
         assert!(is_transport(&io(std::io::ErrorKind::ConnectionReset)));
         assert!(!is_transport(&io(std::io::ErrorKind::InvalidInput)));
-        assert!(!is_transport(&ReadError::Truncated { offset: 1, record: 1 }));
+        assert!(!is_transport(&ReadError::Truncated {
+            offset: 1,
+            record: 1
+        }));
     }
 }

@@ -182,10 +182,7 @@ impl RuleSet {
     /// Bad rules are collected in [`Self::errors`]; only an unreadable directory is an error.
     pub fn load(dirs: &[PathBuf]) -> Result<Self, RuleDirError> {
         let mut sources: Vec<Source> = Vec::new();
-        let mut builtin: Vec<_> = BUILTIN
-            .files()
-            .filter(|f| is_yaml(f.path()))
-            .collect();
+        let mut builtin: Vec<_> = BUILTIN.files().filter(|f| is_yaml(f.path())).collect();
         builtin.sort_by_key(|f| f.path());
         for file in builtin {
             sources.push(Source {
@@ -436,10 +433,17 @@ impl Loader {
             match scratch.apply_filter(&filter) {
                 Ok(()) => {
                     infos.push(RuleInfo {
-                        name: stable_name(filter.name.as_deref(), filter.id.as_deref(), &filter.title),
+                        name: stable_name(
+                            filter.name.as_deref(),
+                            filter.id.as_deref(),
+                            &filter.title,
+                        ),
                         id: filter.id.clone(),
                         title: filter.title.clone(),
-                        level: filter.level.map(Level::from).unwrap_or(Level::Informational),
+                        level: filter
+                            .level
+                            .map(Level::from)
+                            .unwrap_or(Level::Informational),
                         tags: filter.tags.clone(),
                         origin,
                         kind: RuleKind::Filter,
@@ -521,7 +525,9 @@ fn stable_name(name: Option<&str>, id: Option<&str>, title: &str) -> String {
 /// Rules written for other log sources would run against CloudTrail records and misfire.
 fn logsource_mismatch(ls: &rsigma_parser::LogSource) -> Option<String> {
     let wrong = |field: &Option<String>, want: &str| {
-        field.as_deref().is_some_and(|v| !v.eq_ignore_ascii_case(want))
+        field
+            .as_deref()
+            .is_some_and(|v| !v.eq_ignore_ascii_case(want))
     };
     if wrong(&ls.product, "aws") || wrong(&ls.service, "cloudtrail") {
         return Some(format!(
@@ -569,7 +575,8 @@ level: high
             .replace("product: aws, service: cloudtrail", "product: windows")
             .replace("root-did-something", "win")
             .replace("000000000001", "000000000002");
-        let set = RuleSet::from_yaml([("bad.yml", broken), ("ok.yml", RULE), ("win.yml", &windows)]);
+        let set =
+            RuleSet::from_yaml([("bad.yml", broken), ("ok.yml", RULE), ("win.yml", &windows)]);
         assert_eq!(set.rules().len(), 1);
         let origins: Vec<_> = set.errors().iter().map(|e| e.origin.as_str()).collect();
         assert_eq!(origins, vec!["bad.yml", "win.yml"], "{:?}", set.errors());

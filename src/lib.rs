@@ -16,15 +16,15 @@
 //! - [`config`], [`telemetry`], [`aws`]: settings, logs/metrics/health, AWS client setup.
 
 pub mod alert;
+pub mod aws;
 pub mod cloudtrail;
+pub mod config;
+pub mod daemon;
 pub mod detect;
 pub mod engine;
-pub mod aws;
-pub mod object;
-pub mod scan;
-pub mod config;
 pub mod notification;
+pub mod object;
 pub mod publish;
-pub mod telemetry;
-pub mod daemon;
 pub mod queue;
+pub mod scan;
+pub mod telemetry;

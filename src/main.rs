@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use trailwarden::detect::{Level, RuleSet};
-use trailwarden::engine::DEFAULT_MAX_DECOMPRESSED_BYTES;
 use std::sync::Arc;
 use std::time::Duration;
+use trailwarden::detect::{Level, RuleSet};
+use trailwarden::engine::DEFAULT_MAX_DECOMPRESSED_BYTES;
 
 use trailwarden::config::{ProcessEnv, Settings};
 use trailwarden::publish::Topic;
@@ -19,7 +19,11 @@ use trailwarden::{aws, daemon, scan};
 const EXIT_USAGE: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "trailwarden", version, about = "CloudTrail security monitor: Sigma detections over CloudTrail logs")]
+#[command(
+    name = "trailwarden",
+    version,
+    about = "CloudTrail security monitor: Sigma detections over CloudTrail logs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,7 +51,11 @@ struct RunArgs {
 #[derive(Args)]
 struct HealthcheckArgs {
     /// Address of the daemon's health listener.
-    #[arg(long, env = "TRAILWARDEN_HEALTH_LISTEN", default_value = "127.0.0.1:9090")]
+    #[arg(
+        long,
+        env = "TRAILWARDEN_HEALTH_LISTEN",
+        default_value = "127.0.0.1:9090"
+    )]
     addr: std::net::SocketAddr,
 }
 
@@ -121,7 +129,10 @@ fn run_daemon(args: RunArgs) -> ExitCode {
         // The other rules still run; an operator must fix this one.
         tracing::error!(origin = %e.origin, title = e.title.as_deref().unwrap_or(""), reason = %e.reason, "rule failed to load");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -224,7 +235,10 @@ fn run_rules(args: RulesArgs) -> ExitCode {
     let Some(rules) = load_rules(&args.rules) else {
         return ExitCode::from(EXIT_USAGE);
     };
-    println!("{:<36} {:<13} {:<12} {:<60} ORIGIN", "NAME", "LEVEL", "KIND", "TITLE");
+    println!(
+        "{:<36} {:<13} {:<12} {:<60} ORIGIN",
+        "NAME", "LEVEL", "KIND", "TITLE"
+    );
     for r in rules.rules() {
         println!(
             "{:<36} {:<13} {:<12} {:<60} {}",

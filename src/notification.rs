@@ -44,7 +44,9 @@ pub enum Notice {
 pub enum NoticeError {
     #[error("body is not JSON: {0}")]
     NotJson(String),
-    #[error("body is not a known S3, SNS, EventBridge or CloudTrail notification (top-level keys: {0})")]
+    #[error(
+        "body is not a known S3, SNS, EventBridge or CloudTrail notification (top-level keys: {0})"
+    )]
     Unrecognised(String),
     #[error("notification names an object key that is not valid URL-encoded UTF-8: {0:?}")]
     BadKey(String),
@@ -52,7 +54,8 @@ pub enum NoticeError {
 
 /// Parses a message body.
 pub fn parse(body: &str) -> Result<Notice, NoticeError> {
-    let value: Value = serde_json::from_str(body).map_err(|e| NoticeError::NotJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| NoticeError::NotJson(e.to_string()))?;
     parse_value(&value, 0)
 }
 
@@ -71,8 +74,8 @@ fn parse_value(value: &Value, depth: u8) -> Result<Notice, NoticeError> {
         && obj.get("Type").and_then(Value::as_str) == Some("Notification")
         && let Some(inner) = obj.get("Message").and_then(Value::as_str)
     {
-        let inner: Value =
-            serde_json::from_str(inner).map_err(|e| NoticeError::NotJson(format!("SNS Message: {e}")))?;
+        let inner: Value = serde_json::from_str(inner)
+            .map_err(|e| NoticeError::NotJson(format!("SNS Message: {e}")))?;
         return parse_value(&inner, depth + 1);
     }
 
@@ -86,9 +89,13 @@ fn parse_value(value: &Value, depth: u8) -> Result<Notice, NoticeError> {
     }
 
     if obj.get("source").and_then(Value::as_str) == Some("aws.s3") && obj.contains_key("detail") {
-        let event: EventBridge = serde_json::from_value(value.clone()).map_err(|_| unrecognised())?;
+        let event: EventBridge =
+            serde_json::from_value(value.clone()).map_err(|_| unrecognised())?;
         if event.detail_type != "Object Created" {
-            return Ok(Notice::Ignored(format!("EventBridge {}", event.detail_type)));
+            return Ok(Notice::Ignored(format!(
+                "EventBridge {}",
+                event.detail_type
+            )));
         }
         return Ok(Notice::Objects(vec![ObjectRef {
             bucket: event.detail.bucket.name,
@@ -97,7 +104,8 @@ fn parse_value(value: &Value, depth: u8) -> Result<Notice, NoticeError> {
     }
 
     if obj.contains_key("s3Bucket") && obj.contains_key("s3ObjectKey") {
-        let notice: CloudTrailNotice = serde_json::from_value(value.clone()).map_err(|_| unrecognised())?;
+        let notice: CloudTrailNotice =
+            serde_json::from_value(value.clone()).map_err(|_| unrecognised())?;
         return Ok(Notice::Objects(
             notice
                 .s3_object_key
@@ -238,7 +246,8 @@ mod tests {
 
     #[test]
     fn cloudtrail_sns_notice() {
-        let inner = r#"{"s3Bucket":"trail","s3ObjectKey":["AWSLogs/1/a.json.gz","AWSLogs/1/b.json.gz"]}"#;
+        let inner =
+            r#"{"s3Bucket":"trail","s3ObjectKey":["AWSLogs/1/a.json.gz","AWSLogs/1/b.json.gz"]}"#;
         let body = serde_json::json!({"Type": "Notification", "Message": inner}).to_string();
         assert_eq!(
             parse(&body),
@@ -257,11 +266,21 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error() {
-        for body in ["", "null", "[1]", "{\"hello\":1}", "{\"Records\":5}", "\u{0}\u{1}", "{\"Type\":\"Notification\",\"Message\":\"{\"}"] {
+        for body in [
+            "",
+            "null",
+            "[1]",
+            "{\"hello\":1}",
+            "{\"Records\":5}",
+            "\u{0}\u{1}",
+            "{\"Type\":\"Notification\",\"Message\":\"{\"}",
+        ] {
             assert!(parse(body).is_err(), "{body:?}");
         }
         assert!(matches!(
-            parse(r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"t"},"object":{"key":"%FF"}}}]}"#),
+            parse(
+                r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"t"},"object":{"key":"%FF"}}}]}"#
+            ),
             Err(NoticeError::BadKey(_))
         ));
     }

@@ -7,9 +7,9 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Error;
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use tokio::runtime::Handle;
 use tokio_util::io::SyncIoBridge;
 
@@ -37,7 +37,9 @@ impl fmt::Display for LogSource {
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
     /// Gone before we read it: deleted, expired by a lifecycle rule, or a stale notification.
-    #[error("s3://{bucket}/{key} does not exist (NoSuchKey); it was deleted or expired before it was read")]
+    #[error(
+        "s3://{bucket}/{key} does not exist (NoSuchKey); it was deleted or expired before it was read"
+    )]
     NotFound { bucket: String, key: String },
     /// The role may not read it.
     #[error(
@@ -71,7 +73,13 @@ pub enum ObjectError {
 impl ObjectError {
     /// Whether trying again later may succeed (throttling, timeouts, 5xx).
     pub fn is_transient(&self) -> bool {
-        matches!(self, ObjectError::Failed { transient: true, .. })
+        matches!(
+            self,
+            ObjectError::Failed {
+                transient: true,
+                ..
+            }
+        )
     }
 }
 
@@ -153,7 +161,11 @@ pub async fn list_objects(
             prefix: prefix.to_owned(),
             message: DisplayErrorContext(&e).to_string(),
         })?;
-        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
     }
     Ok(keys)
 }
@@ -210,7 +222,10 @@ mod tests {
             parse_s3_url("s3://trail/AWSLogs/1/"),
             Some(("trail".into(), "AWSLogs/1/".into()))
         );
-        assert_eq!(parse_s3_url("s3://trail"), Some(("trail".into(), "".into())));
+        assert_eq!(
+            parse_s3_url("s3://trail"),
+            Some(("trail".into(), "".into()))
+        );
         assert_eq!(parse_s3_url("s3:///x"), None);
         assert_eq!(parse_s3_url("/tmp/x"), None);
     }

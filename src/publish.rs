@@ -67,7 +67,7 @@ pub fn group(alerts: Vec<Alert>) -> Vec<Group> {
     }
     let mut out: Vec<Group> = groups.into_values().collect();
     // Most severe first, so a pager hears about the worst thing first.
-    out.sort_by(|a, b| b.level.cmp(&a.level));
+    out.sort_by_key(|g| std::cmp::Reverse(g.level));
     out
 }
 
@@ -114,7 +114,13 @@ pub fn render(group: &Group) -> Rendered {
     let subject = subject(group);
     let mut group = group.clone();
     for a in &mut group.alerts {
-        for field in [&mut a.user_agent, &mut a.principal_arn, &mut a.source_ip, &mut a.event_name, &mut a.error_code] {
+        for field in [
+            &mut a.user_agent,
+            &mut a.principal_arn,
+            &mut a.source_ip,
+            &mut a.event_name,
+            &mut a.error_code,
+        ] {
             shorten(field);
         }
         let mut summary = Some(std::mem::take(&mut a.summary));
@@ -124,7 +130,11 @@ pub fn render(group: &Group) -> Rendered {
     let group = &group;
     let first = &group.alerts[0];
     let summary = if group.alerts.len() > 1 {
-        format!("{} (and {} more like it)", first.summary, group.alerts.len() - 1)
+        format!(
+            "{} (and {} more like it)",
+            first.summary,
+            group.alerts.len() - 1
+        )
     } else {
         first.summary.clone()
     };
@@ -160,7 +170,10 @@ pub fn render(group: &Group) -> Rendered {
                 ("rule", group.rule.clone()),
                 (
                     "account_id",
-                    group.account_id.clone().unwrap_or_else(|| "unknown".to_owned()),
+                    group
+                        .account_id
+                        .clone()
+                        .unwrap_or_else(|| "unknown".to_owned()),
                 ),
             ];
             return Rendered {
@@ -186,7 +199,13 @@ fn subject(group: &Group) -> String {
     }
     let mut ascii: String = s
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     ascii.truncate(MAX_SUBJECT);
     ascii
@@ -196,10 +215,23 @@ fn email_text(group: &Group, summary: &str, listed: usize) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "{}", clean(summary));
     let _ = writeln!(t);
-    let _ = writeln!(t, "Rule:      {} ({})", clean(&group.rule), clean(&group.title));
+    let _ = writeln!(
+        t,
+        "Rule:      {} ({})",
+        clean(&group.rule),
+        clean(&group.title)
+    );
     let _ = writeln!(t, "Level:     {}", group.level);
-    let _ = writeln!(t, "Account:   {}", clean(group.account_id.as_deref().unwrap_or("-")));
-    let _ = writeln!(t, "Principal: {}", clean(group.principal_arn.as_deref().unwrap_or("-")));
+    let _ = writeln!(
+        t,
+        "Account:   {}",
+        clean(group.account_id.as_deref().unwrap_or("-"))
+    );
+    let _ = writeln!(
+        t,
+        "Principal: {}",
+        clean(group.principal_arn.as_deref().unwrap_or("-"))
+    );
     let _ = writeln!(t, "Alerts:    {}", group.alerts.len());
     let _ = writeln!(t);
     for a in &group.alerts[..listed] {
@@ -216,7 +248,11 @@ fn email_text(group: &Group, summary: &str, listed: usize) -> String {
         );
     }
     if listed < group.alerts.len() {
-        let _ = writeln!(t, "... and {} more (not listed to stay under SNS's size limit)", group.alerts.len() - listed);
+        let _ = writeln!(
+            t,
+            "... and {} more (not listed to stay under SNS's size limit)",
+            group.alerts.len() - listed
+        );
     }
     t
 }
@@ -243,7 +279,11 @@ impl Topic {
 
     /// Publishes one message, retrying throttling and transient errors with backoff
     /// (4 attempts: 0.2, 0.4, 0.8 s apart). `on_attempt` counts every request made.
-    pub async fn publish(&self, msg: &Rendered, on_attempt: &(dyn Fn() + Sync)) -> Result<(), PublishError> {
+    pub async fn publish(
+        &self,
+        msg: &Rendered,
+        on_attempt: &(dyn Fn() + Sync),
+    ) -> Result<(), PublishError> {
         let mut delay = Duration::from_millis(200);
         let mut attempt = 1;
         loop {
@@ -319,8 +359,20 @@ mod tests {
     #[test]
     fn two_hundred_root_calls_page_once() {
         let alerts: Vec<_> = (0..200)
-            .map(|i| alert("root-activity", Level::High, "arn:aws:iam::111122223333:root", i))
-            .chain([alert("root-console-login", Level::Critical, "arn:aws:iam::111122223333:root", 999)])
+            .map(|i| {
+                alert(
+                    "root-activity",
+                    Level::High,
+                    "arn:aws:iam::111122223333:root",
+                    i,
+                )
+            })
+            .chain([alert(
+                "root-console-login",
+                Level::Critical,
+                "arn:aws:iam::111122223333:root",
+                999,
+            )])
             .collect();
         let groups = group(alerts);
         assert_eq!(groups.len(), 2);
@@ -330,11 +382,19 @@ mod tests {
         assert_eq!(r.subject, "[HIGH] root-activity in 111122223333 (x200)");
         assert!(r.message.len() <= MAX_MESSAGE_BYTES);
         let body: serde_json::Value = serde_json::from_str(&r.message).expect("json");
-        let doc: serde_json::Value = serde_json::from_str(body["sqs"].as_str().expect("sqs")).expect("doc");
+        let doc: serde_json::Value =
+            serde_json::from_str(body["sqs"].as_str().expect("sqs")).expect("doc");
         assert_eq!(doc["count"], 200);
-        assert_eq!(doc["alerts"].as_array().expect("list").len() + doc["alerts_omitted"].as_u64().expect("n") as usize, 200);
+        assert_eq!(
+            doc["alerts"].as_array().expect("list").len()
+                + doc["alerts_omitted"].as_u64().expect("n") as usize,
+            200
+        );
         let email = body["default"].as_str().expect("email text");
-        assert!(!email.contains("\r\nSubject"), "control characters are stripped from text");
+        assert!(
+            !email.contains("\r\nSubject"),
+            "control characters are stripped from text"
+        );
         assert!(r.attributes.contains(&("level", "high".to_owned())));
     }
 
@@ -343,17 +403,24 @@ mod tests {
         let mut a = alert("x", Level::Low, "p", 0);
         a.user_agent = Some("u".repeat(200_000));
         let r = render(&group(vec![a.clone()])[0]);
-        assert!(r.message.len() <= MAX_MESSAGE_BYTES, "one giant alert is shortened");
+        assert!(
+            r.message.len() <= MAX_MESSAGE_BYTES,
+            "one giant alert is shortened"
+        );
 
         a.user_agent = Some("u".repeat(1000));
         let r = render(&group(vec![a; 300])[0]);
         assert!(r.message.len() <= MAX_MESSAGE_BYTES);
         let body: serde_json::Value = serde_json::from_str(&r.message).expect("json");
-        let doc: serde_json::Value = serde_json::from_str(body["sqs"].as_str().expect("sqs")).expect("doc");
+        let doc: serde_json::Value =
+            serde_json::from_str(body["sqs"].as_str().expect("sqs")).expect("doc");
         assert_eq!(doc["count"], 300);
         let listed = doc["alerts"].as_array().expect("list").len();
-        assert!(listed >= 1 && listed < 50, "{listed}");
-        assert_eq!(listed + doc["alerts_omitted"].as_u64().expect("n") as usize, 300);
+        assert!((1..50).contains(&listed), "{listed}");
+        assert_eq!(
+            listed + doc["alerts_omitted"].as_u64().expect("n") as usize,
+            300
+        );
     }
 
     #[test]

@@ -49,7 +49,11 @@ impl Queue {
         }
     }
 
-    fn error<E, R>(&self, operation: &'static str, e: aws_sdk_sqs::error::SdkError<E, R>) -> QueueError
+    fn error<E, R>(
+        &self,
+        operation: &'static str,
+        e: aws_sdk_sqs::error::SdkError<E, R>,
+    ) -> QueueError
     where
         E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: aws::HttpStatus + std::fmt::Debug,
@@ -63,7 +67,12 @@ impl Queue {
     }
 
     /// Long-polls for up to `max` messages, hiding them for `visibility_secs`.
-    pub async fn receive(&self, max: u32, wait_secs: u64, visibility_secs: u64) -> Result<Vec<Received>, QueueError> {
+    pub async fn receive(
+        &self,
+        max: u32,
+        wait_secs: u64,
+        visibility_secs: u64,
+    ) -> Result<Vec<Received>, QueueError> {
         self.metrics.aws_request("ReceiveMessage");
         let out = self
             .client

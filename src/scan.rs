@@ -143,7 +143,9 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                     .expect("a tokio runtime can be built at startup")
             });
             let client = s3.get_or_insert_with(|| {
-                rt.block_on(async { crate::aws::s3_client(&crate::aws::sdk_config(None, None).await) })
+                rt.block_on(async {
+                    crate::aws::s3_client(&crate::aws::sdk_config(None, None).await)
+                })
             });
             let keys = rt.block_on(object::list_objects(client, &bucket, &prefix))?;
             if keys.is_empty() {

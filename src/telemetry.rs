@@ -25,8 +25,9 @@ use crate::config::LogFormat;
 
 /// Sets up the tracing subscriber. `RUST_LOG` overrides the default `info` filter.
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -95,33 +96,71 @@ impl Metrics {
             alerts_suppressed: Counter::default(),
             publish_failures: Counter::default(),
             aws_requests: Family::default(),
-            processing_seconds: Histogram::new(
-                [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0].into_iter(),
-            ),
-            alert_lag_seconds: Histogram::new(
-                [10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 86400.0].into_iter(),
-            ),
+            processing_seconds: Histogram::new([
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+            alert_lag_seconds: Histogram::new([
+                10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 86400.0,
+            ]),
             last_poll_ok: AtomicI64::new(0),
             last_poll_failed: AtomicBool::new(false),
             registry: Registry::default(),
         };
-        registry.register("sqs_messages_received", "SQS messages received", m.messages_received.clone());
-        registry.register("sqs_messages_deleted", "SQS messages deleted after their work completed", m.messages_deleted.clone());
-        registry.register("sqs_messages_failed", "SQS messages left for redelivery after a failure", m.messages_failed.clone());
+        registry.register(
+            "sqs_messages_received",
+            "SQS messages received",
+            m.messages_received.clone(),
+        );
+        registry.register(
+            "sqs_messages_deleted",
+            "SQS messages deleted after their work completed",
+            m.messages_deleted.clone(),
+        );
+        registry.register(
+            "sqs_messages_failed",
+            "SQS messages left for redelivery after a failure",
+            m.messages_failed.clone(),
+        );
         registry.register("objects", "Log objects read or skipped", m.objects.clone());
         registry.register("records", "CloudTrail records evaluated", m.records.clone());
-        registry.register("alerts", "Alerts raised, by rule and level", m.alerts.clone());
-        registry.register("alerts_suppressed", "Alerts not published again because they were already published", m.alerts_suppressed.clone());
-        registry.register("sns_publish_failures", "SNS Publish calls that failed", m.publish_failures.clone());
-        registry.register("aws_requests", "AWS API requests, by operation", m.aws_requests.clone());
-        registry.register("message_processing_seconds", "Time from receiving a message to deleting it", m.processing_seconds.clone());
-        registry.register("alert_lag_seconds", "Time from a record's eventTime to its alert being published", m.alert_lag_seconds.clone());
+        registry.register(
+            "alerts",
+            "Alerts raised, by rule and level",
+            m.alerts.clone(),
+        );
+        registry.register(
+            "alerts_suppressed",
+            "Alerts not published again because they were already published",
+            m.alerts_suppressed.clone(),
+        );
+        registry.register(
+            "sns_publish_failures",
+            "SNS Publish calls that failed",
+            m.publish_failures.clone(),
+        );
+        registry.register(
+            "aws_requests",
+            "AWS API requests, by operation",
+            m.aws_requests.clone(),
+        );
+        registry.register(
+            "message_processing_seconds",
+            "Time from receiving a message to deleting it",
+            m.processing_seconds.clone(),
+        );
+        registry.register(
+            "alert_lag_seconds",
+            "Time from a record's eventTime to its alert being published",
+            m.alert_lag_seconds.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 
     /// Counts one AWS API call.
     pub fn aws_request(&self, operation: &'static str) {
-        self.aws_requests.get_or_create(&OperationLabels { operation }).inc();
+        self.aws_requests
+            .get_or_create(&OperationLabels { operation })
+            .inc();
     }
 
     /// Records the outcome of a ReceiveMessage call for `/healthz`.
@@ -168,7 +207,11 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, max_silence: Du
     }
 }
 
-async fn respond(mut stream: TcpStream, metrics: &Metrics, max_silence: Duration) -> std::io::Result<()> {
+async fn respond(
+    mut stream: TcpStream,
+    metrics: &Metrics,
+    max_silence: Duration,
+) -> std::io::Result<()> {
     let mut buf = [0u8; 1024];
     let mut len = 0;
     // The request line is all we need; stop at its end or at 1 KiB.
@@ -246,11 +289,23 @@ mod tests {
         metrics.poll_result(false);
         assert!(check().await.expect("join").is_err());
 
-        metrics.alerts.get_or_create(&AlertLabels { rule: "root-activity".into(), level: "high".into() }).inc();
+        metrics
+            .alerts
+            .get_or_create(&AlertLabels {
+                rule: "root-activity".into(),
+                level: "high".into(),
+            })
+            .inc();
         metrics.aws_request("ReceiveMessage");
         let text = metrics.encode();
-        assert!(text.contains("trailwarden_alerts_total{rule=\"root-activity\",level=\"high\"} 1"), "{text}");
-        assert!(text.contains("trailwarden_aws_requests_total{operation=\"ReceiveMessage\"} 1"), "{text}");
+        assert!(
+            text.contains("trailwarden_alerts_total{rule=\"root-activity\",level=\"high\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("trailwarden_aws_requests_total{operation=\"ReceiveMessage\"} 1"),
+            "{text}"
+        );
         server.abort();
     }
 }

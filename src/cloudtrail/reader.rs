@@ -103,7 +103,9 @@ impl<R: Read> Read for Capped<R> {
                 _ => Err(io::Error::other(CapExceeded)),
             };
         }
-        let max = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let max = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..max])?;
         self.remaining -= n as u64;
         Ok(n)
@@ -432,7 +434,9 @@ impl LogReader {
                 State::Done => {
                     return match self.peek()? {
                         None => Ok(None),
-                        Some(_) => Err(self.syntax(self.start, "unexpected bytes after the document")),
+                        Some(_) => {
+                            Err(self.syntax(self.start, "unexpected bytes after the document"))
+                        }
                     };
                 }
             }
@@ -565,12 +569,15 @@ mod tests {
         let (records, end) = read_all(doc.to_vec());
         assert_eq!(records.len(), 2);
         let err = end.expect_err("truncated");
-        assert!(matches!(err, ReadError::Truncated { record: 2, .. }), "{err}");
+        assert!(
+            matches!(err, ReadError::Truncated { record: 2, .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn truncated_gzip_is_an_error() {
-        let doc = br#"{"Records":[{"n":1},{"n":2}]}"#.repeat(1);
+        let doc = br#"{"Records":[{"n":1},{"n":2}]}"#.to_vec();
         let bytes = gzip(&doc);
         let (_, end) = read_all(bytes[..bytes.len() - 12].to_vec());
         end.expect_err("truncated gzip must not read as complete");
@@ -588,7 +595,10 @@ mod tests {
         let doc = format!(r#"{{"Records":[{{"pad":"{}"}}]}}"#, "a".repeat(1 << 20));
         let mut reader = open(io::Cursor::new(gzip(doc.as_bytes())), 4096).expect("open");
         let err = reader.next_record().expect_err("over the cap");
-        assert!(matches!(err, ReadError::TooLarge { cap: 4096, .. }), "{err}");
+        assert!(
+            matches!(err, ReadError::TooLarge { cap: 4096, .. }),
+            "{err}"
+        );
     }
 
     #[test]

@@ -261,7 +261,13 @@ impl Event for Record<'_> {
     }
 
     fn top_level_keys(&self) -> Option<Vec<Cow<'_, str>>> {
-        Some(self.fields.0.iter().map(|(k, _)| Cow::Borrowed(k.as_ref())).collect())
+        Some(
+            self.fields
+                .0
+                .iter()
+                .map(|(k, _)| Cow::Borrowed(k.as_ref()))
+                .collect(),
+        )
     }
 
     fn visit_top_level_keys(&self, visit: &mut dyn FnMut(&str)) -> bool {
