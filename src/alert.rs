@@ -388,6 +388,7 @@ mod tests {
             tags: vec![],
             origin: "test".to_owned(),
             kind: RuleKind::Detection,
+            alerts: true,
         }
     }
 

@@ -130,7 +130,7 @@ fn evaluate_hits(
             continue;
         };
         let rule = &rules.rules()[index];
-        if rule.kind == RuleKind::Detection {
+        if rule.kind == RuleKind::Detection && rule.alerts {
             sink(Alert::from_detection(rule, record, source));
         }
         if rules.feeds_correlation(&result) {

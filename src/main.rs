@@ -244,7 +244,11 @@ fn run_rules(args: RulesArgs) -> ExitCode {
             "{:<36} {:<13} {:<12} {:<60} {}",
             r.name,
             r.level.as_str(),
-            format!("{:?}", r.kind).to_lowercase(),
+            if r.alerts {
+                format!("{:?}", r.kind).to_lowercase()
+            } else {
+                "feeds-only".to_owned()
+            },
             r.title,
             r.origin
         );

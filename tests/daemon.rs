@@ -44,19 +44,43 @@ async fn s3_notification_to_sns_alert_and_message_deleted() {
 
     // A real S3 → SQS notification, from moto, for a key with a space (URL-encoded in the event).
     let mut records = vec![root_login("login-1")];
-    records.extend((0..200).map(|i| record(&format!("root-call-{i}"), "s3.amazonaws.com", "ListBuckets", root())));
-    records.push(record("benign-1", "ec2.amazonaws.com", "DescribeInstances", role()));
+    records.extend((0..200).map(|i| {
+        record(
+            &format!("root-call-{i}"),
+            "s3.amazonaws.com",
+            "ListBuckets",
+            root(),
+        )
+    }));
+    records.push(record(
+        "benign-1",
+        "ec2.amazonaws.com",
+        "DescribeInstances",
+        role(),
+    ));
     stack.put(&key("with space=1"), log_file(&records)).await;
 
     let docs = stack
-        .alerts_until(WAIT, |d| !for_rule(d, "root-console-login").is_empty() && !for_rule(d, "root-activity").is_empty())
+        .alerts_until(WAIT, |d| {
+            !for_rule(d, "root-console-login").is_empty()
+                && !for_rule(d, "root-activity").is_empty()
+        })
         .await;
     let login = for_rule(&docs, "root-console-login")[0];
     assert_eq!(login["doc"]["level"], "critical");
-    assert_eq!(login["subject"], format!("[CRITICAL] root-console-login in {ACCOUNT}"));
+    assert_eq!(
+        login["subject"],
+        format!("[CRITICAL] root-console-login in {ACCOUNT}")
+    );
     assert_eq!(login["attributes"]["level"]["Value"], "critical");
     assert_eq!(login["attributes"]["account_id"]["Value"], ACCOUNT);
-    assert!(login["doc"]["summary"].as_str().unwrap_or("").contains("without MFA"), "{login}");
+    assert!(
+        login["doc"]["summary"]
+            .as_str()
+            .unwrap_or("")
+            .contains("without MFA"),
+        "{login}"
+    );
 
     // 200 root calls from one session page once.
     let activity = for_rule(&docs, "root-activity");
@@ -65,31 +89,58 @@ async fn s3_notification_to_sns_alert_and_message_deleted() {
 
     stack.wait_depth(&stack.queue_url, 0, WAIT).await;
     let metrics = daemon.metrics();
-    assert!(metrics.contains("trailwarden_sqs_messages_deleted_total 1"), "{metrics}");
-    assert!(metrics.contains("trailwarden_records_total 202"), "{metrics}");
+    assert!(
+        metrics.contains("trailwarden_sqs_messages_deleted_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("trailwarden_records_total 202"),
+        "{metrics}"
+    );
     let logs = daemon.logs();
     assert!(logs.contains("\"message\":\"object processed\""), "{logs}");
-    assert!(logs.contains("\"message\":\"alert\""), "alerts are logged too:\n{logs}");
-    assert!(!logs.contains("benign-1"), "records that raise nothing are never logged one by one");
+    assert!(
+        logs.contains("\"message\":\"alert\""),
+        "alerts are logged too:\n{logs}"
+    );
+    assert!(
+        !logs.contains("benign-1"),
+        "records that raise nothing are never logged one by one"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_notification_shape_is_accepted() {
     let moto = Moto::start();
     let stack = Stack::create(&moto, 5).await;
-    stack.s3.delete_bucket_notification_configuration_if_any(&stack.bucket).await;
-    for (name, id) in [("a", "shape-direct"), ("b", "shape-sns"), ("c", "shape-raw"), ("d", "shape-eb"), ("e", "shape-ct1"), ("f", "shape-ct2"), ("g h+i", "shape-encoded")] {
+    stack
+        .s3
+        .delete_bucket_notification_configuration_if_any(&stack.bucket)
+        .await;
+    for (name, id) in [
+        ("a", "shape-direct"),
+        ("b", "shape-sns"),
+        ("c", "shape-raw"),
+        ("d", "shape-eb"),
+        ("e", "shape-ct1"),
+        ("f", "shape-ct2"),
+        ("g h+i", "shape-encoded"),
+    ] {
         stack.put(&key(name), log_file(&[root_login(id)])).await;
     }
     stack.purge(&stack.queue_url).await;
     let daemon = Daemon::start(&moto, &stack, DaemonOptions::default());
 
-    let test_event = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2026-11-20T09:00:00.000Z",
-                            "Bucket": stack.bucket, "RequestId": "r", "HostId": "h"}).to_string();
+    let test_event =
+        json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2026-11-20T09:00:00.000Z",
+                            "Bucket": stack.bucket, "RequestId": "r", "HostId": "h"})
+        .to_string();
     stack.send(&test_event).await;
     stack.send(&sns_envelope(&test_event)).await;
     stack.send(&s3_event(&stack.bucket, &[&key("a")])).await;
-    stack.send(&sns_envelope(&s3_event(&stack.bucket, &[&key("b")]))).await;
+    stack
+        .send(&sns_envelope(&s3_event(&stack.bucket, &[&key("b")])))
+        .await;
     // Raw message delivery: the S3 JSON itself arrives through SNS unchanged.
     stack.send(&s3_event(&stack.bucket, &[&key("c")])).await;
     let eb = json!({"version": "0", "id": "e1", "detail-type": "Object Created", "source": "aws.s3",
@@ -101,16 +152,32 @@ async fn every_notification_shape_is_accepted() {
     let ct = json!({"s3Bucket": stack.bucket, "s3ObjectKey": [key("e"), key("f")]}).to_string();
     stack.send(&sns_envelope(&ct)).await;
     // URL-encoded key with '+' for a space, as S3 writes it.
-    let encoded = key("g h+i").replace('/', "%2F").replace('+', "%2B").replace(' ', "+");
+    let encoded = key("g h+i")
+        .replace('/', "%2F")
+        .replace('+', "%2B")
+        .replace(' ', "+");
     stack.send(&s3_event(&stack.bucket, &[&encoded])).await;
 
     let docs = stack.alerts_until(WAIT, |d| event_ids(d).len() >= 7).await;
     let mut ids = event_ids(&docs);
     ids.sort();
-    assert_eq!(ids, vec!["shape-ct1", "shape-ct2", "shape-direct", "shape-eb", "shape-encoded", "shape-raw", "shape-sns"]);
+    assert_eq!(
+        ids,
+        vec![
+            "shape-ct1",
+            "shape-ct2",
+            "shape-direct",
+            "shape-eb",
+            "shape-encoded",
+            "shape-raw",
+            "shape-sns"
+        ]
+    );
     // Test events are acknowledged and deleted with everything else.
     stack.wait_depth(&stack.queue_url, 0, WAIT).await;
-    stack.wait_depth(&stack.dlq_url, 0, Duration::from_secs(1)).await;
+    stack
+        .wait_depth(&stack.dlq_url, 0, Duration::from_secs(1))
+        .await;
     drop(daemon);
 }
 
@@ -118,60 +185,140 @@ async fn every_notification_shape_is_accepted() {
 async fn corrupt_missing_and_forbidden_objects() {
     let moto = Moto::start();
     let stack = Stack::create(&moto, 2).await;
-    stack.s3.delete_bucket_notification_configuration_if_any(&stack.bucket).await;
-    let daemon = Daemon::start(&moto, &stack, DaemonOptions { visibility_timeout_secs: 10, ..Default::default() });
+    stack
+        .s3
+        .delete_bucket_notification_configuration_if_any(&stack.bucket)
+        .await;
+    let daemon = Daemon::start(
+        &moto,
+        &stack,
+        DaemonOptions {
+            visibility_timeout_secs: 10,
+            ..Default::default()
+        },
+    );
 
     // Corrupt: a truncated gzip whose first records are readable.
     let mut records = vec![root_login("before-damage")];
-    records.extend((0..3000).map(|i| record(&format!("pad-{i}"), "ec2.amazonaws.com", "DescribeInstances", role())));
+    records.extend((0..3000).map(|i| {
+        record(
+            &format!("pad-{i}"),
+            "ec2.amazonaws.com",
+            "DescribeInstances",
+            role(),
+        )
+    }));
     let full = log_file(&records);
-    stack.put(&key("corrupt"), full[..full.len() / 2].to_vec()).await;
-    stack.send(&s3_event(&stack.bucket, &[&key("corrupt")])).await;
+    stack
+        .put(&key("corrupt"), full[..full.len() / 2].to_vec())
+        .await;
+    stack
+        .send(&s3_event(&stack.bucket, &[&key("corrupt")]))
+        .await;
     let docs = stack
-        .alerts_until(WAIT, |d| !for_rule(d, "log-file-unreadable").is_empty() && !for_rule(d, "root-console-login").is_empty())
+        .alerts_until(WAIT, |d| {
+            !for_rule(d, "log-file-unreadable").is_empty()
+                && !for_rule(d, "root-console-login").is_empty()
+        })
         .await;
     let unreadable = for_rule(&docs, "log-file-unreadable")[0];
     assert_eq!(unreadable["doc"]["level"], "medium");
     let summary = unreadable["doc"]["summary"].as_str().unwrap_or("");
-    assert!(summary.contains(&key("corrupt")), "names the object: {summary}");
+    assert!(
+        summary.contains(&key("corrupt")),
+        "names the object: {summary}"
+    );
     stack.wait_depth(&stack.queue_url, 0, WAIT).await;
 
     // Missing: warned about and deleted.
-    stack.send(&s3_event(&stack.bucket, &[&key("never-written")])).await;
+    stack
+        .send(&s3_event(&stack.bucket, &[&key("never-written")]))
+        .await;
     stack.wait_depth(&stack.queue_url, 0, WAIT).await;
-    assert!(daemon.logs().contains("object is gone"), "{}", daemon.logs());
+    assert!(
+        daemon.logs().contains("object is gone"),
+        "{}",
+        daemon.logs()
+    );
 
     // A bucket outside allowed_buckets: refused, nothing fetched, kept for the DLQ.
-    stack.send(&s3_event("someone-elses-bucket", &["AWSLogs/1/x.json.gz"])).await;
-    stack.wait_depth(&stack.dlq_url, 1, Duration::from_secs(60)).await;
+    stack
+        .send(&s3_event("someone-elses-bucket", &["AWSLogs/1/x.json.gz"]))
+        .await;
+    stack
+        .wait_depth(&stack.dlq_url, 1, Duration::from_secs(60))
+        .await;
     let logs = daemon.logs();
-    assert!(logs.contains("refused: bucket is not in allowed_buckets"), "{logs}");
+    assert!(
+        logs.contains("refused: bucket is not in allowed_buckets"),
+        "{logs}"
+    );
     assert!(logs.contains("\"level\":\"ERROR\""), "{logs}");
-    let gets = daemon.metrics().lines().find(|l| l.starts_with("trailwarden_aws_requests_total{operation=\"GetObject\"}")).map(str::to_owned);
-    assert_eq!(gets.as_deref(), Some("trailwarden_aws_requests_total{operation=\"GetObject\"} 2"), "nothing fetched for the refused bucket");
+    let gets = daemon
+        .metrics()
+        .lines()
+        .find(|l| l.starts_with("trailwarden_aws_requests_total{operation=\"GetObject\"}"))
+        .map(str::to_owned);
+    assert_eq!(
+        gets.as_deref(),
+        Some("trailwarden_aws_requests_total{operation=\"GetObject\"} 2"),
+        "nothing fetched for the refused bucket"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sns_outage_then_recovery_delivers_every_alert_once() {
     let moto = Moto::start();
     let stack = Stack::create(&moto, 10).await;
-    let daemon = Daemon::start(&moto, &stack, DaemonOptions { visibility_timeout_secs: 10, ..Default::default() });
+    let daemon = Daemon::start(
+        &moto,
+        &stack,
+        DaemonOptions {
+            visibility_timeout_secs: 10,
+            ..Default::default()
+        },
+    );
 
-    stack.sns.delete_topic().topic_arn(&stack.topic_arn).send().await.expect("delete topic");
-    stack.put(&key("during-outage"), log_file(&[root_login("outage-login")])).await;
+    stack
+        .sns
+        .delete_topic()
+        .topic_arn(&stack.topic_arn)
+        .send()
+        .await
+        .expect("delete topic");
+    stack
+        .put(
+            &key("during-outage"),
+            log_file(&[root_login("outage-login")]),
+        )
+        .await;
 
     // Publishing fails; the message is not deleted.
     let deadline = std::time::Instant::now() + WAIT;
-    while !daemon.metrics().lines().any(|l| l.starts_with("trailwarden_sns_publish_failures_total") && !l.ends_with(" 0")) {
-        assert!(std::time::Instant::now() < deadline, "publish never failed:\n{}", daemon.logs());
+    while !daemon
+        .metrics()
+        .lines()
+        .any(|l| l.starts_with("trailwarden_sns_publish_failures_total") && !l.ends_with(" 0"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "publish never failed:\n{}",
+            daemon.logs()
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert_eq!(stack.depth(&stack.queue_url).await, 1, "the message stays while SNS fails");
+    assert_eq!(
+        stack.depth(&stack.queue_url).await,
+        1,
+        "the message stays while SNS fails"
+    );
 
     // The topic comes back (same name, same ARN) with its subscription.
     let arn = create_topic(&stack.sns, &stack.sqs, &stack.alerts_url).await;
     assert_eq!(arn, stack.topic_arn);
-    let docs = stack.alerts_until(Duration::from_secs(60), |d| !d.is_empty()).await;
+    let docs = stack
+        .alerts_until(Duration::from_secs(60), |d| !d.is_empty())
+        .await;
     assert_eq!(event_ids(&docs), vec!["outage-login"]);
     stack.wait_depth(&stack.queue_url, 0, WAIT).await;
     // Nothing more arrives.
@@ -183,14 +330,31 @@ async fn sns_outage_then_recovery_delivers_every_alert_once() {
 async fn sigterm_mid_batch_loses_nothing() {
     let moto = Moto::start();
     let stack = Stack::create(&moto, 10).await;
-    let mut daemon = Daemon::start(&moto, &stack, DaemonOptions { visibility_timeout_secs: 6, workers: 2, ..Default::default() });
+    let mut daemon = Daemon::start(
+        &moto,
+        &stack,
+        DaemonOptions {
+            visibility_timeout_secs: 6,
+            workers: 2,
+            ..Default::default()
+        },
+    );
 
     // Large enough objects that some are in flight when SIGTERM lands.
     let n = 12;
     for i in 0..n {
         let mut records = vec![root_login(&format!("term-{i}"))];
-        records.extend((0..20_000).map(|j| record(&format!("pad-{i}-{j}"), "ec2.amazonaws.com", "DescribeInstances", role())));
-        stack.put(&key(&format!("term-{i}")), log_file(&records)).await;
+        records.extend((0..20_000).map(|j| {
+            record(
+                &format!("pad-{i}-{j}"),
+                "ec2.amazonaws.com",
+                "DescribeInstances",
+                role(),
+            )
+        }));
+        stack
+            .put(&key(&format!("term-{i}")), log_file(&records))
+            .await;
     }
     let before = stack.alerts_until(WAIT, |d| !d.is_empty()).await;
     let status = daemon.terminate();
@@ -198,8 +362,17 @@ async fn sigterm_mid_batch_loses_nothing() {
     assert!(daemon.logs().contains("shutting down"), "{}", daemon.logs());
 
     // A new task picks up whatever was not finished.
-    let _second = Daemon::start(&moto, &stack, DaemonOptions { visibility_timeout_secs: 6, ..Default::default() });
-    stack.wait_depth(&stack.queue_url, 0, Duration::from_secs(120)).await;
+    let _second = Daemon::start(
+        &moto,
+        &stack,
+        DaemonOptions {
+            visibility_timeout_secs: 6,
+            ..Default::default()
+        },
+    );
+    stack
+        .wait_depth(&stack.queue_url, 0, Duration::from_secs(120))
+        .await;
     let after = stack.alerts_for(Duration::from_secs(3)).await;
     let mut ids = event_ids(&before);
     ids.extend(event_ids(&after));
@@ -214,34 +387,62 @@ async fn sigterm_mid_batch_loses_nothing() {
 async fn redelivery_and_duplicate_notifications_do_not_page_twice() {
     let moto = Moto::start();
     let stack = Stack::create(&moto, 3).await;
-    stack.s3.delete_bucket_notification_configuration_if_any(&stack.bucket).await;
-    let daemon = Daemon::start(&moto, &stack, DaemonOptions { visibility_timeout_secs: 10, ..Default::default() });
-    stack.put(&key("dup"), log_file(&[root_login("dup-login")])).await;
+    stack
+        .s3
+        .delete_bucket_notification_configuration_if_any(&stack.bucket)
+        .await;
+    let daemon = Daemon::start(
+        &moto,
+        &stack,
+        DaemonOptions {
+            visibility_timeout_secs: 10,
+            ..Default::default()
+        },
+    );
+    stack
+        .put(&key("dup"), log_file(&[root_login("dup-login")]))
+        .await;
 
     // S3 delivers at least once: the same notification twice.
     stack.send(&s3_event(&stack.bucket, &[&key("dup")])).await;
     stack.send(&s3_event(&stack.bucket, &[&key("dup")])).await;
     // A message whose second object is refused is redelivered until the DLQ takes it; its
     // first object's alert must still page only once.
-    stack.send(&sns_envelope(&json!({"s3Bucket": "not-allowed", "s3ObjectKey": ["x"]}).to_string())).await;
+    stack
+        .send(&sns_envelope(
+            &json!({"s3Bucket": "not-allowed", "s3ObjectKey": ["x"]}).to_string(),
+        ))
+        .await;
     let both = json!({"Records": [
         serde_json::from_str::<Value>(&s3_event(&stack.bucket, &[&key("dup")])).expect("json")["Records"][0],
         serde_json::from_str::<Value>(&s3_event("not-allowed", &["x"])).expect("json")["Records"][0],
     ]});
     stack.send(&both.to_string()).await;
 
-    stack.wait_depth(&stack.dlq_url, 2, Duration::from_secs(90)).await;
+    stack
+        .wait_depth(&stack.dlq_url, 2, Duration::from_secs(90))
+        .await;
     let docs = stack.alerts_for(Duration::from_secs(3)).await;
     assert_eq!(event_ids(&docs), vec!["dup-login"], "{docs:#?}");
     let metrics = daemon.metrics();
-    assert!(!metrics.contains("trailwarden_alerts_suppressed_total 0"), "{metrics}");
+    assert!(
+        !metrics.contains("trailwarden_alerts_suppressed_total 0"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_bodies_never_crash_the_daemon() {
     let moto = Moto::start();
     let stack = Stack::create(&moto, 1).await;
-    let mut daemon = Daemon::start(&moto, &stack, DaemonOptions { visibility_timeout_secs: 5, ..Default::default() });
+    let mut daemon = Daemon::start(
+        &moto,
+        &stack,
+        DaemonOptions {
+            visibility_timeout_secs: 5,
+            ..Default::default()
+        },
+    );
     let garbage = [
         "".to_owned(),
         "not json at all".to_owned(),
@@ -258,12 +459,26 @@ async fn garbage_bodies_never_crash_the_daemon() {
         }
     }
     // A good object after the garbage is still processed.
-    stack.put(&key("after-garbage"), log_file(&[root_login("still-alive")])).await;
+    stack
+        .put(
+            &key("after-garbage"),
+            log_file(&[root_login("still-alive")]),
+        )
+        .await;
     let docs = stack.alerts_until(WAIT, |d| !d.is_empty()).await;
     assert_eq!(event_ids(&docs), vec!["still-alive"]);
-    stack.wait_depth(&stack.dlq_url, (garbage.len() - 1) as u64, Duration::from_secs(60)).await;
+    stack
+        .wait_depth(
+            &stack.dlq_url,
+            (garbage.len() - 1) as u64,
+            Duration::from_secs(60),
+        )
+        .await;
     assert!(daemon.is_running(), "{}", daemon.logs());
-    assert!(daemon.logs().contains("message_id"), "bad bodies are logged with their message id");
+    assert!(
+        daemon.logs().contains("message_id"),
+        "bad bodies are logged with their message id"
+    );
 }
 
 /// Test-only convenience on the S3 client.
@@ -276,7 +491,9 @@ impl NotificationOff for aws_sdk_s3::Client {
     async fn delete_bucket_notification_configuration_if_any(&self, bucket: &str) {
         self.put_bucket_notification_configuration()
             .bucket(bucket)
-            .notification_configuration(aws_sdk_s3::types::NotificationConfiguration::builder().build())
+            .notification_configuration(
+                aws_sdk_s3::types::NotificationConfiguration::builder().build(),
+            )
             .send()
             .await
             .expect("clear notifications");

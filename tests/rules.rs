@@ -28,15 +28,27 @@ fn run(rules: &RuleSet, records: &[Value]) -> Vec<Alert> {
         u64::MAX,
         &mut |a| alerts.push(a),
     );
-    assert!(matches!(report.outcome, Outcome::Complete), "{:?}", report.outcome);
+    assert!(
+        matches!(report.outcome, Outcome::Complete),
+        "{:?}",
+        report.outcome
+    );
     if let Some(mut correlator) = rules.correlator() {
-        engine::correlate(rules, &mut correlator, report.correlation_inputs, &mut |a| alerts.push(a));
+        engine::correlate(
+            rules,
+            &mut correlator,
+            report.correlation_inputs,
+            &mut |a| alerts.push(a),
+        );
     }
     alerts
 }
 
 fn cases_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/rule_cases"))
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/rule_cases"
+    ))
 }
 
 fn load(name: &str) -> Value {
@@ -58,12 +70,20 @@ fn builtin_rules_all_load() {
 fn every_detection_rule_fires_on_its_positives_and_not_its_negatives() {
     let rules = RuleSet::load(&[]).expect("builtin rules");
     let mut failures = Vec::new();
-    for rule in rules.rules().iter().filter(|r| r.kind == RuleKind::Detection) {
+    for rule in rules
+        .rules()
+        .iter()
+        .filter(|r| r.kind == RuleKind::Detection)
+    {
         let file = load(&rule.name);
         assert_eq!(file["rule"], rule.name);
         let cases = file["cases"].as_array().expect("cases");
         let positives = cases.iter().filter(|c| c["fires"] == true).count();
-        assert!(positives >= 1 && positives < cases.len(), "{}: needs positive and negative cases", rule.name);
+        assert!(
+            positives >= 1 && positives < cases.len(),
+            "{}: needs positive and negative cases",
+            rule.name
+        );
         for case in cases {
             let fired = run(&rules, std::slice::from_ref(&case["record"]))
                 .iter()
@@ -86,10 +106,18 @@ fn brute_force_correlation_sequences() {
             .into_iter()
             .filter(|a| a.rule == "console-login-brute-force")
             .collect();
-        assert_eq!(alerts.len() as u64, seq["expect_alerts"].as_u64().expect("n"), "{}", seq["name"]);
+        assert_eq!(
+            alerts.len() as u64,
+            seq["expect_alerts"].as_u64().expect("n"),
+            "{}",
+            seq["name"]
+        );
         for a in &alerts {
             assert!(a.count.unwrap_or(0) >= 5, "{a:?}");
-            assert!(a.event_ids.as_ref().is_some_and(|ids| ids.len() >= 5), "{a:?}");
+            assert!(
+                a.event_ids.as_ref().is_some_and(|ids| ids.len() >= 5),
+                "{a:?}"
+            );
         }
     }
 }
@@ -110,12 +138,32 @@ fn alerts_carry_the_documented_fields() {
         .expect("alert");
     let v = serde_json::to_value(&alert).expect("json");
     for field in [
-        "rule", "title", "level", "tags", "event_id", "event_time", "event_name", "event_source", "aws_region",
-        "account_id", "principal_type", "principal_arn", "source_ip", "user_agent", "mfa_used", "summary", "source",
+        "rule",
+        "title",
+        "level",
+        "tags",
+        "event_id",
+        "event_time",
+        "event_name",
+        "event_source",
+        "aws_region",
+        "account_id",
+        "principal_type",
+        "principal_arn",
+        "source_ip",
+        "user_agent",
+        "mfa_used",
+        "summary",
+        "source",
     ] {
         assert!(v.get(field).is_some(), "missing {field}: {v}");
     }
     assert_eq!(v["level"], "critical");
     assert_eq!(v["principal_type"], "Root");
-    assert!(v["summary"].as_str().expect("summary").starts_with("Root user signed in to the console of "));
+    assert!(
+        v["summary"]
+            .as_str()
+            .expect("summary")
+            .starts_with("Root user signed in to the console of ")
+    );
 }

@@ -42,12 +42,25 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 #[test]
 fn example_tree_quickstart() {
-    let out = trailwarden(&["scan", concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cloudtrail")]);
+    let out = trailwarden(&[
+        "scan",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cloudtrail"),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let rules: std::collections::BTreeSet<String> =
-        alerts(&out).iter().map(|a| a["rule"].as_str().unwrap_or("").to_owned()).collect();
-    for expected in ["root-console-login", "root-access-key-created", "console-login-brute-force", "cloudtrail-changed"] {
-        assert!(rules.contains(expected), "{expected} missing from {rules:?}");
+    let rules: std::collections::BTreeSet<String> = alerts(&out)
+        .iter()
+        .map(|a| a["rule"].as_str().unwrap_or("").to_owned())
+        .collect();
+    for expected in [
+        "root-console-login",
+        "root-access-key-created",
+        "console-login-brute-force",
+        "cloudtrail-changed",
+    ] {
+        assert!(
+            rules.contains(expected),
+            "{expected} missing from {rules:?}"
+        );
     }
     let err = stderr(&out);
     assert!(err.contains("12 read, 1 skipped, 0 failed"), "{err}");
@@ -80,12 +93,20 @@ fn multi_member_gzip_plain_json_and_stdin() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    child.stdin.take().expect("stdin").write_all(&two_members).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&two_members)
+        .expect("write stdin");
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("CRITICAL "), "{text}");
-    assert!(text.contains("root-console-login Root user signed in to the console of"), "{text}");
+    assert!(
+        text.contains("root-console-login Root user signed in to the console of"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -101,7 +122,10 @@ fn empty_records_and_digest_files_are_not_errors() {
     let out = trailwarden(&["scan", &dir.path().display().to_string()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("files: 2 read, 1 skipped, 0 failed; 1 records"), "{err}");
+    assert!(
+        err.contains("files: 2 read, 1 skipped, 0 failed; 1 records"),
+        "{err}"
+    );
     assert!(err.contains("skipped 1: digest file"), "{err}");
 }
 
@@ -109,13 +133,24 @@ fn empty_records_and_digest_files_are_not_errors() {
 fn damaged_files_name_the_file_and_where_reading_stopped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut records = vec![root_login("early-login")];
-    records.extend((0..5000).map(|i| record(&format!("pad-{i}"), "ec2.amazonaws.com", "DescribeInstances", role())));
+    records.extend((0..5000).map(|i| {
+        record(
+            &format!("pad-{i}"),
+            "ec2.amazonaws.com",
+            "DescribeInstances",
+            role(),
+        )
+    }));
     let full = log_file(&records);
     let truncated_gz = write(dir.path(), "truncated.json.gz", &full[..full.len() / 2]);
     let doc = serde_json::to_vec(&json!({"Records": records})).expect("json");
     let truncated_json = write(dir.path(), "truncated.json", &doc[..doc.len() / 3]);
     let not_json = write(dir.path(), "notjson.json", b"<html>403 Forbidden</html>");
-    let bad_record = write(dir.path(), "badrecord.json", br#"{"Records":[{"eventName":"ConsoleLogin"},{"eventName": tru}]}"#);
+    let bad_record = write(
+        dir.path(),
+        "badrecord.json",
+        br#"{"Records":[{"eventName":"ConsoleLogin"},{"eventName": tru}]}"#,
+    );
 
     for (path, expect) in [
         (&truncated_gz, "record"),
@@ -126,13 +161,19 @@ fn damaged_files_name_the_file_and_where_reading_stopped() {
         let out = trailwarden(&["scan", path]);
         assert_eq!(out.status.code(), Some(1), "{path}: {}", stderr(&out));
         let err = stderr(&out);
-        assert!(err.contains(&format!("error: {path}: ")), "names the file: {err}");
+        assert!(
+            err.contains(&format!("error: {path}: ")),
+            "names the file: {err}"
+        );
         assert!(err.contains(expect), "{path}: says where: {err}");
     }
     // Alerts for records before the damage are still emitted.
     for path in [&truncated_gz, &truncated_json] {
         let got = alerts(&trailwarden(&["scan", path]));
-        assert!(got.iter().any(|a| a["event_id"] == "early-login"), "{path}: {got:?}");
+        assert!(
+            got.iter().any(|a| a["event_id"] == "early-login"),
+            "{path}: {got:?}"
+        );
     }
 }
 
@@ -142,9 +183,19 @@ fn hundred_thousand_records_in_one_file() {
     let records: Vec<Value> = (0..100_000)
         .map(|i| {
             if i % 10_000 == 0 {
-                record(&format!("root-{i}"), "s3.amazonaws.com", "ListBuckets", root())
+                record(
+                    &format!("root-{i}"),
+                    "s3.amazonaws.com",
+                    "ListBuckets",
+                    root(),
+                )
             } else {
-                record(&format!("r-{i}"), "ec2.amazonaws.com", "DescribeInstances", role())
+                record(
+                    &format!("r-{i}"),
+                    "ec2.amazonaws.com",
+                    "DescribeInstances",
+                    role(),
+                )
             }
         })
         .collect();
@@ -160,7 +211,14 @@ fn hundred_thousand_records_in_one_file() {
 #[test]
 fn min_level_and_decompression_cap() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = write(dir.path(), &key("levels"), &log_file(&[root_login("l1"), record("l2", "s3.amazonaws.com", "ListBuckets", root())]));
+    let path = write(
+        dir.path(),
+        &key("levels"),
+        &log_file(&[
+            root_login("l1"),
+            record("l2", "s3.amazonaws.com", "ListBuckets", root()),
+        ]),
+    );
     let out = trailwarden(&["scan", "--min-level", "critical", &path]);
     let got = alerts(&out);
     assert_eq!(got.len(), 1);
@@ -168,7 +226,11 @@ fn min_level_and_decompression_cap() {
 
     let out = trailwarden(&["scan", "--max-decompressed-bytes", "100", &path]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("exceeds the cap of 100 bytes"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exceeds the cap of 100 bytes"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -181,8 +243,15 @@ fn usage_and_rule_errors_exit_2_and_good_rules_still_run() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = dir.path().join("rules");
-    write(&rules, "broken.yml", b"title: broken\ndetection:\n  condition: nothing_here\n");
-    write(&rules, "mine.yml", br#"
+    write(
+        &rules,
+        "broken.yml",
+        b"title: broken\ndetection:\n  condition: nothing_here\n",
+    );
+    write(
+        &rules,
+        "mine.yml",
+        br#"
 title: Describe by CI
 name: ci-describe
 logsource: {product: aws, service: cloudtrail}
@@ -191,8 +260,18 @@ detection:
     eventName: DescribeInstances
   condition: selection
 level: low
-"#);
-    let log = write(dir.path(), &key("x"), &log_file(&[record("c1", "ec2.amazonaws.com", "DescribeInstances", role())]));
+"#,
+    );
+    let log = write(
+        dir.path(),
+        &key("x"),
+        &log_file(&[record(
+            "c1",
+            "ec2.amazonaws.com",
+            "DescribeInstances",
+            role(),
+        )]),
+    );
     let rules = rules.display().to_string();
     let out = trailwarden(&["scan", "--rules", &rules, &log]);
     assert_eq!(out.status.code(), Some(2), "a rule failed to load");
@@ -204,6 +283,13 @@ level: low
     let out = trailwarden(&["rules", "--rules", &rules]);
     assert_eq!(out.status.code(), Some(2));
     let listing = String::from_utf8_lossy(&out.stdout);
-    assert!(listing.contains("ci-describe") && listing.contains("root-console-login"), "{listing}");
-    assert!(stderr(&out).contains("26 rules loaded, 1 failed to load"), "{}", stderr(&out));
+    assert!(
+        listing.contains("ci-describe") && listing.contains("root-console-login"),
+        "{listing}"
+    );
+    assert!(
+        stderr(&out).contains("26 rules loaded, 1 failed to load"),
+        "{}",
+        stderr(&out)
+    );
 }

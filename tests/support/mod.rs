@@ -74,7 +74,10 @@ impl Moto {
             if let Ok(Some(status)) = moto.child.try_wait() {
                 panic!("moto server exited at start-up with {status}");
             }
-            assert!(Instant::now() < deadline, "moto server did not listen on {addr} within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "moto server did not listen on {addr} within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         moto
@@ -117,14 +120,27 @@ impl Stack {
     pub async fn create(moto: &Moto, max_receive_count: u32) -> Stack {
         let sdk = moto.sdk().await;
         let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build(),
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
         );
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let sns = aws_sdk_sns::Client::new(&sdk);
         let bucket = "trail-bucket".to_owned();
-        s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("create bucket");
 
-        let dlq_url = sqs.create_queue().queue_name("trail-dlq").send().await.expect("dlq").queue_url.expect("url");
+        let dlq_url = sqs
+            .create_queue()
+            .queue_name("trail-dlq")
+            .send()
+            .await
+            .expect("dlq")
+            .queue_url
+            .expect("url");
         let dlq_arn = queue_arn(&sqs, &dlq_url).await;
         let queue_url = sqs
             .create_queue()
@@ -156,9 +172,25 @@ impl Stack {
             .await
             .expect("bucket notification");
 
-        let alerts_url = sqs.create_queue().queue_name("alerts").send().await.expect("alerts").queue_url.expect("url");
+        let alerts_url = sqs
+            .create_queue()
+            .queue_name("alerts")
+            .send()
+            .await
+            .expect("alerts")
+            .queue_url
+            .expect("url");
         let topic_arn = create_topic(&sns, &sqs, &alerts_url).await;
-        let stack = Stack { s3, sqs, sns, bucket, queue_url, dlq_url, topic_arn, alerts_url };
+        let stack = Stack {
+            s3,
+            sqs,
+            sns,
+            bucket,
+            queue_url,
+            dlq_url,
+            topic_arn,
+            alerts_url,
+        };
         // S3 sends a test event when notifications are configured (moto may too); drain it so
         // each test starts from an empty queue unless it sends its own.
         stack.purge(&stack.queue_url).await;
@@ -181,7 +213,13 @@ impl Stack {
     }
 
     pub async fn send(&self, body: &str) {
-        self.sqs.send_message().queue_url(&self.queue_url).message_body(body).send().await.expect("send");
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send");
     }
 
     /// Messages currently in a queue, visible or in flight.
@@ -196,20 +234,34 @@ impl Stack {
             .await
             .expect("queue attributes");
         let a = attrs.attributes.unwrap_or_default();
-        let n = |k| a.get(&k).and_then(|v: &String| v.parse::<u64>().ok()).unwrap_or(0);
-        n(QueueAttributeName::ApproximateNumberOfMessages) + n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        let n = |k| {
+            a.get(&k)
+                .and_then(|v: &String| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        n(QueueAttributeName::ApproximateNumberOfMessages)
+            + n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
     }
 
     /// Waits until `pred` holds on the alert documents received so far (each an SNS message
     /// body as subscribers see it), or panics after `timeout`.
-    pub async fn alerts_until(&self, timeout: Duration, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub async fn alerts_until(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
         let mut docs = Vec::new();
         loop {
             if pred(&docs) {
                 return docs;
             }
-            assert!(Instant::now() < deadline, "alerts did not arrive in time; got {} ids {:?}", docs.len(), event_ids(&docs));
+            assert!(
+                Instant::now() < deadline,
+                "alerts did not arrive in time; got {} ids {:?}",
+                docs.len(),
+                event_ids(&docs)
+            );
             docs.extend(self.receive_alerts().await);
         }
     }
@@ -237,8 +289,10 @@ impl Stack {
             .expect("receive alerts");
         let mut docs = Vec::new();
         for m in out.messages.unwrap_or_default() {
-            let envelope: Value = serde_json::from_str(m.body().unwrap_or("")).expect("SNS envelope");
-            let doc: Value = serde_json::from_str(envelope["Message"].as_str().expect("Message")).expect("alert document");
+            let envelope: Value =
+                serde_json::from_str(m.body().unwrap_or("")).expect("SNS envelope");
+            let doc: Value = serde_json::from_str(envelope["Message"].as_str().expect("Message"))
+                .expect("alert document");
             docs.push(json!({"doc": doc, "subject": envelope["Subject"], "attributes": envelope["MessageAttributes"]}));
             self.sqs
                 .delete_message()
@@ -259,7 +313,10 @@ impl Stack {
             if d == n {
                 return;
             }
-            assert!(Instant::now() < deadline, "queue {url} holds {d} messages, expected {n}");
+            assert!(
+                Instant::now() < deadline,
+                "queue {url} holds {d} messages, expected {n}"
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
@@ -278,8 +335,19 @@ pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
 }
 
 /// Creates the alert topic and subscribes the alerts queue (raw delivery off).
-pub async fn create_topic(sns: &aws_sdk_sns::Client, sqs: &aws_sdk_sqs::Client, alerts_url: &str) -> String {
-    let topic_arn = sns.create_topic().name("trailwarden-alerts").send().await.expect("topic").topic_arn.expect("arn");
+pub async fn create_topic(
+    sns: &aws_sdk_sns::Client,
+    sqs: &aws_sdk_sqs::Client,
+    alerts_url: &str,
+) -> String {
+    let topic_arn = sns
+        .create_topic()
+        .name("trailwarden-alerts")
+        .send()
+        .await
+        .expect("topic")
+        .topic_arn
+        .expect("arn");
     sns.subscribe()
         .topic_arn(&topic_arn)
         .protocol("sqs")
@@ -307,7 +375,11 @@ pub struct DaemonOptions {
 
 impl Default for DaemonOptions {
     fn default() -> Self {
-        DaemonOptions { visibility_timeout_secs: 30, workers: 4, extra_env: Vec::new() }
+        DaemonOptions {
+            visibility_timeout_secs: 30,
+            workers: 4,
+            extra_env: Vec::new(),
+        }
     }
 }
 
@@ -330,7 +402,10 @@ impl Daemon {
             .env("TRAILWARDEN_TOPIC_ARN", &stack.topic_arn)
             .env("TRAILWARDEN_ALLOWED_BUCKETS", &stack.bucket)
             .env("TRAILWARDEN_WAIT_TIME_SECS", "1")
-            .env("TRAILWARDEN_VISIBILITY_TIMEOUT_SECS", opts.visibility_timeout_secs.to_string())
+            .env(
+                "TRAILWARDEN_VISIBILITY_TIMEOUT_SECS",
+                opts.visibility_timeout_secs.to_string(),
+            )
             .env("TRAILWARDEN_WORKERS", opts.workers.to_string())
             .env("TRAILWARDEN_LOG_FORMAT", "json")
             .env("TRAILWARDEN_HEALTH_LISTEN", health.to_string())
@@ -341,7 +416,12 @@ impl Daemon {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start trailwarden run");
-        let mut daemon = Daemon { child, health, log, _dir: dir };
+        let mut daemon = Daemon {
+            child,
+            health,
+            log,
+            _dir: dir,
+        };
         daemon.wait_healthy();
         daemon
     }
@@ -360,7 +440,11 @@ impl Daemon {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("daemon exited with {status}:\n{}", self.logs());
             }
-            assert!(Instant::now() < deadline, "daemon not healthy within 30 s:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "daemon not healthy within 30 s:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -372,7 +456,8 @@ impl Daemon {
     pub fn metrics(&self) -> String {
         use std::io::Read;
         let mut s = TcpStream::connect(self.health).expect("connect metrics");
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").expect("request");
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+            .expect("request");
         let mut out = String::new();
         s.read_to_string(&mut out).expect("response");
         out
@@ -381,13 +466,19 @@ impl Daemon {
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "daemon did not stop within 40 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not stop within 40 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -439,7 +530,8 @@ pub fn root_login(event_id: &str) -> Value {
     let mut r = record(event_id, "signin.amazonaws.com", "ConsoleLogin", root());
     r["eventType"] = json!("AwsConsoleSignIn");
     r["responseElements"] = json!({"ConsoleLogin": "Success"});
-    r["additionalEventData"] = json!({"MFAUsed": "No", "LoginTo": "https://console.aws.amazon.com/"});
+    r["additionalEventData"] =
+        json!({"MFAUsed": "No", "LoginTo": "https://console.aws.amazon.com/"});
     r
 }
 
@@ -453,7 +545,9 @@ pub fn log_file(records: &[Value]) -> Vec<u8> {
 
 /// A CloudTrail key for this account.
 pub fn key(name: &str) -> String {
-    format!("AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/2026/11/20/{ACCOUNT}_CloudTrail_us-east-1_20261120T0905Z_{name}.json.gz")
+    format!(
+        "AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/2026/11/20/{ACCOUNT}_CloudTrail_us-east-1_20261120T0905Z_{name}.json.gz"
+    )
 }
 
 /// The alert documents for one rule.

@@ -6,7 +6,9 @@
 //! references: a handful out of millions.
 //!
 //! A rule that fails to parse or compile is reported with its file and reason, and the rest of
-//! the set still runs.
+//! the set still runs. Sigma v1 aggregations are translated to correlations ([`legacy`]).
+
+mod legacy;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -113,6 +115,9 @@ pub struct RuleInfo {
     pub origin: String,
     /// Detection, correlation or filter.
     pub kind: RuleKind,
+    /// False for a detection that only feeds a translated v1 aggregation: its matches count
+    /// towards the correlation but do not alert on their own.
+    pub alerts: bool,
 }
 
 /// A rule that could not be loaded, and why.
@@ -342,6 +347,8 @@ struct Loader {
     correlations: Vec<(CorrelationRule, String)>,
     filters: Vec<(FilterRule, String)>,
     errors: Vec<LoadError>,
+    /// Ids of detections generated from v1 aggregations; they do not alert on their own.
+    feeders: HashSet<String>,
 }
 
 impl Loader {
@@ -354,7 +361,14 @@ impl Loader {
     }
 
     fn add_source(&mut self, source: Source) {
-        let collection = match parse_sigma_yaml(&source.text) {
+        let text = match legacy::rewrite(&source.text) {
+            Some(rewritten) => {
+                self.feeders.extend(rewritten.feeders);
+                rewritten.text
+            }
+            None => source.text,
+        };
+        let collection = match parse_sigma_yaml(&text) {
             Ok(c) => c,
             Err(e) => return self.error(&source.origin, None, e.to_string()),
         };
@@ -410,6 +424,7 @@ impl Loader {
                 tags: rule.tags.clone(),
                 origin,
                 kind: RuleKind::Detection,
+                alerts: !self.feeders.contains(rule.id.as_deref().unwrap_or("")),
             });
             kept_rules.push(rule);
         }
@@ -447,6 +462,7 @@ impl Loader {
                         tags: filter.tags.clone(),
                         origin,
                         kind: RuleKind::Filter,
+                        alerts: false,
                     });
                     kept_filters.push(filter);
                 }
@@ -491,6 +507,7 @@ impl Loader {
                 tags: corr.tags.clone(),
                 origin,
                 kind: RuleKind::Correlation,
+                alerts: true,
             });
             kept_correlations.push(corr);
         }
