@@ -499,3 +499,59 @@ impl NotificationOff for aws_sdk_s3::Client {
             .expect("clear notifications");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_backfills_an_s3_prefix() {
+    let moto = Moto::start();
+    let stack = Stack::create(&moto, 5).await;
+    stack
+        .put(&key("old-1"), log_file(&[root_login("backfill-1")]))
+        .await;
+    stack
+        .put(
+            &key("old-2"),
+            log_file(&[record(
+                "backfill-2",
+                "s3.amazonaws.com",
+                "ListBuckets",
+                root(),
+            )]),
+        )
+        .await;
+    stack.put("AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2026/11/20/123456789012_CloudTrail-Digest_us-east-1_t_us-east-1_20261120T100000Z.json.gz", log_file(&[])).await;
+    stack
+        .put(
+            "elsewhere/ignored.json.gz",
+            log_file(&[root_login("outside-prefix")]),
+        )
+        .await;
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailwarden"))
+        .args(["scan", &format!("s3://{}/AWSLogs/", stack.bucket)])
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("run scan");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let alerts: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let mut ids: Vec<&str> = alerts
+        .iter()
+        .filter_map(|a| a["event_id"].as_str())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec!["backfill-1", "backfill-2"], "{alerts:#?}");
+    assert!(alerts.iter().all(|a| {
+        a["source"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("s3://trail-bucket/AWSLogs/")
+    }));
+    assert!(stderr.contains("2 read, 1 skipped, 0 failed"), "{stderr}");
+}

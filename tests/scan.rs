@@ -293,3 +293,43 @@ level: low
         stderr(&out)
     );
 }
+
+#[test]
+fn run_rejects_bad_settings_with_exit_2_naming_the_key() {
+    let base = [
+        ("TRAILWARDEN_QUEUE_URL", "http://127.0.0.1:9/q"),
+        (
+            "TRAILWARDEN_TOPIC_ARN",
+            "arn:aws:sns:us-east-1:123456789012:t",
+        ),
+        ("TRAILWARDEN_ALLOWED_BUCKETS", "b"),
+    ];
+    for (var, value, named) in [
+        ("TRAILWARDEN_MAX_MESSAGES", "11", "max_messages"),
+        ("TRAILWARDEN_QUEUE_URLL", "x", "TRAILWARDEN_QUEUE_URLL"),
+        ("TRAILWARDEN_MIN_LEVEL", "urgent", "urgent"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_trailwarden"))
+            .arg("run")
+            .env_clear()
+            .envs(base)
+            .env(var, value)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{var}");
+        assert!(stderr(&out).contains(named), "{var}: {}", stderr(&out));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        dir.path(),
+        "c.toml",
+        b"queue_url = \"q\"\ntopic_arn = \"t\"\nallowed_buckets = [\"b\"]\nworkers = 0\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_trailwarden"))
+        .args(["run", "--config", &file])
+        .env_clear()
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("workers"), "{}", stderr(&out));
+}
