@@ -393,40 +393,15 @@ impl Loader {
     }
 
     fn finish(mut self) -> RuleSet {
-        let mut infos = Vec::new();
-        let mut by_key = HashMap::new();
-        // Sigma `name` → `id`, so filters and correlations may refer to rules by name.
-        let mut name_to_id: HashMap<String, String> = HashMap::new();
-        let mut seen_names = HashSet::new();
+        let mut catalog = Catalog::default();
 
-        let rules = std::mem::take(&mut self.rules);
         let mut kept_rules = Vec::new();
-        for (rule, origin) in rules {
-            let name = stable_name(rule.name.as_deref(), rule.id.as_deref(), &rule.title);
-            let key = rule.id.clone().unwrap_or_else(|| rule.title.clone());
-            if !seen_names.insert(name.clone()) || by_key.contains_key(&key) {
-                self.error(
-                    &origin,
-                    Some(&rule.title),
-                    format!("duplicate rule name or id {name:?}; the first one loaded is kept"),
-                );
-                continue;
+        for (rule, origin) in std::mem::take(&mut self.rules) {
+            let alerts = !self.feeders.contains(rule.id.as_deref().unwrap_or(""));
+            match catalog.add(&rule, origin.clone(), RuleKind::Detection, alerts) {
+                Ok(_) => kept_rules.push(rule),
+                Err(reason) => self.error(&origin, Some(&rule.title), reason),
             }
-            if let (Some(n), Some(id)) = (&rule.name, &rule.id) {
-                name_to_id.insert(n.clone(), id.clone());
-            }
-            by_key.insert(key, infos.len());
-            infos.push(RuleInfo {
-                name,
-                id: rule.id.clone(),
-                title: rule.title.clone(),
-                level: rule.level.map(Level::from).unwrap_or(Level::Medium),
-                tags: rule.tags.clone(),
-                origin,
-                kind: RuleKind::Detection,
-                alerts: !self.feeders.contains(rule.id.as_deref().unwrap_or("")),
-            });
-            kept_rules.push(rule);
         }
 
         // Filters are checked one by one against a scratch engine so one bad filter does not
@@ -440,33 +415,18 @@ impl Loader {
         for (mut filter, origin) in std::mem::take(&mut self.filters) {
             if let FilterRuleTarget::Specific(refs) = &mut filter.rules {
                 for r in refs.iter_mut() {
-                    if let Some(id) = name_to_id.get(r.as_str()) {
+                    if let Some(id) = catalog.name_to_id.get(r.as_str()) {
                         *r = id.clone();
                     }
                 }
             }
-            match scratch.apply_filter(&filter) {
-                Ok(()) => {
-                    infos.push(RuleInfo {
-                        name: stable_name(
-                            filter.name.as_deref(),
-                            filter.id.as_deref(),
-                            &filter.title,
-                        ),
-                        id: filter.id.clone(),
-                        title: filter.title.clone(),
-                        level: filter
-                            .level
-                            .map(Level::from)
-                            .unwrap_or(Level::Informational),
-                        tags: filter.tags.clone(),
-                        origin,
-                        kind: RuleKind::Filter,
-                        alerts: false,
-                    });
-                    kept_filters.push(filter);
-                }
-                Err(e) => self.error(&origin, Some(&filter.title), e.to_string()),
+            let checked = scratch
+                .apply_filter(&filter)
+                .map_err(|e| e.to_string())
+                .and_then(|()| catalog.add(&filter, origin.clone(), RuleKind::Filter, false));
+            match checked {
+                Ok(_) => kept_filters.push(filter),
+                Err(reason) => self.error(&origin, Some(&filter.title), reason),
             }
         }
 
@@ -474,41 +434,23 @@ impl Loader {
         let mut kept_correlations = Vec::new();
         let mut feeds = HashSet::new();
         for (corr, origin) in std::mem::take(&mut self.correlations) {
-            let mut check = new_engine();
             let mut trial = SigmaCollection::new();
             trial.rules = kept_rules.clone();
             trial.correlations = vec![corr.clone()];
-            if let Err(e) = check.add_collection(&trial) {
-                self.error(&origin, Some(&corr.title), e.to_string());
-                continue;
-            }
-            let name = stable_name(corr.name.as_deref(), corr.id.as_deref(), &corr.title);
-            let key = corr.id.clone().unwrap_or_else(|| corr.title.clone());
-            if !seen_names.insert(name.clone()) || by_key.contains_key(&key) {
-                self.error(
-                    &origin,
-                    Some(&corr.title),
-                    format!("duplicate rule name or id {name:?}; the first one loaded is kept"),
-                );
+            let checked = new_engine()
+                .add_collection(&trial)
+                .map_err(|e| e.to_string())
+                .and_then(|()| catalog.add(&corr, origin.clone(), RuleKind::Correlation, true));
+            if let Err(reason) = checked {
+                self.error(&origin, Some(&corr.title), reason);
                 continue;
             }
             for r in &corr.rules {
-                let target = name_to_id.get(r).unwrap_or(r);
-                if let Some(&i) = by_key.get(target) {
+                let target = catalog.name_to_id.get(r).unwrap_or(r);
+                if let Some(&i) = catalog.by_key.get(target) {
                     feeds.insert(i);
                 }
             }
-            by_key.insert(key, infos.len());
-            infos.push(RuleInfo {
-                name,
-                id: corr.id.clone(),
-                title: corr.title.clone(),
-                level: corr.level.map(Level::from).unwrap_or(Level::Medium),
-                tags: corr.tags.clone(),
-                origin,
-                kind: RuleKind::Correlation,
-                alerts: true,
-            });
             kept_correlations.push(corr);
         }
 
@@ -526,11 +468,88 @@ impl Loader {
         RuleSet {
             detector,
             collection,
-            rules: infos,
-            by_key,
+            rules: catalog.infos,
+            by_key: catalog.by_key,
             feeds_correlation: feeds,
             errors: self.errors,
         }
+    }
+}
+
+/// The metadata every kind of Sigma document carries.
+trait Meta {
+    fn name(&self) -> Option<&str>;
+    fn id(&self) -> Option<&str>;
+    fn title(&self) -> &str;
+    fn level(&self) -> Option<rsigma_parser::Level>;
+    fn tags(&self) -> &[String];
+}
+
+macro_rules! impl_meta {
+    ($($t:ty),*) => {$(
+        impl Meta for $t {
+            fn name(&self) -> Option<&str> { self.name.as_deref() }
+            fn id(&self) -> Option<&str> { self.id.as_deref() }
+            fn title(&self) -> &str { &self.title }
+            fn level(&self) -> Option<rsigma_parser::Level> { self.level }
+            fn tags(&self) -> &[String] { &self.tags }
+        }
+    )*};
+}
+
+impl_meta!(SigmaRule, CorrelationRule, FilterRule);
+
+/// The loaded rules' metadata and the indexes over it, with duplicates refused.
+#[derive(Default)]
+struct Catalog {
+    infos: Vec<RuleInfo>,
+    /// Sigma id (or title, for rules without an id) → index into `infos`.
+    by_key: HashMap<String, usize>,
+    /// Sigma `name` → `id`, so filters and correlations may refer to rules by name.
+    name_to_id: HashMap<String, String>,
+    names: HashSet<String>,
+}
+
+impl Catalog {
+    fn add(
+        &mut self,
+        doc: &impl Meta,
+        origin: String,
+        kind: RuleKind,
+        alerts: bool,
+    ) -> Result<usize, String> {
+        let name = stable_name(doc.name(), doc.id(), doc.title());
+        let key = doc.id().unwrap_or(doc.title()).to_owned();
+        if self.names.contains(&name) || self.by_key.contains_key(&key) {
+            return Err(format!(
+                "duplicate rule name or id {name:?}; the first one loaded is kept"
+            ));
+        }
+        let index = self.infos.len();
+        self.names.insert(name.clone());
+        // Filters are not alert sources, so only detections and correlations are looked up.
+        if kind != RuleKind::Filter {
+            self.by_key.insert(key, index);
+        }
+        if let (Some(n), Some(id)) = (doc.name(), doc.id()) {
+            self.name_to_id.insert(n.to_owned(), id.to_owned());
+        }
+        let default_level = if kind == RuleKind::Filter {
+            Level::Informational
+        } else {
+            Level::Medium
+        };
+        self.infos.push(RuleInfo {
+            name,
+            id: doc.id().map(str::to_owned),
+            title: doc.title().to_owned(),
+            level: doc.level().map(Level::from).unwrap_or(default_level),
+            tags: doc.tags().to_vec(),
+            origin,
+            kind,
+            alerts,
+        });
+        Ok(index)
     }
 }
 
