@@ -31,13 +31,23 @@ const WORKERS: usize = 4;
 const BATCH: usize = 10;
 
 fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// One object's body: a root sign-in (one alert, one publish) among `records` benign records.
 fn object(i: usize, records: usize) -> Vec<u8> {
     let mut r = vec![root_login(&format!("obj-{i}"))];
-    r.extend((1..records).map(|j| record(&format!("o{i}-{j}"), "ec2.amazonaws.com", "DescribeInstances", role())));
+    r.extend((1..records).map(|j| {
+        record(
+            &format!("o{i}-{j}"),
+            "ec2.amazonaws.com",
+            "DescribeInstances",
+            role(),
+        )
+    }));
     log_file(&r)
 }
 
@@ -46,7 +56,11 @@ async fn collect(stack: &Stack, want: usize, timeout: Duration) -> HashMap<Strin
     let deadline = Instant::now() + timeout;
     let mut seen = HashMap::new();
     while seen.len() < want {
-        assert!(Instant::now() < deadline, "only {} of {want} alerts arrived", seen.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {want} alerts arrived",
+            seen.len()
+        );
         let out = stack
             .sqs
             .receive_message()
@@ -60,8 +74,14 @@ async fn collect(stack: &Stack, want: usize, timeout: Duration) -> HashMap<Strin
         let mut entries = Vec::new();
         for m in out.messages.unwrap_or_default() {
             let envelope: Value = serde_json::from_str(m.body().unwrap_or("")).expect("envelope");
-            let doc: Value = serde_json::from_str(envelope["Message"].as_str().unwrap_or("{}")).expect("doc");
-            for id in doc["alerts"].as_array().into_iter().flatten().filter_map(|a| a["event_id"].as_str()) {
+            let doc: Value =
+                serde_json::from_str(envelope["Message"].as_str().unwrap_or("{}")).expect("doc");
+            for id in doc["alerts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a["event_id"].as_str())
+            {
                 seen.entry(id.to_owned()).or_insert(now);
             }
             entries.push(
@@ -99,7 +119,11 @@ async fn floor(stack: Arc<Stack>, calls: Arc<Calls>, stop: Arc<std::sync::atomic
     let in_flight = Arc::new(Semaphore::new(WORKERS + BATCH));
     let readers = Arc::new(Semaphore::new(WORKERS));
     while !stop.load(Ordering::Relaxed) {
-        let permits = in_flight.clone().acquire_many_owned(BATCH as u32).await.expect("permits");
+        let permits = in_flight
+            .clone()
+            .acquire_many_owned(BATCH as u32)
+            .await
+            .expect("permits");
         calls.receive.fetch_add(1, Ordering::Relaxed);
         let out = stack
             .sqs
@@ -116,19 +140,44 @@ async fn floor(stack: Arc<Stack>, calls: Arc<Calls>, stop: Arc<std::sync::atomic
             let permit = permits.split(1).expect("permit");
             let (stack, calls, readers) = (stack.clone(), calls.clone(), readers.clone());
             tokio::spawn(async move {
-                let body: Value = serde_json::from_str(m.body().unwrap_or("")).unwrap_or(Value::Null);
+                let body: Value =
+                    serde_json::from_str(m.body().unwrap_or("")).unwrap_or(Value::Null);
                 let rec = &body["Records"][0]["s3"];
-                if let (Some(bucket), Some(k)) = (rec["bucket"]["name"].as_str(), rec["object"]["key"].as_str()) {
-                    let k = percent_encoding::percent_decode_str(&k.replace('+', " ")).decode_utf8_lossy().into_owned();
+                if let (Some(bucket), Some(k)) = (
+                    rec["bucket"]["name"].as_str(),
+                    rec["object"]["key"].as_str(),
+                ) {
+                    let k = percent_encoding::percent_decode_str(&k.replace('+', " "))
+                        .decode_utf8_lossy()
+                        .into_owned();
                     let _reader = readers.acquire().await.expect("reader");
                     calls.get.fetch_add(1, Ordering::Relaxed);
-                    let obj = stack.s3.get_object().bucket(bucket).key(&k).send().await.expect("get");
+                    let obj = stack
+                        .s3
+                        .get_object()
+                        .bucket(bucket)
+                        .key(&k)
+                        .send()
+                        .await
+                        .expect("get");
                     let _ = obj.body.collect().await.expect("body");
                     drop(_reader);
-                    let id = k.rsplit('_').next().unwrap_or("").trim_end_matches(".json.gz").to_owned();
+                    let id = k
+                        .rsplit('_')
+                        .next()
+                        .unwrap_or("")
+                        .trim_end_matches(".json.gz")
+                        .to_owned();
                     calls.publish.fetch_add(1, Ordering::Relaxed);
                     let doc = serde_json::json!({"alerts": [{"event_id": id}]}).to_string();
-                    stack.sns.publish().topic_arn(&stack.topic_arn).message(doc).send().await.expect("publish");
+                    stack
+                        .sns
+                        .publish()
+                        .topic_arn(&stack.topic_arn)
+                        .message(doc)
+                        .send()
+                        .await
+                        .expect("publish");
                 }
                 calls.delete.fetch_add(1, Ordering::Relaxed);
                 let _ = stack
@@ -167,7 +216,9 @@ async fn run(contender: &str, objects: usize, records: usize, latency_objects: u
     let moto = Moto::start();
     let stack = Arc::new(Stack::create(&moto, 5).await);
     // Object names end in the alert's event id so the floor can echo it.
-    let bodies: Vec<Vec<u8>> = (0..objects + latency_objects).map(|i| object(i, records)).collect();
+    let bodies: Vec<Vec<u8>> = (0..objects + latency_objects)
+        .map(|i| object(i, records))
+        .collect();
     for (i, body) in bodies.iter().enumerate().take(objects) {
         stack.put(&key(&format!("obj-{i}")), body.clone()).await;
     }
@@ -177,9 +228,20 @@ async fn run(contender: &str, objects: usize, records: usize, latency_objects: u
     let started = Instant::now();
     let mut daemon = None;
     let floor_task = if contender == "floor" {
-        Some(tokio::spawn(floor(stack.clone(), calls.clone(), stop.clone())))
+        Some(tokio::spawn(floor(
+            stack.clone(),
+            calls.clone(),
+            stop.clone(),
+        )))
     } else {
-        daemon = Some(Daemon::start(&moto, &stack, DaemonOptions { workers: WORKERS, ..Default::default() }));
+        daemon = Some(Daemon::start(
+            &moto,
+            &stack,
+            DaemonOptions {
+                workers: WORKERS,
+                ..Default::default()
+            },
+        ));
         None
     };
     collect(&stack, objects, Duration::from_secs(600)).await;
@@ -188,8 +250,18 @@ async fn run(contender: &str, objects: usize, records: usize, latency_objects: u
     let calls_per_object = match &daemon {
         Some(d) => {
             let m = d.metrics();
-            let op = |o: &str| metric(&m, &format!("trailwarden_aws_requests_total{{operation=\"{o}\"}}")) / objects as f64;
-            [op("ReceiveMessage"), op("GetObject"), op("Publish"), op("DeleteMessage")]
+            let op = |o: &str| {
+                metric(
+                    &m,
+                    &format!("trailwarden_aws_requests_total{{operation=\"{o}\"}}"),
+                ) / objects as f64
+            };
+            [
+                op("ReceiveMessage"),
+                op("GetObject"),
+                op("Publish"),
+                op("DeleteMessage"),
+            ]
         }
         None => {
             let n = objects as f64;
@@ -206,7 +278,9 @@ async fn run(contender: &str, objects: usize, records: usize, latency_objects: u
     let mut put_at = HashMap::new();
     let collector = {
         let stack = stack.clone();
-        tokio::spawn(async move { collect(&stack, latency_objects, Duration::from_secs(300)).await })
+        tokio::spawn(
+            async move { collect(&stack, latency_objects, Duration::from_secs(300)).await },
+        )
     };
     for (i, body) in bodies.iter().enumerate().skip(objects) {
         put_at.insert(format!("obj-{i}"), Instant::now());
@@ -216,7 +290,11 @@ async fn run(contender: &str, objects: usize, records: usize, latency_objects: u
     let arrived = collector.await.expect("collector");
     let mut lat: Vec<f64> = put_at
         .iter()
-        .filter_map(|(id, t)| arrived.get(id).map(|a| a.duration_since(*t).as_secs_f64() * 1000.0))
+        .filter_map(|(id, t)| {
+            arrived
+                .get(id)
+                .map(|a| a.duration_since(*t).as_secs_f64() * 1000.0)
+        })
         .collect();
     lat.sort_by(f64::total_cmp);
 
@@ -243,23 +321,45 @@ async fn main() {
     let objects = knob("BENCH_OBJECTS", 200);
     let records = knob("BENCH_RECORDS", 2000);
     let latency_objects = knob("BENCH_LATENCY_OBJECTS", 40);
-    eprintln!("daemon benchmark: {objects} objects x {records} records, {latency_objects} latency probes, {WORKERS} workers");
+    eprintln!(
+        "daemon benchmark: {objects} objects x {records} records, {latency_objects} latency probes, {WORKERS} workers"
+    );
 
     let floor = run("floor", objects, records, latency_objects).await;
     let daemon = run("daemon", objects, records, latency_objects).await;
 
     println!();
-    println!("| contender | objects/s | records/s | Receive/obj | Get/obj | Publish/obj | Delete/obj | p50 ms | p99 ms |");
+    println!(
+        "| contender | objects/s | records/s | Receive/obj | Get/obj | Publish/obj | Delete/obj | p50 ms | p99 ms |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, r) in [("floor (no work)", &floor), ("trailwarden run", &daemon)] {
         println!(
             "| {name} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} |",
-            r.objects_per_sec, r.records_per_sec, r.calls_per_object[0], r.calls_per_object[1], r.calls_per_object[2], r.calls_per_object[3], r.p50_ms, r.p99_ms
+            r.objects_per_sec,
+            r.records_per_sec,
+            r.calls_per_object[0],
+            r.calls_per_object[1],
+            r.calls_per_object[2],
+            r.calls_per_object[3],
+            r.p50_ms,
+            r.p99_ms
         );
     }
     println!();
-    println!("daemon / floor objects/s: {:.2}x (target >= 0.8x)", daemon.objects_per_sec / floor.objects_per_sec);
-    println!("daemon GetObject per object: {:.2} (target <= 1)", daemon.calls_per_object[1]);
-    println!("daemon ReceiveMessage per object under load: {:.2} (target <= 0.2)", daemon.calls_per_object[0]);
-    println!("reproduce: PATH=$PWD/.venv/bin:$PATH BENCH_OBJECTS={objects} BENCH_RECORDS={records} BENCH_LATENCY_OBJECTS={latency_objects} cargo bench --bench daemon");
+    println!(
+        "daemon / floor objects/s: {:.2}x (target >= 0.8x)",
+        daemon.objects_per_sec / floor.objects_per_sec
+    );
+    println!(
+        "daemon GetObject per object: {:.2} (target <= 1)",
+        daemon.calls_per_object[1]
+    );
+    println!(
+        "daemon ReceiveMessage per object under load: {:.2} (target <= 0.2)",
+        daemon.calls_per_object[0]
+    );
+    println!(
+        "reproduce: PATH=$PWD/.venv/bin:$PATH BENCH_OBJECTS={objects} BENCH_RECORDS={records} BENCH_LATENCY_OBJECTS={latency_objects} cargo bench --bench daemon"
+    );
 }
