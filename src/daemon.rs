@@ -128,7 +128,9 @@ struct Daemon {
     /// Bounds the blocking read+evaluate work.
     readers: Semaphore,
     dedup: Mutex<Dedup>,
-    correlator: Mutex<Option<Correlator>>,
+    /// Correlation state, with the eventIDs it has already been fed: a redelivered object must
+    /// not count its records twice (three failed sign-ins seen twice are not six).
+    correlator: Mutex<(Option<Correlator>, Dedup)>,
 }
 
 /// Runs until `shutdown` resolves, then drains in-flight messages within the grace period.
@@ -143,7 +145,7 @@ pub async fn run(
     let daemon = Arc::new(Daemon {
         readers: Semaphore::new(settings.workers),
         dedup: Mutex::new(Dedup::new(settings.dedup_capacity)),
-        correlator: Mutex::new(rules.correlator()),
+        correlator: Mutex::new((rules.correlator(), Dedup::new(settings.dedup_capacity))),
         settings,
         rules,
         clients,
@@ -403,13 +405,24 @@ impl Daemon {
         }
         if !report.correlation_inputs.is_empty() {
             let mut guard = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(correlator) = guard.as_mut() {
-                engine::correlate(
-                    &self.rules,
-                    correlator,
-                    report.correlation_inputs,
-                    &mut |a| alerts.push(a),
-                );
+            let (correlator, fed) = &mut *guard;
+            if let Some(correlator) = correlator.as_mut() {
+                let fresh: Vec<_> = report
+                    .correlation_inputs
+                    .into_iter()
+                    .filter(
+                        |input| match input.event.get("eventID").and_then(|v| v.as_str()) {
+                            Some(id) => {
+                                let key = (String::new(), id.to_owned());
+                                let new = fed.claim(key.clone());
+                                fed.insert(key);
+                                new
+                            }
+                            None => true,
+                        },
+                    )
+                    .collect();
+                engine::correlate(&self.rules, correlator, fresh, &mut |a| alerts.push(a));
             }
         }
         let raised = alerts.len() as u64;

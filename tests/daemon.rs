@@ -27,6 +27,21 @@ fn s3_event(bucket: &str, keys: &[&str]) -> String {
     json!({"Records": records}).to_string()
 }
 
+/// A failed console sign-in by IAM user bob.
+fn failed_login(event_id: &str) -> Value {
+    let mut r = record(
+        event_id,
+        "signin.amazonaws.com",
+        "ConsoleLogin",
+        json!({"type": "IAMUser", "principalId": "AIDAEXAMPLE", "accountId": ACCOUNT, "userName": "bob"}),
+    );
+    r["eventType"] = json!("AwsConsoleSignIn");
+    r["errorMessage"] = json!("Failed authentication");
+    r["responseElements"] = json!({"ConsoleLogin": "Failure"});
+    r["additionalEventData"] = json!({"MFAUsed": "No"});
+    r
+}
+
 fn sns_envelope(message: &str) -> String {
     json!({
         "Type": "Notification", "MessageId": "5f3c4a0e-0000-4000-8000-000000000001",
@@ -400,7 +415,15 @@ async fn redelivery_and_duplicate_notifications_do_not_page_twice() {
         },
     );
     stack
-        .put(&key("dup"), log_file(&[root_login("dup-login")]))
+        .put(
+            &key("dup"),
+            log_file(&[
+                root_login("dup-login"),
+                failed_login("fail-0"),
+                failed_login("fail-1"),
+                failed_login("fail-2"),
+            ]),
+        )
         .await;
 
     // S3 delivers at least once: the same notification twice.
@@ -423,7 +446,18 @@ async fn redelivery_and_duplicate_notifications_do_not_page_twice() {
         .wait_depth(&stack.dlq_url, 2, Duration::from_secs(90))
         .await;
     let docs = stack.alerts_for(Duration::from_secs(3)).await;
-    assert_eq!(event_ids(&docs), vec!["dup-login"], "{docs:#?}");
+    let mut ids = event_ids(&docs);
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec!["dup-login", "fail-0", "fail-1", "fail-2"],
+        "{docs:#?}"
+    );
+    // Three failed sign-ins delivered several times are still three, not a brute force.
+    assert!(
+        for_rule(&docs, "console-login-brute-force").is_empty(),
+        "{docs:#?}"
+    );
     let metrics = daemon.metrics();
     assert!(
         !metrics.contains("trailwarden_alerts_suppressed_total 0"),
