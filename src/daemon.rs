@@ -336,7 +336,9 @@ impl Daemon {
 
     async fn process_object(self: &Arc<Self>, obj: &ObjectRef) -> Result<Done, MessageError> {
         let started = Instant::now();
-        if let Some(reason) = cloudtrail::skip_reason(&obj.key) {
+        let reason =
+            cloudtrail::skip_reason(&obj.key).or_else(|| cloudtrail::skip_object_key(&obj.key));
+        if let Some(reason) = reason {
             self.metrics.objects.inc();
             info!(reason, "object skipped");
             return Ok(Done {

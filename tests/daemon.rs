@@ -256,6 +256,19 @@ async fn corrupt_missing_and_forbidden_objects() {
         daemon.logs()
     );
 
+    // Another service's file in a shared bucket is skipped, not reported as a damaged log.
+    let check_file = format!("AWSLogs/{ACCOUNT}/Config/ConfigWritabilityCheckFile");
+    stack
+        .put(&check_file, b"Config writability check".to_vec())
+        .await;
+    stack.send(&s3_event(&stack.bucket, &[&check_file])).await;
+    stack.wait_depth(&stack.queue_url, 0, WAIT).await;
+    assert!(
+        daemon.logs().contains("not a CloudTrail log file name"),
+        "{}",
+        daemon.logs()
+    );
+
     // A bucket outside allowed_buckets: refused, nothing fetched, kept for the DLQ.
     stack
         .send(&s3_event("someone-elses-bucket", &["AWSLogs/1/x.json.gz"]))

@@ -20,6 +20,18 @@ pub fn skip_reason(key: &str) -> Option<&'static str> {
     None
 }
 
+/// Why an S3 object announced to the daemon is not a CloudTrail log file, judged from its key.
+///
+/// CloudTrail writes only `.json.gz` objects; buckets shared with other services also hold
+/// files such as AWS Config's `ConfigWritabilityCheckFile`, which must not read as damaged logs.
+/// (Local files given to `scan` are read whatever their name.)
+pub fn skip_object_key(key: &str) -> Option<&'static str> {
+    if key.ends_with(".json.gz") || key.ends_with(".json") {
+        return None;
+    }
+    Some("not a CloudTrail log file name (CloudTrail writes .json.gz objects)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -30,5 +42,9 @@ mod tests {
         assert!(skip_reason(digest).is_some());
         let insight = "AWSLogs/111122223333/CloudTrail-Insight/us-east-1/2026/11/20/x.json.gz";
         assert!(skip_reason(insight).is_none());
+        assert!(
+            skip_object_key("AWSLogs/111122223333/Config/ConfigWritabilityCheckFile").is_some()
+        );
+        assert!(skip_object_key("AWSLogs/111122223333/CloudTrail/us-east-1/x.json.gz").is_none());
     }
 }
