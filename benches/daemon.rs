@@ -13,7 +13,8 @@
 //!
 //! Run: `cargo bench --bench daemon` (needs moto_server, e.g. `.venv/bin` on PATH).
 //! Knobs: BENCH_OBJECTS (default 200), BENCH_RECORDS (per object, default 2000),
-//! BENCH_LATENCY_OBJECTS (default 40).
+//! BENCH_LATENCY_OBJECTS (default 40), BENCH_ROUNDS (default 3; each contender's best round
+//! is reported).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -325,9 +326,27 @@ async fn main() {
         "daemon benchmark: {objects} objects x {records} records, {latency_objects} latency probes, {WORKERS} workers"
     );
 
-    let floor = run("floor", objects, records, latency_objects).await;
-    let daemon = run("daemon", objects, records, latency_objects).await;
-
+    // Alternate the contenders and keep each one's best round: moto and the daemon share this
+    // machine's cores, so a single round is at the mercy of whatever else runs.
+    let rounds = knob("BENCH_ROUNDS", 3);
+    let mut floor: Option<Result> = None;
+    let mut daemon: Option<Result> = None;
+    for round in 1..=rounds {
+        for (name, best) in [("floor", &mut floor), ("daemon", &mut daemon)] {
+            let r = run(name, objects, records, latency_objects).await;
+            eprintln!("round {round}: {name} {:.1} objects/s", r.objects_per_sec);
+            if best
+                .as_ref()
+                .is_none_or(|b| r.objects_per_sec > b.objects_per_sec)
+            {
+                *best = Some(r);
+            }
+        }
+    }
+    let (floor, daemon) = (
+        floor.expect("at least one round"),
+        daemon.expect("at least one round"),
+    );
     println!();
     println!(
         "| contender | objects/s | records/s | Receive/obj | Get/obj | Publish/obj | Delete/obj | p50 ms | p99 ms |"
@@ -360,6 +379,6 @@ async fn main() {
         daemon.calls_per_object[0]
     );
     println!(
-        "reproduce: PATH=$PWD/.venv/bin:$PATH BENCH_OBJECTS={objects} BENCH_RECORDS={records} BENCH_LATENCY_OBJECTS={latency_objects} cargo bench --bench daemon"
+        "reproduce: PATH=$PWD/.venv/bin:$PATH BENCH_OBJECTS={objects} BENCH_RECORDS={records} BENCH_LATENCY_OBJECTS={latency_objects} BENCH_ROUNDS={rounds} cargo bench --bench daemon"
     );
 }
