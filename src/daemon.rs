@@ -320,7 +320,8 @@ impl Daemon {
                 first_error.get_or_insert(MessageError::BucketNotAllowed(obj));
                 continue;
             }
-            let span = info_span!("object", bucket = %obj.bucket, key = %obj.key);
+            let span =
+                info_span!("object", message_id = %msg.id, bucket = %obj.bucket, key = %obj.key);
             match self.process_object(&obj).instrument(span).await {
                 Ok(d) => done.add(d),
                 Err(e) => {
@@ -546,12 +547,23 @@ fn is_transport(e: &ReadError) -> bool {
 /// Writes an alert to the log as one structured line.
 fn log_alert(alert: &Alert) {
     let json = serde_json::to_string(alert).unwrap_or_default();
+    let text = |v: &Option<String>| {
+        v.as_deref()
+            .map(crate::alert::clean)
+            .unwrap_or_default()
+            .into_owned()
+    };
+    // `alert_level`, not `level`: JSON log lines already carry the log record's own level.
     info!(
         target: "trailwarden::alert",
         rule = %alert.rule,
-        level = %alert.level,
-        event_id = alert.event_id.as_deref().unwrap_or(""),
-        account_id = alert.account_id.as_deref().unwrap_or(""),
+        alert_level = %alert.level,
+        event_id = %text(&alert.event_id),
+        event_name = %text(&alert.event_name),
+        account_id = %text(&alert.account_id),
+        principal_arn = %text(&alert.principal_arn),
+        source_ip = %text(&alert.source_ip),
+        source = %crate::alert::clean(&alert.source),
         summary = %crate::alert::clean(&alert.summary),
         alert = %json,
         "alert"

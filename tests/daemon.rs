@@ -114,9 +114,35 @@ async fn s3_notification_to_sns_alert_and_message_deleted() {
     );
     let logs = daemon.logs();
     assert!(logs.contains("\"message\":\"object processed\""), "{logs}");
+    // Every log line is one JSON object; alerts are logged with their fields at top level.
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let login = lines
+        .iter()
+        .find(|l| l["message"] == "alert" && l["rule"] == "root-console-login")
+        .unwrap_or_else(|| panic!("alerts are logged too:\n{logs}"));
+    assert_eq!(login["level"], "INFO");
+    assert_eq!(login["alert_level"], "critical");
+    assert_eq!(login["event_id"], "login-1");
+    let object_line = lines
+        .iter()
+        .find(|l| l["message"] == "object processed")
+        .expect("object line");
+    assert_eq!(object_line["records"], 202);
+    assert!(object_line["elapsed_ms"].is_u64(), "{object_line}");
+    let span = &object_line["span"];
     assert!(
-        logs.contains("\"message\":\"alert\""),
-        "alerts are logged too:\n{logs}"
+        span["message_id"].is_string() && span["bucket"] == "trail-bucket",
+        "{object_line}"
+    );
+    assert!(
+        span["key"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("with space=1.json.gz"),
+        "{object_line}"
     );
     assert!(
         !logs.contains("benign-1"),
