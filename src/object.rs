@@ -216,6 +216,38 @@ pub fn blocking_body(body: aws_sdk_s3::primitives::ByteStream, handle: Handle) -
 mod tests {
     use super::*;
 
+    use aws_sdk_s3::error::ErrorMetadata;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+
+    fn service_error(status: u16, code: &str) -> SdkError<GetObjectError, Response> {
+        let err = GetObjectError::generic(ErrorMetadata::builder().code(code).message("m").build());
+        let raw = Response::new(
+            StatusCode::try_from(status).expect("status"),
+            SdkBody::empty(),
+        );
+        SdkError::service_error(err, raw)
+    }
+
+    #[test]
+    fn get_object_errors_are_classified_once() {
+        let classify = |status, code| classify_get(service_error(status, code), "trail", "k");
+        assert!(matches!(
+            classify(404, "NoSuchKey"),
+            ObjectError::NotFound { .. }
+        ));
+        let denied = classify(403, "AccessDenied");
+        assert!(matches!(denied, ObjectError::AccessDenied { .. }));
+        assert!(
+            denied.to_string().contains("kms:Decrypt"),
+            "the hint names the usual cause"
+        );
+        assert!(classify(503, "SlowDown").is_transient());
+        assert!(classify(500, "InternalError").is_transient());
+        assert!(classify(400, "ThrottlingException").is_transient());
+        assert!(!classify(400, "InvalidObjectState").is_transient());
+    }
+
     #[test]
     fn s3_urls() {
         assert_eq!(
