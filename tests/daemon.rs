@@ -55,6 +55,26 @@ fn sns_envelope(message: &str) -> String {
 async fn s3_notification_to_sns_alert_and_message_deleted() {
     let moto = Moto::start();
     let stack = Stack::create(&moto, 5).await;
+    // A pager subscribes with a filter policy on the `level` attribute: critical only.
+    let pager_url = stack
+        .sqs
+        .create_queue()
+        .queue_name("pager")
+        .send()
+        .await
+        .expect("pager queue")
+        .queue_url
+        .expect("url");
+    stack
+        .sns
+        .subscribe()
+        .topic_arn(&stack.topic_arn)
+        .protocol("sqs")
+        .endpoint(queue_arn(&stack.sqs, &pager_url).await)
+        .attributes("FilterPolicy", json!({"level": ["critical"]}).to_string())
+        .send()
+        .await
+        .expect("subscribe pager");
     let daemon = Daemon::start(&moto, &stack, DaemonOptions::default());
 
     // A real S3 → SQS notification, from moto, for a key with a space (URL-encoded in the event).
@@ -103,6 +123,19 @@ async fn s3_notification_to_sns_alert_and_message_deleted() {
     assert_eq!(activity[0]["doc"]["count"], 200);
 
     stack.wait_depth(&stack.queue_url, 0, WAIT).await;
+    let paged = stack
+        .sqs
+        .receive_message()
+        .queue_url(&pager_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .expect("receive pager")
+        .messages
+        .unwrap_or_default();
+    assert_eq!(paged.len(), 1, "the pager gets the critical alert only");
+    assert!(paged[0].body().unwrap_or("").contains("root-console-login"));
     let metrics = daemon.metrics();
     assert!(
         metrics.contains("trailwarden_sqs_messages_deleted_total 1"),
