@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Daemon, DaemonOptions, Moto, Stack, key, log_file, record, role, root_login};
+use support::{Daemon, DaemonOptions, Moto, Stack, key, log_file, root_login};
 use tokio::sync::Semaphore;
 
 const WORKERS: usize = 4;
@@ -40,16 +40,11 @@ fn knob(name: &str, default: usize) -> usize {
 
 /// One object's body: a root sign-in (one alert, one publish) among `records` benign records.
 fn object(i: usize, records: usize) -> Vec<u8> {
-    let mut r = vec![root_login(&format!("obj-{i}"))];
-    r.extend((1..records).map(|j| {
-        record(
-            &format!("o{i}-{j}"),
-            "ec2.amazonaws.com",
-            "DescribeInstances",
-            role(),
-        )
-    }));
-    log_file(&r)
+    log_file(&support::padded(
+        root_login(&format!("obj-{i}")),
+        records - 1,
+        &format!("obj-{i}"),
+    ))
 }
 
 /// Receives alert messages and records when each object's alert arrived.

@@ -273,16 +273,7 @@ async fn corrupt_missing_and_forbidden_objects() {
     );
 
     // Corrupt: a truncated gzip whose first records are readable.
-    let mut records = vec![root_login("before-damage")];
-    records.extend((0..3000).map(|i| {
-        record(
-            &format!("pad-{i}"),
-            "ec2.amazonaws.com",
-            "DescribeInstances",
-            role(),
-        )
-    }));
-    let full = log_file(&records);
+    let full = log_file(&padded(root_login("before-damage"), 3000, "corrupt"));
     stack
         .put(&key("corrupt"), full[..full.len() / 2].to_vec())
         .await;
@@ -430,15 +421,11 @@ async fn sigterm_mid_batch_loses_nothing() {
     // Large enough objects that some are in flight when SIGTERM lands.
     let n = 12;
     for i in 0..n {
-        let mut records = vec![root_login(&format!("term-{i}"))];
-        records.extend((0..20_000).map(|j| {
-            record(
-                &format!("pad-{i}-{j}"),
-                "ec2.amazonaws.com",
-                "DescribeInstances",
-                role(),
-            )
-        }));
+        let records = padded(
+            root_login(&format!("term-{i}")),
+            20_000,
+            &format!("term-{i}"),
+        );
         stack
             .put(&key(&format!("term-{i}")), log_file(&records))
             .await;

@@ -132,15 +132,7 @@ fn empty_records_and_digest_files_are_not_errors() {
 #[test]
 fn damaged_files_name_the_file_and_where_reading_stopped() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut records = vec![root_login("early-login")];
-    records.extend((0..5000).map(|i| {
-        record(
-            &format!("pad-{i}"),
-            "ec2.amazonaws.com",
-            "DescribeInstances",
-            role(),
-        )
-    }));
+    let records = support::padded(root_login("early-login"), 5000, "damaged");
     let full = log_file(&records);
     let truncated_gz = write(dir.path(), "truncated.json.gz", &full[..full.len() / 2]);
     let doc = serde_json::to_vec(&json!({"Records": records})).expect("json");

@@ -535,6 +535,20 @@ pub fn root_login(event_id: &str) -> Value {
     r
 }
 
+/// `first`, followed by `n` benign role calls (event ids `{tag}-pad-0`, ...) that raise nothing.
+pub fn padded(first: Value, n: usize, tag: &str) -> Vec<Value> {
+    let mut records = vec![first];
+    records.extend((0..n).map(|i| {
+        record(
+            &format!("{tag}-pad-{i}"),
+            "ec2.amazonaws.com",
+            "DescribeInstances",
+            role(),
+        )
+    }));
+    records
+}
+
 /// A gzipped CloudTrail log file holding `records`.
 pub fn log_file(records: &[Value]) -> Vec<u8> {
     let body = serde_json::to_vec(&json!({"Records": records})).expect("json");
