@@ -57,45 +57,10 @@ async fn collect(stack: &Stack, want: usize, timeout: Duration) -> HashMap<Strin
             "only {} of {want} alerts arrived",
             seen.len()
         );
-        let out = stack
-            .sqs
-            .receive_message()
-            .queue_url(&stack.alerts_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("receive alerts");
+        let docs = stack.receive_alerts().await;
         let now = Instant::now();
-        let mut entries = Vec::new();
-        for m in out.messages.unwrap_or_default() {
-            let envelope: Value = serde_json::from_str(m.body().unwrap_or("")).expect("envelope");
-            let doc: Value =
-                serde_json::from_str(envelope["Message"].as_str().unwrap_or("{}")).expect("doc");
-            for id in doc["alerts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|a| a["event_id"].as_str())
-            {
-                seen.entry(id.to_owned()).or_insert(now);
-            }
-            entries.push(
-                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
-                    .id(format!("e{}", entries.len()))
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .build()
-                    .expect("entry"),
-            );
-        }
-        if !entries.is_empty() {
-            let _ = stack
-                .sqs
-                .delete_message_batch()
-                .queue_url(&stack.alerts_url)
-                .set_entries(Some(entries))
-                .send()
-                .await;
+        for id in support::event_ids(&docs) {
+            seen.entry(id).or_insert(now);
         }
     }
     seen

@@ -187,10 +187,7 @@ async fn s3_notification_to_sns_alert_and_message_deleted() {
 async fn every_notification_shape_is_accepted() {
     let moto = Moto::start();
     let stack = Stack::create(&moto, 5).await;
-    stack
-        .s3
-        .delete_bucket_notification_configuration_if_any(&stack.bucket)
-        .await;
+    stack.notifications_off().await;
     for (name, id) in [
         ("a", "shape-direct"),
         ("b", "shape-sns"),
@@ -259,10 +256,7 @@ async fn every_notification_shape_is_accepted() {
 async fn corrupt_missing_and_forbidden_objects() {
     let moto = Moto::start();
     let stack = Stack::create(&moto, 2).await;
-    stack
-        .s3
-        .delete_bucket_notification_configuration_if_any(&stack.bucket)
-        .await;
+    stack.notifications_off().await;
     let daemon = Daemon::start(
         &moto,
         &stack,
@@ -461,10 +455,7 @@ async fn sigterm_mid_batch_loses_nothing() {
 async fn redelivery_and_duplicate_notifications_do_not_page_twice() {
     let moto = Moto::start();
     let stack = Stack::create(&moto, 3).await;
-    stack
-        .s3
-        .delete_bucket_notification_configuration_if_any(&stack.bucket)
-        .await;
+    stack.notifications_off().await;
     let daemon = Daemon::start(
         &moto,
         &stack,
@@ -572,25 +563,6 @@ async fn garbage_bodies_never_crash_the_daemon() {
         daemon.logs().contains("message_id"),
         "bad bodies are logged with their message id"
     );
-}
-
-/// Test-only convenience on the S3 client.
-trait NotificationOff {
-    async fn delete_bucket_notification_configuration_if_any(&self, bucket: &str);
-}
-
-impl NotificationOff for aws_sdk_s3::Client {
-    /// Turns the bucket's notifications off so a test can send exactly the bodies it wants.
-    async fn delete_bucket_notification_configuration_if_any(&self, bucket: &str) {
-        self.put_bucket_notification_configuration()
-            .bucket(bucket)
-            .notification_configuration(
-                aws_sdk_s3::types::NotificationConfiguration::builder().build(),
-            )
-            .send()
-            .await
-            .expect("clear notifications");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

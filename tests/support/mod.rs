@@ -197,6 +197,19 @@ impl Stack {
         stack
     }
 
+    /// Turns the bucket's notifications off, so a test can send exactly the bodies it wants.
+    pub async fn notifications_off(&self) {
+        self.s3
+            .put_bucket_notification_configuration()
+            .bucket(&self.bucket)
+            .notification_configuration(
+                aws_sdk_s3::types::NotificationConfiguration::builder().build(),
+            )
+            .send()
+            .await
+            .expect("clear notifications");
+    }
+
     pub async fn purge(&self, url: &str) {
         let _ = self.sqs.purge_queue().queue_url(url).send().await;
     }
@@ -276,8 +289,9 @@ impl Stack {
         docs
     }
 
-    /// One receive (up to 1 s) from the alerts queue; received messages are deleted.
-    async fn receive_alerts(&self) -> Vec<Value> {
+    /// One receive (up to 1 s) from the alerts queue; received messages are deleted in one
+    /// batch call.
+    pub async fn receive_alerts(&self) -> Vec<Value> {
         let out = self
             .sqs
             .receive_message()
@@ -288,19 +302,29 @@ impl Stack {
             .await
             .expect("receive alerts");
         let mut docs = Vec::new();
-        for m in out.messages.unwrap_or_default() {
+        let mut receipts = Vec::new();
+        for (i, m) in out.messages.unwrap_or_default().into_iter().enumerate() {
             let envelope: Value =
                 serde_json::from_str(m.body().unwrap_or("")).expect("SNS envelope");
             let doc: Value = serde_json::from_str(envelope["Message"].as_str().expect("Message"))
                 .expect("alert document");
             docs.push(json!({"doc": doc, "subject": envelope["Subject"], "attributes": envelope["MessageAttributes"]}));
+            receipts.push(
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .build()
+                    .expect("batch entry"),
+            );
+        }
+        if !receipts.is_empty() {
             self.sqs
-                .delete_message()
+                .delete_message_batch()
                 .queue_url(&self.alerts_url)
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .set_entries(Some(receipts))
                 .send()
                 .await
-                .expect("delete alert");
+                .expect("delete alerts");
         }
         docs
     }
