@@ -133,7 +133,7 @@ fn evaluate_hits(
         if rule.kind == RuleKind::Detection && rule.alerts {
             sink(Alert::from_detection(rule, record, source));
         }
-        if rules.feeds_correlation(&result) {
+        if rules.feeds_correlation(index) {
             feeds.push(result);
         }
     }

@@ -247,12 +247,10 @@ impl RuleSet {
             .copied()
     }
 
-    /// Whether any correlation consumes this detection (so the record must reach a correlator).
-    pub fn feeds_correlation(&self, result: &EvaluationResult) -> bool {
-        !self.feeds_correlation.is_empty()
-            && self
-                .rule_of(result)
-                .is_some_and(|i| self.feeds_correlation.contains(&i))
+    /// Whether any correlation consumes the detections of rule `index` (an index into
+    /// [`Self::rules`]), so its records must reach a correlator.
+    pub fn feeds_correlation(&self, index: usize) -> bool {
+        self.feeds_correlation.contains(&index)
     }
 
     /// A fresh correlation state machine for this rule set, or `None` if there are no
