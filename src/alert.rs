@@ -256,6 +256,18 @@ impl Alert {
         }
     }
 
+    /// The alert raised when a log file was read to its end but some of its records could
+    /// not be parsed and were skipped: `what` says how many and where.
+    pub fn damaged(source: &str, what: &str) -> Alert {
+        let mut alert = Alert::unreadable(source, 0, what);
+        alert.summary = format!(
+            "CloudTrail log file {} is damaged: {}",
+            clean(source),
+            clean(what)
+        );
+        alert
+    }
+
     /// One readable line for terminals: level, rule, time, summary.
     pub fn text_line(&self) -> String {
         let mut line = format!(
@@ -389,6 +401,8 @@ mod tests {
             origin: "test".to_owned(),
             kind: RuleKind::Detection,
             alerts: true,
+            next_steps: vec![],
+            incident_window: None,
         }
     }
 

@@ -68,6 +68,10 @@ pub struct Settings {
     /// (30 s by default) so the task exits before it is killed.
     #[serde(default = "defaults::shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
+    /// ECS's stop timeout for the container, in seconds (`stopTimeout`, 30 by default): the
+    /// grace period must end before it, or the task is killed mid-shutdown.
+    #[serde(default = "defaults::stop_timeout_secs")]
+    pub stop_timeout_secs: u64,
     /// Endpoint for every AWS client (an emulator, or a VPC endpoint URL). Unset in production.
     #[serde(default)]
     pub endpoint_url: Option<String>,
@@ -77,9 +81,20 @@ pub struct Settings {
     /// Cap on decompressed bytes per log object (gzip bomb guard).
     #[serde(default = "defaults::max_decompressed_bytes")]
     pub max_decompressed_bytes: u64,
-    /// How many (rule, event) pairs are remembered to avoid paging twice on redelivery.
-    #[serde(default = "defaults::dedup_capacity")]
-    pub dedup_capacity: usize,
+    /// DynamoDB table holding incidents, follow-ups and correlation windows, shared by every
+    /// task of the service. Unset keeps that state in this task's memory: enough for one
+    /// task, but lost on restart.
+    #[serde(default)]
+    pub state_table: Option<String>,
+    /// How long after its page an incident takes further alerts without paging again, in
+    /// seconds; a rule's `incident_window` overrides it.
+    #[serde(default = "defaults::incident_window_secs")]
+    pub incident_window_secs: u64,
+    /// Longest one attempt at a message may take, in seconds; a longer one is abandoned and
+    /// retried. It bounds a stuck call, not an outage: work held for an outage waits as long
+    /// as the outage lasts.
+    #[serde(default = "defaults::message_timeout_secs")]
+    pub message_timeout_secs: u64,
 }
 
 mod defaults {
@@ -110,10 +125,16 @@ mod defaults {
         25
     }
     pub fn max_decompressed_bytes() -> u64 {
-        crate::engine::DEFAULT_MAX_DECOMPRESSED_BYTES
+        crate::pipeline::DEFAULT_MAX_DECOMPRESSED_BYTES
     }
-    pub fn dedup_capacity() -> usize {
-        100_000
+    pub fn stop_timeout_secs() -> u64 {
+        30
+    }
+    pub fn incident_window_secs() -> u64 {
+        3600
+    }
+    pub fn message_timeout_secs() -> u64 {
+        600
     }
 }
 
@@ -138,10 +159,13 @@ const KEYS: &[(&str, Kind)] = &[
     ("log_format", Kind::Str),
     ("health_listen", Kind::Str),
     ("shutdown_grace_secs", Kind::Int),
+    ("stop_timeout_secs", Kind::Int),
     ("endpoint_url", Kind::Str),
     ("region", Kind::Str),
     ("max_decompressed_bytes", Kind::Int),
-    ("dedup_capacity", Kind::Int),
+    ("state_table", Kind::Str),
+    ("incident_window_secs", Kind::Int),
+    ("message_timeout_secs", Kind::Int),
 ];
 
 /// A setting that stops start-up.
@@ -259,11 +283,38 @@ impl Settings {
                 message: message.to_owned(),
             })
         };
-        if self.queue_url.trim().is_empty() {
-            return bad("queue_url", "must not be empty");
+        if !is_http_url(&self.queue_url) {
+            return bad(
+                "queue_url",
+                "must be the queue's URL, e.g. https://sqs.us-east-1.amazonaws.com/111122223333/trailwarden-events",
+            );
         }
-        if self.topic_arn.trim().is_empty() {
-            return bad("topic_arn", "must not be empty");
+        if !is_arn(&self.topic_arn, "sns") {
+            return bad(
+                "topic_arn",
+                "must be an SNS topic ARN, e.g. arn:aws:sns:us-east-1:111122223333:trailwarden-alerts",
+            );
+        }
+        if let Some(url) = &self.endpoint_url
+            && !is_http_url(url)
+        {
+            return bad(
+                "endpoint_url",
+                "must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:5000",
+            );
+        }
+        if let Some(region) = &self.region
+            && !is_region(region)
+        {
+            return bad("region", "must be an AWS region name such as us-east-1");
+        }
+        if let Some(table) = &self.state_table
+            && !is_table(table)
+        {
+            return bad(
+                "state_table",
+                "must be a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -) or a table ARN",
+            );
         }
         if self.allowed_buckets.is_empty() {
             return bad("allowed_buckets", "name at least one bucket");
@@ -284,17 +335,90 @@ impl Settings {
                 "must be 3-43200 (SQS allows up to 12 h; the heartbeat needs at least 3 s)",
             );
         }
-        if self.shutdown_grace_secs > 3600 {
-            return bad("shutdown_grace_secs", "must be at most 3600");
+        if !(2..=120).contains(&self.stop_timeout_secs) {
+            return bad(
+                "stop_timeout_secs",
+                "must be 2-120 (the range ECS allows for a container's stopTimeout)",
+            );
+        }
+        if self.shutdown_grace_secs + 2 > self.stop_timeout_secs {
+            return Err(ConfigError::Value {
+                key: "shutdown_grace_secs",
+                message: format!(
+                    "must end at least 2 s before ECS stops the container (stop_timeout_secs = {}), so the task hands its messages back instead of being killed; at most {}",
+                    self.stop_timeout_secs,
+                    self.stop_timeout_secs.saturating_sub(2)
+                ),
+            });
+        }
+        if !(1..=7 * 24 * 3600).contains(&self.incident_window_secs) {
+            return bad("incident_window_secs", "must be 1-604800 (up to a week)");
+        }
+        if self.message_timeout_secs < 10 {
+            return bad("message_timeout_secs", "must be at least 10");
         }
         if self.max_decompressed_bytes == 0 {
             return bad("max_decompressed_bytes", "must be positive");
         }
-        if self.dedup_capacity == 0 {
-            return bad("dedup_capacity", "must be positive");
-        }
         Ok(())
     }
+}
+
+/// `http://host[:port][/path]` or `https://...`, without spaces.
+fn is_http_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    let Some(rest) = rest else { return false };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) && !port.is_empty() {
+            h
+        } else {
+            host
+        }
+    });
+    !host.is_empty()
+        && !s.chars().any(char::is_whitespace)
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'))
+}
+
+/// `arn:<partition>:<service>:<region>:<12-digit account>:<resource>`.
+fn is_arn(s: &str, service: &str) -> bool {
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", partition, svc, region, account, resource]
+        if partition.starts_with("aws")
+            && *svc == service
+            && is_region(region)
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && !resource.is_empty())
+}
+
+/// A region name: lower-case letters and digits in dash-separated parts, e.g. us-east-1.
+fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A DynamoDB table name, or a table ARN.
+fn is_table(s: &str) -> bool {
+    if s.starts_with("arn:") {
+        return is_arn(s, "dynamodb") && s.contains(":table/");
+    }
+    (3..=255).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 #[cfg(test)]
@@ -327,7 +451,9 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "queue_url = \"q\"\ntopic_arn = \"t\"\nallowed_buckets = [\"b\"]\nworkers = 2\n",
+            "queue_url = \"https://sqs.eu-west-1.amazonaws.com/111122223333/q\"\n\
+             topic_arn = \"arn:aws:sns:eu-west-1:111122223333:t\"\n\
+             allowed_buckets = [\"b\"]\nworkers = 2\n",
         )
         .expect("write");
         let s = Settings::load(Some(&path), &[("TRAILWARDEN_WORKERS", "8")][..]).expect("valid");
@@ -368,5 +494,48 @@ mod tests {
 
         let e = Settings::load(None, &REQUIRED[1..]).expect_err("missing queue");
         assert!(e.to_string().contains("queue_url"), "{e}");
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_naming_the_key() {
+        for (var, value, key) in [
+            ("TRAILWARDEN_QUEUE_URL", "trailwarden-events", "queue_url"),
+            ("TRAILWARDEN_TOPIC_ARN", "alerts", "topic_arn"),
+            (
+                "TRAILWARDEN_TOPIC_ARN",
+                "arn:aws:sqs:us-east-1:111122223333:q",
+                "topic_arn",
+            ),
+            ("TRAILWARDEN_ENDPOINT_URL", "not a url", "endpoint_url"),
+            ("TRAILWARDEN_REGION", "Mars", "region"),
+            (
+                "TRAILWARDEN_SHUTDOWN_GRACE_SECS",
+                "40",
+                "shutdown_grace_secs",
+            ),
+            ("TRAILWARDEN_STATE_TABLE", "a b", "state_table"),
+            (
+                "TRAILWARDEN_INCIDENT_WINDOW_SECS",
+                "0",
+                "incident_window_secs",
+            ),
+        ] {
+            let mut env = REQUIRED.to_vec();
+            env.retain(|(k, _)| *k != var);
+            env.push((var, value));
+            let e = Settings::load(None, &env[..]).expect_err(value);
+            assert!(e.to_string().contains(key), "{value}: {e}");
+        }
+        let mut env = REQUIRED.to_vec();
+        env.extend([
+            ("TRAILWARDEN_STOP_TIMEOUT_SECS", "120"),
+            ("TRAILWARDEN_SHUTDOWN_GRACE_SECS", "100"),
+            (
+                "TRAILWARDEN_STATE_TABLE",
+                "arn:aws:dynamodb:us-east-1:111122223333:table/tw",
+            ),
+            ("TRAILWARDEN_ENDPOINT_URL", "http://127.0.0.1:5000"),
+        ]);
+        Settings::load(None, &env[..]).expect("a longer stop timeout allows a longer grace");
     }
 }

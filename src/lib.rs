@@ -2,28 +2,32 @@
 //!
 //! # Layout
 //!
-//! The daemon's data flows through the modules in this order:
+//! Work flows through the modules in this order:
 //!
 //! ```text
-//! SQS message → S3 object → gunzip → records → rules → alerts → SNS → delete message
+//! SQS message → S3 object → gunzip → records → rules → incidents → SNS → delete message
+//!   intake       intake     cloudtrail cloudtrail detect   incidents  output   daemon
 //! ```
 //!
-//! - [`queue`]: receive, extend visibility, delete (the SQS seam).
-//! - [`notification`]: an SQS message body → the S3 objects it announces.
-//! - [`object`]: where log bytes come from: S3 `GetObject`, a local file, or stdin.
-//! - [`cloudtrail`]: gunzip (size-capped) and stream the `Records` one at a time.
+//! - [`intake`]: where work comes from: the SQS seam, notification bodies, S3 objects, local
+//!   files.
+//! - [`cloudtrail`]: gunzip (size-capped) and stream the `Records` one at a time, lazily parsed.
 //! - [`detect`]: the Sigma rule set (builtin + user directories): record → rules fired.
-//! - [`engine`]: one log file → alerts, shared by the daemon and `scan`.
+//! - [`pipeline`]: one log file → detections and correlation events; the only read-and-detect
+//!   path, shared by the daemon, `scan` and the tests.
+//! - [`incidents`]: what pages and when: incident keys, folding, correlation on event time,
+//!   and the state store (memory or DynamoDB) that makes "page once" hold across tasks.
 //! - [`alert`]: the alert model and its one-sentence summary.
-//! - [`publish`]: alerts → grouped SNS messages → `Publish` (the SNS seam).
-//! - [`daemon`]: ties the above together: workers, heartbeat, at-least-once delivery, shutdown.
+//! - [`output`]: pages and follow-ups, and the sinks they go to (SNS).
+//! - [`daemon`]: the loop: lease → pipeline → incidents → outputs → ack, with backpressure,
+//!   start-up checks and shutdown.
 //!
 //! Around them:
 //!
 //! - [`scan`]: the offline command over files, directories, stdin and S3 prefixes.
 //! - [`config`]: daemon settings from TOML and `TRAILWARDEN_*` variables, strictly validated.
 //! - [`telemetry`]: logs, Prometheus metrics, `/healthz` and the `healthcheck` probe.
-//! - [`aws`]: SDK configuration and the one place AWS errors are classified as retryable.
+//! - [`aws`]: SDK timeouts and retries, and the one place a failed AWS call is described.
 
 pub mod alert;
 pub mod aws;
@@ -31,10 +35,9 @@ pub mod cloudtrail;
 pub mod config;
 pub mod daemon;
 pub mod detect;
-pub mod engine;
-pub mod notification;
-pub mod object;
-pub mod publish;
-pub mod queue;
+pub mod incidents;
+pub mod intake;
+pub mod output;
+pub mod pipeline;
 pub mod scan;
 pub mod telemetry;

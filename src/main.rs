@@ -3,17 +3,17 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
 use std::sync::Arc;
 use std::time::Duration;
-use trailwarden::detect::{Level, RuleSet};
-use trailwarden::engine::DEFAULT_MAX_DECOMPRESSED_BYTES;
 
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 use trailwarden::config::{ProcessEnv, Settings};
-use trailwarden::publish::Topic;
-use trailwarden::queue::Queue;
+use trailwarden::daemon::{self, start};
+use trailwarden::detect::{Level, RuleSet};
+use trailwarden::pipeline::DEFAULT_MAX_DECOMPRESSED_BYTES;
+use trailwarden::scan;
 use trailwarden::telemetry::{self, Metrics};
-use trailwarden::{aws, daemon, scan};
 
 /// Exit code for usage, rule and configuration errors.
 const EXIT_USAGE: u8 = 2;
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => run_scan(args),
         Command::Rules(args) => run_rules(args),
         Command::Run(args) => run_daemon(args),
-        Command::Healthcheck(args) => match telemetry::probe(args.addr) {
+        Command::Healthcheck(args) => match telemetry::health::probe(args.addr) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{e}");
@@ -110,6 +110,21 @@ fn main() -> ExitCode {
 }
 
 fn run_daemon(args: RunArgs) -> ExitCode {
+    // The runtime and the signal handlers come first: a SIGTERM during start-up (ECS stopping
+    // a task that is still checking its settings) must stop it, not kill it.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    runtime.spawn(cancel_on_signal(shutdown.clone()));
+
     let settings = match Settings::load(args.config.as_deref(), &ProcessEnv) {
         Ok(s) => s,
         Err(e) => {
@@ -129,41 +144,39 @@ fn run_daemon(args: RunArgs) -> ExitCode {
         // The other rules still run; an operator must fix this one.
         tracing::error!(origin = %e.origin, title = e.title.as_deref().unwrap_or(""), reason = %e.reason, "rule failed to load");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
     runtime.block_on(async move {
         let metrics = Metrics::new();
         let listener = match tokio::net::TcpListener::bind(settings.health_listen).await {
             Ok(l) => l,
             Err(e) => {
-                tracing::error!(addr = %settings.health_listen, error = %e, "cannot listen for health checks");
+                tracing::error!(setting = "health_listen", addr = %settings.health_listen, error = %e, "cannot listen for health checks");
                 return ExitCode::from(EXIT_USAGE);
             }
         };
-        // Healthy while polls keep succeeding: allow one long poll plus a margin.
+        // The loop shows it is alive at least every few seconds, even while it waits; allow
+        // one long poll plus a margin.
         let max_silence = Duration::from_secs(settings.wait_time_secs + 60);
-        tokio::spawn(telemetry::serve(listener, metrics.clone(), max_silence));
-        let sdk = aws::sdk_config(settings.region.as_deref(), settings.endpoint_url.as_deref()).await;
-        let clients = daemon::Clients {
-            s3: aws::s3_client(&sdk),
-            queue: Queue::new(aws_sdk_sqs::Client::new(&sdk), settings.queue_url.clone(), metrics.clone()),
-            topic: Topic::new(aws_sdk_sns::Client::new(&sdk), settings.topic_arn.clone()),
+        tokio::spawn(telemetry::health::serve(listener, metrics.clone(), max_silence));
+        let edges = match start::connect(&settings, &metrics, &shutdown).await {
+            Ok(edges) => edges,
+            Err(e @ start::StartError::Setting { .. }) => {
+                tracing::error!(error = %e, "cannot start: fix this setting");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            Err(start::StartError::Shutdown) => return ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start: a dependency is unreachable");
+                return ExitCode::from(1);
+            }
         };
-        daemon::run(settings, Arc::new(rules), clients, metrics, shutdown_signal()).await;
+        let daemon = daemon::Daemon::new(settings, Arc::new(rules), edges, metrics);
+        daemon::run(daemon, shutdown).await;
         ExitCode::SUCCESS
     })
 }
 
-/// Resolves on SIGTERM (ECS stopping the task) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// Cancels `token` on SIGTERM (ECS stopping the task) or SIGINT (Ctrl-C).
+async fn cancel_on_signal(token: CancellationToken) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -183,6 +196,7 @@ async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutdown signal received");
+    token.cancel();
 }
 
 /// Loads the rule set and prints load errors; `None` when a directory cannot be read.
@@ -225,7 +239,7 @@ fn run_scan(args: ScanArgs) -> ExitCode {
         eprintln!("{} rules failed to load (see above)", rules.errors().len());
         return ExitCode::from(EXIT_USAGE);
     }
-    if summary.files_failed > 0 {
+    if summary.files_failed + summary.files_damaged > 0 {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS

@@ -1,10 +1,11 @@
 //! `trailwarden scan`: files, directories, stdin and S3 prefixes → alerts on stdout, a summary
 //! on stderr.
 //!
-//! Files are read in parallel, one worker thread per core, each running the whole engine on
-//! one file at a time. Correlation needs one ordered stream, so the few records that feed a
-//! correlation are gathered from all files and replayed in eventTime order at the end: the
-//! result does not depend on which thread finished first.
+//! Files are read in parallel, one worker thread per core, each running the whole pipeline on
+//! one file at a time. The few records that feed a correlation are gathered from all files
+//! and decided on event time at the end, as the daemon decides them: the result does not
+//! depend on which thread finished first. An event delivered twice (two trails writing one
+//! bucket) is reported once.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -14,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use crate::alert::Alert;
 use crate::detect::{Level, RuleSet};
-use crate::engine::{self, CorrelationInput, Outcome};
-use crate::object::{self, LogSource, ObjectError};
+use crate::incidents::correlate;
+use crate::intake::{LogSource, SourceError, local, s3};
+use crate::pipeline::{self, Outcome, RecentIds};
 
 /// How alerts are written to stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -44,8 +46,14 @@ pub struct Summary {
     pub files_read: u64,
     pub files_skipped: u64,
     pub files_failed: u64,
+    /// Files read to the end with records that could not be parsed and were skipped.
+    pub files_damaged: u64,
     pub records: u64,
     pub bytes: u64,
+    /// Records that could not be parsed and were skipped.
+    pub records_skipped: u64,
+    /// Events seen again (same eventID) and reported once.
+    pub duplicates: u64,
     /// Alerts printed, by (level, rule).
     pub alerts: BTreeMap<(Level, String), u64>,
     pub skipped_reasons: BTreeMap<String, u64>,
@@ -69,8 +77,29 @@ impl Summary {
             mb / secs,
             self.records as f64 / secs
         )?;
+        if self.files_damaged > 0 {
+            writeln!(
+                out,
+                "  {} files read with unparseable records skipped",
+                self.files_damaged
+            )?;
+        }
         for (reason, n) in &self.skipped_reasons {
             writeln!(out, "  skipped {n}: {reason}")?;
+        }
+        if self.records_skipped > 0 {
+            writeln!(
+                out,
+                "  {} records could not be parsed and were skipped",
+                self.records_skipped
+            )?;
+        }
+        if self.duplicates > 0 {
+            writeln!(
+                out,
+                "  {} duplicate events (same eventID) reported once",
+                self.duplicates
+            )?;
         }
         let total: u64 = self.alerts.values().sum();
         writeln!(out, "alerts: {total}")?;
@@ -85,7 +114,7 @@ impl Summary {
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
     #[error(transparent)]
-    Source(#[from] ObjectError),
+    Source(#[from] SourceError),
     #[error("no log files found under {0}")]
     Empty(String),
 }
@@ -127,6 +156,10 @@ impl Output {
     }
 }
 
+/// EventIDs remembered across files, so an event two trails both delivered is reported once.
+/// About 16 bytes each: long backfills stay flat.
+const SCAN_DUPLICATE_WINDOW: usize = 1_000_000;
+
 /// Runs a scan over `paths` and prints alerts; returns the summary.
 pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summary, ScanError> {
     let started = Instant::now();
@@ -134,7 +167,7 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
     let mut s3 = None;
     let mut sources = Vec::new();
     for path in paths {
-        if let Some((bucket, prefix)) = object::parse_s3_url(path) {
+        if let Some((bucket, prefix)) = s3::parse_url(path) {
             let rt = runtime.get_or_insert_with(|| {
                 tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
@@ -147,7 +180,7 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                     crate::aws::s3_client(&crate::aws::sdk_config(None, None).await)
                 })
             });
-            let keys = rt.block_on(object::list_objects(client, &bucket, &prefix))?;
+            let keys = rt.block_on(s3::list(client, &bucket, &prefix))?;
             if keys.is_empty() {
                 return Err(ScanError::Empty(path.clone()));
             }
@@ -156,7 +189,7 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                 key,
             }));
         } else {
-            let found = object::expand_local(path)?;
+            let found = local::expand(path)?;
             if found.is_empty() {
                 return Err(ScanError::Empty(path.clone()));
             }
@@ -170,7 +203,8 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
         out: Mutex::new(io::stdout()),
     };
     let summary = Mutex::new(Summary::default());
-    let correlation_inputs: Mutex<Vec<CorrelationInput>> = Mutex::new(Vec::new());
+    let correlation: Mutex<Vec<(correlate::Group, correlate::CorrEvent)>> = Mutex::new(Vec::new());
+    let seen = Mutex::new(RecentIds::new(SCAN_DUPLICATE_WINDOW));
     let next = AtomicUsize::new(0);
     let handle = runtime.as_ref().map(|rt| rt.handle().clone());
     let threads = options.threads.clamp(1, sources.len().max(1));
@@ -183,19 +217,17 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(source) = sources.get(i) else { break };
                     let name = source.to_string();
-                    let opened: Result<Box<dyn Read + Send>, ObjectError> = match source {
+                    let opened: Result<Box<dyn Read + Send>, SourceError> = match source {
                         LogSource::S3 { bucket, key } => {
                             let (Some(handle), Some(client)) = (&handle, &s3) else {
                                 break;
                             };
                             handle
-                                .block_on(object::get_object(client, bucket, key))
-                                .map(|body| {
-                                    Box::new(object::blocking_body(body, handle.clone()))
-                                        as Box<dyn Read + Send>
-                                })
+                                .block_on(s3::open(client, bucket, key, handle.clone()))
+                                .map(|body| Box::new(body) as Box<dyn Read + Send>)
                         }
-                        local => object::open_local(local),
+                        LogSource::File(path) => local::open(Some(path)),
+                        LogSource::Stdin => local::open(None),
                     };
                     let input = match opened {
                         Ok(input) => input,
@@ -206,12 +238,20 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                         }
                     };
                     let mut counts: BTreeMap<(Level, String), u64> = BTreeMap::new();
-                    let report = engine::read_log(
+                    let mut duplicates = 0;
+                    let report = pipeline::read_log(
                         rules,
                         &name,
                         input,
                         options.max_decompressed,
-                        &mut |alert| {
+                        &mut |alert, _| {
+                            // The same event in two files (two trails, one bucket) is one.
+                            if let Some(id) = &alert.event_id
+                                && !lock(&seen).insert(&format!("{}\u{0}{id}", alert.rule))
+                            {
+                                duplicates += 1;
+                                return;
+                            }
                             if alert.level >= options.min_level {
                                 *counts.entry((alert.level, alert.rule.clone())).or_default() += 1;
                             }
@@ -222,9 +262,16 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                         },
                     );
                     output.flush(&mut buf);
+                    if let Some(what) = report.skipped.describe() {
+                        // Read to the end, but not every record was checked: an error.
+                        eprintln!("error: {name}: {what}");
+                    }
                     let mut s = lock(&summary);
+                    s.files_damaged += u64::from(report.skipped.count > 0);
                     s.records += report.records;
                     s.bytes += report.bytes;
+                    s.records_skipped += report.skipped.count;
+                    s.duplicates += report.duplicates + duplicates;
                     for (k, n) in counts {
                         *s.alerts.entry(k).or_default() += n;
                     }
@@ -240,8 +287,8 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                         }
                     }
                     drop(s);
-                    if !report.correlation_inputs.is_empty() {
-                        lock(&correlation_inputs).extend(report.correlation_inputs);
+                    if !report.correlation.is_empty() {
+                        lock(&correlation).extend(report.correlation.events);
                     }
                 }
             });
@@ -249,23 +296,18 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
     });
 
     let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
-    let mut inputs = correlation_inputs
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner());
-    if let Some(mut correlator) = rules.correlator() {
-        inputs.sort_by(|a, b| (a.timestamp, &a.source).cmp(&(b.timestamp, &b.source)));
-        let mut buf = Vec::new();
-        engine::correlate(rules, &mut correlator, inputs, &mut |alert| {
-            if alert.level >= options.min_level {
-                *summary
-                    .alerts
-                    .entry((alert.level, alert.rule.clone()))
-                    .or_default() += 1;
-            }
-            output.render(&alert, &mut buf);
-        });
-        output.flush(&mut buf);
+    let events = correlation.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut buf = Vec::new();
+    for alert in correlate::decide_all(rules, events) {
+        if alert.level >= options.min_level {
+            *summary
+                .alerts
+                .entry((alert.level, alert.rule.clone()))
+                .or_default() += 1;
+        }
+        output.render(&alert, &mut buf);
     }
+    output.flush(&mut buf);
     summary.elapsed = started.elapsed();
     Ok(summary)
 }

@@ -11,8 +11,8 @@ use std::io::Cursor;
 use serde_json::json;
 use support::{log_file, record, role, root, root_login};
 use trailwarden::detect::RuleSet;
-use trailwarden::engine::{self, Outcome};
-use trailwarden::notification;
+use trailwarden::intake::notice;
+use trailwarden::pipeline::{self, Outcome};
 
 /// A small xorshift generator: deterministic, so a failure reproduces.
 struct Rng(u64);
@@ -63,12 +63,12 @@ fn corrupted_log_files_end_in_a_result() {
     let (mut ok, mut failed) = (0, 0);
     for i in 0..3000 {
         let input = mutate(&mut rng, if i % 2 == 0 { &gz } else { &plain });
-        let report = engine::read_log(
+        let report = pipeline::read_log(
             &rules,
             "fuzz.json.gz",
             Cursor::new(input),
             1 << 20,
-            &mut |_| {},
+            &mut |_, _| {},
         );
         match report.outcome {
             Outcome::Failed(e) => {
@@ -98,6 +98,6 @@ fn corrupted_notifications_never_panic() {
     let mut rng = Rng(0xfeed_beef_0bad_cafe);
     for i in 0..5000 {
         let input = mutate(&mut rng, bodies[i % bodies.len()].as_bytes());
-        let _ = notification::parse(&String::from_utf8_lossy(&input));
+        let _ = notice::parse(&String::from_utf8_lossy(&input));
     }
 }

@@ -12,45 +12,6 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(45);
 
-fn s3_event(bucket: &str, keys: &[&str]) -> String {
-    let records: Vec<Value> = keys
-        .iter()
-        .map(|k| {
-            json!({
-                "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-                "eventTime": "2026-11-20T09:05:00.000Z", "eventName": "ObjectCreated:Put",
-                "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
-                       "object": {"key": k, "size": 100}}
-            })
-        })
-        .collect();
-    json!({"Records": records}).to_string()
-}
-
-/// A failed console sign-in by IAM user bob.
-fn failed_login(event_id: &str) -> Value {
-    let mut r = record(
-        event_id,
-        "signin.amazonaws.com",
-        "ConsoleLogin",
-        json!({"type": "IAMUser", "principalId": "AIDAEXAMPLE", "accountId": ACCOUNT, "userName": "bob"}),
-    );
-    r["eventType"] = json!("AwsConsoleSignIn");
-    r["errorMessage"] = json!("Failed authentication");
-    r["responseElements"] = json!({"ConsoleLogin": "Failure"});
-    r["additionalEventData"] = json!({"MFAUsed": "No"});
-    r
-}
-
-fn sns_envelope(message: &str) -> String {
-    json!({
-        "Type": "Notification", "MessageId": "5f3c4a0e-0000-4000-8000-000000000001",
-        "TopicArn": "arn:aws:sns:us-east-1:123456789012:trail-notices", "Message": message,
-        "Timestamp": "2026-11-20T09:05:01.000Z", "SignatureVersion": "1",
-    })
-    .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_notification_to_sns_alert_and_message_deleted() {
     let moto = Moto::start();
@@ -188,7 +149,8 @@ async fn every_notification_shape_is_accepted() {
     let moto = Moto::start();
     let stack = Stack::create(&moto, 5).await;
     stack.notifications_off().await;
-    for (name, id) in [
+    // One account each: every object is its own incident and pages.
+    for (i, (name, id)) in [
         ("a", "shape-direct"),
         ("b", "shape-sns"),
         ("c", "shape-raw"),
@@ -196,8 +158,13 @@ async fn every_notification_shape_is_accepted() {
         ("e", "shape-ct1"),
         ("f", "shape-ct2"),
         ("g h+i", "shape-encoded"),
-    ] {
-        stack.put(&key(name), log_file(&[root_login(id)])).await;
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        stack
+            .put(&key(name), log_file(&[root_login_in(id, &account(i))]))
+            .await;
     }
     stack.purge(&stack.queue_url).await;
     let daemon = Daemon::start(&moto, &stack, DaemonOptions::default());
@@ -322,7 +289,7 @@ async fn corrupt_missing_and_forbidden_objects() {
         .await;
     let logs = daemon.logs();
     assert!(
-        logs.contains("refused: bucket is not in allowed_buckets"),
+        logs.contains("its bucket is not in allowed_buckets"),
         "{logs}"
     );
     assert!(logs.contains("\"level\":\"ERROR\""), "{logs}");
@@ -416,7 +383,7 @@ async fn sigterm_mid_batch_loses_nothing() {
     let n = 12;
     for i in 0..n {
         let records = padded(
-            root_login(&format!("term-{i}")),
+            root_login_in(&format!("term-{i}"), &account(i)),
             20_000,
             &format!("term-{i}"),
         );
@@ -508,9 +475,11 @@ async fn redelivery_and_duplicate_notifications_do_not_page_twice() {
         for_rule(&docs, "console-login-brute-force").is_empty(),
         "{docs:#?}"
     );
+    // Two incidents (the root sign-in, bob's failures) paged once each, however often the
+    // object was read.
     let metrics = daemon.metrics();
     assert!(
-        !metrics.contains("trailwarden_alerts_suppressed_total 0"),
+        metrics.contains("trailwarden_incidents_paged_total 2"),
         "{metrics}"
     );
 }

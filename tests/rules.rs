@@ -9,7 +9,8 @@ use std::path::Path;
 use serde_json::{Value, json};
 use trailwarden::alert::Alert;
 use trailwarden::detect::{RuleKind, RuleSet};
-use trailwarden::engine::{self, Outcome};
+use trailwarden::incidents::correlate;
+use trailwarden::pipeline::{self, Outcome};
 
 fn gz(records: &[Value]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -21,26 +22,19 @@ fn gz(records: &[Value]) -> Vec<u8> {
 /// Runs records through the engine as one log file; returns every alert, correlations included.
 fn run(rules: &RuleSet, records: &[Value]) -> Vec<Alert> {
     let mut alerts = Vec::new();
-    let report = engine::read_log(
+    let report = pipeline::read_log(
         rules,
         "case.json.gz",
         std::io::Cursor::new(gz(records)),
         u64::MAX,
-        &mut |a| alerts.push(a),
+        &mut |a, _| alerts.push(a),
     );
     assert!(
         matches!(report.outcome, Outcome::Complete),
         "{:?}",
         report.outcome
     );
-    if let Some(mut correlator) = rules.correlator() {
-        engine::correlate(
-            rules,
-            &mut correlator,
-            report.correlation_inputs,
-            &mut |a| alerts.push(a),
-        );
-    }
+    alerts.extend(correlate::decide_all(rules, report.correlation.events));
     alerts
 }
 

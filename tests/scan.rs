@@ -141,7 +141,11 @@ fn damaged_files_name_the_file_and_where_reading_stopped() {
     let bad_record = write(
         dir.path(),
         "badrecord.json",
-        br#"{"Records":[{"eventName":"ConsoleLogin"},{"eventName": tru}]}"#,
+        format!(
+            r#"{{"Records":[{{"eventName":"ConsoleLogin"}},{{"eventName": tru}},{}]}}"#,
+            root_login("after-bad-record")
+        )
+        .as_bytes(),
     );
 
     for (path, expect) in [
@@ -159,6 +163,12 @@ fn damaged_files_name_the_file_and_where_reading_stopped() {
         );
         assert!(err.contains(expect), "{path}: says where: {err}");
     }
+    // A bad record costs only itself: the records after it are still read.
+    let got = alerts(&trailwarden(&["scan", &bad_record]));
+    assert!(
+        got.iter().any(|a| a["event_id"] == "after-bad-record"),
+        "{got:?}"
+    );
     // Alerts for records before the damage are still emitted.
     for path in [&truncated_gz, &truncated_json] {
         let got = alerts(&trailwarden(&["scan", path]));
@@ -300,11 +310,24 @@ fn run_rejects_bad_settings_with_exit_2_naming_the_key() {
         ("TRAILWARDEN_MAX_MESSAGES", "11", "max_messages"),
         ("TRAILWARDEN_QUEUE_URLL", "x", "TRAILWARDEN_QUEUE_URLL"),
         ("TRAILWARDEN_MIN_LEVEL", "urgent", "urgent"),
+        // Settings that would start and then fail on every poll or at shutdown.
+        ("TRAILWARDEN_QUEUE_URL", "trailwarden-events", "queue_url"),
+        ("TRAILWARDEN_TOPIC_ARN", "alerts", "topic_arn"),
+        ("TRAILWARDEN_ENDPOINT_URL", "not a url", "endpoint_url"),
+        (
+            "TRAILWARDEN_SHUTDOWN_GRACE_SECS",
+            "40",
+            "shutdown_grace_secs",
+        ),
+        // No region in the settings or the environment.
+        ("TRAILWARDEN_HEALTH_LISTEN", "127.0.0.1:0", "setting region"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_trailwarden"))
             .arg("run")
             .env_clear()
             .envs(base)
+            // Never ask the EC2 instance metadata service for a region or credentials.
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .env(var, value)
             .output()
             .expect("run");
@@ -315,7 +338,9 @@ fn run_rejects_bad_settings_with_exit_2_naming_the_key() {
     let file = write(
         dir.path(),
         "c.toml",
-        b"queue_url = \"q\"\ntopic_arn = \"t\"\nallowed_buckets = [\"b\"]\nworkers = 0\n",
+        b"queue_url = \"https://sqs.us-east-1.amazonaws.com/123456789012/q\"\n\
+          topic_arn = \"arn:aws:sns:us-east-1:123456789012:t\"\n\
+          allowed_buckets = [\"b\"]\nworkers = 0\n",
     );
     let out = Command::new(env!("CARGO_BIN_EXE_trailwarden"))
         .args(["run", "--config", &file])

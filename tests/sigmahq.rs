@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use support::{record, role};
 use trailwarden::alert::Alert;
 use trailwarden::detect::{RuleKind, RuleSet};
-use trailwarden::engine;
+use trailwarden::incidents::correlate;
+use trailwarden::pipeline;
 
 fn dir() -> &'static Path {
     Path::new(concat!(
@@ -26,18 +27,14 @@ fn scan(rules: &RuleSet, records: &[Value]) -> Vec<Alert> {
         .expect("gzip");
     let bytes = enc.finish().expect("gzip");
     let mut alerts = Vec::new();
-    let report = engine::read_log(
+    let report = pipeline::read_log(
         rules,
         "t.json.gz",
         std::io::Cursor::new(bytes),
         u64::MAX,
-        &mut |a| alerts.push(a),
+        &mut |a, _| alerts.push(a),
     );
-    if let Some(mut c) = rules.correlator() {
-        engine::correlate(rules, &mut c, report.correlation_inputs, &mut |a| {
-            alerts.push(a)
-        });
-    }
+    alerts.extend(correlate::decide_all(rules, report.correlation.events));
     alerts
 }
 

@@ -8,7 +8,9 @@
 //! record if a record is larger), whatever the size of the file.
 //!
 //! The scanner only finds boundaries; each record is validated by `serde_json` when it is
-//! parsed (see [`super::record`]), so a malformed record is reported with its index.
+//! parsed (see [`super::record`]), so a malformed record is reported with its index and
+//! skipped, and reading goes on. Only damage that hides where records end (a truncated or
+//! corrupt stream, an oversized record) stops the file.
 //!
 //! <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-log-file-examples.html>
 
@@ -405,7 +407,10 @@ impl LogReader {
                         self.start += 1;
                         self.state = State::AfterValue;
                     }
-                    b'{' => {
+                    // Any JSON value is handed out, objects or not: its end is known, so a
+                    // bad element costs only itself (the record parser rejects it) and the
+                    // records after it are still read.
+                    _ => {
                         let end = self.value_end()?;
                         // Read `start` only now: filling the window may have moved it.
                         let begin = self.start;
@@ -418,7 +423,6 @@ impl LogReader {
                             offset: self.base + begin as u64,
                         }));
                     }
-                    _ => return Err(self.syntax(self.start, "expected a record object")),
                 },
                 State::AfterElement => match self.peek_in_document()? {
                     b',' => {

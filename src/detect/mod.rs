@@ -1,8 +1,8 @@
 //! Sigma YAML (builtin + user directories) → a compiled rule set; a record → the rules it fires.
 //!
 //! Detection is stateless and runs on many threads at once against the shared [`RuleSet`].
-//! Correlation rules (e.g. `console-login-brute-force`) keep windows of state, so each pipeline
-//! owns one [`Correlator`] and feeds it only the records whose detections a correlation
+//! Correlation rules (e.g. `console-login-brute-force`) are compiled here and decided on event
+//! time by `incidents::correlate`, which sees only the records whose detections a correlation
 //! references: a handful out of millions.
 //!
 //! A rule that fails to parse or compile is reported with its file and reason, and the rest of
@@ -18,7 +18,7 @@ use std::str::FromStr;
 use include_dir::{Dir, include_dir};
 use rsigma_eval::event::Event;
 use rsigma_eval::result::EvaluationResult;
-use rsigma_eval::{CorrelationConfig, CorrelationEngine, CorrelationEventMode, Engine};
+use rsigma_eval::{CompiledCorrelation, CorrelationConfig, CorrelationEngine, Engine};
 use rsigma_parser::{
     CorrelationRule, FilterRule, FilterRuleTarget, SigmaCollection, SigmaRule, parse_sigma_yaml,
 };
@@ -26,9 +26,6 @@ use serde::{Deserialize, Serialize};
 
 /// The builtin detections, one Sigma file each, compiled into the binary.
 static BUILTIN: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/rules");
-
-/// Events kept per correlation window, so a correlation alert can list the records behind it.
-const CORRELATION_EVENTS_KEPT: usize = 50;
 
 /// Alert severity, ordered from least to most severe. Sigma's levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -118,6 +115,10 @@ pub struct RuleInfo {
     /// False for a detection that only feeds a translated v1 aggregation: its matches count
     /// towards the correlation but do not alert on their own.
     pub alerts: bool,
+    /// What to do about an alert: the rule's `next_steps`, one short imperative line each.
+    pub next_steps: Vec<String>,
+    /// The rule's own incident window (`incident_window`), overriding the daemon's default.
+    pub incident_window: Option<std::time::Duration>,
 }
 
 /// A rule that could not be loaded, and why.
@@ -158,20 +159,38 @@ pub struct CorrelationHit {
     pub count: u64,
     /// The group-by fields and their values, e.g. the account and user name.
     pub group: Vec<(String, String)>,
-    /// The records kept for the window (at most [`CORRELATION_EVENTS_KEPT`]), oldest first.
+    /// The window's records (the fields alerts read), oldest first.
     pub events: Vec<serde_json::Value>,
+}
+
+/// A correlation rule, compiled for evaluation on event time.
+pub struct Correlation {
+    /// Index into [`RuleSet::rules`].
+    pub rule: usize,
+    /// rsigma's compiled form: group-by fields, timespan, window mode and condition.
+    pub compiled: CompiledCorrelation,
+}
+
+/// One correlation that a detection rule's matches count towards.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    /// Index into [`RuleSet::correlations`].
+    pub correlation: usize,
+    /// The reference as the correlation wrote it (temporal correlations count by it).
+    pub rule_ref: String,
+    /// The detection's id and name, which group-by aliases are keyed by.
+    pub identities: Vec<String>,
 }
 
 /// The compiled rule set, shared read-only by every worker.
 pub struct RuleSet {
     detector: CorrelationEngine,
-    /// The successfully loaded documents, to build [`Correlator`]s from.
-    collection: SigmaCollection,
     rules: Vec<RuleInfo>,
     /// Sigma id (or title, for rules without an id) → index into `rules`.
     by_key: HashMap<String, usize>,
-    /// Rules whose detections some correlation consumes.
-    feeds_correlation: HashSet<usize>,
+    correlations: Vec<Correlation>,
+    /// Detection rule index → the correlations its matches count towards.
+    feeds: HashMap<usize, Vec<Feed>>,
     errors: Vec<LoadError>,
 }
 
@@ -247,65 +266,28 @@ impl RuleSet {
             .copied()
     }
 
-    /// Whether any correlation consumes the detections of rule `index` (an index into
-    /// [`Self::rules`]), so its records must reach a correlator.
-    pub fn feeds_correlation(&self, index: usize) -> bool {
-        self.feeds_correlation.contains(&index)
+    /// The correlations the matches of detection rule `index` (an index into [`Self::rules`])
+    /// count towards; empty for most rules.
+    pub fn feeds(&self, index: usize) -> &[Feed] {
+        self.feeds.get(&index).map_or(&[], Vec::as_slice)
     }
 
-    /// A fresh correlation state machine for this rule set, or `None` if there are no
-    /// correlation rules.
-    pub fn correlator(&self) -> Option<Correlator> {
-        if self.collection.correlations.is_empty() {
-            return None;
-        }
-        let mut engine = new_engine();
-        // The same collection already loaded once into `detector`, so it cannot fail here.
-        engine.add_collection(&self.collection).ok()?;
-        Some(Correlator { engine })
+    /// The loaded rule with this stable name.
+    pub fn by_name(&self, name: &str) -> Option<&RuleInfo> {
+        self.rules.iter().find(|r| r.name == name)
     }
-}
 
-/// Correlation state for one stream of records.
-pub struct Correlator {
-    engine: CorrelationEngine,
-}
-
-impl Correlator {
-    /// Feeds one record's detections (at `timestamp`, epoch seconds) and returns the
-    /// correlations that fired.
-    pub fn process(
-        &mut self,
-        rules: &RuleSet,
-        event: &impl Event,
-        detections: Vec<EvaluationResult>,
-        timestamp: i64,
-    ) -> Vec<CorrelationHit> {
-        self.engine
-            .process_with_detections(event, detections, timestamp)
-            .into_iter()
-            .filter_map(|result| {
-                let body = result.as_correlation()?;
-                Some(CorrelationHit {
-                    rule: rules.rule_of(&result)?,
-                    count: body.aggregated_value.max(0.0) as u64,
-                    group: body.group_key.clone(),
-                    events: body.events.clone().unwrap_or_default(),
-                })
-            })
-            .collect()
+    /// Every loaded correlation rule.
+    pub fn correlations(&self) -> &[Correlation] {
+        &self.correlations
     }
 }
 
 fn new_engine() -> CorrelationEngine {
-    let mut engine = CorrelationEngine::new(CorrelationConfig {
+    CorrelationEngine::new(CorrelationConfig {
         timestamp_fields: vec!["eventTime".to_owned()],
         ..CorrelationConfig::default()
-    });
-    // Keep the events of each window so correlation alerts can name the records behind them.
-    engine.set_correlation_event_mode(CorrelationEventMode::Full);
-    engine.set_max_correlation_events(CORRELATION_EVENTS_KEPT);
-    engine
+    })
 }
 
 fn is_yaml(path: &Path) -> bool {
@@ -430,25 +412,60 @@ impl Loader {
 
         // Correlations likewise, each against a scratch engine holding every detection rule.
         let mut kept_correlations = Vec::new();
-        let mut feeds = HashSet::new();
+        let mut correlations = Vec::new();
+        let mut feeds: HashMap<usize, Vec<Feed>> = HashMap::new();
         for (corr, origin) in std::mem::take(&mut self.correlations) {
             let mut trial = SigmaCollection::new();
             trial.rules = kept_rules.clone();
             trial.correlations = vec![corr.clone()];
+            let targets = corr
+                .rules
+                .iter()
+                .map(|r| {
+                    let target = catalog.name_to_id.get(r).unwrap_or(r);
+                    match catalog.by_key.get(target) {
+                        Some(&i) if catalog.infos[i].kind == RuleKind::Detection => Ok((r, i)),
+                        // rsigma can chain correlations; events are correlated on event time
+                        // here, one level deep.
+                        Some(_) => Err(format!(
+                            "refers to correlation {r:?}; a correlation may only refer to detection rules"
+                        )),
+                        None => Err(format!("refers to unknown rule {r:?}")),
+                    }
+                })
+                .collect::<Result<Vec<_>, String>>();
             let checked = new_engine()
                 .add_collection(&trial)
                 .map_err(|e| e.to_string())
-                .and_then(|()| catalog.add(&corr, origin.clone(), RuleKind::Correlation, true));
-            if let Err(reason) = checked {
-                self.error(&origin, Some(&corr.title), reason);
-                continue;
-            }
-            for r in &corr.rules {
-                let target = catalog.name_to_id.get(r).unwrap_or(r);
-                if let Some(&i) = catalog.by_key.get(target) {
-                    feeds.insert(i);
+                .and(targets)
+                .and_then(|targets| {
+                    let compiled = rsigma_eval::correlation::compile_correlation(&corr)
+                        .map_err(|e| e.to_string())?;
+                    Ok((targets, compiled))
+                })
+                .and_then(|(targets, compiled)| {
+                    let index = catalog.add(&corr, origin.clone(), RuleKind::Correlation, true)?;
+                    Ok((targets, compiled, index))
+                });
+            let (targets, compiled, index) = match checked {
+                Ok(ok) => ok,
+                Err(reason) => {
+                    self.error(&origin, Some(&corr.title), reason);
+                    continue;
                 }
+            };
+            for (rule_ref, detection) in targets {
+                let info = &catalog.infos[detection];
+                feeds.entry(detection).or_default().push(Feed {
+                    correlation: correlations.len(),
+                    rule_ref: rule_ref.clone(),
+                    identities: info.id.iter().chain([&info.name]).cloned().collect(),
+                });
             }
+            correlations.push(Correlation {
+                rule: index,
+                compiled,
+            });
             kept_correlations.push(corr);
         }
 
@@ -465,10 +482,10 @@ impl Loader {
 
         RuleSet {
             detector,
-            collection,
             rules: catalog.infos,
             by_key: catalog.by_key,
-            feeds_correlation: feeds,
+            correlations,
+            feeds,
             errors: self.errors,
         }
     }
@@ -546,6 +563,8 @@ impl Catalog {
             origin,
             kind,
             alerts,
+            next_steps: Vec::new(),
+            incident_window: None,
         });
         Ok(index)
     }

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -27,15 +28,49 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// The moto server to run: `MOTO_SERVER`, else `.venv/bin/moto_server`, else one on `PATH`,
+/// else one installed into `.venv` now by tests/bootstrap_moto.py (with only python3 on the
+/// machine). Installing is done once, under a file lock, whatever runs tests in parallel.
 fn moto_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("MOTO_SERVER") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
-    if venv.exists() {
-        return venv;
-    }
-    PathBuf::from("moto_server")
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Ok(p) = std::env::var("MOTO_SERVER") {
+                return PathBuf::from(p);
+            }
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            let venv = root.join(".venv/bin/moto_server");
+            if venv.exists() {
+                return venv;
+            }
+            let on_path = std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join("moto_server"))
+                    .find(|p| p.is_file())
+            });
+            if let Some(p) = on_path {
+                return p;
+            }
+            let lock = std::fs::File::create(
+                PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("moto-install.lock"),
+            )
+            .expect("lock file for the moto install");
+            lock.lock().expect("lock the moto install");
+            if !venv.exists() {
+                eprintln!("installing moto server into .venv (tests/bootstrap_moto.py)");
+                let status = Command::new("python3")
+                    .arg(root.join("tests/bootstrap_moto.py"))
+                    .status()
+                    .unwrap_or_else(|e| panic!("cannot run python3 to install moto server: {e}"));
+                assert!(
+                    status.success() && venv.exists(),
+                    "tests/bootstrap_moto.py could not install moto server ({status}); the AWS \
+                     tests need it. Install it with `pip install 'moto[server]'` or set MOTO_SERVER."
+                );
+            }
+            venv
+        })
+        .clone()
 }
 
 /// A moto server child process, killed on drop.
@@ -109,6 +144,7 @@ pub struct Stack {
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub sns: aws_sdk_sns::Client,
+    pub ddb: aws_sdk_dynamodb::Client,
     pub bucket: String,
     pub queue_url: String,
     pub dlq_url: String,
@@ -126,6 +162,7 @@ impl Stack {
         );
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let sns = aws_sdk_sns::Client::new(&sdk);
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
         let bucket = "trail-bucket".to_owned();
         s3.create_bucket()
             .bucket(&bucket)
@@ -185,6 +222,7 @@ impl Stack {
             s3,
             sqs,
             sns,
+            ddb,
             bucket,
             queue_url,
             dlq_url,
@@ -195,6 +233,54 @@ impl Stack {
         // each test starts from an empty queue unless it sends its own.
         stack.purge(&stack.queue_url).await;
         stack
+    }
+
+    /// Creates the state table as deploy/template.yaml does: string keys pk and sk, on demand,
+    /// TTL on `expires_at`.
+    pub async fn state_table(&self, name: &str) -> String {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            TimeToLiveSpecification,
+        };
+        let attr = |n: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute")
+        };
+        let key = |n: &str, t| {
+            KeySchemaElement::builder()
+                .attribute_name(n)
+                .key_type(t)
+                .build()
+                .expect("key")
+        };
+        self.ddb
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("pk"))
+            .attribute_definitions(attr("sk"))
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .send()
+            .await
+            .expect("create table");
+        self.ddb
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("expires_at")
+                    .build()
+                    .expect("ttl"),
+            )
+            .send()
+            .await
+            .expect("ttl");
+        name.to_owned()
     }
 
     /// Turns the bucket's notifications off, so a test can send exactly the bodies it wants.
@@ -394,6 +480,8 @@ pub struct Daemon {
 pub struct DaemonOptions {
     pub visibility_timeout_secs: u64,
     pub workers: usize,
+    /// The shared DynamoDB state table; `None` keeps state in the daemon's memory.
+    pub state_table: Option<String>,
     pub extra_env: Vec<(String, String)>,
 }
 
@@ -402,6 +490,7 @@ impl Default for DaemonOptions {
         DaemonOptions {
             visibility_timeout_secs: 30,
             workers: 4,
+            state_table: None,
             extra_env: Vec::new(),
         }
     }
@@ -436,6 +525,9 @@ impl Daemon {
             .env("TRAILWARDEN_SHUTDOWN_GRACE_SECS", "20")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
+        if let Some(table) = &opts.state_table {
+            cmd.env("TRAILWARDEN_STATE_TABLE", table);
+        }
         for (k, v) in &opts.extra_env {
             cmd.env(k, v);
         }
@@ -507,6 +599,36 @@ impl Daemon {
         }
     }
 
+    /// Freezes (`STOP`) or resumes (`CONT`) the daemon, so a test decides which of several
+    /// daemons on one queue takes a message.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// Whether this daemon read an object whose key contains `name`.
+    pub fn read_object(&self, name: &str) -> bool {
+        self.logs()
+            .lines()
+            .any(|l| l.contains("\"message\":\"object processed\"") && l.contains(name))
+    }
+
+    /// Waits until this daemon read an object whose key contains `name`.
+    pub fn wait_read(&self, name: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.read_object(name) {
+            assert!(
+                Instant::now() < deadline,
+                "{name} was not read in time:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -547,6 +669,22 @@ pub fn root() -> Value {
 
 pub fn role() -> Value {
     json!({"type": "AssumedRole", "principalId": "AROAEXAMPLE:ci", "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/ci/session"), "accountId": ACCOUNT})
+}
+
+/// A successful root console sign-in without MFA to `account`: each account's root is its own
+/// incident, so sign-ins to different accounts page separately.
+pub fn root_login_in(event_id: &str, account: &str) -> Value {
+    let mut r = root_login(event_id);
+    r["recipientAccountId"] = json!(account);
+    r["userIdentity"]["accountId"] = json!(account);
+    r["userIdentity"]["principalId"] = json!(account);
+    r["userIdentity"]["arn"] = json!(format!("arn:aws:iam::{account}:root"));
+    r
+}
+
+/// A 12-digit account id numbered `n`, for tests that need many incidents.
+pub fn account(n: usize) -> String {
+    format!("{:012}", 100_000_000_000 + n)
 }
 
 /// A successful root console sign-in without MFA.
@@ -599,4 +737,66 @@ pub fn event_ids(docs: &[Value]) -> Vec<String> {
         .flat_map(|d| d["doc"]["alerts"].as_array().cloned().unwrap_or_default())
         .filter_map(|a| a["event_id"].as_str().map(str::to_owned))
         .collect()
+}
+
+/// An S3 event notification body for `keys`, as S3 sends it (keys as given).
+pub fn s3_event(bucket: &str, keys: &[&str]) -> String {
+    let records: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            json!({
+                "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+                "eventTime": "2026-11-20T09:05:00.000Z", "eventName": "ObjectCreated:Put",
+                "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+                       "object": {"key": k, "size": 100}}
+            })
+        })
+        .collect();
+    json!({"Records": records}).to_string()
+}
+
+/// A failed console sign-in by IAM user bob.
+pub fn failed_login(event_id: &str) -> Value {
+    let mut r = record(
+        event_id,
+        "signin.amazonaws.com",
+        "ConsoleLogin",
+        json!({"type": "IAMUser", "principalId": "AIDAEXAMPLE", "accountId": ACCOUNT, "userName": "bob"}),
+    );
+    r["eventType"] = json!("AwsConsoleSignIn");
+    r["errorMessage"] = json!("Failed authentication");
+    r["responseElements"] = json!({"ConsoleLogin": "Failure"});
+    r["additionalEventData"] = json!({"MFAUsed": "No"});
+    r
+}
+
+pub fn sns_envelope(message: &str) -> String {
+    json!({
+        "Type": "Notification", "MessageId": "5f3c4a0e-0000-4000-8000-000000000001",
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:trail-notices", "Message": message,
+        "Timestamp": "2026-11-20T09:05:01.000Z", "SignatureVersion": "1",
+    })
+    .to_string()
+}
+
+/// `failed_login` at a given eventTime (`2026-11-20T10:MM:SSZ`-style).
+pub fn failed_login_at(event_id: &str, time: &str) -> Value {
+    let mut r = failed_login(event_id);
+    r["eventTime"] = json!(time);
+    r
+}
+
+/// A root API call (root-activity) at `time` in `region`.
+pub fn root_call_at(event_id: &str, name: &str, time: &str, region: &str) -> Value {
+    let mut r = record(event_id, "s3.amazonaws.com", name, root());
+    r["eventTime"] = json!(time);
+    r["awsRegion"] = json!(region);
+    r
+}
+
+/// A CloudTrail key for this account in `region`.
+pub fn key_in(region: &str, name: &str) -> String {
+    format!(
+        "AWSLogs/{ACCOUNT}/CloudTrail/{region}/2026/11/20/{ACCOUNT}_CloudTrail_{region}_20261120T0905Z_{name}.json.gz"
+    )
 }

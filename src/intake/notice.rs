@@ -40,7 +40,7 @@ pub enum Notice {
 }
 
 /// Why a body could not be understood.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum NoticeError {
     #[error("body is not JSON: {0}")]
     NotJson(String),

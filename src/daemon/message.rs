@@ -1,0 +1,542 @@
+//! One message in hand: its lease, its attempts, and the one place a failure decides between
+//! ack, hold, wait and hand back.
+//!
+//! An attempt reads every object the message names (once: a read object's findings are kept
+//! across attempts) and commits what they raised. Then:
+//! - done: the message is deleted — only now, when every object was read or deliberately
+//!   skipped and every incident it raised was paged or folded and recorded;
+//! - a dependency is out ([`Disposition::Hold`]): the message stays in hand, its lease
+//!   extended, receiving pauses, and the attempt is repeated with backoff until it succeeds;
+//! - another worker is publishing one of its pages ([`Disposition::Wait`]): retry shortly,
+//!   never delete early;
+//! - the message itself is refused ([`Disposition::Reject`]): it is handed back with a delay
+//!   that grows with each delivery, and the queue's redrive policy parks it in the DLQ.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use super::Daemon;
+use crate::alert::{Alert, UNREADABLE_RULE, clean};
+use crate::aws::Fault;
+use crate::cloudtrail::{self, ReadError};
+use crate::incidents::commit::{CommitError, Committed, Findings, Progress};
+use crate::incidents::fold::Folder;
+use crate::incidents::{self, IncidentKey};
+use crate::intake::SourceError;
+use crate::intake::notice::{self, Notice, NoticeError, ObjectRef};
+use crate::intake::sqs::Received;
+use crate::pipeline::{self, Outcome};
+use crate::telemetry::Dependency;
+use crate::telemetry::metrics::AlertLabels;
+
+/// Attempts that may hit the deadline before the message is handed back as refused.
+const MAX_DEADLINE_MISSES: u32 = 3;
+/// Longest wait between two attempts of a held message.
+const MAX_HOLD_BACKOFF: Duration = Duration::from_secs(60);
+/// Wait before retrying a message whose page another worker is publishing.
+const BUSY_WAIT: Duration = Duration::from_secs(2);
+
+/// Why an attempt did not complete.
+#[derive(Debug, thiserror::Error)]
+enum WorkError {
+    #[error("unrecognised message body: {0}")]
+    Body(#[from] NoticeError),
+    #[error("refused {0}: its bucket is not in allowed_buckets; nothing was fetched")]
+    BucketNotAllowed(ObjectRef),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("{object}: reading stopped: {source}")]
+    Read {
+        object: ObjectRef,
+        #[source]
+        source: ReadError,
+    },
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    #[error("internal error while reading {0}: the worker thread stopped")]
+    Worker(ObjectRef),
+    #[error("the attempt did not finish within message_timeout_secs ({0} s)")]
+    Deadline(u64),
+}
+
+/// What a failure means for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disposition {
+    /// The message will never succeed as it is: hand it back towards the DLQ.
+    Reject,
+    /// A dependency is out: hold the message and retry; receive nothing new meanwhile.
+    Hold(Dependency),
+    /// Retry in hand without pausing receives (another worker is busy with the same page, or
+    /// the attempt ran out of time).
+    Wait,
+}
+
+impl WorkError {
+    /// The one classification of failures.
+    fn disposition(&self) -> Disposition {
+        let by_fault = |fault, dependency| match fault {
+            Fault::Outage => Disposition::Hold(dependency),
+            Fault::Rejected => Disposition::Reject,
+        };
+        match self {
+            WorkError::Body(_) | WorkError::BucketNotAllowed(_) | WorkError::Worker(_) => {
+                Disposition::Reject
+            }
+            WorkError::Source(e) if e.is_transient() => Disposition::Hold(Dependency::Objects),
+            WorkError::Source(_) => Disposition::Reject,
+            WorkError::Read { .. } => Disposition::Hold(Dependency::Objects),
+            WorkError::Commit(CommitError::Store(e)) => by_fault(e.fault, Dependency::Store),
+            WorkError::Commit(CommitError::Sink(e)) => by_fault(e.fault, Dependency::Sink),
+            WorkError::Commit(CommitError::Busy { .. }) | WorkError::Deadline(_) => {
+                Disposition::Wait
+            }
+        }
+    }
+}
+
+/// A message's work, kept across its attempts.
+struct Work {
+    notice: Result<Notice, NoticeError>,
+    /// Per object: its findings once read.
+    findings: Vec<Option<Findings>>,
+    /// The first object the message may never have read, reported after the others.
+    refused: Option<WorkError>,
+    progress: Progress,
+    /// What the attempts amounted to, for the log line.
+    records: u64,
+}
+
+impl Work {
+    fn new(msg: &Received) -> Work {
+        let notice = notice::parse(&msg.body);
+        let objects = match &notice {
+            Ok(Notice::Objects(objects)) => objects.len(),
+            _ => 0,
+        };
+        Work {
+            notice,
+            findings: (0..objects).map(|_| None).collect(),
+            refused: None,
+            progress: Progress::default(),
+            records: 0,
+        }
+    }
+}
+
+/// Extends a message's visibility while its work goes on; stops when dropped.
+struct Lease(tokio::task::JoinHandle<()>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Daemon {
+    fn lease(self: &Arc<Self>, receipt: String) -> Lease {
+        let daemon = self.clone();
+        let secs = self.settings.visibility_timeout_secs;
+        let every = Duration::from_secs((secs / 3).max(1));
+        Lease(tokio::spawn(
+            async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = daemon.edges.queue.set_visibility(&receipt, secs).await {
+                        warn!(error = %e, "cannot extend the message's visibility; another task may take it");
+                    }
+                }
+            }
+            .in_current_span(),
+        ))
+    }
+
+    /// Handles one message until it is deleted, handed back, or shutdown takes it back.
+    pub(super) async fn handle(self: Arc<Self>, msg: Received, shutdown: CancellationToken) {
+        let span = info_span!("message", message_id = %msg.id, receive_count = msg.receive_count);
+        async {
+            self.metrics.messages_in_flight.inc();
+            let started = Instant::now();
+            let lease = self.lease(msg.receipt.clone());
+            let mut work = Work::new(&msg);
+            let mut backoff = Duration::from_secs(1);
+            let mut held = None;
+            let mut deadline_misses = 0;
+            let mut failing: Vec<Dependency> = Vec::new();
+            let timeout = Duration::from_secs(self.settings.message_timeout_secs);
+            loop {
+                let result = match tokio::time::timeout(timeout, self.attempt(&msg, &mut work)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(WorkError::Deadline(timeout.as_secs())),
+                };
+                let e = match result {
+                    Ok(done) => {
+                        drop(lease);
+                        drop(held);
+                        for d in failing {
+                            self.metrics.outage(d, true);
+                        }
+                        self.finish(&msg, &work, done, started).await;
+                        break;
+                    }
+                    Err(e) => e,
+                };
+                let disposition = match e.disposition() {
+                    Disposition::Wait if matches!(e, WorkError::Deadline(_)) => {
+                        deadline_misses += 1;
+                        if deadline_misses >= MAX_DEADLINE_MISSES {
+                            Disposition::Reject
+                        } else {
+                            Disposition::Wait
+                        }
+                    }
+                    d => d,
+                };
+                let pause = match disposition {
+                    Disposition::Reject => {
+                        drop(lease);
+                        drop(held);
+                        self.reject(&msg, &e).await;
+                        break;
+                    }
+                    Disposition::Hold(dependency) => {
+                        if held.is_none() {
+                            warn!(error = %e, retry_in_secs = backoff.as_secs(), "message held: a dependency is out; receiving pauses and the work is retried until it succeeds");
+                            held = Some(Holding::new(&self));
+                        } else {
+                            debug!(error = %e, retry_in_secs = backoff.as_secs(), "message still held");
+                        }
+                        if !failing.contains(&dependency) {
+                            failing.push(dependency);
+                        }
+                        self.metrics.outage(dependency, false);
+                        let pause = backoff;
+                        backoff = (backoff * 2).min(MAX_HOLD_BACKOFF);
+                        pause
+                    }
+                    Disposition::Wait => {
+                        info!(error = %e, "message waits and retries");
+                        BUSY_WAIT
+                    }
+                };
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        drop(lease);
+                        drop(held);
+                        self.hand_back(&msg).await;
+                        break;
+                    }
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+            self.leases().remove(&msg.id);
+            self.metrics.messages_in_flight.dec();
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Deletes a message whose work is complete.
+    async fn finish(&self, msg: &Received, work: &Work, done: Committed, started: Instant) {
+        // Every object was read (or deliberately skipped) and every incident it raised was
+        // paged or folded and recorded: only now may the message go.
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match self.edges.queue.delete(&msg.receipt).await {
+            Ok(()) => {
+                self.metrics.messages_deleted.inc();
+                self.metrics
+                    .processing_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                info!(
+                    objects = work.findings.len(),
+                    records = work.records,
+                    paged = done.paged,
+                    folded = done.folded,
+                    quiet = done.quiet,
+                    repeated = done.repeated,
+                    fires = done.fires,
+                    elapsed_ms,
+                    "message done"
+                );
+            }
+            Err(e) => {
+                warn!(error = %e, "message done but not deleted; its redelivery will not page twice")
+            }
+        }
+    }
+
+    /// Hands a refused message back with a delay that grows with each delivery; after
+    /// maxReceiveCount deliveries the queue's redrive policy moves it to the DLQ.
+    async fn reject(&self, msg: &Received, e: &WorkError) {
+        self.metrics.messages_rejected.inc();
+        let retry_secs = (5u64 << msg.receive_count.clamp(1, 12).saturating_sub(1)).min(900);
+        match e {
+            WorkError::Body(_) => error!(
+                error = %e,
+                body = %truncate(&msg.body, 512),
+                retry_secs,
+                "message refused: it is not a notification trailwarden reads; it moves to the dead-letter queue after maxReceiveCount"
+            ),
+            _ => error!(
+                error = %e,
+                retry_secs,
+                "message refused; fix the cause, it is retried and moves to the dead-letter queue after maxReceiveCount"
+            ),
+        }
+        if let Err(e) = self
+            .edges
+            .queue
+            .set_visibility(&msg.receipt, retry_secs)
+            .await
+        {
+            warn!(error = %e, "cannot delay the refused message; it returns after its visibility timeout");
+        }
+    }
+
+    /// Makes a message visible again at once (shutdown).
+    async fn hand_back(&self, msg: &Received) {
+        match self.edges.queue.set_visibility(&msg.receipt, 0).await {
+            Ok(()) => info!("message handed back to the queue for another task"),
+            Err(e) => {
+                warn!(error = %e, "cannot hand the message back; it returns after its visibility timeout")
+            }
+        }
+    }
+
+    /// One attempt: read what is not read yet, then commit everything.
+    async fn attempt(&self, msg: &Received, work: &mut Work) -> Result<Committed, WorkError> {
+        let objects = match &work.notice {
+            Ok(Notice::Objects(objects)) => objects.clone(),
+            Ok(Notice::TestEvent) => {
+                info!("S3 test event acknowledged");
+                return Ok(Committed::default());
+            }
+            Ok(Notice::Ignored(what)) => {
+                info!(notification = %what, "notification needs no work");
+                return Ok(Committed::default());
+            }
+            Err(e) => return Err(WorkError::Body(e.clone())),
+        };
+        for (i, obj) in objects.iter().enumerate() {
+            if work.findings[i].is_some() {
+                continue;
+            }
+            let span =
+                info_span!("object", message_id = %msg.id, bucket = %obj.bucket, key = %obj.key);
+            let read = if self.settings.allowed_buckets.contains(&obj.bucket) {
+                self.read_object(obj).instrument(span).await
+            } else {
+                Err(WorkError::BucketNotAllowed(obj.clone()))
+            };
+            match read {
+                Ok((findings, records)) => {
+                    work.records += records;
+                    work.findings[i] = Some(findings);
+                }
+                Err(e) if e.disposition() == Disposition::Reject => {
+                    // The other objects are still read and committed; the message is then
+                    // refused for this one.
+                    error!(bucket = %obj.bucket, key = %clean(&obj.key), error = %e, "object refused");
+                    work.findings[i] = Some(Findings::default());
+                    work.refused.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let owner = format!("{}/{}", self.task, msg.id);
+        let committer = self.committer(&owner);
+        let mut done = Committed::default();
+        for findings in work.findings.iter().flatten() {
+            if findings.folds.is_empty() && findings.correlation.is_empty() {
+                continue;
+            }
+            done.add(committer.commit(findings, &mut work.progress).await?);
+        }
+        self.metrics.incidents_paged.inc_by(done.paged);
+        self.metrics.incidents_folded.inc_by(done.folded);
+        match work.refused.take() {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
+    }
+
+    /// Reads one object: its findings and how many records it held.
+    async fn read_object(&self, obj: &ObjectRef) -> Result<(Findings, u64), WorkError> {
+        let started = Instant::now();
+        let source = obj.to_string();
+        let reason =
+            cloudtrail::skip_reason(&obj.key).or_else(|| cloudtrail::skip_object_key(&obj.key));
+        if let Some(reason) = reason {
+            self.metrics.objects.inc();
+            info!(reason, "object skipped");
+            return Ok((Findings::default(), 0));
+        }
+        let permit = self
+            .readers
+            .acquire()
+            .await
+            .expect("the reader semaphore is never closed");
+        let body = match self.edges.objects.open(&obj.bucket, &obj.key).await {
+            Ok(body) => body,
+            Err(e @ SourceError::NotFound { .. }) => {
+                self.metrics.objects.inc();
+                warn!(error = %e, "object is gone; nothing to read");
+                return Ok((Findings::default(), 0));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let rules = self.rules.clone();
+        let cap = self.settings.max_decompressed_bytes;
+        let name = source.clone();
+        let (mut folder, mut report) = tokio::task::spawn_blocking(move || {
+            let mut folder = Folder::new();
+            let report = pipeline::read_log(&rules, &name, body, cap, &mut |alert, record| {
+                let key = IncidentKey {
+                    rule: alert.rule.clone(),
+                    account: incidents::account(record),
+                    principal: incidents::principal(record),
+                };
+                folder.add(key, alert);
+            });
+            (folder, report)
+        })
+        .await
+        .map_err(|_| WorkError::Worker(obj.clone()))?;
+        drop(permit);
+        self.metrics.objects.inc();
+        self.metrics.records.inc_by(report.records);
+        self.metrics.records_skipped.inc_by(report.skipped.count);
+
+        let damage = |folder: &mut Folder, alert: Alert| {
+            let key = IncidentKey {
+                rule: UNREADABLE_RULE.to_owned(),
+                account: alert
+                    .account_id
+                    .clone()
+                    .unwrap_or_else(|| "unknown".to_owned()),
+                principal: source.clone(),
+            };
+            folder.add(key, alert);
+        };
+        match std::mem::replace(&mut report.outcome, Outcome::Complete) {
+            Outcome::Complete | Outcome::Skipped(_) => {}
+            Outcome::Failed(e) if is_transport(&e) => {
+                // The connection broke, not the file: read it again.
+                return Err(WorkError::Read {
+                    object: obj.clone(),
+                    source: e,
+                });
+            }
+            Outcome::Failed(e) => {
+                // A damaged log file can mean tampering: say so, after the alerts for the
+                // records that were readable.
+                warn!(error = %e, records = report.records, "log file is damaged; raising log-file-unreadable");
+                damage(
+                    &mut folder,
+                    Alert::unreadable(&source, report.records, &e.to_string()),
+                );
+            }
+        }
+        if let Some(what) = report.skipped.describe() {
+            warn!(skipped = report.skipped.count, "{what}");
+            damage(&mut folder, Alert::damaged(&source, &what));
+        }
+        let folds = folder.finish();
+        let mut alerts = 0;
+        for fold in &folds {
+            alerts += fold.stats.count;
+            self.metrics
+                .alerts
+                .get_or_create(&AlertLabels {
+                    rule: fold.key.rule.clone(),
+                    level: fold.level().to_string(),
+                })
+                .inc_by(fold.stats.count);
+        }
+        info!(
+            records = report.records,
+            bytes = report.bytes,
+            alerts,
+            incidents = folds.len(),
+            skipped = report.skipped.count,
+            duplicates = report.duplicates,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "object processed"
+        );
+        Ok((
+            Findings {
+                source,
+                folds,
+                correlation: report.correlation,
+            },
+            report.records,
+        ))
+    }
+}
+
+/// Holds the gate closed (and the held gauge up) while a message waits for a dependency.
+struct Holding {
+    daemon: Arc<Daemon>,
+}
+
+impl Holding {
+    fn new(daemon: &Arc<Daemon>) -> Holding {
+        daemon.gate.enter();
+        daemon.metrics.messages_held.inc();
+        Holding {
+            daemon: daemon.clone(),
+        }
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        self.daemon.metrics.messages_held.dec();
+        self.daemon.gate.leave();
+    }
+}
+
+/// Whether reading stopped because the S3 connection failed rather than because the bytes
+/// are bad. Corrupt gzip surfaces as InvalidInput/InvalidData, a cut-off stream as
+/// UnexpectedEof; anything else came from the transport.
+fn is_transport(e: &ReadError) -> bool {
+    match e {
+        ReadError::Io { source, .. } => !matches!(
+            source.kind(),
+            std::io::ErrorKind::InvalidInput
+                | std::io::ErrorKind::InvalidData
+                | std::io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let cleaned = clean(s);
+    if cleaned.chars().count() <= max {
+        return cleaned.into_owned();
+    }
+    cleaned.chars().take(max).chain("…".chars()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_errors_are_told_apart_from_damage() {
+        let io = |kind| ReadError::Io {
+            offset: 0,
+            record: 0,
+            source: std::io::Error::from(kind),
+        };
+        assert!(is_transport(&io(std::io::ErrorKind::ConnectionReset)));
+        assert!(!is_transport(&io(std::io::ErrorKind::InvalidInput)));
+        assert!(!is_transport(&ReadError::Truncated {
+            offset: 1,
+            record: 1
+        }));
+    }
+}

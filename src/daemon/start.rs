@@ -1,0 +1,124 @@
+//! Start-up: settings → AWS clients, and a check that the queue, the topic and the table exist
+//! and are reachable with the task's permissions before the first poll.
+//!
+//! As Vector checks its sinks: a permanent misconfiguration (a resource that does not exist,
+//! access denied, no region) stops start-up with one line naming the setting, instead of
+//! failing every message into the dead-letter queue. A passing fault is retried for a while.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::Edges;
+use crate::aws;
+use crate::config::Settings;
+use crate::incidents::store::dynamo::DynamoStore;
+use crate::incidents::store::memory::MemoryStore;
+use crate::intake::s3::S3Objects;
+use crate::intake::sqs::SqsQueue;
+use crate::output::sns::Topic;
+use crate::telemetry::Metrics;
+
+/// How long start-up retries a check that fails for a passing reason.
+const CHECK_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Why the daemon cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting that cannot work: fix it (exit code 2).
+    #[error("setting {setting}: {message}")]
+    Setting {
+        setting: &'static str,
+        message: String,
+    },
+    /// A dependency stayed unreachable (exit code 1; the orchestrator retries).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Shutdown was requested during start-up.
+    #[error("shutdown requested during start-up")]
+    Shutdown,
+}
+
+/// Builds the AWS edges from the settings and checks each one.
+pub async fn connect(
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> Result<Edges, StartError> {
+    let sdk = aws::sdk_config(settings.region.as_deref(), settings.endpoint_url.as_deref()).await;
+    if sdk.region().is_none() {
+        return Err(StartError::Setting {
+            setting: "region",
+            message: "no AWS region is set: set region (TRAILWARDEN_REGION) or AWS_REGION".into(),
+        });
+    }
+    let queue = SqsQueue::new(
+        aws::sqs_client(&sdk, settings.wait_time_secs),
+        settings.queue_url.clone(),
+        settings.wait_time_secs,
+        metrics.clone(),
+    );
+    check("queue_url", shutdown, || queue.check()).await?;
+    let topic = Topic::new(
+        aws_sdk_sns::Client::new(&sdk),
+        settings.topic_arn.clone(),
+        metrics.clone(),
+    );
+    check("topic_arn", shutdown, || topic.check()).await?;
+    let store: Arc<dyn crate::incidents::store::Store> = match &settings.state_table {
+        Some(table) => {
+            let store = DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                table.clone(),
+                metrics.clone(),
+            );
+            check("state_table", shutdown, || store.check()).await?;
+            Arc::new(store)
+        }
+        None => Arc::new(MemoryStore::new()),
+    };
+    Ok(Edges {
+        queue: Arc::new(queue),
+        objects: Arc::new(S3Objects::new(aws::s3_client(&sdk), metrics.clone())),
+        store,
+        sink: Arc::new(topic),
+    })
+}
+
+/// Runs one check, retrying passing faults for [`CHECK_PATIENCE`].
+async fn check<F, Fut>(
+    setting: &'static str,
+    shutdown: &CancellationToken,
+    call: F,
+) -> Result<(), StartError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), aws::Failed>>,
+{
+    let deadline = tokio::time::Instant::now() + CHECK_PATIENCE;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let failed = match call().await {
+            Ok(()) => return Ok(()),
+            Err(f) => f,
+        };
+        if !failed.transient {
+            return Err(StartError::Setting {
+                setting,
+                message: failed.sentence,
+            });
+        }
+        if tokio::time::Instant::now() + backoff > deadline {
+            return Err(StartError::Unavailable(failed.sentence));
+        }
+        warn!(setting, error = %failed.sentence, retry_in_secs = backoff.as_secs(), "start-up check failed; retrying");
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(StartError::Shutdown),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(15));
+    }
+}

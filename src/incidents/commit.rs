@@ -1,0 +1,437 @@
+//! One source's findings → pages, folds and correlation state, recording nothing before the
+//! outputs accepted it.
+//!
+//! For each source (a log file or an event):
+//! 1. Correlation events are added to their groups (idempotent by eventID) and each group is
+//!    replayed on event time; a window that fires and holds one of this source's events
+//!    becomes a correlation alert.
+//! 2. Every incident (detections and correlation alerts, most severe first) is claimed. The
+//!    winner publishes the page and only then records the incident as open; a failed publish
+//!    releases the claim, so the retry pages. An open incident takes the source's alerts as a
+//!    folded part and schedules the follow-up. A claim held elsewhere means the page is being
+//!    published right now: the work waits rather than finish (and be deleted) early.
+//! 3. Fires whose alerts were accepted are recorded, so later replays count their events as
+//!    consumed.
+//!
+//! [`Progress`] survives the retries of one message, so a retry neither repeats a page that
+//! was accepted nor forgets to record it.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::IncidentKey;
+use super::correlate::{self, Batch, Span};
+use super::fold::{Fold, Folder, Stats};
+use super::store::{Claim, Claimed, Due, Open, Part, Store, StoreError};
+use crate::alert::clean;
+use crate::aws::Fault;
+use crate::detect::{Level, RuleSet};
+use crate::output::{FollowUp, Page, Sink, SinkError};
+
+/// How incidents behave; from the daemon's settings.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// An incident's window when its rule names none.
+    pub window: Duration,
+    /// How long a page claim holds before another task may take it over.
+    pub lease: Duration,
+    /// Alerts below this level are logged, never paged or stored.
+    pub min_level: Level,
+    /// How long correlation events are kept after they arrive, so a late file still meets
+    /// the events it belongs with.
+    pub retention: Duration,
+}
+
+impl Policy {
+    /// How long after a window ends its follow-up goes out, so alerts still being committed
+    /// when it ended are in it.
+    pub fn grace(&self) -> Duration {
+        (self.window / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
+}
+
+/// What one source raised: detections folded per incident, and correlation events.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Names the source in alerts and in the state store: `s3://bucket/key`, a path, or
+    /// `eventbridge:<region>:<id>`.
+    pub source: String,
+    pub folds: Vec<Fold>,
+    pub correlation: Batch,
+}
+
+/// Work of one message already accepted downstream, kept across its retries.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Incidents of a source fully handled: paged, folded, or below the paging level.
+    done: HashSet<(String, IncidentKey)>,
+    /// Pages accepted downstream whose incident is not yet recorded as open.
+    unconfirmed: Vec<(IncidentKey, Claim, Open)>,
+    /// The incident id each claim of this message used: a page published again after a lost
+    /// response carries the same incident and message ids, so subscribers can drop the repeat.
+    ids: HashMap<IncidentKey, String>,
+}
+
+/// Why a commit stopped; the work is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// Another worker is publishing this incident's page right now.
+    #[error("the page of incident {key} is being published by {owner}; waiting for it")]
+    Busy { key: IncidentKey, owner: String },
+}
+
+impl CommitError {
+    /// Whether the failure is the work's own (it will never succeed) rather than a dependency
+    /// being unavailable or busy.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            CommitError::Store(e) => Some(e.fault),
+            CommitError::Sink(e) => Some(e.fault),
+            CommitError::Busy { .. } => None,
+        }
+    }
+}
+
+/// What a commit did, for the log line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// Incidents opened with a page.
+    pub paged: u64,
+    /// Incidents that took alerts for their follow-up.
+    pub folded: u64,
+    /// Incidents below the paging level (logged only).
+    pub quiet: u64,
+    /// Incidents this same source had already paged (a redelivery or a duplicate notice).
+    pub repeated: u64,
+    /// Correlation windows that fired.
+    pub fires: u64,
+}
+
+impl Committed {
+    pub fn add(&mut self, other: Committed) {
+        self.paged += other.paged;
+        self.folded += other.folded;
+        self.quiet += other.quiet;
+        self.repeated += other.repeated;
+        self.fires += other.fires;
+    }
+}
+
+/// What happened to one incident of a source.
+enum Action {
+    Paged,
+    Folded,
+    Repeated,
+}
+
+/// Commits findings through a store and a sink.
+pub struct Committer<'a> {
+    pub rules: &'a RuleSet,
+    pub store: &'a dyn Store,
+    pub sink: &'a dyn Sink,
+    pub policy: &'a Policy,
+    /// This task and the message being worked on.
+    pub owner: &'a str,
+}
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl Committer<'_> {
+    /// Commits one source's findings.
+    pub async fn commit(
+        &self,
+        findings: &Findings,
+        progress: &mut Progress,
+    ) -> Result<Committed, CommitError> {
+        let mut done = Committed::default();
+        // Pages accepted by an earlier attempt: record them before anything else.
+        while let Some((key, claim, open)) = progress.unconfirmed.first() {
+            self.store.paged(key, claim, open).await?;
+            progress.unconfirmed.remove(0);
+        }
+
+        let (corr_folds, fires) = self.correlate(&findings.correlation).await?;
+        let mut folds: Vec<&Fold> = findings.folds.iter().chain(&corr_folds).collect();
+        folds.sort_by_key(|f| std::cmp::Reverse(f.level()));
+        for fold in folds {
+            let id = (findings.source.clone(), fold.key.clone());
+            if progress.done.contains(&id) {
+                continue;
+            }
+            if fold.level() < self.policy.min_level {
+                log_incident(fold, "below min_level: logged, not paged");
+                done.quiet += 1;
+            } else {
+                match self.page_or_fold(&findings.source, fold, progress).await? {
+                    Action::Paged => done.paged += 1,
+                    Action::Folded => done.folded += 1,
+                    Action::Repeated => done.repeated += 1,
+                }
+            }
+            progress.done.insert(id);
+        }
+        // The fires' alerts were accepted (or deliberately quiet): their events are consumed.
+        let expires = unix_now() + self.retention_secs();
+        for (group, span, _) in &fires {
+            self.store.fired(group, *span, expires).await?;
+        }
+        done.fires = fires.len() as u64;
+        Ok(done)
+    }
+
+    fn retention_secs(&self) -> i64 {
+        self.policy.retention.as_secs() as i64
+    }
+
+    /// Adds the source's correlation events and returns the alerts of the windows that fire
+    /// with them, folded, and each fire's group and span.
+    async fn correlate(
+        &self,
+        batch: &Batch,
+    ) -> Result<(Vec<Fold>, Vec<(String, Span, IncidentKey)>), CommitError> {
+        let mut folder = Folder::new();
+        let mut fires = Vec::new();
+        for (group, events) in batch.groups() {
+            let corr = &self.rules.correlations()[group.correlation].compiled;
+            let span = corr.timespan_secs as i64;
+            let digest = group.digest(self.rules);
+            let lo = events.iter().map(|e| e.ts).min().unwrap_or(0);
+            let hi = events.iter().map(|e| e.ts).max().unwrap_or(0);
+            self.store
+                .add_events(&digest, &events, unix_now() + span + self.retention_secs())
+                .await?;
+            // Twice the span before: the replay needs the window that could hold the first of
+            // these events, and the events that came before that window to place it.
+            let (mut stored, committed) =
+                self.store.window(&digest, lo - 2 * span, hi + span).await?;
+            correlate::normalise(&mut stored);
+            let ours: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+            for fire in correlate::replay(corr, &stored, &committed) {
+                if !fire
+                    .members
+                    .iter()
+                    .any(|&i| ours.contains(stored[i].event_id.as_str()))
+                {
+                    continue;
+                }
+                let (key, alert) = correlate::alert_for(self.rules, &group, &stored, &fire);
+                fires.push((
+                    digest.clone(),
+                    Span {
+                        start: fire.start,
+                        end: fire.end,
+                    },
+                    key.clone(),
+                ));
+                folder.add(key, alert);
+            }
+        }
+        Ok((folder.finish(), fires))
+    }
+
+    /// Pages the incident if it is new, or folds the alerts into it.
+    async fn page_or_fold(
+        &self,
+        source: &str,
+        fold: &Fold,
+        progress: &mut Progress,
+    ) -> Result<Action, CommitError> {
+        let now = unix_now();
+        let incident_id = progress
+            .ids
+            .entry(fold.key.clone())
+            .or_insert_with(|| format!("{}-{now}", &fold.key.digest()[..16]))
+            .clone();
+        let claim = Claim {
+            incident_id,
+            owner: self.owner.to_owned(),
+            source: source.to_owned(),
+            now,
+            lease_secs: self.policy.lease.as_secs() as i64,
+        };
+        let rule = self.rules.by_name(&fold.key.rule);
+        match self.store.claim(&fold.key, &claim).await? {
+            Claimed::Won => {
+                let page = Page {
+                    incident_id: &claim.incident_id,
+                    fold,
+                    next_steps: rule.map_or(&[], |r| r.next_steps.as_slice()),
+                };
+                if let Err(e) = self.sink.page(page).await {
+                    // Best effort: an unreleased claim expires after its lease.
+                    if let Err(release) = self.store.release(&fold.key, &claim).await {
+                        warn!(error = %release, "cannot release a page claim; it expires after its lease");
+                    }
+                    return Err(e.into());
+                }
+                let paged_at = unix_now();
+                let window = rule
+                    .and_then(|r| r.incident_window)
+                    .unwrap_or(self.policy.window);
+                let open = Open {
+                    incident_id: claim.incident_id.clone(),
+                    paged_by: source.to_owned(),
+                    paged_at,
+                    window_end: paged_at + window.as_secs() as i64,
+                    summary: fold.alerts[0].summary.clone(),
+                    event_ids: fold.event_ids(),
+                };
+                log_incident(fold, "paged");
+                info!(
+                    target: "trailwarden::incident",
+                    incident_id = %open.incident_id,
+                    "incident opened"
+                );
+                if let Err(e) = self.store.paged(&fold.key, &claim, &open).await {
+                    progress.unconfirmed.push((fold.key.clone(), claim, open));
+                    return Err(e.into());
+                }
+                Ok(Action::Paged)
+            }
+            Claimed::Open(open) if open.paged_by == source => {
+                // This source opened the incident: a redelivery, or a retry after the page.
+                log_incident(fold, "already paged from this source");
+                Ok(Action::Repeated)
+            }
+            Claimed::Open(open) => {
+                let Some(part) = part_of(source, fold, &open) else {
+                    log_incident(fold, "its events were already paged");
+                    return Ok(Action::Repeated);
+                };
+                let due = Due {
+                    key: fold.key.clone(),
+                    due_at: open.window_end + self.policy.grace().as_secs() as i64,
+                    incident: open,
+                };
+                self.store.fold(&due, &part).await?;
+                log_incident(fold, "folded into an open incident");
+                Ok(Action::Folded)
+            }
+            Claimed::Busy { owner, .. } => Err(CommitError::Busy {
+                key: fold.key.clone(),
+                owner,
+            }),
+        }
+    }
+
+    /// Sends the follow-ups that are due; returns how many went out.
+    pub async fn follow_ups(&self, now: i64, lookback_hours: i64) -> Result<u64, CommitError> {
+        let mut sent = 0;
+        for due in self.store.due(now, lookback_hours).await? {
+            if !self
+                .store
+                .take_follow_up(&due, self.owner, now, self.policy.lease.as_secs() as i64)
+                .await?
+            {
+                continue;
+            }
+            let parts = self.store.parts(&due).await?;
+            let (stats, sources) = merge(&due.incident, &parts);
+            if stats.count > 0 {
+                let rule = self.rules.by_name(&due.key.rule);
+                let follow_up = FollowUp {
+                    incident_id: due.incident.incident_id.clone(),
+                    key: due.key.clone(),
+                    title: rule.map_or_else(|| due.key.rule.clone(), |r| r.title.clone()),
+                    level: rule.map_or(Level::Medium, |r| r.level),
+                    paged_summary: due.incident.summary.clone(),
+                    paged_at: due.incident.paged_at,
+                    stats,
+                    sources,
+                };
+                self.sink.follow_up(&follow_up).await?;
+                info!(
+                    target: "trailwarden::incident",
+                    incident_id = %due.incident.incident_id,
+                    rule = %clean(&due.key.rule),
+                    account_id = %clean(&due.key.account),
+                    count = follow_up.stats.count,
+                    "incident follow-up sent"
+                );
+                sent += 1;
+            }
+            self.store.followed_up(&due).await?;
+        }
+        Ok(sent)
+    }
+}
+
+/// What a source adds to an open incident, without the events its page already listed.
+/// `None` when it adds nothing.
+fn part_of(source: &str, fold: &Fold, open: &Open) -> Option<Part> {
+    let paged: HashSet<&str> = open.event_ids.iter().map(String::as_str).collect();
+    let complete = fold.stats.count == fold.alerts.len() as u64;
+    let stats = if complete {
+        // Every alert is at hand: count only the events the page did not already carry.
+        let mut stats = Stats::default();
+        for a in &fold.alerts {
+            if !a.event_id.as_deref().is_some_and(|id| paged.contains(id)) {
+                stats.add(a);
+            }
+        }
+        stats
+    } else {
+        fold.stats.clone()
+    };
+    if stats.count == 0 {
+        return None;
+    }
+    Some(Part {
+        source: source.to_owned(),
+        stats,
+        event_ids: fold.event_ids(),
+    })
+}
+
+/// The parts' stats added up, counting an event listed by several parts once where the parts
+/// listed all their events; and how many sources they came from.
+fn merge(open: &Open, parts: &[Part]) -> (Stats, usize) {
+    let mut seen: HashSet<&str> = open.event_ids.iter().map(String::as_str).collect();
+    let mut stats = Stats::default();
+    let mut sources = 0;
+    for part in parts {
+        let complete = part.stats.count == part.event_ids.len() as u64;
+        let fresh = part
+            .event_ids
+            .iter()
+            .filter(|id| seen.insert(id.as_str()))
+            .count() as u64;
+        let mut s = part.stats.clone();
+        if complete {
+            s.count = fresh;
+        }
+        if s.count > 0 {
+            sources += 1;
+            stats.merge(&s);
+        }
+    }
+    (stats, sources)
+}
+
+/// One log line per incident and source, never one per alert.
+fn log_incident(fold: &Fold, what: &str) {
+    let first = &fold.alerts[0];
+    info!(
+        target: "trailwarden::alert",
+        rule = %clean(&fold.key.rule),
+        alert_level = %first.level,
+        account_id = %clean(&fold.key.account),
+        principal = %clean(&fold.key.principal),
+        count = fold.stats.count,
+        event_id = %clean(first.event_id.as_deref().unwrap_or("")),
+        event_name = %clean(first.event_name.as_deref().unwrap_or("")),
+        source_ip = %clean(first.source_ip.as_deref().unwrap_or("")),
+        summary = %clean(&first.summary),
+        source = %clean(&first.source),
+        outcome = what,
+        "alert"
+    );
+}

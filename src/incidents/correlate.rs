@@ -1,0 +1,587 @@
+//! Sigma correlations decided on event time: the records that feed a correlation → the
+//! windows that fire.
+//!
+//! Log files arrive late, out of order, twice, and at different tasks. A correlation that
+//! follows arrival order can be faked by a late file (one failure at 10:00 read after four at
+//! 10:20) or split across tasks. So correlation state is not a running counter: it is the set
+//! of events per (correlation, group), keyed by eventID, and the decision is a replay of that
+//! set in event-time order through rsigma's own window state ([`WindowState`]), so Sigma's
+//! semantics (event_count, value_count, temporal, sliding/tumbling/session windows) are
+//! rsigma's, not a reimplementation.
+//!
+//! A window fires once: when it fires, the state resets, and once a fire is committed (its
+//! alert accepted downstream) the events in its time span count as consumed in later replays.
+//! Redelivered and duplicated events are one event because they share an eventID.
+
+use std::collections::{HashMap, HashSet};
+
+use rsigma_eval::correlation::{WindowDecision, apply_window_open};
+use rsigma_eval::event::{Event, EventValue};
+use rsigma_eval::{CompiledCorrelation, GroupKey, WindowState};
+use rsigma_parser::CorrelationType;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{IncidentKey, hex};
+use crate::alert::Alert;
+use crate::cloudtrail::Record;
+use crate::detect::{CorrelationHit, Feed, RuleSet};
+
+/// The fields alerts read from a record; a correlation event keeps only these (plus its
+/// group-by and value fields), so a window of events stays small.
+const ALERT_FIELDS: &[&str] = &[
+    "eventID",
+    "eventTime",
+    "eventName",
+    "eventSource",
+    "eventType",
+    "awsRegion",
+    "recipientAccountId",
+    "sourceIPAddress",
+    "userAgent",
+    "errorCode",
+    "errorMessage",
+    "userIdentity.type",
+    "userIdentity.arn",
+    "userIdentity.accountId",
+    "userIdentity.principalId",
+    "userIdentity.userName",
+    "userIdentity.invokedBy",
+    "userIdentity.sessionContext.sessionIssuer.arn",
+    "userIdentity.sessionContext.sessionIssuer.userName",
+    "additionalEventData.MFAUsed",
+    "responseElements.ConsoleLogin",
+];
+
+/// One record's contribution to one correlation group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorrEvent {
+    /// `eventTime`, epoch seconds.
+    pub ts: i64,
+    pub event_id: String,
+    /// The detection reference it counts as (temporal correlations count by rule).
+    pub rule_ref: String,
+    /// What `value_count` counts distinct, or the number numeric aggregations add up, rendered
+    /// as rsigma renders it; `None` when the record lacks the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The record's fields that alerts and group-by read.
+    pub record: Value,
+    /// The log file (or event) it came from.
+    #[serde(default)]
+    pub source: String,
+}
+
+/// A correlation group: which correlation, and the group-by values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Group {
+    /// Index into [`RuleSet::correlations`].
+    pub correlation: usize,
+    pub key: GroupKey,
+}
+
+impl Group {
+    /// A stable digest naming the group in the state store: the correlation's rule name and
+    /// the group-by values.
+    pub fn digest(&self, rules: &RuleSet) -> String {
+        let rule = &rules.rules()[rules.correlations()[self.correlation].rule];
+        let mut hasher = Sha256::new();
+        hasher.update(rule.name.as_bytes());
+        for value in &self.key.0 {
+            match value {
+                Some(v) => {
+                    hasher.update([1u8]);
+                    hasher.update(v.as_bytes());
+                }
+                None => hasher.update([2u8]),
+            }
+            hasher.update([0u8]);
+        }
+        hex(&hasher.finalize()[..16])
+    }
+}
+
+/// The events of one source that feed correlations, in bounded memory.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub events: Vec<(Group, CorrEvent)>,
+    /// Events dropped past [`Batch::MAX_EVENTS`].
+    pub dropped: u64,
+}
+
+impl Batch {
+    /// Correlation events kept per source. A burst needs a handful; a storm of millions of
+    /// failed sign-ins in one file fires long before this and keeps memory flat.
+    pub const MAX_EVENTS: usize = 20_000;
+
+    /// Adds the record's events for every correlation `feeds` lists.
+    pub fn add(&mut self, rules: &RuleSet, feeds: &[Feed], record: &Record<'_>, source: &str) {
+        for feed in feeds {
+            if self.events.len() >= Self::MAX_EVENTS {
+                self.dropped += 1;
+                continue;
+            }
+            if let Some(entry) = event_for(rules, feed, record, source) {
+                self.events.push(entry);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The events grouped, each group's events in one list.
+    pub fn groups(&self) -> Vec<(Group, Vec<CorrEvent>)> {
+        let mut index: HashMap<&Group, usize> = HashMap::new();
+        let mut groups: Vec<(Group, Vec<CorrEvent>)> = Vec::new();
+        for (group, event) in &self.events {
+            let i = *index.entry(group).or_insert_with(|| {
+                groups.push((group.clone(), Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].1.push(event.clone());
+        }
+        groups
+    }
+}
+
+/// The group and event a record contributes to the correlation of `feed`.
+fn event_for(
+    rules: &RuleSet,
+    feed: &Feed,
+    record: &Record<'_>,
+    source: &str,
+) -> Option<(Group, CorrEvent)> {
+    let corr = &rules.correlations()[feed.correlation].compiled;
+    let identities: Vec<&str> = feed.identities.iter().map(String::as_str).collect();
+    let key = GroupKey::extract(record, &corr.group_by, &identities);
+    let ts = event_time(record)?;
+    let event_id = record.str_at("eventID")?.into_owned();
+    let value = match (corr.correlation_type, &corr.condition.field) {
+        (CorrelationType::EventCount | CorrelationType::Temporal, _)
+        | (CorrelationType::TemporalOrdered, _)
+        | (_, None) => None,
+        (CorrelationType::ValueCount, Some(fields)) => distinct_key(record, fields),
+        (_, Some(fields)) => fields
+            .first()
+            .and_then(|f| record.get_field(f))
+            .and_then(|v| v.as_f64())
+            .map(|n| n.to_string()),
+    };
+    let mut paths: Vec<&str> = ALERT_FIELDS.to_vec();
+    for field in &corr.group_by {
+        paths.push(field.resolve(&identities));
+    }
+    paths.extend(corr.condition.field.iter().flatten().map(String::as_str));
+    Some((
+        Group {
+            correlation: feed.correlation,
+            key,
+        },
+        CorrEvent {
+            ts,
+            event_id,
+            rule_ref: feed.rule_ref.clone(),
+            value,
+            record: project(record.value(), &paths),
+            source: source.to_owned(),
+        },
+    ))
+}
+
+/// `eventTime` as epoch seconds. CloudTrail always writes it; a record without a readable
+/// one cannot be placed in a window and does not feed correlations.
+pub fn event_time(record: &Record<'_>) -> Option<i64> {
+    record
+        .str_at("eventTime")
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.timestamp())
+}
+
+/// The distinct-value key `value_count` counts, built as rsigma builds it (fields joined by
+/// the unit separator; an event lacking a field is not counted).
+fn distinct_key(record: &Record<'_>, fields: &[String]) -> Option<String> {
+    let mut parts = Vec::with_capacity(fields.len());
+    for field in fields {
+        parts.push(match record.get_field(field)? {
+            EventValue::Str(s) => s.into_owned(),
+            EventValue::Int(n) => n.to_string(),
+            EventValue::Float(f) => f.to_string(),
+            EventValue::Bool(b) => b.to_string(),
+            EventValue::Null => "null".to_owned(),
+            _ => return None,
+        });
+    }
+    Some(parts.join("\u{1f}"))
+}
+
+/// Copies the given dot paths of a record into a new, smaller record.
+fn project(full: &Value, paths: &[&str]) -> Value {
+    let mut out = Value::Object(Map::new());
+    for path in paths {
+        let mut src = full;
+        let mut found = true;
+        for part in path.split('.') {
+            match src.get(part) {
+                Some(v) => src = v,
+                None => {
+                    found = false;
+                    break;
+                }
+            }
+        }
+        if !found || src.is_null() {
+            continue;
+        }
+        let mut dst = &mut out;
+        let mut parts = path.split('.').peekable();
+        while let Some(part) = parts.next() {
+            let Some(obj) = dst.as_object_mut() else {
+                break;
+            };
+            if parts.peek().is_none() {
+                obj.insert(part.to_owned(), src.clone());
+                break;
+            }
+            dst = obj
+                .entry(part.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+        }
+    }
+    out
+}
+
+/// A window that fired.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fire {
+    /// Indices into the replayed events: the window's events, oldest first.
+    pub members: Vec<usize>,
+    /// Event time of the window's first and last (triggering) event.
+    pub start: i64,
+    pub end: i64,
+    /// The aggregated value (events counted, distinct values, ...).
+    pub value: f64,
+}
+
+/// A committed fire's time span: its events count as consumed in later replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    pub start: i64,
+    pub end: i64,
+}
+
+impl Span {
+    fn contains(&self, ts: i64) -> bool {
+        self.start <= ts && ts <= self.end
+    }
+}
+
+/// Sorts events by event time (eventID breaking ties) and keeps one per eventID.
+pub fn normalise(events: &mut Vec<CorrEvent>) {
+    events.sort_by(|a, b| (a.ts, &a.event_id).cmp(&(b.ts, &b.event_id)));
+    let mut seen = HashSet::new();
+    events.retain(|e| seen.insert(e.event_id.clone()));
+}
+
+/// Replays a group's events (already [`normalise`]d) through the correlation's window and
+/// returns the windows that fire, skipping events consumed by `committed` fires.
+pub fn replay(corr: &CompiledCorrelation, events: &[CorrEvent], committed: &[Span]) -> Vec<Fire> {
+    let mut state = WindowState::new_for(corr.correlation_type);
+    let mut fires = Vec::new();
+    // Events since the window last reset: the candidates for a fire's members.
+    let mut since = 0;
+    for (i, e) in events.iter().enumerate() {
+        if committed.iter().any(|s| s.contains(e.ts)) {
+            continue;
+        }
+        match apply_window_open(
+            &mut state,
+            e.ts,
+            corr.timespan_secs,
+            corr.window_mode,
+            corr.gap_secs,
+        ) {
+            // Input is in time order, so no event lands in an earlier tumbling bucket.
+            WindowDecision::Discard => continue,
+            WindowDecision::Reset => since = i,
+            WindowDecision::Extend => {}
+        }
+        match corr.correlation_type {
+            CorrelationType::EventCount => state.push_event_count(e.ts),
+            CorrelationType::ValueCount => match &e.value {
+                Some(v) => state.push_value_count(e.ts, v.clone()),
+                None => continue,
+            },
+            CorrelationType::Temporal | CorrelationType::TemporalOrdered => {
+                state.push_temporal(e.ts, &e.rule_ref)
+            }
+            _ => match e.value.as_deref().and_then(|v| v.parse().ok()) {
+                Some(n) => state.push_numeric(e.ts, n),
+                None => continue,
+            },
+        }
+        let Some(value) = state.check_condition(
+            &corr.condition,
+            corr.correlation_type,
+            &corr.rule_refs,
+            corr.extended_expr.as_ref(),
+        ) else {
+            continue;
+        };
+        let start = state.earliest_timestamp().unwrap_or(e.ts);
+        let members = (since..=i)
+            .filter(|&j| {
+                events[j].ts >= start && !committed.iter().any(|s| s.contains(events[j].ts))
+            })
+            .collect();
+        fires.push(Fire {
+            members,
+            start,
+            end: e.ts,
+            value,
+        });
+        // Fire once per window: the threshold must be met again from scratch.
+        state.clear();
+        since = i + 1;
+    }
+    fires
+}
+
+/// The alert and incident key for a fire of the correlation `group` belongs to. The alert's
+/// source is the file (or event) of the window's last event.
+pub fn alert_for(
+    rules: &RuleSet,
+    group: &Group,
+    events: &[CorrEvent],
+    fire: &Fire,
+) -> (IncidentKey, Alert) {
+    let correlation = &rules.correlations()[group.correlation];
+    let rule = &rules.rules()[correlation.rule];
+    let pairs = group.key.to_pairs(&correlation.compiled.group_by);
+    let hit = CorrelationHit {
+        rule: correlation.rule,
+        count: fire.value.max(0.0) as u64,
+        group: pairs.clone(),
+        events: fire
+            .members
+            .iter()
+            .map(|&i| events[i].record.clone())
+            .collect(),
+    };
+    let source = fire
+        .members
+        .last()
+        .map_or("", |&i| events[i].source.as_str());
+    let alert = Alert::from_correlation(rule, &hit, source);
+    let principal = if pairs.is_empty() {
+        "(all events)".to_owned()
+    } else {
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let key = IncidentKey {
+        rule: rule.name.clone(),
+        account: alert
+            .account_id
+            .clone()
+            .unwrap_or_else(|| "unknown".to_owned()),
+        principal,
+    };
+    (key, alert)
+}
+
+/// Decides every group of `events` at once, with nothing committed before: what `scan`
+/// reports after reading all its files, and what the tests check rules with.
+pub fn decide_all(rules: &RuleSet, events: Vec<(Group, CorrEvent)>) -> Vec<Alert> {
+    let batch = Batch { events, dropped: 0 };
+    let mut alerts = Vec::new();
+    for (group, mut events) in batch.groups() {
+        normalise(&mut events);
+        let corr = &rules.correlations()[group.correlation].compiled;
+        for fire in replay(corr, &events, &[]) {
+            alerts.push(alert_for(rules, &group, &events, &fire).1);
+        }
+    }
+    alerts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BRUTE: &str = r#"
+title: failed
+id: 00000000-0000-4000-8000-000000000001
+name: failed
+logsource: {product: aws, service: cloudtrail}
+detection:
+  sel:
+    eventName: ConsoleLogin
+    errorMessage: Failed authentication
+  condition: sel
+level: low
+---
+title: brute
+id: 00000000-0000-4000-8000-000000000002
+name: brute
+correlation:
+  type: event_count
+  rules: [failed]
+  group-by: [userIdentity.userName]
+  timespan: 10m
+  condition: {gte: 5}
+level: high
+---
+title: spray
+id: 00000000-0000-4000-8000-000000000003
+name: spray
+correlation:
+  type: value_count
+  rules: [failed]
+  group-by: [sourceIPAddress]
+  timespan: 10m
+  condition: {field: userIdentity.userName, gte: 3}
+level: high
+"#;
+
+    fn rules() -> RuleSet {
+        let rules = RuleSet::from_yaml([("t.yml", BRUTE)]);
+        assert!(rules.errors().is_empty(), "{:?}", rules.errors());
+        rules
+    }
+
+    /// A failed sign-in by `user` from `ip` at minute `min` (seconds `sec`) past 10:00.
+    fn failure(id: &str, user: &str, ip: &str, min: u32, sec: u32) -> String {
+        format!(
+            r#"{{"eventID":"{id}","eventTime":"2026-11-20T10:{min:02}:{sec:02}Z","eventName":"ConsoleLogin","errorMessage":"Failed authentication","sourceIPAddress":"{ip}","recipientAccountId":"111122223333","userIdentity":{{"type":"IAMUser","userName":"{user}"}},"requestParameters":{{"x":1}}}}"#
+        )
+    }
+
+    fn batch(rules: &RuleSet, records: &[String]) -> Vec<(Group, Vec<CorrEvent>)> {
+        let mut batch = Batch::default();
+        let failed = rules
+            .rules()
+            .iter()
+            .position(|r| r.name == "failed")
+            .expect("failed rule");
+        for raw in records {
+            let record = Record::parse(raw.as_bytes()).expect("record");
+            batch.add(rules, rules.feeds(failed), &record, "s3://b/k");
+        }
+        batch.groups()
+    }
+
+    fn fires_of(rules: &RuleSet, records: &[String], name: &str) -> Vec<(Vec<String>, f64)> {
+        let mut out = Vec::new();
+        for (group, mut events) in batch(rules, records) {
+            let corr = &rules.correlations()[group.correlation];
+            if rules.rules()[corr.rule].name != name {
+                continue;
+            }
+            normalise(&mut events);
+            for fire in replay(&corr.compiled, &events, &[]) {
+                let ids = fire
+                    .members
+                    .iter()
+                    .map(|&i| events[i].event_id.clone())
+                    .collect();
+                out.push((ids, fire.value));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fires_once_per_window_in_event_time_order() {
+        let rules = rules();
+        // Seven failures in four minutes, listed out of order and one twice.
+        let mut records: Vec<String> = (0..7)
+            .rev()
+            .map(|i| failure(&format!("f{i}"), "bob", "198.51.100.1", i, 0))
+            .collect();
+        records.push(failure("f3", "bob", "198.51.100.1", 3, 0));
+        let fires = fires_of(&rules, &records, "brute");
+        assert_eq!(fires.len(), 1, "{fires:?}");
+        assert_eq!(fires[0].0, vec!["f0", "f1", "f2", "f3", "f4"]);
+        assert_eq!(fires[0].1, 5.0);
+    }
+
+    #[test]
+    fn a_late_event_cannot_fake_a_burst_but_can_complete_one() {
+        let rules = rules();
+        let mut records: Vec<String> = (20..24)
+            .map(|m| failure(&format!("f{m}"), "bob", "198.51.100.1", m, 0))
+            .collect();
+        records.push(failure("late", "bob", "198.51.100.1", 0, 0));
+        assert!(fires_of(&rules, &records, "brute").is_empty());
+        records.push(failure("late2", "bob", "198.51.100.1", 19, 30));
+        let fires = fires_of(&rules, &records, "brute");
+        assert_eq!(fires.len(), 1);
+        assert_eq!(fires[0].0[0], "late2");
+    }
+
+    #[test]
+    fn committed_fires_consume_their_events() {
+        let rules = rules();
+        let records: Vec<String> = (0..10)
+            .map(|m| failure(&format!("f{m}"), "bob", "198.51.100.1", m, 0))
+            .collect();
+        let (group, mut events) = batch(&rules, &records)
+            .into_iter()
+            .find(|(g, _)| rules.rules()[rules.correlations()[g.correlation].rule].name == "brute")
+            .expect("group");
+        normalise(&mut events);
+        let corr = &rules.correlations()[group.correlation].compiled;
+        let all = replay(corr, &events, &[]);
+        assert_eq!(all.len(), 2);
+        let first = Span {
+            start: all[0].start,
+            end: all[0].end,
+        };
+        // Replaying from the middle with the first fire committed finds only the second.
+        let later = replay(corr, &events[3..], &[first]);
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].end, all[1].end);
+    }
+
+    #[test]
+    fn value_count_counts_distinct_names_once() {
+        let rules = rules();
+        let mut records: Vec<String> = (0..6)
+            .map(|i| failure(&format!("a{i}"), "alice", "203.0.113.9", i, 0))
+            .collect();
+        records.push(failure("b", "bob", "203.0.113.9", 6, 0));
+        assert!(fires_of(&rules, &records, "spray").is_empty(), "two names");
+        records.push(failure("c", "carol", "203.0.113.9", 7, 0));
+        let fires = fires_of(&rules, &records, "spray");
+        assert_eq!(fires.len(), 1, "{fires:?}");
+        assert_eq!(fires[0].1, 3.0);
+    }
+
+    #[test]
+    fn slim_records_keep_what_alerts_and_groups_read() {
+        let rules = rules();
+        let groups = batch(&rules, &[failure("x", "bob", "198.51.100.1", 0, 0)]);
+        let event = &groups[0].1[0];
+        assert_eq!(event.record["userIdentity"]["userName"], "bob");
+        assert_eq!(event.record["eventID"], "x");
+        assert!(event.record.get("requestParameters").is_none());
+        let (group, events) = &groups[0];
+        let fire = Fire {
+            members: vec![0],
+            start: events[0].ts,
+            end: events[0].ts,
+            value: 1.0,
+        };
+        let (key, alert) = alert_for(&rules, group, events, &fire);
+        assert_eq!(alert.source, "s3://b/k");
+        assert_eq!(key.account, "111122223333");
+        assert!(key.principal.contains("=bob") || key.principal.contains("198.51.100.1"));
+        assert_eq!(alert.event_ids.as_deref(), Some(&["x".to_owned()][..]));
+    }
+}

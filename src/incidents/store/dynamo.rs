@@ -1,0 +1,621 @@
+//! The state store in a DynamoDB table that every task of a service shares.
+//!
+//! One table, string keys `pk` and `sk`, a TTL attribute `expires_at` (TTL deletes lazily, up
+//! to days late, so every read compares `expires_at` with now itself):
+//!
+//! | item | pk | sk | written with |
+//! |---|---|---|---|
+//! | incident | `inc#<key digest>` | `meta` | conditional PutItem (claim), UpdateItem (paged), DeleteItem (release) |
+//! | folded part | `inc#<key digest>` | `part#<incident id>#<source digest>` | PutItem, overwriting its own source |
+//! | follow-up | `due#<YYYYMMDDHH>` | `<due time>#<incident id>` | PutItem if absent; UpdateItem lease to send |
+//! | correlation event | `cor#<group digest>` | `e#<event time>#<eventID>` | BatchWriteItem (idempotent by key) |
+//! | committed fire | `cor#<group digest>` | `f#<end>#<start>` | PutItem |
+//!
+//! Claims are `PutItem` with `attribute_not_exists(pk)` or an expired window or lease, so of two
+//! tasks claiming one incident exactly one wins. Reads that decide something are strongly
+//! consistent.
+//! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html>
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use sha2::{Digest, Sha256};
+
+use super::{Claim, Claimed, Due, Open, Part, Store, StoreError};
+use crate::aws::{self, Fault};
+use crate::incidents::correlate::{CorrEvent, Span};
+use crate::incidents::{IncidentKey, hex};
+use crate::telemetry::Metrics;
+
+/// How long follow-up and part items outlive their due time, so a follow-up that could not
+/// be sent (all tasks down) can still go out when a task returns.
+const KEEP_SECS: i64 = 7 * 24 * 3600;
+/// BatchWriteItem takes at most 25 requests.
+const BATCH: usize = 25;
+/// Items read from one correlation group at most: a burst needs a handful.
+const MAX_WINDOW_ITEMS: usize = 10_000;
+
+/// Error codes that mean this request is wrong, not that DynamoDB is unavailable.
+const REJECTED_CODES: &[&str] = &[
+    "ValidationException",
+    "ItemCollectionSizeLimitExceededException",
+    "SerializationException",
+];
+
+/// The DynamoDB table.
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    metrics: Arc<Metrics>,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn get_n(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn digest(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes())[..12])
+}
+
+fn incident_pk(key: &IncidentKey) -> String {
+    format!("inc#{}", key.digest())
+}
+
+fn due_pk(at: i64) -> String {
+    let hour = chrono::DateTime::from_timestamp(at, 0).unwrap_or_default();
+    format!("due#{}", hour.format("%Y%m%d%H"))
+}
+
+fn due_sk(due: &Due) -> String {
+    format!("{:011}#{}", due.due_at, due.incident.incident_id)
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Whether a conditional write failed its condition, read from any operation's error.
+fn condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
+    e: &SdkError<E, R>,
+) -> bool {
+    matches!(e, SdkError::ServiceError(ctx) if ctx.err().code() == Some("ConditionalCheckFailedException"))
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: String, metrics: Arc<Metrics>) -> DynamoStore {
+        DynamoStore {
+            client,
+            table,
+            metrics,
+        }
+    }
+
+    fn fail<E, R>(&self, operation: &'static str, e: &SdkError<E, R>) -> StoreError
+    where
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: aws::HttpStatus + std::fmt::Debug + 'static,
+    {
+        let f = aws::failed(&format!("DynamoDB {operation} on table {}", self.table), e);
+        let rejected = f
+            .code
+            .as_deref()
+            .is_some_and(|c| REJECTED_CODES.contains(&c));
+        StoreError {
+            message: f.sentence,
+            fault: if rejected {
+                Fault::Rejected
+            } else {
+                Fault::Outage
+            },
+        }
+    }
+
+    fn count(&self, operation: &'static str) {
+        self.metrics.aws_request(operation);
+    }
+
+    /// Checks that the table exists and has the expected keys, for start-up.
+    pub async fn check(&self) -> Result<(), aws::Failed> {
+        self.count("DescribeTable");
+        let out = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| aws::failed(&format!("DynamoDB DescribeTable {}", self.table), &e))?;
+        let keys: Vec<(String, String)> = out
+            .table()
+            .map(|t| {
+                t.key_schema()
+                    .iter()
+                    .map(|k| {
+                        (
+                            k.attribute_name().to_owned(),
+                            k.key_type().as_str().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let want = [
+            ("pk".to_owned(), "HASH".to_owned()),
+            ("sk".to_owned(), "RANGE".to_owned()),
+        ];
+        if keys.len() != 2 || !want.iter().all(|k| keys.contains(k)) {
+            return Err(aws::Failed {
+                code: None,
+                transient: false,
+                sentence: format!(
+                    "DynamoDB table {} has key schema {keys:?}; trailwarden needs partition key pk (S) and sort key sk (S)",
+                    self.table
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.count("GetItem");
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.fail("GetItem", &e))?;
+        Ok(out.item)
+    }
+
+    /// Every item of a key condition, following pages up to `limit` items.
+    async fn query(
+        &self,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            self.count("Query");
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(condition)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take());
+            for (name, value) in &values {
+                q = q.expression_attribute_values(*name, value.clone());
+            }
+            let out = q.send().await.map_err(|e| self.fail("Query", &e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if items.len() < limit => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    async fn put_if_absent(&self, item: Item) -> Result<bool, StoreError> {
+        self.count("PutItem");
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(self.fail("PutItem", &e)),
+        }
+    }
+
+    async fn put(&self, item: Item) -> Result<(), StoreError> {
+        self.count("PutItem");
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fail("PutItem", &e))
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn claim(&self, key: &IncidentKey, claim: &Claim) -> Result<Claimed, StoreError> {
+        let pk = incident_pk(key);
+        // A claim that loses reads the winner; if that one expired meanwhile, claim again.
+        for _ in 0..3 {
+            let until = claim.now + claim.lease_secs;
+            self.count("PutItem");
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(&pk))
+                .item("sk", s("meta"))
+                .item("state", s("claimed"))
+                .item("incident_id", s(&claim.incident_id))
+                .item("owner", s(&claim.owner))
+                .item("lease_until", n(until))
+                .item("rule", s(&key.rule))
+                .item("account", s(&key.account))
+                .item("principal", s(&key.principal))
+                .item("expires_at", n(until + KEEP_SECS))
+                .condition_expression(
+                    "attribute_not_exists(pk) OR (#s = :open AND window_end < :now) \
+                     OR (#s = :claimed AND (lease_until < :now OR #o = :owner))",
+                )
+                .expression_attribute_names("#s", "state")
+                .expression_attribute_names("#o", "owner")
+                .expression_attribute_values(":owner", s(&claim.owner))
+                .expression_attribute_values(":open", s("open"))
+                .expression_attribute_values(":claimed", s("claimed"))
+                .expression_attribute_values(":now", n(claim.now))
+                .send()
+                .await;
+            match put {
+                Ok(_) => return Ok(Claimed::Won),
+                Err(e) if condition_failed(&e) => {}
+                Err(e) => return Err(self.fail("PutItem", &e)),
+            }
+            let Some(item) = self.get(&pk, "meta").await? else {
+                continue;
+            };
+            match get_s(&item, "state") {
+                Some("open") if get_n(&item, "window_end").unwrap_or(0) >= claim.now => {
+                    let open =
+                        get_s(&item, "incident").and_then(|j| serde_json::from_str::<Open>(j).ok());
+                    match open {
+                        Some(open) => return Ok(Claimed::Open(open)),
+                        // Unreadable state must not stop paging: take it over.
+                        None => continue,
+                    }
+                }
+                Some("claimed") if get_n(&item, "lease_until").unwrap_or(0) >= claim.now => {
+                    return Ok(Claimed::Busy {
+                        owner: get_s(&item, "owner").unwrap_or("another task").to_owned(),
+                        until: get_n(&item, "lease_until").unwrap_or(claim.now),
+                    });
+                }
+                _ => continue,
+            }
+        }
+        Ok(Claimed::Busy {
+            owner: "another task".to_owned(),
+            until: claim.now + 1,
+        })
+    }
+
+    async fn paged(
+        &self,
+        key: &IncidentKey,
+        claim: &Claim,
+        incident: &Open,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(incident).unwrap_or_default();
+        self.count("UpdateItem");
+        match self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(incident_pk(key)))
+            .key("sk", s("meta"))
+            .update_expression(
+                "SET #s = :open, incident = :incident, window_end = :end, expires_at = :exp \
+                 REMOVE lease_until",
+            )
+            .condition_expression("#s = :claimed AND #o = :owner")
+            .expression_attribute_names("#s", "state")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":open", s("open"))
+            .expression_attribute_values(":claimed", s("claimed"))
+            .expression_attribute_values(":owner", s(&claim.owner))
+            .expression_attribute_values(":incident", s(json))
+            .expression_attribute_values(":end", n(incident.window_end))
+            .expression_attribute_values(":exp", n(incident.window_end + KEEP_SECS))
+            .send()
+            .await
+        {
+            // Our lease ran out and another task took the claim over: its page is the one
+            // on record, ours was a duplicate it could not see.
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(self.fail("UpdateItem", &e)),
+        }
+    }
+
+    async fn release(&self, key: &IncidentKey, claim: &Claim) -> Result<(), StoreError> {
+        self.count("DeleteItem");
+        match self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(incident_pk(key)))
+            .key("sk", s("meta"))
+            .condition_expression("#s = :claimed AND #o = :owner")
+            .expression_attribute_names("#s", "state")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":claimed", s("claimed"))
+            .expression_attribute_values(":owner", s(&claim.owner))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(self.fail("DeleteItem", &e)),
+        }
+    }
+
+    async fn fold(&self, due: &Due, part: &Part) -> Result<(), StoreError> {
+        let expires = due.due_at + KEEP_SECS;
+        let mut item = Item::new();
+        item.insert("pk".into(), s(incident_pk(&due.key)));
+        item.insert(
+            "sk".into(),
+            s(format!(
+                "part#{}#{}",
+                due.incident.incident_id,
+                digest(&part.source)
+            )),
+        );
+        item.insert(
+            "part".into(),
+            s(serde_json::to_string(part).unwrap_or_default()),
+        );
+        item.insert("expires_at".into(), n(expires));
+        self.put(item).await?;
+
+        let mut item = Item::new();
+        item.insert("pk".into(), s(due_pk(due.due_at)));
+        item.insert("sk".into(), s(due_sk(due)));
+        item.insert(
+            "due".into(),
+            s(serde_json::to_string(due).unwrap_or_default()),
+        );
+        item.insert("expires_at".into(), n(expires));
+        self.put_if_absent(item).await?;
+        Ok(())
+    }
+
+    async fn due(&self, now: i64, lookback_hours: i64) -> Result<Vec<Due>, StoreError> {
+        let mut out = Vec::new();
+        for hours_ago in (0..=lookback_hours.max(1)).rev() {
+            let pk = due_pk(now - hours_ago * 3600);
+            let items = self
+                .query(
+                    "pk = :pk AND sk <= :upper",
+                    vec![(":pk", s(pk)), (":upper", s(format!("{:011}#\u{7f}", now)))],
+                    1_000,
+                )
+                .await?;
+            out.extend(
+                items
+                    .iter()
+                    .filter_map(|i| get_s(i, "due"))
+                    .filter_map(|j| serde_json::from_str::<Due>(j).ok()),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn take_follow_up(
+        &self,
+        due: &Due,
+        owner: &str,
+        now: i64,
+        lease_secs: i64,
+    ) -> Result<bool, StoreError> {
+        self.count("UpdateItem");
+        match self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(due_pk(due.due_at)))
+            .key("sk", s(due_sk(due)))
+            .update_expression("SET #o = :owner, lease_until = :until")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(#o) OR lease_until < :now)",
+            )
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", n(now + lease_secs))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(self.fail("UpdateItem", &e)),
+        }
+    }
+
+    async fn parts(&self, due: &Due) -> Result<Vec<Part>, StoreError> {
+        let items = self
+            .query(
+                "pk = :pk AND begins_with(sk, :prefix)",
+                vec![
+                    (":pk", s(incident_pk(&due.key))),
+                    (":prefix", s(format!("part#{}#", due.incident.incident_id))),
+                ],
+                10_000,
+            )
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| get_s(i, "part"))
+            .filter_map(|j| serde_json::from_str(j).ok())
+            .collect())
+    }
+
+    async fn followed_up(&self, due: &Due) -> Result<(), StoreError> {
+        self.count("DeleteItem");
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(due_pk(due.due_at)))
+            .key("sk", s(due_sk(due)))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fail("DeleteItem", &e))
+    }
+
+    async fn add_events(
+        &self,
+        group: &str,
+        events: &[CorrEvent],
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let pk = format!("cor#{group}");
+        let mut requests = Vec::with_capacity(events.len());
+        let mut keys = std::collections::HashSet::new();
+        for e in events {
+            let sk = format!("e#{:011}#{}", e.ts, e.event_id);
+            // One batch may not name a key twice.
+            if !keys.insert(sk.clone()) {
+                continue;
+            }
+            let mut item = Item::new();
+            item.insert("pk".into(), s(&pk));
+            item.insert("sk".into(), s(sk));
+            item.insert("ev".into(), s(serde_json::to_string(e).unwrap_or_default()));
+            item.insert("expires_at".into(), n(expires_at));
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .expect("the item is set");
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        for chunk in requests.chunks(BATCH) {
+            let mut pending = chunk.to_vec();
+            let mut delay = std::time::Duration::from_millis(50);
+            for attempt in 0.. {
+                self.count("BatchWriteItem");
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| self.fail("BatchWriteItem", &e))?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                // Unprocessed items are DynamoDB shedding load: back off, then give up as an
+                // outage so the work is held and retried.
+                if attempt >= 5 {
+                    return Err(StoreError {
+                        message: format!(
+                            "DynamoDB BatchWriteItem on table {} left {} items unprocessed after {} attempts",
+                            self.table,
+                            pending.len(),
+                            attempt + 1
+                        ),
+                        fault: Fault::Outage,
+                    });
+                }
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+        Ok(())
+    }
+
+    async fn window(
+        &self,
+        group: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<(Vec<CorrEvent>, Vec<Span>), StoreError> {
+        let pk = format!("cor#{group}");
+        let now = now();
+        let live = |i: &Item| get_n(i, "expires_at").is_none_or(|e| e >= now);
+        let events = self
+            .query(
+                "pk = :pk AND sk BETWEEN :lo AND :hi",
+                vec![
+                    (":pk", s(&pk)),
+                    (":lo", s(format!("e#{from:011}"))),
+                    // Every event key at `to + 1` seconds is longer, so this bound excludes them.
+                    (":hi", s(format!("e#{:011}", to.saturating_add(1)))),
+                ],
+                MAX_WINDOW_ITEMS,
+            )
+            .await?
+            .into_iter()
+            .filter(live)
+            .filter_map(|i| get_s(&i, "ev").and_then(|j| serde_json::from_str(j).ok()))
+            .collect();
+        let fires = self
+            .query(
+                "pk = :pk AND sk BETWEEN :lo AND :hi",
+                vec![
+                    (":pk", s(&pk)),
+                    (":lo", s(format!("f#{from:011}"))),
+                    (":hi", s("f#~")),
+                ],
+                MAX_WINDOW_ITEMS,
+            )
+            .await?
+            .into_iter()
+            .filter(live)
+            .filter_map(|i| {
+                let sk = get_s(&i, "sk")?;
+                let (end, start) = sk.strip_prefix("f#")?.split_once('#')?;
+                Some(Span {
+                    start: start.parse().ok()?,
+                    end: end.parse().ok()?,
+                })
+            })
+            .collect();
+        Ok((events, fires))
+    }
+
+    async fn fired(&self, group: &str, span: Span, expires_at: i64) -> Result<(), StoreError> {
+        let mut item = Item::new();
+        item.insert("pk".into(), s(format!("cor#{group}")));
+        item.insert(
+            "sk".into(),
+            s(format!("f#{:011}#{:011}", span.end, span.start)),
+        );
+        item.insert("expires_at".into(), n(expires_at));
+        self.put(item).await
+    }
+}

@@ -1,0 +1,259 @@
+//! The state store in one process's memory: the default for a single task, with nothing to set
+//! up. The same contract as the DynamoDB store, under one lock; state is lost on restart.
+//!
+//! Expired entries are pruned as the store is used, so a long-running task's memory follows
+//! the number of open incidents and live correlation windows, not its uptime.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{Claim, Claimed, Due, Open, Part, Store, StoreError};
+use crate::incidents::IncidentKey;
+use crate::incidents::correlate::{CorrEvent, Span};
+
+/// Mutations between two prunes of expired entries.
+const PRUNE_EVERY: u32 = 256;
+
+#[derive(Debug)]
+enum Incident {
+    Claimed { owner: String, until: i64 },
+    Open(Open),
+}
+
+#[derive(Debug, Default)]
+struct GroupState {
+    /// `(event time, eventID)` → (event, expires_at).
+    events: BTreeMap<(i64, String), (CorrEvent, i64)>,
+    fires: Vec<(Span, i64)>,
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    due: Due,
+    owner: Option<(String, i64)>,
+    parts: BTreeMap<String, Part>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    incidents: HashMap<IncidentKey, Incident>,
+    /// `(due_at, incident id)` → the follow-up and its parts.
+    scheduled: BTreeMap<(i64, String), Scheduled>,
+    groups: HashMap<String, GroupState>,
+    mutations: u32,
+}
+
+impl Inner {
+    fn prune(&mut self, now: i64) {
+        self.mutations += 1;
+        if self.mutations < PRUNE_EVERY {
+            return;
+        }
+        self.mutations = 0;
+        self.incidents.retain(|_, i| match i {
+            Incident::Claimed { until, .. } => *until >= now,
+            Incident::Open(open) => open.window_end >= now,
+        });
+        self.groups.retain(|_, g| {
+            g.events.retain(|_, (_, expires)| *expires >= now);
+            g.fires.retain(|(_, expires)| *expires >= now);
+            !g.events.is_empty() || !g.fires.is_empty()
+        });
+    }
+}
+
+/// State in this process only.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic elsewhere must not take the state with it.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn claim(&self, key: &IncidentKey, claim: &Claim) -> Result<Claimed, StoreError> {
+        let mut inner = self.lock();
+        inner.prune(claim.now);
+        let current = match inner.incidents.get(key) {
+            Some(Incident::Open(open)) if open.window_end >= claim.now => {
+                Some(Claimed::Open(open.clone()))
+            }
+            Some(Incident::Claimed { owner, until })
+                if *until >= claim.now && *owner != claim.owner =>
+            {
+                Some(Claimed::Busy {
+                    owner: owner.clone(),
+                    until: *until,
+                })
+            }
+            _ => None,
+        };
+        if let Some(found) = current {
+            return Ok(found);
+        }
+        inner.incidents.insert(
+            key.clone(),
+            Incident::Claimed {
+                owner: claim.owner.clone(),
+                until: claim.now + claim.lease_secs,
+            },
+        );
+        Ok(Claimed::Won)
+    }
+
+    async fn paged(
+        &self,
+        key: &IncidentKey,
+        claim: &Claim,
+        incident: &Open,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if matches!(inner.incidents.get(key), Some(Incident::Claimed { owner, .. }) if *owner == claim.owner)
+        {
+            inner
+                .incidents
+                .insert(key.clone(), Incident::Open(incident.clone()));
+        }
+        Ok(())
+    }
+
+    async fn release(&self, key: &IncidentKey, claim: &Claim) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if matches!(inner.incidents.get(key), Some(Incident::Claimed { owner, .. }) if *owner == claim.owner)
+        {
+            inner.incidents.remove(key);
+        }
+        Ok(())
+    }
+
+    async fn fold(&self, due: &Due, part: &Part) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.prune(now());
+        inner
+            .scheduled
+            .entry((due.due_at, due.incident.incident_id.clone()))
+            .or_insert_with(|| Scheduled {
+                due: due.clone(),
+                owner: None,
+                parts: BTreeMap::new(),
+            })
+            .parts
+            .insert(part.source.clone(), part.clone());
+        Ok(())
+    }
+
+    async fn due(&self, now: i64, _lookback_hours: i64) -> Result<Vec<Due>, StoreError> {
+        Ok(self
+            .lock()
+            .scheduled
+            .range(..=(now, String::from("\u{10ffff}")))
+            .map(|(_, s)| s.due.clone())
+            .collect())
+    }
+
+    async fn take_follow_up(
+        &self,
+        due: &Due,
+        owner: &str,
+        now: i64,
+        lease_secs: i64,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(s) = inner
+            .scheduled
+            .get_mut(&(due.due_at, due.incident.incident_id.clone()))
+        else {
+            return Ok(false);
+        };
+        if s.owner.as_ref().is_some_and(|(_, until)| *until >= now) {
+            return Ok(false);
+        }
+        s.owner = Some((owner.to_owned(), now + lease_secs));
+        Ok(true)
+    }
+
+    async fn parts(&self, due: &Due) -> Result<Vec<Part>, StoreError> {
+        Ok(self
+            .lock()
+            .scheduled
+            .get(&(due.due_at, due.incident.incident_id.clone()))
+            .map(|s| s.parts.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn followed_up(&self, due: &Due) -> Result<(), StoreError> {
+        self.lock()
+            .scheduled
+            .remove(&(due.due_at, due.incident.incident_id.clone()));
+        Ok(())
+    }
+
+    async fn add_events(
+        &self,
+        group: &str,
+        events: &[CorrEvent],
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.prune(now());
+        let state = inner.groups.entry(group.to_owned()).or_default();
+        for e in events {
+            state
+                .events
+                .entry((e.ts, e.event_id.clone()))
+                .or_insert_with(|| (e.clone(), expires_at));
+        }
+        Ok(())
+    }
+
+    async fn window(
+        &self,
+        group: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<(Vec<CorrEvent>, Vec<Span>), StoreError> {
+        let inner = self.lock();
+        let Some(state) = inner.groups.get(group) else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let now = now();
+        let events = state
+            .events
+            .range((from, String::new())..(to.saturating_add(1), String::new()))
+            .filter(|(_, (_, expires))| *expires >= now)
+            .map(|(_, (e, _))| e.clone())
+            .collect();
+        let fires = state
+            .fires
+            .iter()
+            .filter(|(span, expires)| span.end >= from && *expires >= now)
+            .map(|(span, _)| *span)
+            .collect();
+        Ok((events, fires))
+    }
+
+    async fn fired(&self, group: &str, span: Span, expires_at: i64) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let state = inner.groups.entry(group.to_owned()).or_default();
+        if !state.fires.iter().any(|(s, _)| *s == span) {
+            state.fires.push((span, expires_at));
+        }
+        Ok(())
+    }
+}

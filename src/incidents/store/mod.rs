@@ -1,0 +1,163 @@
+//! The state that makes "page once" hold across files, restarts and tasks: incidents and their
+//! page claims, folded alerts awaiting a follow-up, and correlation windows.
+//!
+//! Two implementations share one contract:
+//! - [`memory::MemoryStore`]: one task, nothing to set up; state is lost on restart.
+//! - [`dynamo::DynamoStore`]: a DynamoDB table every task of a service shares, surviving
+//!   restarts and deploys.
+//!
+//! The contract is built from idempotent and conditional steps, so that at-least-once
+//! delivery is safe: a page is *claimed* before it is published and *confirmed* after, a
+//! claim left by a crashed task expires, folded alerts are written per source (a redelivered
+//! object overwrites its own part), and correlation events are keyed by eventID. Expired
+//! entries may still be read (DynamoDB's TTL deletes lazily), so every read compares expiry
+//! times itself.
+
+pub mod dynamo;
+pub mod memory;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::IncidentKey;
+use super::correlate::{CorrEvent, Span};
+use super::fold::Stats;
+use crate::aws::Fault;
+
+/// A request to page an incident, held by one message's work.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The id the incident gets if this claim opens it.
+    pub incident_id: String,
+    /// Who holds the claim: the task and the message, for logs and conditional updates.
+    pub owner: String,
+    /// The source being paged from (an object or an event).
+    pub source: String,
+    /// Now, epoch seconds.
+    pub now: i64,
+    /// How long the claim holds before another task may take it over (publish timeouts fit
+    /// well inside it).
+    pub lease_secs: i64,
+}
+
+/// An incident that has paged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Open {
+    pub incident_id: String,
+    /// The source whose alerts the page carried.
+    pub paged_by: String,
+    /// When the page was accepted, epoch seconds.
+    pub paged_at: i64,
+    /// Until when further alerts fold into this incident, epoch seconds.
+    pub window_end: i64,
+    /// The page's summary sentence, repeated in the follow-up.
+    pub summary: String,
+    /// The eventIDs the page listed: the same events arriving again (another trail's file,
+    /// the other path) are not counted as more alerts.
+    #[serde(default)]
+    pub event_ids: Vec<String>,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claimed {
+    /// This claim holds the page: publish it, then confirm with [`Store::paged`] or give it up
+    /// with [`Store::release`].
+    Won,
+    /// The incident already paged; further alerts fold into it.
+    Open(Open),
+    /// Another claim is publishing this incident's page right now.
+    Busy { owner: String, until: i64 },
+}
+
+/// What one source added to an open incident after its page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Part {
+    pub source: String,
+    pub stats: Stats,
+    /// The eventIDs of the listed alerts, so the same event seen on two paths or in two
+    /// trails' files is counted once where possible.
+    pub event_ids: Vec<String>,
+}
+
+/// An incident whose window has ended with folded alerts: its follow-up is due.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Due {
+    pub key: IncidentKey,
+    pub incident: Open,
+    /// When the follow-up may go out, epoch seconds.
+    pub due_at: i64,
+}
+
+/// A state store call failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    /// A readable sentence: operation, table and cause.
+    pub message: String,
+    pub fault: Fault,
+}
+
+/// The shared state's operations. Every method is idempotent or conditional: calling it again
+/// after a failure, or from another task, never pages twice or counts twice.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Claims the page of `key`'s incident, unless it is open (paged, within its window) or
+    /// another owner's unexpired claim holds it. A claim by the same owner is taken again.
+    async fn claim(&self, key: &IncidentKey, claim: &Claim) -> Result<Claimed, StoreError>;
+
+    /// Records that the claimed page was accepted downstream; the incident is open until
+    /// `incident.window_end`.
+    async fn paged(
+        &self,
+        key: &IncidentKey,
+        claim: &Claim,
+        incident: &Open,
+    ) -> Result<(), StoreError>;
+
+    /// Gives up a claim whose page failed, so the retry (or another task) can page.
+    async fn release(&self, key: &IncidentKey, claim: &Claim) -> Result<(), StoreError>;
+
+    /// Adds one source's alerts to an open incident and schedules its follow-up for `due_at`.
+    /// Writing the same source again replaces its part.
+    async fn fold(&self, due: &Due, part: &Part) -> Result<(), StoreError>;
+
+    /// Follow-ups due at `now`, oldest first. `lookback_hours` bounds how far back to look for
+    /// ones that nobody sent (all tasks stopped).
+    async fn due(&self, now: i64, lookback_hours: i64) -> Result<Vec<Due>, StoreError>;
+
+    /// Takes a due follow-up for sending; false if another task holds it.
+    async fn take_follow_up(
+        &self,
+        due: &Due,
+        owner: &str,
+        now: i64,
+        lease_secs: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// The parts folded into a due incident.
+    async fn parts(&self, due: &Due) -> Result<Vec<Part>, StoreError>;
+
+    /// Records that the follow-up was accepted downstream.
+    async fn followed_up(&self, due: &Due) -> Result<(), StoreError>;
+
+    /// Adds events to a correlation group; an eventID already there is not added twice.
+    async fn add_events(
+        &self,
+        group: &str,
+        events: &[CorrEvent],
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+
+    /// A group's events with event time in `from..=to`, and the committed fires that end at or
+    /// after `from`.
+    async fn window(
+        &self,
+        group: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<(Vec<CorrEvent>, Vec<Span>), StoreError>;
+
+    /// Records a fire whose alert was accepted downstream: its events are consumed.
+    async fn fired(&self, group: &str, span: Span, expires_at: i64) -> Result<(), StoreError>;
+}

@@ -1,0 +1,157 @@
+//! The SQS queue work arrives on: receive, change visibility (extend a lease, hand a message
+//! back), delete.
+//!
+//! [`Queue`] is the seam between the daemon and aws-sdk-sqs: the daemon sees plain
+//! [`Received`] messages and [`QueueError`]s that say whether a retry may succeed, so its
+//! delivery rules can be tested in process with faults moto cannot make.
+//! <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ReceiveMessage.html>
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+
+use crate::aws;
+use crate::telemetry::Metrics;
+
+/// One received message, detached from SDK types.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub id: String,
+    pub receipt: String,
+    pub body: String,
+    /// `ApproximateReceiveCount`: 1 on first delivery.
+    pub receive_count: u32,
+}
+
+/// A failed queue call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct QueueError {
+    /// One readable sentence with the cause.
+    pub message: String,
+    /// Whether a retry may succeed (throttling, 5xx, network).
+    pub transient: bool,
+}
+
+/// Where messages come from.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Long-polls for up to `max` messages, hiding them for `visibility_secs`.
+    async fn receive(&self, max: u32, visibility_secs: u64) -> Result<Vec<Received>, QueueError>;
+    /// Sets how long until the message becomes visible again: a longer lease while it is in
+    /// work, a delay before a retry, or 0 to hand it back at once.
+    async fn set_visibility(&self, receipt: &str, secs: u64) -> Result<(), QueueError>;
+    /// Deletes a message whose work is complete.
+    async fn delete(&self, receipt: &str) -> Result<(), QueueError>;
+}
+
+/// The SQS queue, with the settings every receive uses.
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+    wait_secs: u64,
+    metrics: Arc<Metrics>,
+}
+
+impl SqsQueue {
+    pub fn new(
+        client: aws_sdk_sqs::Client,
+        url: String,
+        wait_secs: u64,
+        metrics: Arc<Metrics>,
+    ) -> SqsQueue {
+        SqsQueue {
+            client,
+            url,
+            wait_secs,
+            metrics,
+        }
+    }
+
+    fn error<E, R>(&self, operation: &str, e: &aws_sdk_sqs::error::SdkError<E, R>) -> QueueError
+    where
+        E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: aws::HttpStatus + std::fmt::Debug + 'static,
+    {
+        let f = aws::failed(&format!("SQS {operation} on {}", self.url), e);
+        QueueError {
+            message: f.sentence,
+            transient: f.transient,
+        }
+    }
+
+    /// Checks that the queue exists and this role may read its attributes, for start-up.
+    pub async fn check(&self) -> Result<(), aws::Failed> {
+        self.metrics.aws_request("GetQueueAttributes");
+        self.client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws::failed(&format!("SQS GetQueueAttributes {}", self.url), &e))
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn receive(&self, max: u32, visibility_secs: u64) -> Result<Vec<Received>, QueueError> {
+        self.metrics.aws_request("ReceiveMessage");
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max as i32)
+            .wait_time_seconds(self.wait_secs as i32)
+            .visibility_timeout(visibility_secs as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| self.error("ReceiveMessage", &e))?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| {
+                let receive_count = m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1);
+                Some(Received {
+                    id: m.message_id?,
+                    receipt: m.receipt_handle?,
+                    body: m.body.unwrap_or_default(),
+                    receive_count,
+                })
+            })
+            .collect())
+    }
+
+    async fn set_visibility(&self, receipt: &str, secs: u64) -> Result<(), QueueError> {
+        self.metrics.aws_request("ChangeMessageVisibility");
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .visibility_timeout(secs.min(43_200) as i32)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("ChangeMessageVisibility", &e))
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
+        self.metrics.aws_request("DeleteMessage");
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("DeleteMessage", &e))
+    }
+}

@@ -1,0 +1,61 @@
+//! Incidents → the messages people receive: a page when an incident opens, a follow-up when
+//! its window ends with more alerts.
+//!
+//! A [`Sink`] is where they go. The daemon deletes a queue message only after every sink
+//! accepted what came from it, so a sink's error says whether the sink is unavailable (hold
+//! the work and retry) or refused this message (it will never be accepted).
+//!
+//! - [`sns`]: the SNS topic (email, AWS Chatbot, pagers), with the message formats.
+
+pub mod sns;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::aws::Fault;
+use crate::detect::Level;
+use crate::incidents::IncidentKey;
+use crate::incidents::fold::{Fold, Stats};
+
+/// The first message of an incident.
+#[derive(Debug, Clone, Copy)]
+pub struct Page<'a> {
+    pub incident_id: &'a str,
+    /// The alerts of the source that opened the incident.
+    pub fold: &'a Fold,
+    /// What to do about it, from the rule.
+    pub next_steps: &'a [String],
+}
+
+/// The one message that closes an incident's window: what happened after the page.
+#[derive(Debug, Clone, Serialize)]
+pub struct FollowUp {
+    pub incident_id: String,
+    pub key: IncidentKey,
+    pub title: String,
+    pub level: Level,
+    /// The page's summary sentence.
+    pub paged_summary: String,
+    /// When the page went out, epoch seconds.
+    pub paged_at: i64,
+    /// The alerts folded into the incident after the page.
+    pub stats: Stats,
+    /// How many log files or events they came from.
+    pub sources: usize,
+}
+
+/// A message a sink could not take.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    /// A readable sentence: which sink, what failed and why.
+    pub message: String,
+    pub fault: Fault,
+}
+
+/// Where pages and follow-ups go.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    async fn page(&self, page: Page<'_>) -> Result<(), SinkError>;
+    async fn follow_up(&self, follow_up: &FollowUp) -> Result<(), SinkError>;
+}

@@ -1,0 +1,622 @@
+//! Pages and follow-ups → SNS `Publish` on the alert topic.
+//!
+//! Each message:
+//! - has a subject under 100 printable ASCII characters, e.g.
+//!   `[CRITICAL] root-console-login in 111122223333`;
+//! - uses `MessageStructure=json`: email gets readable text followed by the JSON, while SQS,
+//!   HTTPS and Lambda subscribers get the JSON document alone;
+//! - carries String attributes `level`, `rule`, `account_id`, `incident_id` and `kind` (`page`
+//!   or `follow-up`) for subscription filter policies (e.g. the pager gets only critical) and
+//!   for grouping downstream;
+//! - names its incident and a stable `message_id` (`<incident id>:page`), so a subscriber can
+//!   recognise a repeat of the same message;
+//! - stays under SNS's 256 KB by listing fewer events, never by dropping the alert.
+//!
+//! One publish is one `Publish` request: retries of a single call are the SDK's (see
+//! `aws::sdk_config`), and work that still fails is held and retried by the daemon.
+//! <https://docs.aws.amazon.com/sns/latest/api/API_Publish.html>
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_sns::types::MessageAttributeValue;
+use serde::Serialize;
+
+use super::{FollowUp, Page, Sink, SinkError};
+use crate::alert::{Alert, clean};
+use crate::aws::{self, Fault};
+use crate::detect::Level;
+use crate::incidents::fold::Tally;
+use crate::telemetry::Metrics;
+
+/// SNS's limit on a message, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Margin for attributes and the request envelope.
+const MESSAGE_BUDGET: usize = MAX_MESSAGE_BYTES - 8 * 1024;
+/// Subjects must be under 100 characters.
+const MAX_SUBJECT: usize = 99;
+/// Longest text field kept in a published alert: record fields such as a user agent are set by
+/// the caller and could otherwise fill the whole message.
+const MAX_FIELD_CHARS: usize = 1024;
+/// Values listed per tally in a follow-up.
+const TOP: usize = 5;
+
+/// A rendered SNS message.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub subject: String,
+    /// The `MessageStructure=json` body.
+    pub message: String,
+    pub attributes: Vec<(&'static str, String)>,
+}
+
+/// The JSON document subscribers receive for a page.
+#[derive(Serialize)]
+struct PageDocument<'a> {
+    kind: &'static str,
+    incident_id: &'a str,
+    /// Stable per message: a repeat of this page carries the same id.
+    message_id: String,
+    rule: &'a str,
+    title: &'a str,
+    level: Level,
+    account_id: &'a str,
+    /// Who the incident is about, normalised (a role, not its sessions).
+    principal: &'a str,
+    /// The first alert's principal as recorded (a role session's ARN names the session).
+    principal_arn: Option<&'a str>,
+    summary: &'a str,
+    /// How many alerts the page covers.
+    count: u64,
+    first_time: Option<&'a str>,
+    last_time: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    next_steps: &'a [String],
+    /// The first alerts.
+    alerts: &'a [Alert],
+    /// Alerts left out of `alerts` (beyond the listed ones, or to stay within SNS's limit).
+    alerts_omitted: u64,
+}
+
+/// `(value, count)` for JSON.
+#[derive(Serialize)]
+struct Counted<'a> {
+    value: &'a str,
+    count: u64,
+}
+
+fn top(t: &Tally) -> Vec<Counted<'_>> {
+    t.top(TOP)
+        .into_iter()
+        .map(|(value, count)| Counted { value, count })
+        .collect()
+}
+
+/// The JSON document subscribers receive for a follow-up.
+#[derive(Serialize)]
+struct FollowUpDocument<'a> {
+    kind: &'static str,
+    incident_id: &'a str,
+    message_id: String,
+    rule: &'a str,
+    title: &'a str,
+    level: Level,
+    account_id: &'a str,
+    principal: &'a str,
+    summary: String,
+    paged_summary: &'a str,
+    paged_at: String,
+    /// Alerts folded into the incident after its page.
+    count: u64,
+    first_time: Option<&'a str>,
+    last_time: Option<&'a str>,
+    event_names: Vec<Counted<'a>>,
+    regions: Vec<Counted<'a>>,
+    source_ips: Vec<Counted<'a>>,
+    sessions: Vec<Counted<'a>>,
+    sources: usize,
+}
+
+fn shorten(field: &mut Option<String>) {
+    if let Some(s) = field
+        && s.chars().count() > MAX_FIELD_CHARS
+    {
+        *s = s.chars().take(MAX_FIELD_CHARS).chain("…".chars()).collect();
+    }
+}
+
+/// Printable ASCII under 100 characters, as SNS requires of subjects.
+fn subject(text: String) -> String {
+    let mut ascii: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    ascii.truncate(MAX_SUBJECT);
+    ascii
+}
+
+fn attributes(
+    level: Level,
+    rule: &str,
+    account: &str,
+    incident_id: &str,
+    kind: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("level", level.as_str().to_owned()),
+        ("rule", rule.to_owned()),
+        ("account_id", account.to_owned()),
+        ("incident_id", incident_id.to_owned()),
+        ("kind", kind.to_owned()),
+    ]
+}
+
+/// The `MessageStructure=json` body: email reads `default` (an `email` key would only repeat
+/// it and halve the room for events), the others the document.
+fn body(email: &str, json: &str) -> String {
+    serde_json::json!({
+        "default": email,
+        "sqs": json,
+        "https": json,
+        "lambda": json,
+    })
+    .to_string()
+}
+
+/// Renders a page within SNS's limits.
+pub fn render_page(page: Page<'_>) -> Rendered {
+    let fold = page.fold;
+    let mut alerts = fold.alerts.clone();
+    for a in &mut alerts {
+        for field in [
+            &mut a.user_agent,
+            &mut a.principal_arn,
+            &mut a.source_ip,
+            &mut a.event_name,
+            &mut a.error_code,
+        ] {
+            shorten(field);
+        }
+        let mut summary = Some(std::mem::take(&mut a.summary));
+        shorten(&mut summary);
+        a.summary = summary.unwrap_or_default();
+    }
+    let first = &alerts[0];
+    let count = fold.stats.count.max(1);
+    let summary = if count > 1 {
+        format!("{} (and {} more like it)", first.summary, count - 1)
+    } else {
+        first.summary.clone()
+    };
+    let mut subject_text = format!(
+        "[{}] {} in {}",
+        first.level.as_str().to_uppercase(),
+        fold.key.rule,
+        fold.key.account
+    );
+    if count > 1 {
+        let _ = write!(subject_text, " (x{count})");
+    }
+    let mut listed = alerts.len();
+    loop {
+        let doc = PageDocument {
+            kind: "page",
+            incident_id: page.incident_id,
+            message_id: format!("{}:page", page.incident_id),
+            rule: &fold.key.rule,
+            title: &first.title,
+            level: first.level,
+            account_id: &fold.key.account,
+            principal: &fold.key.principal,
+            principal_arn: first.principal_arn.as_deref(),
+            summary: &summary,
+            count,
+            first_time: fold.stats.first_time.as_deref(),
+            last_time: fold.stats.last_time.as_deref(),
+            next_steps: page.next_steps,
+            alerts: &alerts[..listed],
+            alerts_omitted: count.saturating_sub(listed as u64),
+        };
+        let json = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        let email = format!(
+            "{}\n\n---- alerts as JSON ----\n{json}\n",
+            page_text(&doc, &alerts[..listed])
+        );
+        let message = body(&email, &json);
+        // The event list shrinks until the message fits; one listed alert always fits.
+        if message.len() <= MESSAGE_BUDGET || listed <= 1 {
+            return Rendered {
+                subject: subject(subject_text),
+                message,
+                attributes: attributes(
+                    first.level,
+                    &fold.key.rule,
+                    &fold.key.account,
+                    page.incident_id,
+                    "page",
+                ),
+            };
+        }
+        listed = (listed / 2).max(1);
+    }
+}
+
+fn page_text(doc: &PageDocument<'_>, alerts: &[Alert]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(t, "{}", clean(doc.summary));
+    let _ = writeln!(t);
+    let _ = writeln!(t, "Rule:      {} ({})", clean(doc.rule), clean(doc.title));
+    let _ = writeln!(t, "Level:     {}", doc.level);
+    let _ = writeln!(t, "Account:   {}", clean(doc.account_id));
+    let _ = writeln!(t, "Principal: {}", clean(doc.principal));
+    let _ = writeln!(t, "Alerts:    {}", doc.count);
+    let _ = writeln!(t, "Incident:  {}", clean(doc.incident_id));
+    if !doc.next_steps.is_empty() {
+        let _ = writeln!(t);
+        let _ = writeln!(t, "Next steps:");
+        for step in doc.next_steps {
+            let _ = writeln!(t, "- {}", clean(step));
+        }
+    }
+    let _ = writeln!(t);
+    for a in alerts {
+        let _ = writeln!(
+            t,
+            "- {} {} {} from {} ua={} [{}] {}",
+            clean(a.event_time.as_deref().unwrap_or("-")),
+            clean(a.event_source.as_deref().unwrap_or("-")),
+            clean(a.event_name.as_deref().unwrap_or("-")),
+            clean(a.source_ip.as_deref().unwrap_or("-")),
+            clean(a.user_agent.as_deref().unwrap_or("-")),
+            clean(a.event_id.as_deref().unwrap_or("-")),
+            clean(&a.source),
+        );
+    }
+    if doc.alerts_omitted > 0 {
+        let _ = writeln!(t, "... and {} more not listed", doc.alerts_omitted);
+    }
+    t
+}
+
+/// `a (3), b (1)` for a sentence.
+fn listing(t: &Tally) -> String {
+    let mut parts: Vec<String> = t
+        .top(TOP)
+        .into_iter()
+        .map(|(v, n)| format!("{} ({n})", clean(v)))
+        .collect();
+    let shown: u64 = t.top(TOP).iter().map(|(_, n)| n).sum();
+    let total: u64 = t.values.iter().map(|(_, n)| n).sum::<u64>() + t.others;
+    if total > shown {
+        parts.push(format!("{} more", total - shown));
+    }
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Renders a follow-up.
+pub fn render_follow_up(f: &FollowUp) -> Rendered {
+    let paged_at = chrono::DateTime::from_timestamp(f.paged_at, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    let summary = format!(
+        "{} more {} alerts in {} by {} after the page at {paged_at}, from {} to {}",
+        f.stats.count,
+        clean(&f.key.rule),
+        clean(&f.key.account),
+        clean(&f.key.principal),
+        f.stats.first_time.as_deref().unwrap_or("-"),
+        f.stats.last_time.as_deref().unwrap_or("-"),
+    );
+    let doc = FollowUpDocument {
+        kind: "follow-up",
+        incident_id: &f.incident_id,
+        message_id: format!("{}:follow-up", f.incident_id),
+        rule: &f.key.rule,
+        title: &f.title,
+        level: f.level,
+        account_id: &f.key.account,
+        principal: &f.key.principal,
+        summary: summary.clone(),
+        paged_summary: &f.paged_summary,
+        paged_at: paged_at.clone(),
+        count: f.stats.count,
+        first_time: f.stats.first_time.as_deref(),
+        last_time: f.stats.last_time.as_deref(),
+        event_names: top(&f.stats.event_names),
+        regions: top(&f.stats.regions),
+        source_ips: top(&f.stats.source_ips),
+        sessions: top(&f.stats.sessions),
+        sources: f.sources,
+    };
+    let json = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    let mut t = String::new();
+    let _ = writeln!(t, "{summary}");
+    let _ = writeln!(t);
+    let _ = writeln!(t, "Paged:       {}", clean(&f.paged_summary));
+    let _ = writeln!(
+        t,
+        "Rule:        {} ({})",
+        clean(&f.key.rule),
+        clean(&f.title)
+    );
+    let _ = writeln!(t, "Incident:    {}", clean(&f.incident_id));
+    let _ = writeln!(t, "Event names: {}", listing(&f.stats.event_names));
+    let _ = writeln!(t, "Regions:     {}", listing(&f.stats.regions));
+    let _ = writeln!(t, "Source IPs:  {}", listing(&f.stats.source_ips));
+    let _ = writeln!(t, "Sessions:    {}", listing(&f.stats.sessions));
+    let email = format!("{t}\n---- follow-up as JSON ----\n{json}\n");
+    Rendered {
+        subject: subject(format!(
+            "[{}] follow-up: {} in {} (+{})",
+            f.level.as_str().to_uppercase(),
+            f.key.rule,
+            f.key.account,
+            f.stats.count
+        )),
+        message: body(&email, &json),
+        attributes: attributes(
+            f.level,
+            &f.key.rule,
+            &f.key.account,
+            &f.incident_id,
+            "follow-up",
+        ),
+    }
+}
+
+/// SNS error codes that refuse this message rather than signal an unavailable topic. Every
+/// other failure (throttling, 5xx, a deleted topic, a disabled KMS key, lost permissions) is
+/// an outage: the message is held and retried, never dropped.
+const REJECTED_CODES: &[&str] = &[
+    "InvalidParameter",
+    "InvalidParameterValue",
+    "ValidationError",
+];
+
+/// The SNS topic alerts go to.
+pub struct Topic {
+    client: aws_sdk_sns::Client,
+    arn: String,
+    metrics: Arc<Metrics>,
+}
+
+impl Topic {
+    pub fn new(client: aws_sdk_sns::Client, arn: String, metrics: Arc<Metrics>) -> Topic {
+        Topic {
+            client,
+            arn,
+            metrics,
+        }
+    }
+
+    /// Checks that the topic exists and is visible to this role, for start-up.
+    pub async fn check(&self) -> Result<(), aws::Failed> {
+        self.metrics.aws_request("GetTopicAttributes");
+        self.client
+            .get_topic_attributes()
+            .topic_arn(&self.arn)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws::failed(&format!("SNS GetTopicAttributes {}", self.arn), &e))
+    }
+
+    /// Publishes one message: one `Publish` call, retried only by the SDK.
+    pub async fn publish(&self, msg: &Rendered) -> Result<(), SinkError> {
+        let mut req = self
+            .client
+            .publish()
+            .topic_arn(&self.arn)
+            .subject(&msg.subject)
+            .message(&msg.message)
+            .message_structure("json");
+        for (name, value) in &msg.attributes {
+            req = req.message_attributes(
+                *name,
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(value)
+                    .build()
+                    .expect("data_type is set"),
+            );
+        }
+        self.metrics.aws_request("Publish");
+        match req.send().await {
+            Ok(_) => {
+                self.metrics.published();
+                Ok(())
+            }
+            Err(e) => {
+                let f = aws::failed(&format!("SNS Publish to {}", self.arn), &e);
+                self.metrics.publish_failures.inc();
+                let rejected = f
+                    .code
+                    .as_deref()
+                    .is_some_and(|c| REJECTED_CODES.contains(&c));
+                Err(SinkError {
+                    message: f.sentence,
+                    fault: if rejected {
+                        Fault::Rejected
+                    } else {
+                        Fault::Outage
+                    },
+                })
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for Topic {
+    async fn page(&self, page: Page<'_>) -> Result<(), SinkError> {
+        self.publish(&render_page(page)).await
+    }
+
+    async fn follow_up(&self, follow_up: &FollowUp) -> Result<(), SinkError> {
+        self.publish(&render_follow_up(follow_up)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incidents::IncidentKey;
+    use crate::incidents::fold::{Folder, Stats};
+
+    fn alert(rule: &str, level: Level, id: usize) -> Alert {
+        Alert {
+            rule: rule.into(),
+            title: "Root activity".into(),
+            level,
+            tags: vec![],
+            event_id: Some(format!("evt-{id}")),
+            event_time: Some("2026-11-20T09:00:00Z".into()),
+            event_name: Some("ListBuckets".into()),
+            event_source: Some("s3.amazonaws.com".into()),
+            aws_region: Some("us-east-1".into()),
+            account_id: Some("111122223333".into()),
+            principal_type: Some("Root".into()),
+            principal_arn: Some("arn:aws:iam::111122223333:root".into()),
+            source_ip: Some("198.51.100.7".into()),
+            user_agent: Some("evil\r\nSubject: forged".repeat(100)),
+            error_code: None,
+            mfa_used: None,
+            summary: "Root user called ListBuckets".into(),
+            source: "s3://trail/k".into(),
+            count: None,
+            event_ids: None,
+        }
+    }
+
+    fn key(rule: &str) -> IncidentKey {
+        IncidentKey {
+            rule: rule.into(),
+            account: "111122223333".into(),
+            principal: "arn:aws:iam::111122223333:root".into(),
+        }
+    }
+
+    fn fold_of(alerts: Vec<Alert>) -> crate::incidents::fold::Fold {
+        let mut folder = Folder::new();
+        for a in alerts {
+            folder.add(key(&a.rule.clone()), a);
+        }
+        folder.finish().remove(0)
+    }
+
+    fn doc(r: &Rendered) -> serde_json::Value {
+        let body: serde_json::Value = serde_json::from_str(&r.message).expect("json");
+        serde_json::from_str(body["sqs"].as_str().expect("sqs")).expect("doc")
+    }
+
+    #[test]
+    fn two_hundred_root_calls_are_one_page() {
+        let fold = fold_of(
+            (0..200)
+                .map(|i| alert("root-activity", Level::High, i))
+                .collect(),
+        );
+        let steps = vec!["Find out who used root".to_owned()];
+        let r = render_page(Page {
+            incident_id: "inc-1",
+            fold: &fold,
+            next_steps: &steps,
+        });
+        assert_eq!(r.subject, "[HIGH] root-activity in 111122223333 (x200)");
+        assert!(r.message.len() <= MAX_MESSAGE_BYTES);
+        let d = doc(&r);
+        assert_eq!(d["count"], 200);
+        assert_eq!(d["incident_id"], "inc-1");
+        assert_eq!(d["message_id"], "inc-1:page");
+        assert_eq!(
+            d["alerts"].as_array().expect("list").len() as u64
+                + d["alerts_omitted"].as_u64().expect("n"),
+            200
+        );
+        let body: serde_json::Value = serde_json::from_str(&r.message).expect("json");
+        let email = body["default"].as_str().expect("email text");
+        assert!(
+            !email.contains("\r\nSubject"),
+            "control characters are stripped from text"
+        );
+        assert!(
+            email.contains("Next steps:\n- Find out who used root"),
+            "{email}"
+        );
+        assert!(r.attributes.contains(&("level", "high".to_owned())));
+        assert!(r.attributes.contains(&("incident_id", "inc-1".to_owned())));
+        assert!(r.attributes.contains(&("kind", "page".to_owned())));
+    }
+
+    #[test]
+    fn huge_alerts_are_shortened_not_dropped() {
+        let mut a = alert("x", Level::Low, 0);
+        a.user_agent = Some("u".repeat(200_000));
+        let fold = fold_of(vec![a.clone()]);
+        let r = render_page(Page {
+            incident_id: "i",
+            fold: &fold,
+            next_steps: &[],
+        });
+        assert!(r.message.len() <= MAX_MESSAGE_BYTES);
+        a.summary = "s".repeat(50_000);
+        let fold = fold_of((0..20).map(|_| a.clone()).collect());
+        let r = render_page(Page {
+            incident_id: "i",
+            fold: &fold,
+            next_steps: &[],
+        });
+        assert!(r.message.len() <= MAX_MESSAGE_BYTES);
+        assert_eq!(doc(&r)["count"], 20);
+    }
+
+    #[test]
+    fn subjects_are_printable_ascii_under_100() {
+        let s = subject(format!("[X] {} in 1\n2", "r\u{7}ü".repeat(60)));
+        assert!(s.len() < 100);
+        assert!(s.chars().all(|c| c.is_ascii_graphic() || c == ' '), "{s:?}");
+    }
+
+    #[test]
+    fn follow_ups_summarise_what_came_after_the_page() {
+        let mut stats = Stats::default();
+        for i in 0..35 {
+            let mut a = alert("root-activity", Level::High, i);
+            a.aws_region = Some(if i % 2 == 0 { "us-east-1" } else { "eu-west-1" }.into());
+            stats.add(&a);
+        }
+        let f = FollowUp {
+            incident_id: "inc-9".into(),
+            key: key("root-activity"),
+            title: "Root user activity".into(),
+            level: Level::High,
+            paged_summary: "Root user called ListBuckets".into(),
+            paged_at: 1_763_629_200,
+            stats,
+            sources: 5,
+        };
+        let r = render_follow_up(&f);
+        assert_eq!(
+            r.subject,
+            "[HIGH] follow-up: root-activity in 111122223333 (+35)"
+        );
+        let d = doc(&r);
+        assert_eq!(d["kind"], "follow-up");
+        assert_eq!(d["count"], 35);
+        assert_eq!(d["regions"][0]["value"], "us-east-1");
+        assert_eq!(d["regions"][0]["count"], 18);
+        assert_eq!(d["message_id"], "inc-9:follow-up");
+        assert!(r.attributes.contains(&("kind", "follow-up".to_owned())));
+    }
+}

@@ -1,0 +1,313 @@
+//! One log file (or one event) → what its records raised: the one read-and-detect path that
+//! the daemon, `scan` and the tests all call.
+//!
+//! Records are streamed one at a time and evaluated against the stateless rules. A detection
+//! is handed to the caller's sink as it is found (with the record, so the caller can key it
+//! into an incident), so a huge file never accumulates alerts here. Records that feed a
+//! correlation are kept, slimmed, in a bounded [`correlate::Batch`] for the caller to decide
+//! on event time. Records that match nothing cost nothing beyond their evaluation.
+//!
+//! A record that cannot be parsed costs only itself: it is counted in [`Skips`] with where it
+//! was, and the records after it are read. The same eventID twice in one file is one event.
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::io::Read;
+
+use crate::alert::Alert;
+use crate::cloudtrail::{self, Finish, ReadError, Record};
+use crate::detect::{RuleKind, RuleSet};
+use crate::incidents::correlate;
+
+/// Default cap on the decompressed size of one log file: 4 GiB.
+pub const DEFAULT_MAX_DECOMPRESSED_BYTES: u64 = 4 << 30;
+
+/// EventIDs remembered per file to drop duplicates.
+const FILE_DUPLICATE_WINDOW: usize = 100_000;
+
+/// How reading one log file ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Every record was read (some may have been skipped; see [`LogReport::skipped`]).
+    Complete,
+    /// The file was deliberately not read (or held no `Records`), for this reason.
+    Skipped(&'static str),
+    /// Reading stopped early; alerts for the records before the damage were still raised.
+    Failed(ReadError),
+}
+
+/// Records that could not be parsed and were skipped.
+#[derive(Debug, Default)]
+pub struct Skips {
+    pub count: u64,
+    /// The first one: its index in `Records`, its decompressed byte offset, and why.
+    pub first: Option<(u64, u64, String)>,
+}
+
+impl Skips {
+    /// A sentence for logs and the `log-records-skipped` alert.
+    pub fn describe(&self) -> Option<String> {
+        let (index, offset, why) = self.first.as_ref()?;
+        Some(format!(
+            "{} record{} could not be parsed and {} skipped; the first is record {index} at decompressed byte {offset}: {why}",
+            self.count,
+            if self.count == 1 { "" } else { "s" },
+            if self.count == 1 { "was" } else { "were" },
+        ))
+    }
+}
+
+/// What reading one source produced, besides the alerts given to the sink.
+#[derive(Debug)]
+pub struct LogReport {
+    pub outcome: Outcome,
+    /// Records read (parsed and evaluated, or skipped).
+    pub records: u64,
+    /// Decompressed bytes read.
+    pub bytes: u64,
+    pub skipped: Skips,
+    /// Records dropped because their eventID already appeared in this source.
+    pub duplicates: u64,
+    /// The records that feed correlations.
+    pub correlation: correlate::Batch,
+}
+
+impl LogReport {
+    fn new() -> LogReport {
+        LogReport {
+            outcome: Outcome::Complete,
+            records: 0,
+            bytes: 0,
+            skipped: Skips::default(),
+            duplicates: 0,
+            correlation: correlate::Batch::default(),
+        }
+    }
+}
+
+/// Where detections go: the alert, and the record it came from (valid during the call).
+pub type AlertSink<'a> = dyn FnMut(Alert, &Record<'_>) + 'a;
+
+/// Reads one log file from `input` and evaluates every record against `rules`.
+///
+/// `source` names the file in alerts and errors (a path or `s3://bucket/key`). Runs on the
+/// calling thread and blocks: call it from a worker thread or `spawn_blocking`.
+pub fn read_log(
+    rules: &RuleSet,
+    source: &str,
+    input: impl Read + Send + 'static,
+    max_decompressed: u64,
+    sink: &mut AlertSink<'_>,
+) -> LogReport {
+    let mut report = LogReport::new();
+    if let Some(reason) = cloudtrail::skip_reason(source) {
+        report.outcome = Outcome::Skipped(reason);
+        return report;
+    }
+    let mut reader = match cloudtrail::open(input, max_decompressed) {
+        Ok(r) => r,
+        Err(source) => {
+            report.outcome = Outcome::Failed(ReadError::Io {
+                offset: 0,
+                record: 0,
+                source,
+            });
+            return report;
+        }
+    };
+    let mut seen = RecentIds::new(FILE_DUPLICATE_WINDOW);
+    loop {
+        let raw = match reader.next_record() {
+            Ok(Some(raw)) => raw,
+            Ok(None) => break,
+            Err(e) => {
+                report.outcome = Outcome::Failed(e);
+                break;
+            }
+        };
+        match Record::parse(raw.bytes) {
+            Ok(record) => evaluate(rules, &record, source, &mut seen, sink, &mut report),
+            Err(e) => {
+                report.skipped.count += 1;
+                report.skipped.first.get_or_insert_with(|| {
+                    // serde_json counts columns from 1 on the record's single line.
+                    let at = raw.offset + (e.column() as u64).saturating_sub(1);
+                    (raw.index, at, e.to_string())
+                });
+            }
+        }
+    }
+    report.records = reader.records_read();
+    report.bytes = reader.bytes_read();
+    if matches!(report.outcome, Outcome::Complete) && reader.finish() == Finish::NoRecords {
+        report.outcome = Outcome::Skipped("no Records array (not a CloudTrail log file)");
+    }
+    report
+}
+
+/// Evaluates one record that arrived on its own (an EventBridge event's `detail`).
+pub fn read_record(
+    rules: &RuleSet,
+    source: &str,
+    json: &[u8],
+    sink: &mut AlertSink<'_>,
+) -> Result<LogReport, serde_json::Error> {
+    let record = Record::parse(json)?;
+    let mut report = LogReport::new();
+    report.records = 1;
+    report.bytes = json.len() as u64;
+    evaluate(
+        rules,
+        &record,
+        source,
+        &mut RecentIds::new(1),
+        sink,
+        &mut report,
+    );
+    Ok(report)
+}
+
+fn evaluate(
+    rules: &RuleSet,
+    record: &Record<'_>,
+    source: &str,
+    seen: &mut RecentIds,
+    sink: &mut AlertSink<'_>,
+    report: &mut LogReport,
+) {
+    let results = rules.evaluate(record);
+    if results.is_empty() {
+        return;
+    }
+    // Only records that raised something are checked for duplicates: it costs nothing for the
+    // rest. CloudTrail itself occasionally writes an event twice.
+    if let Some(id) = record.str_at("eventID")
+        && !seen.insert(&id)
+    {
+        report.duplicates += 1;
+        return;
+    }
+    for result in results {
+        let Some(index) = rules.rule_of(&result) else {
+            continue;
+        };
+        let rule = &rules.rules()[index];
+        if rule.kind == RuleKind::Detection && rule.alerts {
+            sink(Alert::from_detection(rule, record, source), record);
+        }
+        let feeds = rules.feeds(index);
+        if !feeds.is_empty() {
+            report.correlation.add(rules, feeds, record, source);
+        }
+    }
+}
+
+/// The most recent eventIDs, remembered in bounded memory (a 64-bit hash each), to tell a
+/// repeat from a new event.
+#[derive(Debug)]
+pub struct RecentIds {
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    pub fn new(capacity: usize) -> RecentIds {
+        RecentIds {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Remembers `id`; false if it is already remembered.
+    pub fn insert(&mut self, id: &str) -> bool {
+        // A fixed-key hasher: the same id hashes the same in every run.
+        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(id);
+        if !self.set.insert(h) {
+            return false;
+        }
+        self.order.push_back(h);
+        if self.order.len() > self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULE: &str = r#"
+title: Root did something
+id: 5b9d2a8e-0d0e-4a4e-9d47-000000000001
+name: root-did-something
+logsource: {product: aws, service: cloudtrail}
+detection:
+  selection:
+    userIdentity.type: Root
+  condition: selection
+level: high
+"#;
+
+    fn run(doc: &str) -> (Vec<Alert>, LogReport) {
+        let rules = RuleSet::from_yaml([("r.yml", RULE)]);
+        let mut alerts = Vec::new();
+        let report = read_log(
+            &rules,
+            "f.json",
+            std::io::Cursor::new(doc.as_bytes().to_vec()),
+            u64::MAX,
+            &mut |a, _| alerts.push(a),
+        );
+        (alerts, report)
+    }
+
+    #[test]
+    fn a_bad_record_costs_only_itself() {
+        let doc = "{\"Records\":[{\"eventID\":\"a\",\"userIdentity\":{\"type\":\"Root\"}},\
+                   {\"eventID\":\"bad\",\"x\":\"\u{1}\"},5,\
+                   {\"eventID\":\"b\",\"userIdentity\":{\"type\":\"Root\"}}]}";
+        let (alerts, report) = run(doc);
+        let ids: Vec<_> = alerts
+            .iter()
+            .filter_map(|a| a.event_id.as_deref())
+            .collect();
+        assert_eq!(ids, vec!["a", "b"], "records on both sides alert");
+        assert!(matches!(report.outcome, Outcome::Complete));
+        assert_eq!(report.records, 4);
+        assert_eq!(report.skipped.count, 2);
+        let (index, offset, _) = report.skipped.first.clone().expect("first skip");
+        assert_eq!(index, 1);
+        assert!(offset > 40, "{offset}");
+        assert!(
+            report
+                .skipped
+                .describe()
+                .expect("sentence")
+                .contains("record 1")
+        );
+    }
+
+    #[test]
+    fn the_same_event_twice_in_a_file_is_one() {
+        let rec = r#"{"eventID":"same","userIdentity":{"type":"Root"}}"#;
+        let (alerts, report) = run(&format!("{{\"Records\":[{rec},{rec}]}}"));
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(report.duplicates, 1);
+    }
+
+    #[test]
+    fn recent_ids_are_bounded() {
+        let mut ids = RecentIds::new(2);
+        assert!(ids.insert("a"));
+        assert!(!ids.insert("a"));
+        assert!(ids.insert("b"));
+        assert!(ids.insert("c"));
+        assert!(ids.insert("a"), "the oldest was forgotten");
+        assert_eq!(ids.set.len(), 2);
+    }
+}

@@ -1,0 +1,377 @@
+//! Every metric the daemon exports, and the recovery lines for failing dependencies.
+//!
+//! Metric names read `trailwarden_<name>_<unit>_total`; label values have low cardinality
+//! (rule names, levels, operations, paths). Saturation, backpressure and store errors are
+//! metrics here, never health: a busy task is a healthy task.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tracing::{info, warn};
+
+/// Labels of the alert counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    pub rule: String,
+    pub level: String,
+}
+
+/// Labels of per-operation counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
+}
+
+/// How an event reached the daemon.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Path {
+    /// A CloudTrail log file in S3.
+    LogFile,
+    /// An EventBridge event carrying the record.
+    Eventbridge,
+}
+
+/// Labels of the alert lag histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PathLabels {
+    pub path: Path,
+}
+
+/// A dependency whose outages are reported once, and whose recovery is said once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dependency {
+    Queue,
+    Objects,
+    Store,
+    Sink,
+}
+
+impl Dependency {
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Dependency::Queue => "SQS receives",
+            Dependency::Objects => "S3 reads",
+            Dependency::Store => "state store calls",
+            Dependency::Sink => "alert publishes",
+        }
+    }
+}
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    pub messages_received: Counter,
+    pub messages_deleted: Counter,
+    /// Messages handed back to the queue as refused (they reach the DLQ after maxReceiveCount).
+    pub messages_rejected: Counter,
+    /// Messages in hand right now.
+    pub messages_in_flight: Gauge,
+    /// Messages held in hand while a dependency is out; receiving pauses while any are.
+    pub messages_held: Gauge,
+    pub objects: Counter,
+    pub records: Counter,
+    pub records_skipped: Counter,
+    pub alerts: Family<AlertLabels, Counter>,
+    pub incidents_paged: Counter,
+    pub incidents_folded: Counter,
+    pub follow_ups: Counter,
+    pub publish_failures: Counter,
+    pub store_errors: Counter,
+    pub aws_requests: Family<OperationLabels, Counter>,
+    /// Requests the SDK sent again after a failed attempt.
+    pub aws_retries: Family<OperationLabels, Counter>,
+    /// Seconds from receiving a message to deleting it.
+    pub processing_seconds: Histogram,
+    /// Seconds from a record's eventTime to its page being accepted, by path.
+    pub alert_lag_seconds: Family<PathLabels, Histogram>,
+    /// Unix time of the last accepted publish; 0 before the first.
+    pub last_publish: Gauge,
+    /// Unix time the receive loop last went round; 0 before the first.
+    loop_alive: AtomicI64,
+    /// Unix time of the last successful receive, negated while the latest one failed.
+    last_receive: AtomicI64,
+    /// Per dependency: unix time its current outage started, 0 when it works.
+    outage_since: [AtomicI64; 4],
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("trailwarden");
+        let lag = || {
+            Histogram::new([
+                1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 86400.0,
+            ])
+        };
+        let m = Metrics {
+            messages_received: Counter::default(),
+            messages_deleted: Counter::default(),
+            messages_rejected: Counter::default(),
+            messages_in_flight: Gauge::default(),
+            messages_held: Gauge::default(),
+            objects: Counter::default(),
+            records: Counter::default(),
+            records_skipped: Counter::default(),
+            alerts: Family::default(),
+            incidents_paged: Counter::default(),
+            incidents_folded: Counter::default(),
+            follow_ups: Counter::default(),
+            publish_failures: Counter::default(),
+            store_errors: Counter::default(),
+            aws_requests: Family::default(),
+            aws_retries: Family::default(),
+            processing_seconds: Histogram::new([
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+            alert_lag_seconds: Family::new_with_constructor(lag),
+            last_publish: Gauge::default(),
+            loop_alive: AtomicI64::new(0),
+            last_receive: AtomicI64::new(0),
+            outage_since: Default::default(),
+            registry: Registry::default(),
+        };
+        let counters: [(&str, &str, &Counter); 11] = [
+            (
+                "sqs_messages_received",
+                "SQS messages received",
+                &m.messages_received,
+            ),
+            (
+                "sqs_messages_deleted",
+                "SQS messages deleted after their work completed",
+                &m.messages_deleted,
+            ),
+            (
+                "sqs_messages_rejected",
+                "SQS messages handed back as refused; they reach the dead-letter queue after maxReceiveCount",
+                &m.messages_rejected,
+            ),
+            ("objects", "Log objects read or skipped", &m.objects),
+            ("records", "CloudTrail records evaluated", &m.records),
+            (
+                "records_skipped",
+                "Records that could not be parsed and were skipped",
+                &m.records_skipped,
+            ),
+            (
+                "incidents_paged",
+                "Incidents opened with a page",
+                &m.incidents_paged,
+            ),
+            (
+                "incidents_folded",
+                "Times a source's alerts folded into an open incident instead of paging",
+                &m.incidents_folded,
+            ),
+            (
+                "follow_ups",
+                "Follow-up messages sent when an incident's window ended",
+                &m.follow_ups,
+            ),
+            (
+                "sns_publish_failures",
+                "SNS Publish calls that failed",
+                &m.publish_failures,
+            ),
+            (
+                "state_store_errors",
+                "State store calls that failed",
+                &m.store_errors,
+            ),
+        ];
+        for (name, help, c) in counters {
+            registry.register(name, help, c.clone());
+        }
+        registry.register(
+            "sqs_messages_in_flight",
+            "SQS messages in hand",
+            m.messages_in_flight.clone(),
+        );
+        registry.register(
+            "sqs_messages_held",
+            "SQS messages held in hand while a dependency is out (receiving pauses)",
+            m.messages_held.clone(),
+        );
+        registry.register(
+            "alerts",
+            "Alerts raised, by rule and level",
+            m.alerts.clone(),
+        );
+        registry.register(
+            "aws_requests",
+            "AWS API requests, by operation",
+            m.aws_requests.clone(),
+        );
+        registry.register(
+            "aws_retries",
+            "AWS API requests the SDK retried, by operation",
+            m.aws_retries.clone(),
+        );
+        registry.register(
+            "message_processing_seconds",
+            "Time from receiving a message to deleting it",
+            m.processing_seconds.clone(),
+        );
+        registry.register(
+            "alert_lag_seconds",
+            "Time from a record's eventTime to its page being accepted, by path",
+            m.alert_lag_seconds.clone(),
+        );
+        registry.register(
+            "last_publish_timestamp_seconds",
+            "Unix time of the last accepted publish",
+            m.last_publish.clone(),
+        );
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// Counts one AWS API call.
+    pub fn aws_request(&self, operation: &'static str) {
+        self.aws_requests
+            .get_or_create(&OperationLabels { operation })
+            .inc();
+    }
+
+    /// Records an accepted publish.
+    pub fn published(&self) {
+        self.last_publish.set(now());
+        self.outage(Dependency::Sink, true);
+    }
+
+    /// The receive loop went round (it is alive even while it waits).
+    pub fn loop_alive(&self) {
+        self.loop_alive.store(now(), Ordering::Relaxed);
+    }
+
+    /// Records the outcome of a ReceiveMessage call.
+    pub fn received(&self, ok: bool) {
+        let t = now();
+        if ok {
+            self.last_receive.store(t, Ordering::Relaxed);
+        } else {
+            let last = self.last_receive.load(Ordering::Relaxed).abs();
+            self.last_receive.store(-last.max(1), Ordering::Relaxed);
+        }
+        self.outage(Dependency::Queue, ok);
+    }
+
+    /// Healthy when the receive loop went round within `max_silence` seconds and its last
+    /// receive succeeded. Busy, held or waiting work does not count against it.
+    pub fn healthy(&self, max_silence: i64) -> bool {
+        let alive = self.loop_alive.load(Ordering::Relaxed);
+        let received = self.last_receive.load(Ordering::Relaxed);
+        alive > 0 && now() - alive <= max_silence && received > 0
+    }
+
+    /// Notes whether a dependency works. The first failure of an outage is logged by the
+    /// caller with its cause; here the recovery is said once, with how long it lasted.
+    pub fn outage(&self, dependency: Dependency, ok: bool) {
+        let slot = &self.outage_since[dependency.index()];
+        if ok {
+            let since = slot.swap(0, Ordering::Relaxed);
+            if since > 0 {
+                let secs = (now() - since).max(0);
+                info!(
+                    dependency = dependency.name(),
+                    outage_secs = secs,
+                    "{} succeed again after {}",
+                    dependency.name(),
+                    human(secs)
+                );
+            }
+        } else if slot
+            .compare_exchange(0, now(), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            warn!(
+                dependency = dependency.name(),
+                "{} are failing; work is held and retried until they succeed",
+                dependency.name()
+            );
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// `1h 2m 3s`, `4m 0s`, `12s`.
+fn human(secs: i64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        _ => format!("{h}h {m}m {s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_follows_the_loop_and_receives() {
+        let m = Metrics::new();
+        assert!(!m.healthy(60), "nothing yet");
+        m.loop_alive();
+        assert!(!m.healthy(60), "no receive yet");
+        m.received(true);
+        assert!(m.healthy(60));
+        m.received(false);
+        assert!(!m.healthy(60));
+        m.received(true);
+        assert!(m.healthy(60));
+    }
+
+    #[test]
+    fn metrics_render() {
+        let m = Metrics::new();
+        m.alerts
+            .get_or_create(&AlertLabels {
+                rule: "root-activity".into(),
+                level: "high".into(),
+            })
+            .inc();
+        m.aws_request("ReceiveMessage");
+        m.messages_in_flight.inc();
+        let text = m.encode();
+        assert!(
+            text.contains("trailwarden_alerts_total{rule=\"root-activity\",level=\"high\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("trailwarden_aws_requests_total{operation=\"ReceiveMessage\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("trailwarden_sqs_messages_in_flight 1"),
+            "{text}"
+        );
+        assert!(!text.contains("alerts_suppressed"), "{text}");
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human(12), "12s");
+        assert_eq!(human(240), "4m 0s");
+        assert_eq!(human(3723), "1h 2m 3s");
+    }
+}

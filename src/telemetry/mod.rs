@@ -1,0 +1,92 @@
+//! What operators tail, scrape and probe.
+//!
+//! - Logs: JSON lines (or text on a terminal), one per message, per object and per incident,
+//!   never one per record.
+//! - [`metrics`]: Prometheus text on `/metrics`, named `trailwarden_<name>_<unit>_total`, and
+//!   the one INFO line when a failing dependency works again.
+//! - [`health`]: `/healthz` (the receive loop is alive and its last receive succeeded) and the
+//!   `healthcheck` probe.
+
+pub mod health;
+pub mod metrics;
+
+pub use metrics::{Dependency, Metrics};
+
+use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::fmt::format::debug_fn;
+
+use crate::config::LogFormat;
+
+/// Sets up the tracing subscriber. `RUST_LOG` overrides the default `info` filter.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")
+    });
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let format = match format {
+        LogFormat::Auto if terminal => LogFormat::Text,
+        LogFormat::Auto => LogFormat::Json,
+        other => other,
+    };
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        // Colour only on a terminal: escape codes in a file or pipe are noise to grep.
+        LogFormat::Text | LogFormat::Auto => builder
+            .with_ansi(terminal)
+            .fmt_fields(
+                debug_fn(|w, field, value| {
+                    let raw = format!("{value:?}");
+                    let text = escape(&raw);
+                    if field.name() == "message" {
+                        write!(w, "{text}")
+                    } else {
+                        write!(w, "{field}={text}")
+                    }
+                })
+                .delimited(" "),
+            )
+            .try_init(),
+    };
+}
+
+/// Escapes control characters, so a value from outside (an object key with `%0A` decoded, a
+/// user agent) cannot end a text log line and forge the next one. JSON logs escape on their own.
+pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write as _;
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_cannot_forge_lines() {
+        assert_eq!(escape("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+        assert!(matches!(escape("plain"), std::borrow::Cow::Borrowed(_)));
+    }
+}

@@ -1,0 +1,564 @@
+//! The delivery loop in process, through its seams, for faults moto cannot make: a publish
+//! that hangs while a duplicate copy of its message arrives, responses lost after SNS accepted
+//! a message, a state store outage, shutdown with messages waiting.
+//!
+//! The queue, the objects, the store and the sink are in-process fakes here; the tests
+//! against moto server (tests/daemon.rs, tests/incidents.rs) prove the AWS paths.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use support::{failed_login_at, key, log_file, root_login, root_login_in, s3_event};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use trailwarden::aws::Fault;
+use trailwarden::config::Settings;
+use trailwarden::daemon::{self, Daemon, Edges};
+use trailwarden::detect::RuleSet;
+use trailwarden::incidents::IncidentKey;
+use trailwarden::incidents::correlate::{CorrEvent, Span};
+use trailwarden::incidents::store::memory::MemoryStore;
+use trailwarden::incidents::store::{Claim, Claimed, Due, Open, Part, Store, StoreError};
+use trailwarden::intake::sqs::{Queue, QueueError, Received};
+use trailwarden::intake::{Objects, SourceError};
+use trailwarden::output::sns::{render_follow_up, render_page};
+use trailwarden::output::{FollowUp, Page, Sink, SinkError};
+use trailwarden::telemetry::Metrics;
+
+const BUCKET: &str = "trail-bucket";
+
+/// A queue with SQS's visibility rules, in memory.
+#[derive(Default)]
+struct FakeQueue {
+    inner: Mutex<QueueState>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    next: usize,
+    /// id → (body, visible at, receive count).
+    messages: HashMap<String, (String, Instant, u32)>,
+    deleted: Vec<String>,
+    /// (id, seconds) of every visibility change.
+    visibility: Vec<(String, u64)>,
+    receives: usize,
+}
+
+impl FakeQueue {
+    fn send(&self, body: &str) -> String {
+        let mut q = self.inner.lock().expect("queue");
+        q.next += 1;
+        let id = format!("m{}", q.next);
+        q.messages
+            .insert(id.clone(), (body.to_owned(), Instant::now(), 0));
+        id
+    }
+
+    fn deleted(&self) -> Vec<String> {
+        self.inner.lock().expect("queue").deleted.clone()
+    }
+
+    fn receives(&self) -> usize {
+        self.inner.lock().expect("queue").receives
+    }
+
+    fn handed_back(&self, id: &str) -> bool {
+        self.inner
+            .lock()
+            .expect("queue")
+            .visibility
+            .iter()
+            .any(|(m, s)| m == id && *s == 0)
+    }
+}
+
+#[async_trait]
+impl Queue for FakeQueue {
+    async fn receive(&self, max: u32, visibility_secs: u64) -> Result<Vec<Received>, QueueError> {
+        let out = {
+            let mut q = self.inner.lock().expect("queue");
+            q.receives += 1;
+            let now = Instant::now();
+            let mut out = Vec::new();
+            let mut ids: Vec<String> = q.messages.keys().cloned().collect();
+            ids.sort();
+            for id in ids {
+                if out.len() as u32 >= max {
+                    break;
+                }
+                let (body, visible_at, count) = q.messages.get_mut(&id).expect("message");
+                if *visible_at <= now {
+                    *visible_at = now + Duration::from_secs(visibility_secs);
+                    *count += 1;
+                    out.push(Received {
+                        id: id.clone(),
+                        receipt: id.clone(),
+                        body: body.clone(),
+                        receive_count: *count,
+                    });
+                }
+            }
+            out
+        };
+        if out.is_empty() {
+            // A short long poll.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(out)
+    }
+
+    async fn set_visibility(&self, receipt: &str, secs: u64) -> Result<(), QueueError> {
+        let mut q = self.inner.lock().expect("queue");
+        q.visibility.push((receipt.to_owned(), secs));
+        if let Some(m) = q.messages.get_mut(receipt) {
+            m.1 = Instant::now() + Duration::from_secs(secs);
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
+        let mut q = self.inner.lock().expect("queue");
+        q.messages.remove(receipt);
+        q.deleted.push(receipt.to_owned());
+        Ok(())
+    }
+}
+
+/// Log objects in memory.
+#[derive(Default)]
+struct FakeObjects(Mutex<HashMap<String, Vec<u8>>>);
+
+impl FakeObjects {
+    fn put(&self, key: &str, bytes: Vec<u8>) {
+        self.0
+            .lock()
+            .expect("objects")
+            .insert(key.to_owned(), bytes);
+    }
+}
+
+#[async_trait]
+impl Objects for FakeObjects {
+    async fn open(&self, bucket: &str, key: &str) -> Result<Box<dyn Read + Send>, SourceError> {
+        match self.0.lock().expect("objects").get(key) {
+            Some(bytes) => Ok(Box::new(std::io::Cursor::new(bytes.clone()))),
+            None => Err(SourceError::NotFound {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            }),
+        }
+    }
+}
+
+/// A sink that records what it accepted and can hold, fail, or lose the response.
+#[derive(Default)]
+struct FakeSink {
+    /// Every message that reached the topic, as its JSON document.
+    delivered: Mutex<Vec<Value>>,
+    /// Publishes that fail outright (the topic is unavailable).
+    fail: AtomicUsize,
+    /// Publishes that reach the topic but whose response is lost.
+    lose_response: AtomicUsize,
+    /// When set, a publish waits for a permit first.
+    hold: Mutex<Option<Arc<Semaphore>>>,
+    attempts: AtomicUsize,
+}
+
+impl FakeSink {
+    fn delivered(&self) -> Vec<Value> {
+        self.delivered.lock().expect("sink").clone()
+    }
+
+    async fn deliver(&self, message: &str) -> Result<(), SinkError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        let hold = self.hold.lock().expect("hold").clone();
+        if let Some(hold) = hold {
+            hold.acquire().await.expect("permit").forget();
+        }
+        let take = |n: &AtomicUsize| {
+            n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+                .is_ok()
+        };
+        let outage = |what: &str| SinkError {
+            message: format!("fake topic: {what}"),
+            fault: Fault::Outage,
+        };
+        if take(&self.fail) {
+            return Err(outage("unavailable"));
+        }
+        let body: Value = serde_json::from_str(message).expect("json body");
+        let doc: Value = serde_json::from_str(body["sqs"].as_str().expect("sqs")).expect("doc");
+        self.delivered.lock().expect("sink").push(doc);
+        if take(&self.lose_response) {
+            return Err(outage("the response was lost"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for FakeSink {
+    async fn page(&self, page: Page<'_>) -> Result<(), SinkError> {
+        let rendered = render_page(page);
+        self.deliver(&rendered.message).await
+    }
+
+    async fn follow_up(&self, follow_up: &FollowUp) -> Result<(), SinkError> {
+        self.deliver(&render_follow_up(follow_up).message).await
+    }
+}
+
+/// The memory store, failing every call while `down` is set.
+struct FlakyStore {
+    inner: MemoryStore,
+    down: std::sync::atomic::AtomicBool,
+    failures: AtomicUsize,
+}
+
+impl FlakyStore {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError {
+                message: "fake table: throttled".into(),
+                fault: Fault::Outage,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for FlakyStore {
+    async fn claim(&self, key: &IncidentKey, claim: &Claim) -> Result<Claimed, StoreError> {
+        self.check()?;
+        self.inner.claim(key, claim).await
+    }
+    async fn paged(&self, key: &IncidentKey, claim: &Claim, open: &Open) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.paged(key, claim, open).await
+    }
+    async fn release(&self, key: &IncidentKey, claim: &Claim) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.release(key, claim).await
+    }
+    async fn fold(&self, due: &Due, part: &Part) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.fold(due, part).await
+    }
+    async fn due(&self, now: i64, lookback: i64) -> Result<Vec<Due>, StoreError> {
+        self.check()?;
+        self.inner.due(now, lookback).await
+    }
+    async fn take_follow_up(
+        &self,
+        due: &Due,
+        owner: &str,
+        now: i64,
+        lease: i64,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.take_follow_up(due, owner, now, lease).await
+    }
+    async fn parts(&self, due: &Due) -> Result<Vec<Part>, StoreError> {
+        self.check()?;
+        self.inner.parts(due).await
+    }
+    async fn followed_up(&self, due: &Due) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.followed_up(due).await
+    }
+    async fn add_events(&self, g: &str, e: &[CorrEvent], x: i64) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.add_events(g, e, x).await
+    }
+    async fn window(
+        &self,
+        g: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<(Vec<CorrEvent>, Vec<Span>), StoreError> {
+        self.check()?;
+        self.inner.window(g, from, to).await
+    }
+    async fn fired(&self, g: &str, s: Span, x: i64) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.fired(g, s, x).await
+    }
+}
+
+struct Harness {
+    queue: Arc<FakeQueue>,
+    objects: Arc<FakeObjects>,
+    sink: Arc<FakeSink>,
+    store: Arc<FlakyStore>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    run: tokio::task::JoinHandle<()>,
+}
+
+impl Harness {
+    fn start(extra: &[(&str, &str)]) -> Harness {
+        let mut env = vec![
+            (
+                "TRAILWARDEN_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/123456789012/q",
+            ),
+            (
+                "TRAILWARDEN_TOPIC_ARN",
+                "arn:aws:sns:us-east-1:123456789012:alerts",
+            ),
+            ("TRAILWARDEN_ALLOWED_BUCKETS", BUCKET),
+            ("TRAILWARDEN_VISIBILITY_TIMEOUT_SECS", "30"),
+            ("TRAILWARDEN_SHUTDOWN_GRACE_SECS", "5"),
+        ];
+        env.extend_from_slice(extra);
+        let settings = Settings::load(None, &env[..]).expect("settings");
+        let queue = Arc::new(FakeQueue::default());
+        let objects = Arc::new(FakeObjects::default());
+        let sink = Arc::new(FakeSink::default());
+        let store = Arc::new(FlakyStore {
+            inner: MemoryStore::new(),
+            down: false.into(),
+            failures: AtomicUsize::new(0),
+        });
+        let metrics = Metrics::new();
+        let daemon = Daemon::new(
+            settings,
+            Arc::new(RuleSet::load(&[]).expect("rules")),
+            Edges {
+                queue: queue.clone(),
+                objects: objects.clone(),
+                store: store.clone(),
+                sink: sink.clone(),
+            },
+            metrics.clone(),
+        );
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(daemon::run(daemon, shutdown.clone()));
+        Harness {
+            queue,
+            objects,
+            sink,
+            store,
+            metrics,
+            shutdown,
+            run,
+        }
+    }
+
+    /// Puts an object and sends its notification; returns the message id.
+    fn put(&self, name: &str, records: &[Value]) -> String {
+        self.objects.put(&key(name), log_file(records));
+        self.queue.send(&s3_event(BUCKET, &[&key(name)]))
+    }
+
+    async fn until(&self, what: &str, timeout: Duration, pred: impl Fn(&Harness) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !pred(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.run.await.expect("run");
+    }
+}
+
+/// Event ids listed by the delivered pages of `rule`.
+fn paged_ids(docs: &[Value], rule: &str) -> Vec<String> {
+    docs.iter()
+        .filter(|d| d["rule"] == rule && d["kind"] == "page")
+        .flat_map(|d| d["alerts"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["event_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_arriving_while_the_page_is_in_flight_is_not_deleted_early() {
+    let h = Harness::start(&[]);
+    let gate = Arc::new(Semaphore::new(0));
+    *h.sink.hold.lock().expect("hold") = Some(gate.clone());
+
+    let first = h.put("dup", &[root_login("in-flight")]);
+    h.until("the first publish to start", Duration::from_secs(10), |h| {
+        h.sink.attempts.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // S3 delivered the notification twice: the copy reads the object and finds the page
+    // claimed by the first message.
+    let copy = h.queue.send(&s3_event(BUCKET, &[&key("dup")]));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        h.queue.deleted().is_empty(),
+        "nothing is deleted while the page is unpublished"
+    );
+    gate.add_permits(10);
+    h.until("both messages deleted", Duration::from_secs(10), |h| {
+        h.queue.deleted().len() == 2
+    })
+    .await;
+    let deleted = h.queue.deleted();
+    assert!(deleted.contains(&first) && deleted.contains(&copy));
+    assert_eq!(
+        paged_ids(&h.sink.delivered(), "root-console-login"),
+        vec!["in-flight"]
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_publish_is_paged_by_the_copy_that_waited() {
+    let h = Harness::start(&[]);
+    let gate = Arc::new(Semaphore::new(0));
+    *h.sink.hold.lock().expect("hold") = Some(gate.clone());
+    h.sink.fail.store(1, Ordering::SeqCst);
+
+    h.put("dup", &[root_login("takeover")]);
+    h.until("the first publish to start", Duration::from_secs(10), |h| {
+        h.sink.attempts.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    h.queue.send(&s3_event(BUCKET, &[&key("dup")]));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The first publish fails; its claim is released and one of the two pages.
+    gate.add_permits(100);
+    h.until("both messages deleted", Duration::from_secs(15), |h| {
+        h.queue.deleted().len() == 2
+    })
+    .await;
+    assert_eq!(
+        paged_ids(&h.sink.delivered(), "root-console-login"),
+        vec!["takeover"]
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_publish_responses_repeat_one_page_with_the_same_ids() {
+    let h = Harness::start(&[]);
+    // Every page's first response is lost: SNS accepted it, the daemon cannot know.
+    h.sink.lose_response.store(3, Ordering::SeqCst);
+    for i in 0..3 {
+        h.put(
+            &format!("lost-{i}"),
+            &[root_login_in(&format!("lost-{i}"), &support::account(i))],
+        );
+    }
+    h.until("all messages deleted", Duration::from_secs(20), |h| {
+        h.queue.deleted().len() == 3
+    })
+    .await;
+    let docs = h.sink.delivered();
+    // Each incident reached the topic at most twice per retry burst, and a repeat carries the
+    // same incident and message ids, so a subscriber can drop it.
+    let mut by_incident: HashMap<String, Vec<&Value>> = HashMap::new();
+    for d in &docs {
+        by_incident
+            .entry(d["incident_id"].as_str().expect("id").to_owned())
+            .or_default()
+            .push(d);
+    }
+    assert_eq!(by_incident.len(), 3, "{docs:#?}");
+    for copies in by_incident.values() {
+        assert!(copies.len() <= 2, "{copies:#?}");
+        assert!(
+            copies
+                .iter()
+                .all(|c| c["message_id"] == copies[0]["message_id"])
+        );
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_holds_the_work_and_pauses_receiving() {
+    let h = Harness::start(&[]);
+    h.store.down.store(true, Ordering::SeqCst);
+    h.put("during", &[root_login("store-outage")]);
+    h.until("the store to be tried", Duration::from_secs(10), |h| {
+        h.store.failures.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    h.until("the message to be held", Duration::from_secs(5), |h| {
+        h.metrics
+            .encode()
+            .contains("trailwarden_sqs_messages_held 1")
+    })
+    .await;
+    // While held, no new message is received (and no receive count is spent).
+    let receives = h.queue.receives();
+    h.put("queued", &[root_login_in("waits", &support::account(7))]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(h.queue.receives(), receives, "receiving paused");
+    assert!(h.metrics.healthy(60), "held work is not ill health");
+    h.store.down.store(false, Ordering::SeqCst);
+    h.until("both messages deleted", Duration::from_secs(20), |h| {
+        h.queue.deleted().len() == 2
+    })
+    .await;
+    let mut ids = paged_ids(&h.sink.delivered(), "root-console-login");
+    ids.sort();
+    assert_eq!(ids, vec!["store-outage", "waits"]);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_hands_waiting_messages_back_at_once() {
+    let h = Harness::start(&[]);
+    h.sink.fail.store(usize::MAX, Ordering::SeqCst);
+    let id = h.put("held", &[root_login("held-at-shutdown")]);
+    h.until("the message to be held", Duration::from_secs(10), |h| {
+        h.metrics
+            .encode()
+            .contains("trailwarden_sqs_messages_held 1")
+    })
+    .await;
+    let started = Instant::now();
+    let queue = h.queue.clone();
+    h.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "no grace period is waited out"
+    );
+    assert!(queue.handed_back(&id), "visibility 0 on shutdown");
+    assert!(queue.deleted().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correlation_counts_redelivered_events_once() {
+    let h = Harness::start(&[]);
+    // Three failures, delivered in two messages, the second a copy of the first object plus
+    // two more: five distinct events would fire, three seen twice must not.
+    let three: Vec<Value> = (0..3)
+        .map(|i| failed_login_at(&format!("r{i}"), &format!("2026-11-20T10:0{i}:00Z")))
+        .collect();
+    h.put("three", &three);
+    h.queue.send(&s3_event(BUCKET, &[&key("three")]));
+    h.until("both deleted", Duration::from_secs(10), |h| {
+        h.queue.deleted().len() == 2
+    })
+    .await;
+    assert!(paged_ids(&h.sink.delivered(), "console-login-brute-force").is_empty());
+    let two: Vec<Value> = (3..5)
+        .map(|i| failed_login_at(&format!("r{i}"), &format!("2026-11-20T10:0{i}:00Z")))
+        .collect();
+    h.put("two", &two);
+    h.until("brute force paged", Duration::from_secs(10), |h| {
+        h.sink
+            .delivered()
+            .iter()
+            .any(|d| d["rule"] == "console-login-brute-force")
+    })
+    .await;
+    h.stop().await;
+}
