@@ -234,6 +234,15 @@ fn email_text(group: &Group, summary: &str, listed: usize) -> String {
     );
     let _ = writeln!(t, "Alerts:    {}", group.alerts.len());
     let _ = writeln!(t);
+    // Every alert of a group comes from one rule, so they share its next steps.
+    let steps = &group.alerts[0].next_steps;
+    if !steps.is_empty() {
+        let _ = writeln!(t, "Next steps:");
+        for (i, step) in steps.iter().enumerate() {
+            let _ = writeln!(t, "  {}. {}", i + 1, clean(step));
+        }
+        let _ = writeln!(t);
+    }
     for a in &group.alerts[..listed] {
         let _ = writeln!(
             t,
@@ -353,6 +362,10 @@ mod tests {
             source: "s3://trail/k".into(),
             count: None,
             event_ids: None,
+            distinct_values: None,
+            root_only_task: Some(false),
+            assumed_root: None,
+            next_steps: vec!["Confirm who used root and why".into()],
         }
     }
 
@@ -394,6 +407,10 @@ mod tests {
         assert!(
             !email.contains("\r\nSubject"),
             "control characters are stripped from text"
+        );
+        assert!(
+            email.contains("Next steps:\n  1. Confirm who used root and why\n"),
+            "{email}"
         );
         assert!(r.attributes.contains(&("level", "high".to_owned())));
     }
