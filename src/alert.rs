@@ -434,10 +434,19 @@ fn summarize(rule: &RuleInfo, ctx: &Context, record: &Record<'_>) -> String {
                 .map(|arn| arn.rsplit('/').next().unwrap_or(&arn).to_owned())
                 .or_else(|| req("requestParameters.policyName"))
                 .unwrap_or_else(|| "a quarantine policy".into());
-            format!(
-                "AWS found an access key of {} exposed and quarantined it with {policy} in {acct}",
-                target_principal(record).unwrap_or_else(|| "an IAM principal".into())
-            )
+            let target = target_principal(record).unwrap_or_else(|| "an IAM principal".into());
+            match &ctx.error_code {
+                Some(code) => format!(
+                    "{} tried to quarantine an access key of {target} with {policy} in \
+                     {acct}{from} and got {}: the key is reported exposed and still works",
+                    ctx.who(),
+                    clean(code)
+                ),
+                None => format!(
+                    "AWS found an access key of {target} exposed and quarantined it with \
+                     {policy} in {acct}"
+                ),
+            }
         }
         "console-password-set-for-other-user" => {
             let verb = if ctx.event_name.as_deref() == Some("CreateLoginProfile") {

@@ -328,7 +328,8 @@ impl RuleSet {
 /// (secretsmanager GetSecretValue), `name` (ssm GetParameter) or `names`, a list of up to ten
 /// (ssm GetParameters). A correlation that lists those fields under `trailwarden.value_fields`
 /// gets each record fed once per value, with the value written to the correlation's `field`,
-/// so every secret of a batch read counts.
+/// so every secret of a batch read counts. Only the detections of that correlation's rules are
+/// fed more than once; a rule should not feed it and another correlation at the same time.
 pub struct Correlator {
     engine: CorrelationEngine,
 }
@@ -688,10 +689,11 @@ fn check_filter_targets(
         return Err("filter names no rules in `rules:`".to_owned());
     }
     for r in refs {
-        let id = catalog.name_to_id.get(r.as_str()).unwrap_or(r);
+        // What rsigma will look for: the id (or title) a name maps to, else the reference.
+        let key = catalog.name_to_id.get(r.as_str()).unwrap_or(r);
         let target = rules
             .iter()
-            .find(|rule| rule.id.as_deref() == Some(id.as_str()) || &rule.title == r);
+            .find(|rule| rule.id.as_deref() == Some(key.as_str()) || &rule.title == key);
         let Some(target) = target else {
             return Err(match not_detections.get(r.as_str()) {
                 Some(kind) => {
@@ -803,7 +805,8 @@ struct Catalog {
     infos: Vec<RuleInfo>,
     /// Sigma id (or title, for rules without an id) → index into `infos`.
     by_key: HashMap<String, usize>,
-    /// Sigma `name` → `id`, so filters and correlations may refer to rules by name.
+    /// Sigma `name` → `id` (or title, for rules without an id: rsigma finds a filter's
+    /// target by either), so filters and correlations may refer to rules by name.
     name_to_id: HashMap<String, String>,
     names: HashSet<String>,
 }
@@ -827,12 +830,12 @@ impl Catalog {
         let incident_window = incident_window(doc.custom_attributes())?;
         let index = self.infos.len();
         self.names.insert(name.clone());
+        if let Some(n) = doc.name() {
+            self.name_to_id.insert(n.to_owned(), key.clone());
+        }
         // Filters are not alert sources, so only detections and correlations are looked up.
         if kind != RuleKind::Filter {
             self.by_key.insert(key, index);
-        }
-        if let (Some(n), Some(id)) = (doc.name(), doc.id()) {
-            self.name_to_id.insert(n.to_owned(), id.to_owned());
         }
         let default_level = if kind == RuleKind::Filter {
             Level::Informational
@@ -1016,6 +1019,23 @@ filter:
         assert_eq!(set.rules().len(), 1);
         let v = json!({"userIdentity": {"type": "Root"}, "sourceIPAddress": "203.0.113.10"});
         assert_eq!(set.evaluate(&JsonEvent::borrow(&v)).len(), 1);
+    }
+
+    #[test]
+    fn filters_find_rules_without_an_id_by_name() {
+        let no_id = RULE.replace("id: 5b9d2a8e-0d0e-4a4e-9d47-000000000001\n", "");
+        let filter = r#"
+title: Ignore break-glass automation
+filter:
+  rules: [root-did-something]
+  selection:
+    sourceIPAddress: 203.0.113.10
+  condition: not selection
+"#;
+        let set = RuleSet::from_yaml([("a.yml", no_id.as_str()), ("f.yml", filter)]);
+        assert!(set.errors().is_empty(), "{:?}", set.errors());
+        let quiet = json!({"userIdentity": {"type": "Root"}, "sourceIPAddress": "203.0.113.10"});
+        assert!(set.evaluate(&JsonEvent::borrow(&quiet)).is_empty());
     }
 
     #[test]
