@@ -8,11 +8,16 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use rsigma_eval::event::{Event, EventValue};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::cloudtrail::Record;
+use crate::detect::root_tasks::{self, Task};
 use crate::detect::{CorrelationHit, Level, RuleInfo};
+
+/// Values named in one correlation summary; the alert's `distinct_values` holds them all.
+const VALUES_IN_SUMMARY: usize = 10;
 
 /// The rule name of the alert raised when a log file cannot be read to its end.
 pub const UNREADABLE_RULE: &str = "log-file-unreadable";
@@ -51,6 +56,21 @@ pub struct Alert {
     /// Correlation alerts: the eventIDs involved (the most recent ones, if there were many).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_ids: Option<Vec<String>>,
+    /// Correlations counting distinct values (`value_count`): the values seen, first seen
+    /// first, e.g. the user names of a password spray (from the events the window kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distinct_values: Option<Vec<String>>,
+    /// root-activity alerts: whether the call is one of the tasks only the root user can do
+    /// (`false`: an IAM role could have made it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_only_task: Option<bool>,
+    /// `true` when the root session was opened with sts AssumeRoot (centralized root access,
+    /// `userIdentity.sessionContext.assumedRoot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assumed_root: Option<bool>,
+    /// What to do now: the rule's `next_steps`, one short imperative line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_steps: Vec<String>,
 }
 
 /// The identity and context fields every alert carries, read from one record.
@@ -69,6 +89,10 @@ struct Context {
     error_code: Option<String>,
     error_message: Option<String>,
     mfa_used: Option<bool>,
+    /// A root session opened with sts AssumeRoot. Its actions show in the member account as
+    /// type Root with `sessionContext.assumedRoot` "true".
+    /// <https://docs.aws.amazon.com/IAM/latest/UserGuide/cloudtrail-track-privileged-tasks.html>
+    assumed_root: bool,
 }
 
 /// Field access shared by lazily parsed records and stored `Value`s (correlation windows).
@@ -101,6 +125,10 @@ impl Context {
             .flatten()
             // AWS's own examples spell it "Yes", "YES" and "No".
             .map(|v| v.eq_ignore_ascii_case("yes"));
+        let principal_type = r.text("userIdentity.type");
+        let assumed_root = principal_type.as_deref() == Some("Root")
+            && r.text("userIdentity.sessionContext.assumedRoot")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         Context {
             event_id: r.text("eventID"),
             event_time: r.text("eventTime"),
@@ -110,7 +138,7 @@ impl Context {
             account_id: r
                 .text("recipientAccountId")
                 .or_else(|| r.text("userIdentity.accountId")),
-            principal_type: r.text("userIdentity.type"),
+            principal_type,
             principal_arn: r.text("userIdentity.arn"),
             user_name: r
                 .text("userIdentity.userName")
@@ -120,11 +148,16 @@ impl Context {
             error_code: r.text("errorCode"),
             error_message: r.text("errorMessage"),
             mfa_used,
+            assumed_root,
         }
     }
 
     /// Who acted, for sentences: the root user, a user name, or the ARN.
     fn who(&self) -> String {
+        if self.assumed_root {
+            return "Root user (a centralized root access session opened with sts AssumeRoot)"
+                .to_owned();
+        }
         if self.principal_type.as_deref() == Some("Root") {
             return "Root user".to_owned();
         }
@@ -173,6 +206,10 @@ impl Context {
             source: source.to_owned(),
             count: None,
             event_ids: None,
+            distinct_values: None,
+            root_only_task: None,
+            assumed_root: self.assumed_root.then_some(true),
+            next_steps: rule.next_steps.clone(),
         }
     }
 }
@@ -181,20 +218,39 @@ impl Alert {
     /// The alert for a detection rule that fired on `record`, read from `source`.
     pub fn from_detection(rule: &RuleInfo, record: &Record<'_>, source: &str) -> Alert {
         let ctx = Context::read(record);
-        let summary = summarize(rule, &ctx, record);
-        ctx.into_alert(rule, summary, source)
+        let task = (rule.name == "root-activity").then(|| root_tasks::root_only_task(record));
+        let summary = match task {
+            Some(task) => root_activity_summary(&ctx, task),
+            None => summarize(rule, &ctx, record),
+        };
+        let mut alert = ctx.into_alert(rule, summary, source);
+        alert.root_only_task = task.map(|t| t.is_some());
+        alert
     }
 
     /// The alert for a correlation rule; its context is the most recent event of the window.
     pub fn from_correlation(rule: &RuleInfo, hit: &CorrelationHit, source: &str) -> Alert {
         let last = hit.events.last().cloned().unwrap_or(Value::Null);
         let ctx = Context::read(&last);
+        let values = rule.value_field.as_deref().map(|field| {
+            let mut seen = Vec::new();
+            for value in hit.events.iter().filter_map(|e| e.text(field)) {
+                if !seen.contains(&value) {
+                    seen.push(value);
+                }
+            }
+            seen
+        });
         let group: Vec<String> = hit
             .group
             .iter()
             .filter(|(_, v)| !v.is_empty())
             .map(|(k, v)| format!("{}={}", clean(k), clean(v)))
             .collect();
+        let listed = values
+            .as_deref()
+            .map(|v| listing(v, hit.count))
+            .unwrap_or_default();
         let summary = match rule.name.as_str() {
             "console-login-brute-force" => format!(
                 "{} failed console sign-ins as {} to {} within 10 minutes{}",
@@ -202,6 +258,19 @@ impl Alert {
                 clean(ctx.user_name.as_deref().unwrap_or("an unknown user")),
                 ctx.account(),
                 ctx.ip_suffix()
+            ),
+            "password-spraying" => format!(
+                "Failed console sign-ins for {} different user names{} within 10 minutes, in {}: {listed}",
+                hit.count,
+                ctx.ip_suffix(),
+                ctx.account(),
+            ),
+            "secrets-mass-read" => format!(
+                "{} read {} different secrets within 10 minutes in {}{}: {listed}",
+                ctx.who(),
+                hit.count,
+                ctx.account(),
+                ctx.ip_suffix(),
             ),
             _ => format!(
                 "{}: {} matching events for {}",
@@ -214,14 +283,17 @@ impl Alert {
                 }
             ),
         };
-        let event_ids = hit
-            .events
-            .iter()
-            .filter_map(|e| e.text("eventID"))
-            .collect();
+        // A record fed once per value (see `detect::Correlator`) appears once per value.
+        let mut event_ids: Vec<String> = Vec::new();
+        for id in hit.events.iter().filter_map(|e| e.text("eventID")) {
+            if !event_ids.contains(&id) {
+                event_ids.push(id);
+            }
+        }
         let mut alert = ctx.into_alert(rule, summary, source);
         alert.count = Some(hit.count);
         alert.event_ids = Some(event_ids);
+        alert.distinct_values = values;
         alert
     }
 
@@ -253,6 +325,15 @@ impl Alert {
             source: source.to_owned(),
             count: None,
             event_ids: None,
+            distinct_values: None,
+            root_only_task: None,
+            assumed_root: None,
+            // CloudTrail signs every log file in its hourly digest, so tampering shows there.
+            // <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-log-file-validation-intro.html>
+            next_steps: vec![
+                "Validate the file against its digest: aws cloudtrail validate-logs".to_owned(),
+                "Check who else can write to the log bucket and whether they did".to_owned(),
+            ],
         }
     }
 
@@ -281,6 +362,15 @@ impl Alert {
             let _ = write!(line, " [{}]", clean(id));
         }
         line
+    }
+
+    /// [`Self::text_line`] followed by one indented line per next step.
+    pub fn text_block(&self) -> String {
+        let mut block = self.text_line();
+        for step in &self.next_steps {
+            let _ = write!(block, "\n    next: {}", clean(step));
+        }
+        block
     }
 }
 
@@ -351,6 +441,84 @@ fn summarize(rule: &RuleInfo, ctx: &Context, record: &Record<'_>) -> String {
             req("requestParameters.taskPolicyArn.arn").unwrap_or_else(|| "(unknown)".into())
         ),
         "root-password-changed" => format!("Root user changed the root password of {acct}{from}"),
+        "access-key-exposed" => {
+            let policy = req("requestParameters.policyArn")
+                .map(|arn| arn.rsplit('/').next().unwrap_or(&arn).to_owned())
+                .or_else(|| req("requestParameters.policyName"))
+                .unwrap_or_else(|| "a quarantine policy".into());
+            let target = target_principal(record).unwrap_or_else(|| "an IAM principal".into());
+            match &ctx.error_code {
+                Some(code) => format!(
+                    "{} tried to quarantine an access key of {target} with {policy} in \
+                     {acct}{from} and got {}: the key is reported exposed and still works",
+                    ctx.who(),
+                    clean(code)
+                ),
+                None => format!(
+                    "AWS found an access key of {target} exposed and quarantined it with \
+                     {policy} in {acct}"
+                ),
+            }
+        }
+        "console-password-set-for-other-user" => {
+            let verb = if ctx.event_name.as_deref() == Some("CreateLoginProfile") {
+                "set a console password for"
+            } else {
+                "changed the console password of"
+            };
+            let reset = match bool_at(record, "requestParameters.passwordResetRequired") {
+                Some(true) => "a password reset is required at the next sign-in",
+                _ => "no password reset is required, so whoever set it can sign in with it",
+            };
+            format!(
+                "{} {verb} IAM user {} in {acct}{from}; {reset}",
+                ctx.who(),
+                req("requestParameters.userName").unwrap_or_else(|| "(unknown)".into())
+            )
+        }
+        "admin-policy-attached" => admin_policy_summary(ctx, record, &acct, &from),
+        "role-trust-opened" => format!(
+            "{} let any AWS principal assume role {} ({}) in {acct}{from}",
+            ctx.who(),
+            req("requestParameters.roleName").unwrap_or_else(|| "(unknown)".into()),
+            clean(ctx.event_name.as_deref().unwrap_or("-"))
+        ),
+        "iam-user-created" => format!(
+            "{} created IAM user {} in {acct}{from}; AWS advises roles and an identity provider \
+             instead of long-term IAM users",
+            ctx.who(),
+            req("requestParameters.userName").unwrap_or_else(|| "(unknown)".into())
+        ),
+        "console-login-mfa-failed" => format!(
+            "{} entered the right password but failed MFA signing in to the console of {acct}{from}",
+            ctx.who()
+        ),
+        "console-session-from-api-keys" => format!(
+            "{} turned API credentials into a console session (signin GetSigninToken) in \
+             {acct}{from}",
+            ctx.who()
+        ),
+        "leave-organization-attempt" => format!(
+            "{} tried to take {acct} out of its organization (LeaveOrganization){from} and got {}",
+            ctx.who(),
+            clean(ctx.error_code.as_deref().unwrap_or("an error"))
+        ),
+        "federation-token-created" => format!(
+            "{} created federated credentials {} (sts GetFederationToken) in {acct}{from}; they \
+             stay valid until they expire, even after the user's access key is deleted",
+            ctx.who(),
+            req("requestParameters.name").unwrap_or_else(|| "(unnamed)".into())
+        ),
+        "roles-anywhere-trust-changed" => format!(
+            "{} called {} (IAM Roles Anywhere) in {acct}{from}: holders of certificates from \
+             the trusted authority can get AWS credentials",
+            ctx.who(),
+            clean(ctx.event_name.as_deref().unwrap_or("-"))
+        ),
+        "snapshot-shared-externally" => {
+            let (what, with) = shared_resource(record);
+            format!("{} shared {what} with {with} in {acct}{from}", ctx.who())
+        }
         "root-password-recovery" => format!(
             "Root password recovery ({}) for {acct}{from}",
             clean(ctx.event_name.as_deref().unwrap_or("-"))
@@ -372,6 +540,180 @@ fn summarize(rule: &RuleInfo, ctx: &Context, record: &Record<'_>) -> String {
             s
         }
     }
+}
+
+/// The root-activity sentence: what root called and whether only root could have.
+fn root_activity_summary(ctx: &Context, task: Option<&Task>) -> String {
+    let mut s = format!(
+        "{} called {}",
+        ctx.who(),
+        clean(ctx.event_name.as_deref().unwrap_or("an API"))
+    );
+    if let Some(src) = &ctx.event_source {
+        let _ = write!(s, " ({})", clean(src));
+    }
+    let _ = write!(s, " in {}{}", ctx.account(), ctx.ip_suffix());
+    if let Some(code) = &ctx.error_code {
+        let _ = write!(s, " and got {}", clean(code));
+    }
+    match task {
+        Some(task) => {
+            let _ = write!(s, ": a task only root can do ({})", task.name);
+        }
+        None => s.push_str(": not a root-only task, an IAM role could have done it"),
+    }
+    s
+}
+
+/// The admin-policy-attached sentence: which policy, to whom, and AWS's advice when it went
+/// straight to a user.
+fn admin_policy_summary(ctx: &Context, record: &Record<'_>, acct: &str, from: &str) -> String {
+    let req = |path: &str| record.str_at(path).map(|s| clean(&s).into_owned());
+    let event = ctx.event_name.as_deref().unwrap_or("-");
+    let target = target_principal(record).unwrap_or_else(|| "(unknown)".into());
+    let mut s = match event {
+        "AttachUserPolicy" | "AttachGroupPolicy" | "AttachRolePolicy" => {
+            let arn = req("requestParameters.policyArn").unwrap_or_default();
+            // AWS managed policies live under the account "aws" in their ARN.
+            let policy = if arn.contains(":iam::aws:policy/") {
+                "the AWS managed policy AdministratorAccess".to_owned()
+            } else {
+                format!("customer managed policy {arn}, named like AdministratorAccess")
+            };
+            format!(
+                "{} attached {policy} to {target} in {acct}{from}",
+                ctx.who()
+            )
+        }
+        "CreatePolicyVersion" => format!(
+            "{} made a version of {} that allows every action on every resource{} in {acct}{from}",
+            ctx.who(),
+            req("requestParameters.policyArn").unwrap_or_else(|| "a policy".into()),
+            if bool_at(record, "requestParameters.setAsDefault") == Some(true) {
+                ", set as the default"
+            } else {
+                ""
+            }
+        ),
+        _ => format!(
+            "{} gave {target} inline policy {} allowing every action on every resource in \
+             {acct}{from}",
+            ctx.who(),
+            req("requestParameters.policyName").unwrap_or_else(|| "(unnamed)".into())
+        ),
+    };
+    if matches!(event, "AttachUserPolicy" | "PutUserPolicy") {
+        s.push_str("; granted straight to a user, where AWS advises groups or roles");
+    }
+    s
+}
+
+/// The IAM user, group or role a request acts on, e.g. "IAM user alice".
+fn target_principal(record: &Record<'_>) -> Option<String> {
+    [
+        ("requestParameters.userName", "IAM user"),
+        ("requestParameters.groupName", "IAM group"),
+        ("requestParameters.roleName", "IAM role"),
+    ]
+    .into_iter()
+    .find_map(|(path, kind)| {
+        record
+            .str_at(path)
+            .map(|name| format!("{kind} {}", clean(&name)))
+    })
+}
+
+/// What a snapshot or image share exposed and to whom: "snapshot snap-1 (EBS)", "everyone".
+fn shared_resource(record: &Record<'_>) -> (String, String) {
+    let v = record.value();
+    let at = |path: &str| path.split('.').try_fold(v, |v, k| v.get(k));
+    let text = |path: &str| {
+        at(path)
+            .and_then(Value::as_str)
+            .map(|s| clean(s).into_owned())
+    };
+    let (what, grantees): (String, Vec<String>) = if let Some(items) =
+        at("requestParameters.createVolumePermission.add.items")
+            .or_else(|| at("requestParameters.launchPermission.add.items"))
+    {
+        let what = match text("requestParameters.snapshotId") {
+            Some(id) => format!("EBS snapshot {id}"),
+            None => format!(
+                "AMI {}",
+                text("requestParameters.imageId").unwrap_or_else(|| "(unknown)".into())
+            ),
+        };
+        let grantees = items
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| {
+                item.get("userId")
+                    .or_else(|| item.get("group"))
+                    .or_else(|| item.get("organizationArn"))
+                    .or_else(|| item.get("organizationalUnitArn"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .collect();
+        (what, grantees)
+    } else {
+        let what = match text("requestParameters.dBClusterSnapshotIdentifier") {
+            Some(id) => format!("RDS cluster snapshot {id}"),
+            None => format!(
+                "RDS snapshot {}",
+                text("requestParameters.dBSnapshotIdentifier")
+                    .unwrap_or_else(|| "(unknown)".into())
+            ),
+        };
+        let grantees = at("requestParameters.valuesToAdd")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+        (what, grantees)
+    };
+    let with = if grantees.iter().any(|g| g.eq_ignore_ascii_case("all")) {
+        "everyone (public)".to_owned()
+    } else if grantees.is_empty() {
+        "another account".to_owned()
+    } else {
+        format!(
+            "account {}",
+            grantees
+                .iter()
+                .map(|g| clean(g).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    (what, with)
+}
+
+/// A boolean request field; CloudTrail writes JSON booleans, older records sometimes strings.
+fn bool_at(record: &Record<'_>, path: &str) -> Option<bool> {
+    match Event::get_field(record, path)? {
+        EventValue::Bool(b) => Some(b),
+        EventValue::Str(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Up to [`VALUES_IN_SUMMARY`] values for a sentence, and how many more there were.
+fn listing(values: &[String], count: u64) -> String {
+    let shown: Vec<String> = values
+        .iter()
+        .take(VALUES_IN_SUMMARY)
+        .map(|v| clean(v).into_owned())
+        .collect();
+    let mut s = shown.join(", ");
+    let more = count.saturating_sub(shown.len() as u64);
+    if more > 0 {
+        let _ = write!(s, " and {more} more");
+    }
+    s
 }
 
 /// Removes control characters (newlines included) and Unicode direction overrides from text
@@ -401,8 +743,9 @@ mod tests {
             origin: "test".to_owned(),
             kind: RuleKind::Detection,
             alerts: true,
-            next_steps: vec![],
+            next_steps: vec!["Confirm who signed in as root and why".to_owned()],
             incident_window: None,
+            value_field: None,
         }
     }
 

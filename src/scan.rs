@@ -138,7 +138,7 @@ impl Output {
                 buf.push(b'\n');
             }
             Format::Text => {
-                buf.extend_from_slice(alert.text_line().as_bytes());
+                buf.extend_from_slice(alert.text_block().as_bytes());
                 buf.push(b'\n');
             }
         }

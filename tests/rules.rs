@@ -1,16 +1,24 @@
 //! Every builtin rule against CloudTrail records shaped after AWS's documented examples,
 //! through the same engine path `scan` and the daemon use (gzip → reader → lazy record →
 //! rsigma → alerts → correlator).
+//!
+//! `tests/fixtures/rule_cases/<rule>.json` holds each rule's cases: `cases` (one record, fires
+//! or not) for detections, `sequences` (records in order, how many alerts) for correlations.
 
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 
+use rsigma_eval::event::JsonEvent;
 use serde_json::{Value, json};
 use trailwarden::alert::Alert;
 use trailwarden::detect::{RuleKind, RuleSet};
 use trailwarden::incidents::correlate;
 use trailwarden::pipeline::{self, Outcome};
+
+/// Builtin rules: the 25 CIS-era rules, 15 more, and secret-value-read (feeds
+/// secrets-mass-read).
+const BUILTIN_RULES: usize = 41;
 
 fn gz(records: &[Value]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -55,19 +63,40 @@ fn load(name: &str) -> Value {
 fn builtin_rules_all_load() {
     let rules = RuleSet::load(&[]).expect("builtin rules");
     assert!(rules.errors().is_empty(), "{:?}", rules.errors());
-    assert_eq!(rules.rules().len(), 25);
+    assert_eq!(rules.rules().len(), BUILTIN_RULES);
     let names: BTreeSet<_> = rules.rules().iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names.len(), 25, "names are unique");
+    assert_eq!(names.len(), BUILTIN_RULES, "names are unique");
+}
+
+#[test]
+fn every_builtin_rule_says_what_to_do_next() {
+    let rules = RuleSet::load(&[]).expect("builtin rules");
+    for rule in rules.rules() {
+        assert!(
+            (1..=3).contains(&rule.next_steps.len()),
+            "{}: {} next steps",
+            rule.name,
+            rule.next_steps.len()
+        );
+        for step in &rule.next_steps {
+            assert!(
+                !step.is_empty() && step.len() <= 110 && !step.ends_with('.'),
+                "{}: next step {step:?} should be one short imperative line",
+                rule.name
+            );
+        }
+    }
 }
 
 #[test]
 fn every_detection_rule_fires_on_its_positives_and_not_its_negatives() {
     let rules = RuleSet::load(&[]).expect("builtin rules");
     let mut failures = Vec::new();
-    for rule in rules
+    for (index, rule) in rules
         .rules()
         .iter()
-        .filter(|r| r.kind == RuleKind::Detection)
+        .enumerate()
+        .filter(|(_, r)| r.kind == RuleKind::Detection)
     {
         let file = load(&rule.name);
         assert_eq!(file["rule"], rule.name);
@@ -79,9 +108,26 @@ fn every_detection_rule_fires_on_its_positives_and_not_its_negatives() {
             rule.name
         );
         for case in cases {
-            let fired = run(&rules, std::slice::from_ref(&case["record"]))
-                .iter()
-                .any(|a| a.rule == rule.name);
+            let fired = if rule.alerts {
+                let alerts = run(&rules, std::slice::from_ref(&case["record"]));
+                let mine: Vec<_> = alerts.iter().filter(|a| a.rule == rule.name).collect();
+                for alert in &mine {
+                    assert_eq!(alert.next_steps, rule.next_steps, "{}", rule.name);
+                }
+                !mine.is_empty()
+            } else {
+                // A rule that only feeds a correlation: it matches, but never alerts alone.
+                assert!(
+                    run(&rules, std::slice::from_ref(&case["record"]))
+                        .iter()
+                        .all(|a| a.rule != rule.name)
+                );
+                let event = JsonEvent::borrow(&case["record"]);
+                rules
+                    .evaluate(&event)
+                    .iter()
+                    .any(|r| rules.rule_of(r) == Some(index))
+            };
             if fired != (case["fires"] == true) {
                 failures.push(format!("{}: {:?} fired={fired}", rule.name, case["name"]));
             }
@@ -91,29 +137,306 @@ fn every_detection_rule_fires_on_its_positives_and_not_its_negatives() {
 }
 
 #[test]
-fn brute_force_correlation_sequences() {
+fn every_correlation_rule_raises_the_expected_alerts() {
     let rules = RuleSet::load(&[]).expect("builtin rules");
-    let file = load("console-login-brute-force");
-    for seq in file["sequences"].as_array().expect("sequences") {
-        let records = seq["records"].as_array().expect("records");
-        let alerts: Vec<_> = run(&rules, records)
-            .into_iter()
-            .filter(|a| a.rule == "console-login-brute-force")
-            .collect();
-        assert_eq!(
-            alerts.len() as u64,
-            seq["expect_alerts"].as_u64().expect("n"),
-            "{}",
-            seq["name"]
+    let mut failures = Vec::new();
+    for rule in rules
+        .rules()
+        .iter()
+        .filter(|r| r.kind == RuleKind::Correlation)
+    {
+        let file = load(&rule.name);
+        assert_eq!(file["rule"], rule.name);
+        let sequences = file["sequences"].as_array().expect("sequences");
+        assert!(
+            sequences.iter().any(|s| s["expect_alerts"] != 0)
+                && sequences.iter().any(|s| s["expect_alerts"] == 0),
+            "{}: needs sequences that alert and sequences that do not",
+            rule.name
         );
-        for a in &alerts {
-            assert!(a.count.unwrap_or(0) >= 5, "{a:?}");
-            assert!(
-                a.event_ids.as_ref().is_some_and(|ids| ids.len() >= 5),
-                "{a:?}"
-            );
+        for seq in sequences {
+            let records = seq["records"].as_array().expect("records");
+            let alerts: Vec<_> = run(&rules, records)
+                .into_iter()
+                .filter(|a| a.rule == rule.name)
+                .collect();
+            let want = seq["expect_alerts"].as_u64().expect("n");
+            if alerts.len() as u64 != want {
+                failures.push(format!(
+                    "{}: {}: {} alerts, expected {want}",
+                    rule.name,
+                    seq["name"],
+                    alerts.len()
+                ));
+                continue;
+            }
+            for a in &alerts {
+                let count = a.count.unwrap_or(0);
+                if let Some(expected) = seq["expect_count"].as_u64() {
+                    assert_eq!(count, expected, "{}: {}", rule.name, seq["name"]);
+                }
+                if let Some(names) = seq["expect_names"].as_array() {
+                    let names: Vec<_> = names.iter().filter_map(Value::as_str).collect();
+                    assert_eq!(
+                        a.distinct_values.as_deref().unwrap_or_default(),
+                        names,
+                        "{}: {}",
+                        rule.name,
+                        seq["name"]
+                    );
+                }
+                if rule.value_field.is_some() {
+                    // Every distinct value counted is named, as far as the window kept events.
+                    let values = a.distinct_values.as_ref().expect("distinct values");
+                    assert_eq!(values.len() as u64, count.min(50), "{a:?}");
+                }
+                assert!(!a.next_steps.is_empty(), "{a:?}");
+                let ids = a.event_ids.as_ref().expect("event ids");
+                if rule.name == "console-login-brute-force" {
+                    assert!(count >= 5 && ids.len() >= 5, "{a:?}");
+                }
+                let unique: BTreeSet<_> = ids.iter().collect();
+                assert_eq!(unique.len(), ids.len(), "eventIDs listed once: {a:?}");
+            }
         }
     }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Reads records as one gzipped log file and returns its alerts and correlation events.
+fn read_file(
+    rules: &RuleSet,
+    name: &str,
+    records: &[Value],
+) -> (Vec<Alert>, Vec<(correlate::Group, correlate::CorrEvent)>) {
+    let mut alerts = Vec::new();
+    let report = pipeline::read_log(
+        rules,
+        name,
+        std::io::Cursor::new(gz(records)),
+        u64::MAX,
+        &mut |a, _| alerts.push(a),
+    );
+    assert!(matches!(report.outcome, Outcome::Complete));
+    (alerts, report.correlation.events)
+}
+
+#[test]
+fn a_spray_split_across_two_log_files_is_one_alert() {
+    let rules = RuleSet::load(&[]).expect("builtin rules");
+    let file = load("password-spraying");
+    let seq = file["sequences"]
+        .as_array()
+        .expect("sequences")
+        .iter()
+        .find(|s| s["expect_alerts"] == 1 && s["expect_count"] == 5)
+        .expect("a five-name spray");
+    let records = seq["records"].as_array().expect("records");
+    // Two files, as two regions' or two delivery periods' logs, in the opposite order.
+    let (early, late) = records.split_at(2);
+    let (_, mut events) = read_file(&rules, "late.json.gz", late);
+    let (_, early_events) = read_file(&rules, "early.json.gz", early);
+    events.extend(early_events);
+    let alerts = correlate::decide_all(&rules, events);
+    let sprays: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.rule == "password-spraying")
+        .collect();
+    assert_eq!(sprays.len(), 1, "{alerts:#?}");
+    let spray = sprays[0];
+    assert_eq!(spray.count, Some(5));
+    assert_eq!(
+        spray.distinct_values.as_deref().unwrap_or_default(),
+        ["alice", "bob", "carol", "dave", "erin"]
+    );
+    assert!(
+        spray.summary.contains("5 different user names")
+            && spray.summary.contains("alice, bob, carol, dave, erin"),
+        "{}",
+        spray.summary
+    );
+    assert_eq!(spray.source, "late.json.gz", "the newest record's file");
+}
+
+/// The alert a rule raises on the case named `case` of its fixture file.
+fn alert_for(rules: &RuleSet, rule: &str, case: &str) -> Alert {
+    let file = load(rule);
+    let record = &file["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .find(|c| c["name"] == case)
+        .unwrap_or_else(|| panic!("{rule}: no case {case:?}"))["record"];
+    run(rules, std::slice::from_ref(record))
+        .into_iter()
+        .find(|a| a.rule == rule)
+        .unwrap_or_else(|| panic!("{rule}: {case:?} raised no alert"))
+}
+
+#[test]
+fn root_alerts_say_whether_only_root_could_do_it() {
+    let rules = RuleSet::load(&[]).expect("builtin rules");
+    let task = alert_for(
+        &rules,
+        "root-activity",
+        "root deletes its own access key (a root-only task)",
+    );
+    assert_eq!(task.root_only_task, Some(true));
+    assert!(
+        task.summary
+            .contains("a task only root can do (manage the root user's own access keys"),
+        "{}",
+        task.summary
+    );
+    let everyday = alert_for(
+        &rules,
+        "root-activity",
+        "root lists IAM users (read-only counts)",
+    );
+    assert_eq!(everyday.root_only_task, Some(false));
+    assert!(
+        everyday
+            .summary
+            .ends_with("not a root-only task, an IAM role could have done it"),
+        "{}",
+        everyday.summary
+    );
+    let v = serde_json::to_value(&everyday).expect("json");
+    assert_eq!(v["root_only_task"], false);
+    assert!(v.get("assumed_root").is_none());
+
+    let session = alert_for(
+        &rules,
+        "root-activity",
+        "AssumeRoot session (sessionContext.assumedRoot true) deletes the root login profile",
+    );
+    assert_eq!(session.assumed_root, Some(true));
+    assert_eq!(session.root_only_task, Some(true));
+    assert!(
+        session
+            .summary
+            .starts_with("Root user (a centralized root access session opened with sts AssumeRoot) called DeleteLoginProfile"),
+        "{}",
+        session.summary
+    );
+    // Other rules' alerts carry neither field.
+    let login = alert_for(
+        &rules,
+        "root-console-login",
+        "root signs in with MFA (MFAUsed Yes)",
+    );
+    assert_eq!(login.root_only_task, None);
+}
+
+#[test]
+fn summaries_give_the_details_that_decide_the_response() {
+    let rules = RuleSet::load(&[]).expect("builtin rules");
+    let reset = alert_for(
+        &rules,
+        "console-password-set-for-other-user",
+        "administrator sets a first password for another user, reset required",
+    );
+    assert!(
+        reset.summary.contains("IAM user bob")
+            && reset.summary.contains("a password reset is required"),
+        "{}",
+        reset.summary
+    );
+    let no_reset = alert_for(
+        &rules,
+        "console-password-set-for-other-user",
+        "IAM user changes another user's console password (request holds only the user name)",
+    );
+    assert!(
+        no_reset.summary.contains("no password reset is required"),
+        "{}",
+        no_reset.summary
+    );
+
+    let to_user = alert_for(
+        &rules,
+        "admin-policy-attached",
+        "AWS managed AdministratorAccess attached to a new user",
+    );
+    assert!(
+        to_user.summary.contains(
+            "attached the AWS managed policy AdministratorAccess to IAM user malicious-iam-user"
+        ) && to_user.summary.contains("granted straight to a user"),
+        "{}",
+        to_user.summary
+    );
+    let to_role = alert_for(
+        &rules,
+        "admin-policy-attached",
+        "AdministratorAccess attached to a role",
+    );
+    assert!(
+        !to_role.summary.contains("straight to a user"),
+        "{}",
+        to_role.summary
+    );
+    let customer = alert_for(
+        &rules,
+        "admin-policy-attached",
+        "customer managed policy named AdministratorAccess (counted: its content is not in the record)",
+    );
+    assert!(
+        customer.summary.contains(
+            "customer managed policy arn:aws:iam::111122223333:policy/AdministratorAccess"
+        ),
+        "{}",
+        customer.summary
+    );
+
+    let shared = alert_for(&rules, "snapshot-shared-externally", "AMI made public");
+    assert!(
+        shared
+            .summary
+            .contains("AMI ami-0de1fbcab6ccb03e7 with everyone (public)"),
+        "{}",
+        shared.summary
+    );
+}
+
+#[test]
+fn scan_text_output_shows_next_steps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = load("root-access-key-created");
+    let record = &file["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .find(|c| c["fires"] == true)
+        .expect("a positive case")["record"];
+    let path = dir.path().join("root-key.json.gz");
+    std::fs::write(&path, gz(std::slice::from_ref(record))).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailwarden"))
+        .args(["scan", "--format", "text"])
+        .arg(&path)
+        .output()
+        .expect("run trailwarden");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("CRITICAL ") && l.contains("root-access-key-created")),
+        "{text}"
+    );
+    assert_eq!(
+        lines.collect::<Vec<_>>(),
+        [
+            "    next: Delete the root access key",
+            "    next: Check CloudTrail for calls made with the key",
+            "    next: Enable MFA on the root user",
+        ],
+        "{text}"
+    );
 }
 
 #[test]

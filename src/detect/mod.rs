@@ -7,25 +7,41 @@
 //!
 //! A rule that fails to parse or compile is reported with its file and reason, and the rest of
 //! the set still runs. Sigma v1 aggregations are translated to correlations ([`legacy`]).
+//!
+//! Besides Sigma's own keys, a rule may carry trailwarden's top-level keys, which rsigma keeps
+//! in `custom_attributes`: `next_steps` (what an operator should do, shown in alerts) and
+//! `incident_window` (a Sigma timespan). A `value_count` correlation may name
+//! `trailwarden.value_fields` (see [`Correlation::value_sources`]).
 
 mod legacy;
+pub mod root_tasks;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use include_dir::{Dir, include_dir};
 use rsigma_eval::event::Event;
 use rsigma_eval::result::EvaluationResult;
 use rsigma_eval::{CompiledCorrelation, CorrelationConfig, CorrelationEngine, Engine};
 use rsigma_parser::{
-    CorrelationRule, FilterRule, FilterRuleTarget, SigmaCollection, SigmaRule, parse_sigma_yaml,
+    CorrelationCondition, CorrelationRule, CorrelationType, FilterRule, FilterRuleTarget,
+    LogSource, SigmaCollection, SigmaRule, Timespan, parse_sigma_yaml,
 };
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// The builtin detections, one Sigma file each, compiled into the binary.
 static BUILTIN: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/rules");
+
+/// Most `next_steps` lines a rule may carry: an alert is read on a phone, and three short
+/// steps are as many as a pager message holds.
+const MAX_NEXT_STEPS: usize = 3;
+
+/// The custom attribute that lists, for a `value_count` correlation, where each record keeps
+/// the value to count (see [`Correlation::value_sources`]).
+const VALUE_FIELDS_ATTRIBUTE: &str = "trailwarden.value_fields";
 
 /// Alert severity, ordered from least to most severe. Sigma's levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -112,13 +128,32 @@ pub struct RuleInfo {
     pub origin: String,
     /// Detection, correlation or filter.
     pub kind: RuleKind,
-    /// False for a detection that only feeds a translated v1 aggregation: its matches count
-    /// towards the correlation but do not alert on their own.
+    /// False for a detection that only feeds a correlation: a translated v1 aggregation's
+    /// detection, or a correlation's own base rule (same file) when the correlation does not
+    /// set `generate: true`. Its matches count towards the correlation but do not alert alone.
     pub alerts: bool,
-    /// What to do about an alert: the rule's `next_steps`, one short imperative line each.
+    /// What to do when the rule fires: its `next_steps:` lines, one short imperative each
+    /// (empty when the rule has none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub next_steps: Vec<String>,
-    /// The rule's own incident window (`incident_window`), overriding the daemon's default.
-    pub incident_window: Option<std::time::Duration>,
+    /// The rule's `incident_window:` (a Sigma timespan such as `30m`), for grouping its alerts
+    /// into incidents.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_seconds"
+    )]
+    pub incident_window: Option<Duration>,
+    /// For a `value_count` correlation: the field whose distinct values it counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_field: Option<String>,
+}
+
+/// Durations as whole seconds, the unit a Sigma timespan resolves to.
+fn serialize_seconds<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_u64(d.as_secs()),
+        None => s.serialize_none(),
+    }
 }
 
 /// A rule that could not be loaded, and why.
@@ -169,6 +204,16 @@ pub struct Correlation {
     pub rule: usize,
     /// rsigma's compiled form: group-by fields, timespan, window mode and condition.
     pub compiled: CompiledCorrelation,
+    /// For a `value_count` correlation with `trailwarden.value_fields`: where a record may
+    /// hold the value to count, its own `field` first; empty otherwise.
+    ///
+    /// rsigma's `value_count` counts one scalar per record, read from one field whatever rule
+    /// matched, and skips records where that field holds a list. "How many distinct secrets
+    /// did one principal read" finds the secret in `secretId` (secretsmanager
+    /// GetSecretValue), `name` (ssm GetParameter) or `names`, a list of up to ten (ssm
+    /// GetParameters). Such a record counts once per value: the first of these fields present
+    /// is read, each element of it when it is a list.
+    pub value_sources: Vec<String>,
 }
 
 /// One correlation that a detection rule's matches count towards.
@@ -391,8 +436,36 @@ impl Loader {
             // Compiled once already in `add_source`.
             let _ = scratch.add_rule(rule);
         }
+        // Correlations and filters are not filter targets; name them when a filter points there.
+        let mut not_detections: HashMap<&str, &'static str> = HashMap::new();
+        for (corr, _) in &self.correlations {
+            for key in [
+                corr.name.as_deref(),
+                corr.id.as_deref(),
+                Some(corr.title.as_str()),
+            ] {
+                not_detections.extend(key.map(|k| (k, "a correlation")));
+            }
+        }
+        for (filter, _) in &self.filters {
+            for key in [filter.name.as_deref(), filter.id.as_deref()] {
+                not_detections.extend(key.map(|k| (k, "a filter")));
+            }
+        }
         let mut kept_filters = Vec::new();
-        for (mut filter, origin) in std::mem::take(&mut self.filters) {
+        let mut checked_filters = Vec::new();
+        for (filter, origin) in &self.filters {
+            // rsigma applies a filter that names nothing it knows to nothing, silently: a typo
+            // in a rule name would leave the automation it meant to silence paging forever.
+            let target = check_filter_targets(filter, &kept_rules, &catalog, &not_detections);
+            checked_filters.push((filter.clone(), origin.clone(), target));
+        }
+        self.filters.clear();
+        for (mut filter, origin, target) in checked_filters {
+            if let Err(reason) = target {
+                self.error(&origin, Some(&filter.title), reason);
+                continue;
+            }
             if let FilterRuleTarget::Specific(refs) = &mut filter.rules {
                 for r in refs.iter_mut() {
                     if let Some(id) = catalog.name_to_id.get(r.as_str()) {
@@ -415,6 +488,14 @@ impl Loader {
         let mut correlations = Vec::new();
         let mut feeds: HashMap<usize, Vec<Feed>> = HashMap::new();
         for (corr, origin) in std::mem::take(&mut self.correlations) {
+            let value_field = value_count_field(&corr);
+            let sources = match value_fields(&corr, value_field.as_deref()) {
+                Ok(sources) => sources,
+                Err(reason) => {
+                    self.error(&origin, Some(&corr.title), reason);
+                    continue;
+                }
+            };
             let mut trial = SigmaCollection::new();
             trial.rules = kept_rules.clone();
             trial.correlations = vec![corr.clone()];
@@ -454,6 +535,17 @@ impl Loader {
                     continue;
                 }
             };
+            catalog.infos[index].value_field = value_field;
+            // Sigma's `generate` (false by default) keeps a correlation's base rules quiet.
+            // Only the rules defined next to it are silenced, so a user's correlation over a
+            // builtin rule never mutes the builtin alert.
+            if !corr.generate {
+                for (_, detection) in &targets {
+                    if catalog.infos[*detection].origin == origin {
+                        catalog.infos[*detection].alerts = false;
+                    }
+                }
+            }
             for (rule_ref, detection) in targets {
                 let info = &catalog.infos[detection];
                 feeds.entry(detection).or_default().push(Feed {
@@ -465,6 +557,7 @@ impl Loader {
             correlations.push(Correlation {
                 rule: index,
                 compiled,
+                value_sources: sources.unwrap_or_default(),
             });
             kept_correlations.push(corr);
         }
@@ -491,6 +584,105 @@ impl Loader {
     }
 }
 
+/// Why a filter's `rules:` list cannot take effect: it names a rule that is not loaded, that
+/// is not a detection (filters change detection conditions only), or whose logsource the
+/// filter's own `logsource` excludes.
+fn check_filter_targets(
+    filter: &FilterRule,
+    rules: &[SigmaRule],
+    catalog: &Catalog,
+    not_detections: &HashMap<&str, &'static str>,
+) -> Result<(), String> {
+    let FilterRuleTarget::Specific(refs) = &filter.rules else {
+        return Ok(());
+    };
+    if refs.is_empty() {
+        return Err("filter names no rules in `rules:`".to_owned());
+    }
+    for r in refs {
+        // What rsigma will look for: the id (or title) a name maps to, else the reference.
+        let key = catalog.name_to_id.get(r.as_str()).unwrap_or(r);
+        let target = rules
+            .iter()
+            .find(|rule| rule.id.as_deref() == Some(key.as_str()) || &rule.title == key);
+        let Some(target) = target else {
+            return Err(match not_detections.get(r.as_str()) {
+                Some(kind) => {
+                    format!("filter names {r:?}, {kind}; filters change detection rules only")
+                }
+                None => format!("filter names rule {r:?}, which is not loaded"),
+            });
+        };
+        if let Some(ls) = &filter.logsource
+            && !logsource_contains(ls, &target.logsource)
+        {
+            return Err(format!(
+                "filter's logsource cannot match rule {r:?} (its logsource is product={} service={})",
+                target.logsource.product.as_deref().unwrap_or("-"),
+                target.logsource.service.as_deref().unwrap_or("-")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a filter with logsource `filter` applies to a rule with logsource `rule`: every
+/// dimension the filter names must be present and equal in the rule, as rsigma decides.
+fn logsource_contains(filter: &LogSource, rule: &LogSource) -> bool {
+    let same = |f: &Option<String>, r: &Option<String>| match f {
+        None => true,
+        Some(f) => r.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(f)),
+    };
+    same(&filter.category, &rule.category)
+        && same(&filter.product, &rule.product)
+        && same(&filter.service, &rule.service)
+}
+
+/// The field a `value_count` correlation counts distinct values of.
+fn value_count_field(corr: &CorrelationRule) -> Option<String> {
+    if corr.correlation_type != CorrelationType::ValueCount {
+        return None;
+    }
+    match &corr.condition {
+        CorrelationCondition::Threshold {
+            field: Some(fields),
+            ..
+        } => fields.first().cloned(),
+        _ => None,
+    }
+}
+
+/// The correlation's `trailwarden.value_fields`, with its own `field` first; `None` when it
+/// has none.
+fn value_fields(
+    corr: &CorrelationRule,
+    field: Option<&str>,
+) -> Result<Option<Vec<String>>, String> {
+    let Some(raw) = corr.custom_attributes.get(VALUE_FIELDS_ATTRIBUTE) else {
+        return Ok(None);
+    };
+    let Some(field) = field else {
+        return Err(format!(
+            "{VALUE_FIELDS_ATTRIBUTE} needs a value_count correlation with a condition field"
+        ));
+    };
+    let listed = string_list(raw)
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| format!("{VALUE_FIELDS_ATTRIBUTE} must be a list of field names"))?;
+    let mut sources = vec![field.to_owned()];
+    sources.extend(listed.into_iter().filter(|f| f != field));
+    Ok(Some(sources))
+}
+
+/// A YAML sequence of strings, or `None` if it is anything else.
+fn string_list(value: &yaml_serde::Value) -> Option<Vec<String>> {
+    value
+        .as_sequence()?
+        .iter()
+        .map(|v| v.as_str().map(str::to_owned))
+        .collect()
+}
+
 /// The metadata every kind of Sigma document carries.
 trait Meta {
     fn name(&self) -> Option<&str>;
@@ -498,6 +690,7 @@ trait Meta {
     fn title(&self) -> &str;
     fn level(&self) -> Option<rsigma_parser::Level>;
     fn tags(&self) -> &[String];
+    fn custom_attributes(&self) -> &HashMap<String, yaml_serde::Value>;
 }
 
 macro_rules! impl_meta {
@@ -508,6 +701,9 @@ macro_rules! impl_meta {
             fn title(&self) -> &str { &self.title }
             fn level(&self) -> Option<rsigma_parser::Level> { self.level }
             fn tags(&self) -> &[String] { &self.tags }
+            fn custom_attributes(&self) -> &HashMap<String, yaml_serde::Value> {
+                &self.custom_attributes
+            }
         }
     )*};
 }
@@ -520,7 +716,8 @@ struct Catalog {
     infos: Vec<RuleInfo>,
     /// Sigma id (or title, for rules without an id) → index into `infos`.
     by_key: HashMap<String, usize>,
-    /// Sigma `name` → `id`, so filters and correlations may refer to rules by name.
+    /// Sigma `name` → `id` (or title, for rules without an id: rsigma finds a filter's
+    /// target by either), so filters and correlations may refer to rules by name.
     name_to_id: HashMap<String, String>,
     names: HashSet<String>,
 }
@@ -540,14 +737,16 @@ impl Catalog {
                 "duplicate rule name or id {name:?}; the first one loaded is kept"
             ));
         }
+        let next_steps = next_steps(doc.custom_attributes())?;
+        let incident_window = incident_window(doc.custom_attributes())?;
         let index = self.infos.len();
         self.names.insert(name.clone());
+        if let Some(n) = doc.name() {
+            self.name_to_id.insert(n.to_owned(), key.clone());
+        }
         // Filters are not alert sources, so only detections and correlations are looked up.
         if kind != RuleKind::Filter {
             self.by_key.insert(key, index);
-        }
-        if let (Some(n), Some(id)) = (doc.name(), doc.id()) {
-            self.name_to_id.insert(n.to_owned(), id.to_owned());
         }
         let default_level = if kind == RuleKind::Filter {
             Level::Informational
@@ -563,10 +762,49 @@ impl Catalog {
             origin,
             kind,
             alerts,
-            next_steps: Vec::new(),
-            incident_window: None,
+            next_steps,
+            incident_window,
+            value_field: None,
         });
         Ok(index)
+    }
+}
+
+/// A rule's `next_steps:`: one to three non-empty lines of text.
+fn next_steps(attributes: &HashMap<String, yaml_serde::Value>) -> Result<Vec<String>, String> {
+    let Some(raw) = attributes.get("next_steps") else {
+        return Ok(Vec::new());
+    };
+    let steps = string_list(raw)
+        .ok_or_else(|| "next_steps must be a list of strings, one step each".to_owned())?;
+    let steps: Vec<String> = steps
+        .into_iter()
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    if steps.is_empty() || steps.len() > MAX_NEXT_STEPS || steps.iter().any(String::is_empty) {
+        return Err(format!(
+            "next_steps must hold 1 to {MAX_NEXT_STEPS} non-empty lines, not {}",
+            steps.len()
+        ));
+    }
+    Ok(steps)
+}
+
+/// A rule's `incident_window:`, a Sigma timespan such as `30m` or `2h`.
+fn incident_window(
+    attributes: &HashMap<String, yaml_serde::Value>,
+) -> Result<Option<Duration>, String> {
+    let Some(raw) = attributes.get("incident_window") else {
+        return Ok(None);
+    };
+    let text = raw
+        .as_str()
+        .ok_or_else(|| "incident_window must be a timespan such as 30m or 2h".to_owned())?;
+    match Timespan::parse(text) {
+        Ok(span) if span.seconds > 0 => Ok(Some(Duration::from_secs(span.seconds))),
+        _ => Err(format!(
+            "incident_window {text:?} is not a timespan such as 30m or 2h (s, m, h, d, w)"
+        )),
     }
 }
 
@@ -651,6 +889,211 @@ filter:
         let loud = json!({"userIdentity": {"type": "Root"}, "sourceIPAddress": "198.51.100.7"});
         assert!(set.evaluate(&JsonEvent::borrow(&quiet)).is_empty());
         assert_eq!(set.evaluate(&JsonEvent::borrow(&loud)).len(), 1);
+    }
+
+    #[test]
+    fn filters_that_cannot_take_effect_are_load_errors() {
+        let unknown = r#"
+title: Silence a typo
+filter:
+  rules: [root-did-somthing]
+  selection:
+    sourceIPAddress: 203.0.113.10
+  condition: not selection
+"#;
+        let wrong_logsource = r#"
+title: Windows filter
+logsource: {product: windows}
+filter:
+  rules: [root-did-something]
+  selection:
+    Image: x.exe
+  condition: not selection
+"#;
+        let set = RuleSet::from_yaml([
+            ("a.yml", RULE),
+            ("typo.yml", unknown),
+            ("win.yml", wrong_logsource),
+        ]);
+        let errors: Vec<_> = set
+            .errors()
+            .iter()
+            .map(|e| (e.origin.as_str(), e.reason.as_str()))
+            .collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].0, "typo.yml");
+        assert!(errors[0].1.contains("\"root-did-somthing\""), "{errors:?}");
+        assert!(errors[0].1.contains("not loaded"), "{errors:?}");
+        assert_eq!(errors[1].0, "win.yml");
+        assert!(errors[1].1.contains("cannot match"), "{errors:?}");
+        // The good rule still loads and, with no filter applied, still fires.
+        assert_eq!(set.rules().len(), 1);
+        let v = json!({"userIdentity": {"type": "Root"}, "sourceIPAddress": "203.0.113.10"});
+        assert_eq!(set.evaluate(&JsonEvent::borrow(&v)).len(), 1);
+    }
+
+    #[test]
+    fn filters_find_rules_without_an_id_by_name() {
+        let no_id = RULE.replace("id: 5b9d2a8e-0d0e-4a4e-9d47-000000000001\n", "");
+        let filter = r#"
+title: Ignore break-glass automation
+filter:
+  rules: [root-did-something]
+  selection:
+    sourceIPAddress: 203.0.113.10
+  condition: not selection
+"#;
+        let set = RuleSet::from_yaml([("a.yml", no_id.as_str()), ("f.yml", filter)]);
+        assert!(set.errors().is_empty(), "{:?}", set.errors());
+        let quiet = json!({"userIdentity": {"type": "Root"}, "sourceIPAddress": "203.0.113.10"});
+        assert!(set.evaluate(&JsonEvent::borrow(&quiet)).is_empty());
+    }
+
+    #[test]
+    fn filters_cannot_target_correlations() {
+        let corr = r#"
+title: Many root calls
+id: 5b9d2a8e-0d0e-4a4e-9d47-000000000003
+name: many-root-calls
+correlation:
+  type: event_count
+  rules: [root-did-something]
+  group-by: [recipientAccountId]
+  timespan: 5m
+  condition: {gte: 3}
+generate: true
+"#;
+        let filter = r#"
+title: Quiet correlation
+filter:
+  rules: [many-root-calls]
+  selection:
+    sourceIPAddress: 203.0.113.10
+  condition: not selection
+"#;
+        let set = RuleSet::from_yaml([("a.yml", RULE), ("c.yml", corr), ("f.yml", filter)]);
+        assert_eq!(set.errors().len(), 1, "{:?}", set.errors());
+        assert_eq!(set.errors()[0].origin, "f.yml");
+        assert!(set.errors()[0].reason.contains("correlation"));
+    }
+
+    #[test]
+    fn next_steps_and_incident_window_load_and_are_checked() {
+        let with = RULE.replace(
+            "level: high",
+            "level: high\nnext_steps:\n  - Delete the key\n  - Enable   MFA\nincident_window: 30m",
+        );
+        let set = RuleSet::from_yaml([("a.yml", with.as_str())]);
+        assert!(set.errors().is_empty(), "{:?}", set.errors());
+        let info = &set.rules()[0];
+        assert_eq!(info.next_steps, ["Delete the key", "Enable MFA"]);
+        assert_eq!(info.incident_window, Some(Duration::from_secs(1800)));
+
+        for (bad, why) in [
+            ("next_steps: Delete the key", "list"),
+            ("next_steps: [a, b, c, d]", "1 to 3"),
+            ("next_steps: []", "1 to 3"),
+            ("incident_window: soon", "timespan"),
+            ("incident_window: 0m", "timespan"),
+            ("incident_window: 30", "timespan"),
+        ] {
+            let text = RULE.replace("level: high", &format!("level: high\n{bad}"));
+            let set = RuleSet::from_yaml([("bad.yml", text.as_str())]);
+            assert!(set.rules().is_empty(), "{bad}");
+            assert_eq!(set.errors().len(), 1, "{bad}");
+            assert_eq!(set.errors()[0].origin, "bad.yml");
+            assert!(
+                set.errors()[0].reason.contains(why),
+                "{bad}: {:?}",
+                set.errors()
+            );
+        }
+    }
+
+    /// A correlation's base rule in its own file, and a standalone rule it also uses.
+    const SPRAY: &str = r#"
+title: Failed sign-in
+id: 5b9d2a8e-0d0e-4a4e-9d47-000000000010
+name: failed-sign-in
+logsource: {product: aws, service: cloudtrail}
+detection:
+  selection:
+    eventName: ConsoleLogin
+    responseElements.ConsoleLogin: Failure
+  condition: selection
+---
+title: Many names
+id: 5b9d2a8e-0d0e-4a4e-9d47-000000000011
+name: many-names
+correlation:
+  type: value_count
+  rules: [failed-sign-in, root-did-something]
+  group-by: [sourceIPAddress]
+  timespan: 10m
+  condition:
+    field: userIdentity.userName
+    gte: 3
+"#;
+
+    #[test]
+    fn generate_false_quiets_only_the_correlations_own_rules() {
+        let set = RuleSet::from_yaml([("a.yml", RULE), ("spray.yml", SPRAY)]);
+        assert!(set.errors().is_empty(), "{:?}", set.errors());
+        let info = |name: &str| {
+            set.rules()
+                .iter()
+                .find(|r| r.name == name)
+                .expect("rule loaded")
+        };
+        assert!(
+            !info("failed-sign-in").alerts,
+            "defined next to the correlation"
+        );
+        assert!(info("root-did-something").alerts, "defined in another file");
+        assert_eq!(
+            info("many-names").value_field.as_deref(),
+            Some("userIdentity.userName")
+        );
+    }
+
+    #[test]
+    fn value_fields_load_with_the_correlations_own_field_first() {
+        let corr = r#"
+title: Secret reads
+id: 5b9d2a8e-0d0e-4a4e-9d47-000000000021
+name: secret-reads
+correlation:
+  type: value_count
+  rules: [secret-read]
+  group-by: [userIdentity.arn]
+  timespan: 10m
+  condition:
+    field: requestParameters.secretId
+    gte: 4
+trailwarden.value_fields: [requestParameters.names]
+---
+title: Secret read
+id: 5b9d2a8e-0d0e-4a4e-9d47-000000000020
+name: secret-read
+logsource: {product: aws, service: cloudtrail}
+detection:
+  selection:
+    eventName: [GetSecretValue, GetParameters]
+  condition: selection
+"#;
+        let set = RuleSet::from_yaml([("s.yml", corr)]);
+        assert!(set.errors().is_empty(), "{:?}", set.errors());
+        assert_eq!(
+            set.correlations()[0].value_sources,
+            ["requestParameters.secretId", "requestParameters.names"]
+        );
+        let bad = corr.replace(
+            "trailwarden.value_fields: [requestParameters.names]",
+            "trailwarden.value_fields: requestParameters.names",
+        );
+        let set = RuleSet::from_yaml([("s.yml", bad.as_str())]);
+        assert_eq!(set.errors().len(), 1, "{:?}", set.errors());
+        assert!(set.errors()[0].reason.contains("trailwarden.value_fields"));
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!
 //! A window fires once: when it fires, the state resets, and once a fire is committed (its
 //! alert accepted downstream) the events in its time span count as consumed in later replays.
+//! A rule's `rsigma.suppress` is honoured for that rule alone: no second fire for the group
+//! within that long of the last.
 //! Redelivered and duplicated events are one event because they share an eventID.
 
 use std::collections::{HashMap, HashSet};
@@ -122,9 +124,7 @@ impl Batch {
                 self.dropped += 1;
                 continue;
             }
-            if let Some(entry) = event_for(rules, feed, record, source) {
-                self.events.push(entry);
-            }
+            self.events.extend(events_for(rules, feed, record, source));
         }
     }
 
@@ -147,18 +147,61 @@ impl Batch {
     }
 }
 
-/// The group and event a record contributes to the correlation of `feed`.
-fn event_for(
+/// The group and events a record contributes to the correlation of `feed`: one event, or one
+/// per value for a correlation that spreads its values over several fields and lists (see
+/// `detect::Correlation::value_sources`).
+fn events_for(
     rules: &RuleSet,
     feed: &Feed,
     record: &Record<'_>,
     source: &str,
-) -> Option<(Group, CorrEvent)> {
-    let corr = &rules.correlations()[feed.correlation].compiled;
+) -> Vec<(Group, CorrEvent)> {
+    let correlation = &rules.correlations()[feed.correlation];
+    let corr = &correlation.compiled;
     let identities: Vec<&str> = feed.identities.iter().map(String::as_str).collect();
+    let (Some(ts), Some(event_id)) = (event_time(record), record.str_at("eventID")) else {
+        return Vec::new();
+    };
     let key = GroupKey::extract(record, &corr.group_by, &identities);
-    let ts = event_time(record)?;
-    let event_id = record.str_at("eventID")?.into_owned();
+    let mut paths: Vec<&str> = ALERT_FIELDS.to_vec();
+    for field in &corr.group_by {
+        paths.push(field.resolve(&identities));
+    }
+    paths.extend(corr.condition.field.iter().flatten().map(String::as_str));
+    let slim = project(record.value(), &paths);
+    let event = |event_id: String, value: Option<String>, record: Value| {
+        (
+            Group {
+                correlation: feed.correlation,
+                key: key.clone(),
+            },
+            CorrEvent {
+                ts,
+                event_id,
+                rule_ref: feed.rule_ref.clone(),
+                value,
+                record,
+                source: source.to_owned(),
+            },
+        )
+    };
+    let field = corr.condition.field.as_ref().and_then(|f| f.first());
+    if let (false, Some(field)) = (correlation.value_sources.is_empty(), field) {
+        let values = spread_values(record.value(), &correlation.value_sources);
+        if !values.is_empty() {
+            // One event per value, each with its own stable identity, and the value written
+            // where the correlation (and its alert) reads it.
+            return values
+                .into_iter()
+                .map(|value| {
+                    let mut slim = slim.clone();
+                    set_path(&mut slim, field, Value::String(value.clone()));
+                    let id = format!("{event_id}#{}", hex(&Sha256::digest(value.as_bytes())[..6]));
+                    event(id, Some(value), slim)
+                })
+                .collect();
+        }
+    }
     let value = match (corr.correlation_type, &corr.condition.field) {
         (CorrelationType::EventCount | CorrelationType::Temporal, _)
         | (CorrelationType::TemporalOrdered, _)
@@ -170,25 +213,42 @@ fn event_for(
             .and_then(|v| v.as_f64())
             .map(|n| n.to_string()),
     };
-    let mut paths: Vec<&str> = ALERT_FIELDS.to_vec();
-    for field in &corr.group_by {
-        paths.push(field.resolve(&identities));
+    vec![event(event_id.into_owned(), value, slim)]
+}
+
+/// The values a record holds at the first of `sources` present: the string, or each string
+/// of a list.
+fn spread_values(record: &Value, sources: &[String]) -> Vec<String> {
+    for source in sources {
+        match source.split('.').try_fold(record, |v, key| v.get(key)) {
+            Some(Value::String(s)) => return vec![s.clone()],
+            Some(Value::Array(items)) => {
+                return items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect();
+            }
+            _ => {}
+        }
     }
-    paths.extend(corr.condition.field.iter().flatten().map(String::as_str));
-    Some((
-        Group {
-            correlation: feed.correlation,
-            key,
-        },
-        CorrEvent {
-            ts,
-            event_id,
-            rule_ref: feed.rule_ref.clone(),
-            value,
-            record: project(record.value(), &paths),
-            source: source.to_owned(),
-        },
-    ))
+    Vec::new()
+}
+
+/// Writes `new` at a dot path, creating objects on the way.
+fn set_path(value: &mut Value, path: &str, new: Value) {
+    let mut current = value;
+    let mut parts = path.split('.').peekable();
+    while let Some(key) = parts.next() {
+        if !current.is_object() {
+            *current = Value::Object(Map::new());
+        }
+        let Value::Object(map) = current else { return };
+        if parts.peek().is_none() {
+            map.insert(key.to_owned(), new);
+            return;
+        }
+        current = map.entry(key.to_owned()).or_insert(Value::Null);
+    }
 }
 
 /// `eventTime` as epoch seconds. CloudTrail always writes it; a record without a readable
@@ -330,6 +390,16 @@ pub fn replay(corr: &CompiledCorrelation, events: &[CorrEvent], committed: &[Spa
         ) else {
             continue;
         };
+        // The rule's own `rsigma.suppress`: no second alert for the group within that long
+        // of the last one (committed earlier, or in this replay).
+        if let Some(quiet) = corr.suppress_secs.map(|s| s as i64) {
+            let recent = |end: i64| e.ts >= end && e.ts - end < quiet;
+            if fires.last().is_some_and(|f: &Fire| recent(f.end))
+                || committed.iter().any(|c| recent(c.end))
+            {
+                continue;
+            }
+        }
         let start = state.earliest_timestamp().unwrap_or(e.ts);
         let members = (since..=i)
             .filter(|&j| {
@@ -374,7 +444,12 @@ pub fn alert_for(
         .members
         .last()
         .map_or("", |&i| events[i].source.as_str());
-    let alert = Alert::from_correlation(rule, &hit, source);
+    let mut alert = Alert::from_correlation(rule, &hit, source);
+    // A record that counted several values (a batch read of secrets) is one event.
+    if let Some(ids) = &mut alert.event_ids {
+        let mut seen = HashSet::new();
+        ids.retain(|id| seen.insert(id.clone()));
+    }
     let principal = if pairs.is_empty() {
         "(all events)".to_owned()
     } else {
@@ -561,6 +636,81 @@ level: high
         let fires = fires_of(&rules, &records, "spray");
         assert_eq!(fires.len(), 1, "{fires:?}");
         assert_eq!(fires[0].1, 3.0);
+    }
+
+    #[test]
+    fn spread_values_count_every_element_of_a_list_once() {
+        let rules = RuleSet::from_yaml([(
+            "s.yml",
+            r#"
+title: Secret reads
+id: 00000000-0000-4000-8000-000000000021
+name: secret-reads
+correlation:
+  type: value_count
+  rules: [secret-read]
+  group-by: [userIdentity.arn]
+  timespan: 10m
+  condition:
+    field: requestParameters.secretId
+    gte: 4
+trailwarden.value_fields: [requestParameters.names]
+---
+title: Secret read
+id: 00000000-0000-4000-8000-000000000020
+name: secret-read
+logsource: {product: aws, service: cloudtrail}
+detection:
+  selection:
+    eventName: [GetSecretValue, GetParameters]
+  condition: selection
+"#,
+        )]);
+        assert!(rules.errors().is_empty(), "{:?}", rules.errors());
+        let read = |id: &str, min: u32, params: &str| {
+            format!(
+                r#"{{"eventID":"{id}","eventTime":"2026-11-20T10:{min:02}:00Z","eventName":"{}","userIdentity":{{"arn":"u"}},"requestParameters":{params}}}"#,
+                if params.contains("names") {
+                    "GetParameters"
+                } else {
+                    "GetSecretValue"
+                }
+            )
+        };
+        let records = |extra: &[String]| {
+            let mut all = vec![
+                read("a1", 0, r#"{"secretId":"a"}"#),
+                // The same secret again does not count twice.
+                read("a2", 1, r#"{"secretId":"a"}"#),
+                read("b", 2, r#"{"names":["b","c","a"]}"#),
+            ];
+            all.extend_from_slice(extra);
+            let mut batch = Batch::default();
+            let feeding = rules.rules().iter().position(|r| r.name == "secret-read");
+            for raw in &all {
+                let record = Record::parse(raw.as_bytes()).expect("record");
+                batch.add(&rules, rules.feeds(feeding.expect("rule")), &record, "f");
+            }
+            decide_all(&rules, batch.events)
+        };
+        assert!(
+            records(&[]).is_empty(),
+            "three distinct secrets are below four"
+        );
+        let alerts = records(&[read("d", 3, r#"{"names":["d"]}"#)]);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].count, Some(4));
+        assert_eq!(
+            alerts[0].event_ids.as_deref(),
+            Some(
+                &[
+                    "a1".to_owned(),
+                    "a2".to_owned(),
+                    "b".to_owned(),
+                    "d".to_owned()
+                ][..]
+            )
+        );
     }
 
     #[test]

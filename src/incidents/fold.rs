@@ -231,6 +231,10 @@ mod tests {
             source: "s3://b/k".into(),
             count: None,
             event_ids: None,
+            distinct_values: None,
+            root_only_task: None,
+            assumed_root: None,
+            next_steps: vec![],
         }
     }
 
