@@ -4,12 +4,18 @@
 //! The comparison that means something is against a *floor* client run in the same process on
 //! a fresh moto: it makes the same calls (ReceiveMessage in batches of 10, GetObject with the
 //! body read to the end, one Publish per object, DeleteMessage) at the same concurrency, and
-//! does no work. The daemon's objects/s divided by the floor's is the headline.
+//! does no work. The daemon runs twice: with its state in memory, and in a DynamoDB table (the
+//! deployment's setting), which adds a page claim and its confirmation per paging object.
+//! Each daemon's objects/s divided by the floor's is the headline.
 //!
-//! Two phases per contender:
+//! Every object holds one root sign-in to its own account, so every object opens its own
+//! incident and pages once, as the floor publishes once.
+//!
+//! Three phases per contender:
 //! - throughput: N objects are uploaded first, then the consumer drains the backlog;
-//! - latency: objects are uploaded one every LAT_INTERVAL while the consumer runs, and the
-//!   time from PutObject to the alert's arrival in the subscribed queue is recorded.
+//! - latency: objects are uploaded one every 200 ms while the consumer runs, and the time
+//!   from PutObject to the page's arrival in the subscribed queue is recorded;
+//! - quiet: objects that raise nothing, to count the state store calls they make (none).
 //!
 //! Run: `cargo bench --bench daemon` (needs moto_server, e.g. `.venv/bin` on PATH).
 //! Knobs: BENCH_OBJECTS (default 200), BENCH_RECORDS (per object, default 2000),
@@ -25,11 +31,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Daemon, DaemonOptions, Moto, Stack, key, log_file, root_login};
+use support::{Daemon, DaemonOptions, Moto, Stack, key, log_file, root_login_in};
 use tokio::sync::Semaphore;
 
 const WORKERS: usize = 4;
 const BATCH: usize = 10;
+/// Objects that raise nothing, sent after the latency phase.
+const QUIET_OBJECTS: usize = 20;
 
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -38,14 +46,36 @@ fn knob(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// One object's body: a root sign-in (one alert, one publish) among `records` benign records.
+/// One object's body: a root sign-in to account `i` (one incident, one page) among `records`
+/// benign records.
 fn object(i: usize, records: usize) -> Vec<u8> {
     log_file(&support::padded(
-        root_login(&format!("obj-{i}")),
+        root_login_in(&format!("obj-{i}"), &support::account(i)),
         records - 1,
         &format!("obj-{i}"),
     ))
 }
+
+/// An object that raises nothing.
+fn quiet_object(i: usize, records: usize) -> Vec<u8> {
+    let benign = support::record(
+        &format!("quiet-{i}"),
+        "ec2.amazonaws.com",
+        "DescribeInstances",
+        support::role(),
+    );
+    log_file(&support::padded(benign, records - 1, &format!("quiet-{i}")))
+}
+
+/// DynamoDB operations the state store uses, as counted in the daemon's metrics.
+const STORE_OPERATIONS: &[&str] = &[
+    "GetItem",
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "Query",
+    "BatchWriteItem",
+];
 
 /// Receives alert messages and records when each object's alert arrived.
 async fn collect(stack: &Stack, want: usize, timeout: Duration) -> HashMap<String, Instant> {
@@ -158,6 +188,10 @@ struct Result {
     objects_per_sec: f64,
     records_per_sec: f64,
     calls_per_object: [f64; 4],
+    /// State store calls per paging object (DynamoDB contender only).
+    store_per_object: f64,
+    /// State store calls made for objects that raised nothing.
+    store_quiet: f64,
     p50_ms: f64,
     p99_ms: f64,
 }
@@ -195,11 +229,16 @@ async fn run(contender: &str, objects: usize, records: usize, latency_objects: u
             stop.clone(),
         )))
     } else {
+        let state_table = match contender {
+            "dynamodb" => Some(stack.state_table("trailwarden-state").await),
+            _ => None,
+        };
         daemon = Some(Daemon::start(
             &moto,
             &stack,
             DaemonOptions {
                 workers: WORKERS,
+                state_table,
                 ..Default::default()
             },
         ));
@@ -208,6 +247,21 @@ async fn run(contender: &str, objects: usize, records: usize, latency_objects: u
     collect(&stack, objects, Duration::from_secs(600)).await;
     let elapsed = started.elapsed().as_secs_f64();
 
+    let store_calls = |d: &Daemon| {
+        let m = d.metrics();
+        STORE_OPERATIONS
+            .iter()
+            .map(|o| {
+                metric(
+                    &m,
+                    &format!("trailwarden_aws_requests_total{{operation=\"{o}\"}}"),
+                )
+            })
+            .sum::<f64>()
+    };
+    let store_per_object = daemon
+        .as_ref()
+        .map_or(0.0, |d| store_calls(d) / objects as f64);
     let calls_per_object = match &daemon {
         Some(d) => {
             let m = d.metrics();
@@ -259,6 +313,21 @@ async fn run(contender: &str, objects: usize, records: usize, latency_objects: u
         .collect();
     lat.sort_by(f64::total_cmp);
 
+    // Quiet: objects that raise nothing make no state store call.
+    let mut store_quiet = 0.0;
+    if let Some(d) = &daemon {
+        let before = store_calls(d);
+        for i in 0..QUIET_OBJECTS {
+            stack
+                .put(&key(&format!("quiet-{i}")), quiet_object(i, records))
+                .await;
+        }
+        stack
+            .wait_depth(&stack.queue_url, 0, Duration::from_secs(300))
+            .await;
+        store_quiet = store_calls(d) - before;
+    }
+
     stop.store(true, Ordering::Relaxed);
     if let Some(t) = floor_task {
         t.abort();
@@ -268,6 +337,8 @@ async fn run(contender: &str, objects: usize, records: usize, latency_objects: u
         objects_per_sec: objects as f64 / elapsed,
         records_per_sec: (objects * records) as f64 / elapsed,
         calls_per_object,
+        store_per_object,
+        store_quiet,
         p50_ms: percentile(&lat, 0.5),
         p99_ms: percentile(&lat, 0.99),
     }
@@ -289,10 +360,10 @@ async fn main() {
     // Alternate the contenders and keep each one's best round: moto and the daemon share this
     // machine's cores, so a single round is at the mercy of whatever else runs.
     let rounds = knob("BENCH_ROUNDS", 3);
-    let mut floor: Option<Result> = None;
-    let mut daemon: Option<Result> = None;
+    let contenders = ["floor", "memory", "dynamodb"];
+    let mut best: Vec<Option<Result>> = contenders.iter().map(|_| None).collect();
     for round in 1..=rounds {
-        for (name, best) in [("floor", &mut floor), ("daemon", &mut daemon)] {
+        for (name, best) in contenders.iter().zip(best.iter_mut()) {
             let r = run(name, objects, records, latency_objects).await;
             eprintln!("round {round}: {name} {:.1} objects/s", r.objects_per_sec);
             if best
@@ -303,40 +374,45 @@ async fn main() {
             }
         }
     }
-    let (floor, daemon) = (
-        floor.expect("at least one round"),
-        daemon.expect("at least one round"),
-    );
+    let best: Vec<Result> = best
+        .into_iter()
+        .map(|b| b.expect("at least one round"))
+        .collect();
     println!();
     println!(
-        "| contender | objects/s | records/s | Receive/obj | Get/obj | Publish/obj | Delete/obj | p50 ms | p99 ms |"
+        "| contender | objects/s | x floor | records/s | Receive/obj | Get/obj | Publish/obj | Delete/obj | store calls/obj | store calls, quiet objects | p50 ms | p99 ms |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (name, r) in [("floor (no work)", &floor), ("trailwarden run", &daemon)] {
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let names = [
+        "floor (no work)",
+        "trailwarden run, state in memory",
+        "trailwarden run, state in DynamoDB",
+    ];
+    for (name, r) in names.iter().zip(&best) {
         println!(
-            "| {name} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} |",
+            "| {name} | {:.1} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} |",
             r.objects_per_sec,
+            r.objects_per_sec / best[0].objects_per_sec,
             r.records_per_sec,
             r.calls_per_object[0],
             r.calls_per_object[1],
             r.calls_per_object[2],
             r.calls_per_object[3],
+            r.store_per_object,
+            r.store_quiet,
             r.p50_ms,
             r.p99_ms
         );
     }
     println!();
     println!(
-        "daemon / floor objects/s: {:.2}x (target >= 0.8x)",
-        daemon.objects_per_sec / floor.objects_per_sec
+        "DynamoDB / floor objects/s: {:.2}x (target >= 0.8x); memory / floor: {:.2}x",
+        best[2].objects_per_sec / best[0].objects_per_sec,
+        best[1].objects_per_sec / best[0].objects_per_sec
     );
     println!(
-        "daemon GetObject per object: {:.2} (target <= 1)",
-        daemon.calls_per_object[1]
-    );
-    println!(
-        "daemon ReceiveMessage per object under load: {:.2} (target <= 0.2)",
-        daemon.calls_per_object[0]
+        "state store calls for {QUIET_OBJECTS} objects with no alert: {:.0} (target 0)",
+        best[2].store_quiet
     );
     println!(
         "reproduce: PATH=$PWD/.venv/bin:$PATH BENCH_OBJECTS={objects} BENCH_RECORDS={records} BENCH_LATENCY_OBJECTS={latency_objects} BENCH_ROUNDS={rounds} cargo bench --bench daemon"
