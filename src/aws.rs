@@ -9,10 +9,21 @@ use std::error::Error as StdError;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
+use crate::telemetry::Metrics;
 
 /// Longest wait for a TCP and TLS connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,15 +78,20 @@ pub async fn sdk_config(region: Option<&str>, endpoint_url: Option<&str>) -> Sdk
 }
 
 /// An S3 client; path-style when an endpoint override (emulator, VPC endpoint URL) is set.
-pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+pub fn s3_client(config: &SdkConfig, metrics: &Arc<Metrics>) -> aws_sdk_s3::Client {
     let s3 = aws_sdk_s3::config::Builder::from(config)
         .force_path_style(config.endpoint_url().is_some())
+        .interceptor(RetryCounter(metrics.clone()))
         .build();
     aws_sdk_s3::Client::from_conf(s3)
 }
 
 /// An SQS client whose attempt timeout leaves room for a long poll of `wait_secs`.
-pub fn sqs_client(config: &SdkConfig, wait_secs: u64) -> aws_sdk_sqs::Client {
+pub fn sqs_client(
+    config: &SdkConfig,
+    wait_secs: u64,
+    metrics: &Arc<Metrics>,
+) -> aws_sdk_sqs::Client {
     let attempt = Duration::from_secs(wait_secs) + ATTEMPT_TIMEOUT;
     let sqs = aws_sdk_sqs::config::Builder::from(config)
         .timeout_config(
@@ -85,8 +101,57 @@ pub fn sqs_client(config: &SdkConfig, wait_secs: u64) -> aws_sdk_sqs::Client {
                 .operation_timeout(attempt * MAX_ATTEMPTS)
                 .build(),
         )
+        .interceptor(RetryCounter(metrics.clone()))
         .build();
     aws_sdk_sqs::Client::from_conf(sqs)
+}
+
+/// An SNS client.
+pub fn sns_client(config: &SdkConfig, metrics: &Arc<Metrics>) -> aws_sdk_sns::Client {
+    let sns = aws_sdk_sns::config::Builder::from(config)
+        .interceptor(RetryCounter(metrics.clone()))
+        .build();
+    aws_sdk_sns::Client::from_conf(sns)
+}
+
+/// A DynamoDB client.
+pub fn dynamodb_client(config: &SdkConfig, metrics: &Arc<Metrics>) -> aws_sdk_dynamodb::Client {
+    let ddb = aws_sdk_dynamodb::config::Builder::from(config)
+        .interceptor(RetryCounter(metrics.clone()))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(ddb)
+}
+
+/// Counts the attempts the SDK's retry layer makes beyond the first, by operation: a rising
+/// count is throttling or a flaky network before it becomes an outage.
+struct RetryCounter(Arc<Metrics>);
+
+impl std::fmt::Debug for RetryCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetryCounter")
+    }
+}
+
+impl Intercept for RetryCounter {
+    fn name(&self) -> &'static str {
+        "trailwarden::RetryCounter"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if cfg
+            .load::<RequestAttempts>()
+            .is_some_and(|a| a.attempts() > 1)
+        {
+            let operation = cfg.load::<Metadata>().map_or("unknown", |m| m.name());
+            self.0.retried(operation);
+        }
+        Ok(())
+    }
 }
 
 /// Error codes AWS services use for throttling and passing faults.
@@ -224,6 +289,50 @@ mod tests {
         assert_eq!(f.code.as_deref(), Some("AccessDenied"));
         let f = failed("x", &service_error(400, "ThrottlingException"));
         assert!(f.transient);
+    }
+
+    #[tokio::test]
+    async fn sdk_retries_are_counted_by_operation() {
+        // A closed loopback port: every attempt fails to connect, and the SDK retries.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(format!("http://127.0.0.1:{port}"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "a", "b", None, None, "t",
+            ))
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_initial_backoff(Duration::from_millis(1)),
+            )
+            .load()
+            .await;
+        let metrics = Metrics::new();
+        let sqs = sqs_client(&sdk, 0, &metrics);
+        let err = sqs
+            .receive_message()
+            .queue_url("http://127.0.0.1/q")
+            .send()
+            .await
+            .expect_err("nothing listens");
+        let f = failed("SQS ReceiveMessage", &err);
+        assert!(
+            f.transient && f.sentence.contains("could not be sent"),
+            "{}",
+            f.sentence
+        );
+        let text = metrics.encode();
+        assert!(
+            text.contains(&format!(
+                "trailwarden_aws_retries_total{{operation=\"ReceiveMessage\"}} {}",
+                MAX_ATTEMPTS - 1
+            )),
+            "{text}"
+        );
     }
 
     #[test]

@@ -177,7 +177,10 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
             });
             let client = s3.get_or_insert_with(|| {
                 rt.block_on(async {
-                    crate::aws::s3_client(&crate::aws::sdk_config(None, None).await)
+                    crate::aws::s3_client(
+                        &crate::aws::sdk_config(None, None).await,
+                        &crate::telemetry::Metrics::new(),
+                    )
                 })
             });
             let keys = rt.block_on(s3::list(client, &bucket, &prefix))?;

@@ -20,7 +20,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::Daemon;
 use crate::alert::{Alert, UNREADABLE_RULE, clean};
-use crate::aws::Fault;
+use crate::aws::{self, Fault};
 use crate::cloudtrail::{self, ReadError};
 use crate::incidents::commit::{CommitError, Committed, Findings, Progress};
 use crate::incidents::fold::Folder;
@@ -48,7 +48,9 @@ enum WorkError {
     BucketNotAllowed(ObjectRef),
     #[error(transparent)]
     Source(#[from] SourceError),
-    #[error("{object}: reading stopped: {source}")]
+    /// The connection broke while the object was read; the cause (a reset, a timeout, the
+    /// SDK's stalled-stream protection) is deep in the error chain, so it is spelled out.
+    #[error("{object}: reading stopped: {source}{}", aws::causes(source))]
     Read {
         object: ObjectRef,
         #[source]
@@ -524,6 +526,31 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broken_read_names_its_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("streaming error")]
+        struct Streaming(#[source] std::io::Error);
+        let cause = std::io::Error::other(Streaming(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "minimum throughput was specified at 1 B/s, but throughput of 0 B/s was observed",
+        )));
+        let e = WorkError::Read {
+            object: ObjectRef {
+                bucket: "b".into(),
+                key: "k".into(),
+            },
+            source: ReadError::Io {
+                offset: 10,
+                record: 2,
+                source: cause,
+            },
+        };
+        let text = e.to_string();
+        assert!(text.contains("streaming error"), "{text}");
+        assert!(text.contains("throughput of 0 B/s"), "{text}");
+    }
 
     #[test]
     fn transport_errors_are_told_apart_from_damage() {

@@ -56,14 +56,14 @@ pub async fn connect(
         });
     }
     let queue = SqsQueue::new(
-        aws::sqs_client(&sdk, settings.wait_time_secs),
+        aws::sqs_client(&sdk, settings.wait_time_secs, metrics),
         settings.queue_url.clone(),
         settings.wait_time_secs,
         metrics.clone(),
     );
     check("queue_url", shutdown, || queue.check()).await?;
     let topic = Topic::new(
-        aws_sdk_sns::Client::new(&sdk),
+        aws::sns_client(&sdk, metrics),
         settings.topic_arn.clone(),
         metrics.clone(),
     );
@@ -71,7 +71,7 @@ pub async fn connect(
     let store: Arc<dyn crate::incidents::store::Store> = match &settings.state_table {
         Some(table) => {
             let store = DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
+                aws::dynamodb_client(&sdk, metrics),
                 table.clone(),
                 metrics.clone(),
             );
@@ -82,7 +82,10 @@ pub async fn connect(
     };
     Ok(Edges {
         queue: Arc::new(queue),
-        objects: Arc::new(S3Objects::new(aws::s3_client(&sdk), metrics.clone())),
+        objects: Arc::new(S3Objects::new(
+            aws::s3_client(&sdk, metrics),
+            metrics.clone(),
+        )),
         store,
         sink: Arc::new(topic),
     })

@@ -28,6 +28,12 @@ pub struct OperationLabels {
     pub operation: &'static str,
 }
 
+/// Labels of the SDK retry counter (operation names come from the SDK at run time).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    pub operation: String,
+}
+
 /// How an event reached the daemon.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 pub enum Path {
@@ -89,7 +95,7 @@ pub struct Metrics {
     pub store_errors: Counter,
     pub aws_requests: Family<OperationLabels, Counter>,
     /// Requests the SDK sent again after a failed attempt.
-    pub aws_retries: Family<OperationLabels, Counter>,
+    aws_retries: Family<RetryLabels, Counter>,
     /// Seconds from receiving a message to deleting it.
     pub processing_seconds: Histogram,
     /// Seconds from a record's eventTime to its page being accepted, by path.
@@ -242,6 +248,15 @@ impl Metrics {
     pub fn aws_request(&self, operation: &'static str) {
         self.aws_requests
             .get_or_create(&OperationLabels { operation })
+            .inc();
+    }
+
+    /// Counts an attempt the SDK made again after a failed one.
+    pub fn retried(&self, operation: &str) {
+        self.aws_retries
+            .get_or_create(&RetryLabels {
+                operation: operation.to_owned(),
+            })
             .inc();
     }
 

@@ -62,7 +62,10 @@ pub fn init_logging(format: LogFormat) {
 /// user agent) cannot end a text log line and forge the next one. JSON logs escape on their own.
 pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
     use std::fmt::Write as _;
-    if !text.chars().any(char::is_control) {
+    // Control characters, and the Unicode direction overrides that reorder what is read.
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
@@ -71,7 +74,7 @@ pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
+            c if unsafe_char(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
             c => out.push(c),
@@ -87,6 +90,7 @@ mod tests {
     #[test]
     fn control_characters_cannot_forge_lines() {
         assert_eq!(escape("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+        assert_eq!(escape("x\u{202e}y"), "x\\u{202e}y");
         assert!(matches!(escape("plain"), std::borrow::Cow::Borrowed(_)));
     }
 }
