@@ -28,10 +28,12 @@
 //! - [`config`]: daemon settings from TOML and `TRAILWARDEN_*` variables, strictly validated.
 //! - [`telemetry`]: logs, Prometheus metrics, `/healthz` and the `healthcheck` probe.
 //! - [`aws`]: SDK timeouts and retries, and the one place a failed AWS call is described.
+//! - [`coalesce`]: concurrent small writes (message deletes, page records) batched into one call.
 
 pub mod alert;
 pub mod aws;
 pub mod cloudtrail;
+pub mod coalesce;
 pub mod config;
 pub mod daemon;
 pub mod detect;

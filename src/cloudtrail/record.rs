@@ -12,7 +12,7 @@
 //! <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html>
 
 use std::borrow::Cow;
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::fmt;
 
 use rsigma_eval::event::{Event, EventValue, JsonEvent};
@@ -90,9 +90,11 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
 pub struct Record<'a> {
     fields: Fields<'a>,
     raw: &'a str,
-    /// The whole record as a `Value`, built only for keyword rules, array paths and correlation
-    /// storage.
+    /// The whole record as a `Value`, built only for keyword rules and array paths.
     full: OnceCell<Value>,
+    /// Nested objects already parsed, by the address of their raw JSON: rules ask for many
+    /// fields of `userIdentity` and `requestParameters`, and each is parsed once per record.
+    nested: RefCell<Vec<(usize, Fields<'a>)>>,
 }
 
 impl fmt::Debug for Record<'_> {
@@ -114,7 +116,22 @@ impl<'a> Record<'a> {
             fields: Fields::parse(raw)?,
             raw,
             full: OnceCell::new(),
+            nested: RefCell::new(Vec::new()),
         })
+    }
+
+    /// The value at `key` in the JSON object `object` (a part of this record), parsing the
+    /// object once whatever the number of keys asked of it.
+    fn child(&self, object: &'a RawValue, key: &str) -> Option<&'a RawValue> {
+        let at = object.get().as_ptr() as usize;
+        let mut nested = self.nested.borrow_mut();
+        if let Some((_, fields)) = nested.iter().find(|(p, _)| *p == at) {
+            return fields.get(key);
+        }
+        let fields = Fields::parse(object.get()).ok()?;
+        let found = fields.get(key);
+        nested.push((at, fields));
+        found
     }
 
     /// The record's JSON text, as it appeared in the log file.
@@ -133,7 +150,7 @@ impl<'a> Record<'a> {
             if !value.get().starts_with('{') {
                 return None;
             }
-            value = Fields::parse(value.get()).ok()?.get(part)?;
+            value = self.child(value, part)?;
         }
         Some(value)
     }
@@ -144,6 +161,12 @@ impl<'a> Record<'a> {
             EventValue::Str(s) => Some(s),
             _ => None,
         }
+    }
+
+    /// The value at a dot path, parsed on its own (objects on the path are walked lazily, so
+    /// the rest of the record is never built).
+    pub fn value_at(&self, path: &str) -> Option<Value> {
+        serde_json::from_str(self.raw_at(path)?.get()).ok()
     }
 
     /// Whether a field is present with a non-null value.
@@ -230,13 +253,12 @@ impl Event for Record<'_> {
                     None
                 };
             }
-            let fields = Fields::parse(value.get()).ok()?;
             // Flat-key precedence at every level, as the engine's JSON events do.
-            if let Some(v) = fields.get(rest) {
+            if let Some(v) = self.child(value, rest) {
                 return scalar(v).or_else(|| self.get_field_slow(path));
             }
             let (head, tail) = rest.split_once('.')?;
-            value = fields.get(head)?;
+            value = self.child(value, head)?;
             rest = tail;
         }
     }

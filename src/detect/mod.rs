@@ -483,7 +483,8 @@ impl Loader {
             }
         }
 
-        // Correlations likewise, each against a scratch engine holding every detection rule.
+        // Correlations, each checked on its own so one bad correlation does not take the
+        // others down.
         let mut kept_correlations = Vec::new();
         let mut correlations = Vec::new();
         let mut feeds: HashMap<usize, Vec<Feed>> = HashMap::new();
@@ -496,9 +497,6 @@ impl Loader {
                     continue;
                 }
             };
-            let mut trial = SigmaCollection::new();
-            trial.rules = kept_rules.clone();
-            trial.correlations = vec![corr.clone()];
             let targets = corr
                 .rules
                 .iter()
@@ -515,10 +513,9 @@ impl Loader {
                     }
                 })
                 .collect::<Result<Vec<_>, String>>();
-            let checked = new_engine()
-                .add_collection(&trial)
-                .map_err(|e| e.to_string())
-                .and(targets)
+            // The references are resolved above (which also rules out chains and cycles), and
+            // compiling checks the rest; building a whole engine per correlation is not needed.
+            let checked = targets
                 .and_then(|targets| {
                     let compiled = rsigma_eval::correlation::compile_correlation(&corr)
                         .map_err(|e| e.to_string())?;

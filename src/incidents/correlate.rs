@@ -15,6 +15,7 @@
 //! within that long of the last.
 //! Redelivered and duplicated events are one event because they share an eventID.
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 
 use rsigma_eval::correlation::{WindowDecision, apply_window_open};
@@ -22,13 +23,14 @@ use rsigma_eval::event::{Event, EventValue};
 use rsigma_eval::{CompiledCorrelation, GroupKey, WindowState};
 use rsigma_parser::CorrelationType;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{IncidentKey, hex};
 use crate::alert::Alert;
 use crate::cloudtrail::Record;
-use crate::detect::{CorrelationHit, Feed, RuleSet};
+use crate::detect::{Correlation, CorrelationHit, Feed, RuleSet};
 
 /// The fields alerts read from a record; a correlation event keeps only these (plus its
 /// group-by and value fields), so a window of events stays small.
@@ -57,7 +59,7 @@ const ALERT_FIELDS: &[&str] = &[
 ];
 
 /// One record's contribution to one correlation group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CorrEvent {
     /// `eventTime`, epoch seconds.
     pub ts: i64,
@@ -68,8 +70,9 @@ pub struct CorrEvent {
     /// as rsigma renders it; `None` when the record lacks the field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    /// The record's fields that alerts and group-by read.
-    pub record: Value,
+    /// The record's fields that alerts and group-by read, as compact JSON text: a window's
+    /// events are kept (and stored) far more often than they fire.
+    pub record: Box<RawValue>,
     /// The log file (or event) it came from.
     #[serde(default)]
     pub source: String,
@@ -110,6 +113,9 @@ pub struct Batch {
     pub events: Vec<(Group, CorrEvent)>,
     /// Events dropped past [`Batch::MAX_EVENTS`].
     pub dropped: u64,
+    /// For counted values (`value_count`): (group, value) → indices in `events` of its
+    /// earliest and latest occurrence.
+    values: HashMap<(Group, String), (usize, usize)>,
 }
 
 impl Batch {
@@ -120,11 +126,99 @@ impl Batch {
     /// Adds the record's events for every correlation `feeds` lists.
     pub fn add(&mut self, rules: &RuleSet, feeds: &[Feed], record: &Record<'_>, source: &str) {
         for feed in feeds {
-            if self.events.len() >= Self::MAX_EVENTS {
-                self.dropped += 1;
-                continue;
+            let correlation = &rules.correlations()[feed.correlation];
+            let counts_values =
+                correlation.compiled.correlation_type == CorrelationType::ValueCount;
+            // The slim record is built only for events that are kept.
+            let slim = OnceCell::new();
+            let make = |c: Candidate| {
+                let slim = slim.get_or_init(|| project(record, &paths(correlation, feed)));
+                let field = correlation
+                    .compiled
+                    .condition
+                    .field
+                    .as_ref()
+                    .and_then(|f| f.first());
+                let text = match (c.spread, field, &c.value) {
+                    (true, Some(field), Some(value)) => {
+                        // The value is written where the correlation (and its alert) reads it.
+                        let mut slim = slim.clone();
+                        set_path(&mut slim, field, Value::String(value.clone()));
+                        slim.to_string()
+                    }
+                    _ => slim.to_string(),
+                };
+                (
+                    c.group,
+                    CorrEvent {
+                        ts: c.ts,
+                        event_id: c.event_id,
+                        rule_ref: feed.rule_ref.clone(),
+                        value: c.value,
+                        // Serialising a `Value` yields valid JSON.
+                        record: RawValue::from_string(text).expect("serialised JSON"),
+                        source: source.to_owned(),
+                    },
+                )
+            };
+            for candidate in candidates(rules, feed, record) {
+                match candidate.value.clone().filter(|_| counts_values) {
+                    Some(value) => self.add_value(value, candidate, &make),
+                    None => {
+                        let (group, event) = make(candidate);
+                        self.push(group, event);
+                    }
+                }
             }
-            self.events.extend(events_for(rules, feed, record, source));
+        }
+    }
+
+    fn push(&mut self, group: Group, event: CorrEvent) -> Option<usize> {
+        if self.events.len() >= Self::MAX_EVENTS {
+            self.dropped += 1;
+            return None;
+        }
+        self.events.push((group, event));
+        Some(self.events.len() - 1)
+    }
+
+    /// A `value_count` correlation counts distinct values: of a value's occurrences in one
+    /// source only the earliest and the latest can change a decision (a log file spans less
+    /// than a correlation's window), so an application reading its own secret a thousand
+    /// times is two events, not a thousand.
+    fn add_value(
+        &mut self,
+        value: String,
+        candidate: Candidate,
+        make: &dyn Fn(Candidate) -> (Group, CorrEvent),
+    ) {
+        let key = (candidate.group.clone(), value);
+        let Some(&(first, last)) = self.values.get(&key) else {
+            let (group, event) = make(candidate);
+            if let Some(i) = self.push(group, event) {
+                self.values.insert(key, (i, i));
+            }
+            return;
+        };
+        let ts = candidate.ts;
+        if ts < self.events[first].1.ts {
+            let (group, event) = make(candidate);
+            if first == last {
+                if let Some(i) = self.push(group, event) {
+                    self.values.insert(key, (i, last));
+                }
+            } else {
+                self.events[first].1 = event;
+            }
+        } else if ts > self.events[last].1.ts {
+            let (group, event) = make(candidate);
+            if first == last {
+                if let Some(i) = self.push(group, event) {
+                    self.values.insert(key, (first, i));
+                }
+            } else {
+                self.events[last].1 = event;
+            }
         }
     }
 
@@ -147,57 +241,54 @@ impl Batch {
     }
 }
 
+/// One event a record contributes to a correlation group, before its slim record is built.
+struct Candidate {
+    group: Group,
+    ts: i64,
+    event_id: String,
+    value: Option<String>,
+    /// One of several values of a spread record (see `detect::Correlation::value_sources`).
+    spread: bool,
+}
+
+/// The paths a correlation's events keep: what alerts read, the group-by fields and the
+/// counted field.
+fn paths<'c>(correlation: &'c Correlation, feed: &'c Feed) -> Vec<&'c str> {
+    let corr = &correlation.compiled;
+    let identities: Vec<&str> = feed.identities.iter().map(String::as_str).collect();
+    let mut paths: Vec<&str> = ALERT_FIELDS.to_vec();
+    for field in &corr.group_by {
+        paths.push(field.resolve(&identities));
+    }
+    paths.extend(corr.condition.field.iter().flatten().map(String::as_str));
+    paths
+}
+
 /// The group and events a record contributes to the correlation of `feed`: one event, or one
-/// per value for a correlation that spreads its values over several fields and lists (see
-/// `detect::Correlation::value_sources`).
-fn events_for(
-    rules: &RuleSet,
-    feed: &Feed,
-    record: &Record<'_>,
-    source: &str,
-) -> Vec<(Group, CorrEvent)> {
+/// per value for a correlation that spreads its values over several fields and lists.
+fn candidates(rules: &RuleSet, feed: &Feed, record: &Record<'_>) -> Vec<Candidate> {
     let correlation = &rules.correlations()[feed.correlation];
     let corr = &correlation.compiled;
     let identities: Vec<&str> = feed.identities.iter().map(String::as_str).collect();
     let (Some(ts), Some(event_id)) = (event_time(record), record.str_at("eventID")) else {
         return Vec::new();
     };
-    let key = GroupKey::extract(record, &corr.group_by, &identities);
-    let mut paths: Vec<&str> = ALERT_FIELDS.to_vec();
-    for field in &corr.group_by {
-        paths.push(field.resolve(&identities));
-    }
-    paths.extend(corr.condition.field.iter().flatten().map(String::as_str));
-    let slim = project(record.value(), &paths);
-    let event = |event_id: String, value: Option<String>, record: Value| {
-        (
-            Group {
-                correlation: feed.correlation,
-                key: key.clone(),
-            },
-            CorrEvent {
-                ts,
-                event_id,
-                rule_ref: feed.rule_ref.clone(),
-                value,
-                record,
-                source: source.to_owned(),
-            },
-        )
+    let group = Group {
+        correlation: feed.correlation,
+        key: GroupKey::extract(record, &corr.group_by, &identities),
     };
-    let field = corr.condition.field.as_ref().and_then(|f| f.first());
-    if let (false, Some(field)) = (correlation.value_sources.is_empty(), field) {
-        let values = spread_values(record.value(), &correlation.value_sources);
+    if !correlation.value_sources.is_empty() {
+        let values = spread_values(record, &correlation.value_sources);
         if !values.is_empty() {
-            // One event per value, each with its own stable identity, and the value written
-            // where the correlation (and its alert) reads it.
+            // One event per value, each with its own stable identity.
             return values
                 .into_iter()
-                .map(|value| {
-                    let mut slim = slim.clone();
-                    set_path(&mut slim, field, Value::String(value.clone()));
-                    let id = format!("{event_id}#{}", hex(&Sha256::digest(value.as_bytes())[..6]));
-                    event(id, Some(value), slim)
+                .map(|value| Candidate {
+                    group: group.clone(),
+                    ts,
+                    event_id: format!("{event_id}#{}", hex(&Sha256::digest(value.as_bytes())[..6])),
+                    value: Some(value),
+                    spread: true,
                 })
                 .collect();
         }
@@ -213,15 +304,21 @@ fn events_for(
             .and_then(|v| v.as_f64())
             .map(|n| n.to_string()),
     };
-    vec![event(event_id.into_owned(), value, slim)]
+    vec![Candidate {
+        group,
+        ts,
+        event_id: event_id.into_owned(),
+        value,
+        spread: false,
+    }]
 }
 
 /// The values a record holds at the first of `sources` present: the string, or each string
 /// of a list.
-fn spread_values(record: &Value, sources: &[String]) -> Vec<String> {
+fn spread_values(record: &Record<'_>, sources: &[String]) -> Vec<String> {
     for source in sources {
-        match source.split('.').try_fold(record, |v, key| v.get(key)) {
-            Some(Value::String(s)) => return vec![s.clone()],
+        match record.value_at(source) {
+            Some(Value::String(s)) => return vec![s],
             Some(Value::Array(items)) => {
                 return items
                     .iter()
@@ -277,37 +374,13 @@ fn distinct_key(record: &Record<'_>, fields: &[String]) -> Option<String> {
     Some(parts.join("\u{1f}"))
 }
 
-/// Copies the given dot paths of a record into a new, smaller record.
-fn project(full: &Value, paths: &[&str]) -> Value {
+/// Copies the given dot paths of a record into a new, smaller record, parsing only those
+/// fields.
+fn project(record: &Record<'_>, paths: &[&str]) -> Value {
     let mut out = Value::Object(Map::new());
     for path in paths {
-        let mut src = full;
-        let mut found = true;
-        for part in path.split('.') {
-            match src.get(part) {
-                Some(v) => src = v,
-                None => {
-                    found = false;
-                    break;
-                }
-            }
-        }
-        if !found || src.is_null() {
-            continue;
-        }
-        let mut dst = &mut out;
-        let mut parts = path.split('.').peekable();
-        while let Some(part) = parts.next() {
-            let Some(obj) = dst.as_object_mut() else {
-                break;
-            };
-            if parts.peek().is_none() {
-                obj.insert(part.to_owned(), src.clone());
-                break;
-            }
-            dst = obj
-                .entry(part.to_owned())
-                .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(value) = record.value_at(path).filter(|v| !v.is_null()) {
+            set_path(&mut out, path, value);
         }
     }
     out
@@ -437,7 +510,7 @@ pub fn alert_for(
         events: fire
             .members
             .iter()
-            .map(|&i| events[i].record.clone())
+            .map(|&i| serde_json::from_str(events[i].record.get()).unwrap_or(Value::Null))
             .collect(),
     };
     let source = fire
@@ -473,7 +546,10 @@ pub fn alert_for(
 /// Decides every group of `events` at once, with nothing committed before: what `scan`
 /// reports after reading all its files, and what the tests check rules with.
 pub fn decide_all(rules: &RuleSet, events: Vec<(Group, CorrEvent)>) -> Vec<Alert> {
-    let batch = Batch { events, dropped: 0 };
+    let batch = Batch {
+        events,
+        ..Batch::default()
+    };
     let mut alerts = Vec::new();
     for (group, mut events) in batch.groups() {
         normalise(&mut events);
@@ -625,6 +701,35 @@ level: high
     }
 
     #[test]
+    fn a_value_read_many_times_in_one_file_is_kept_twice() {
+        let rules = rules();
+        let mut records: Vec<String> = (0..50)
+            .map(|i| failure(&format!("a{i}"), "alice", "203.0.113.9", i / 10, i % 60))
+            .collect();
+        records.push(failure("b", "bob", "203.0.113.9", 9, 0));
+        let mut batch = Batch::default();
+        let failed = rules.rules().iter().position(|r| r.name == "failed");
+        for raw in &records {
+            let record = Record::parse(raw.as_bytes()).expect("record");
+            batch.add(&rules, rules.feeds(failed.expect("rule")), &record, "f");
+        }
+        let spray: Vec<&CorrEvent> = batch
+            .events
+            .iter()
+            .filter(|(g, _)| {
+                rules.rules()[rules.correlations()[g.correlation].rule].name == "spray"
+            })
+            .map(|(_, e)| e)
+            .collect();
+        let ids: Vec<&str> = spray.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            vec!["a0", "a49", "b"],
+            "alice's first and last, and bob"
+        );
+    }
+
+    #[test]
     fn value_count_counts_distinct_names_once() {
         let rules = rules();
         let mut records: Vec<String> = (0..6)
@@ -700,16 +805,10 @@ detection:
         let alerts = records(&[read("d", 3, r#"{"names":["d"]}"#)]);
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].count, Some(4));
+        // Of secret a's reads in one file only the first and the last are kept (a1, and b's).
         assert_eq!(
             alerts[0].event_ids.as_deref(),
-            Some(
-                &[
-                    "a1".to_owned(),
-                    "a2".to_owned(),
-                    "b".to_owned(),
-                    "d".to_owned()
-                ][..]
-            )
+            Some(&["a1".to_owned(), "b".to_owned(), "d".to_owned()][..])
         );
     }
 
@@ -718,9 +817,10 @@ detection:
         let rules = rules();
         let groups = batch(&rules, &[failure("x", "bob", "198.51.100.1", 0, 0)]);
         let event = &groups[0].1[0];
-        assert_eq!(event.record["userIdentity"]["userName"], "bob");
-        assert_eq!(event.record["eventID"], "x");
-        assert!(event.record.get("requestParameters").is_none());
+        let slim: Value = serde_json::from_str(event.record.get()).expect("json");
+        assert_eq!(slim["userIdentity"]["userName"], "bob");
+        assert_eq!(slim["eventID"], "x");
+        assert!(slim.get("requestParameters").is_none());
         let (group, events) = &groups[0];
         let fire = Fire {
             members: vec![0],

@@ -1,5 +1,5 @@
 //! The SQS queue work arrives on: receive, change visibility (extend a lease, hand a message
-//! back), delete.
+//! back), delete (in batches, when several workers finish at once).
 //!
 //! [`Queue`] is the seam between the daemon and aws-sdk-sqs: the daemon sees plain
 //! [`Received`] messages and [`QueueError`]s that say whether a retry may succeed, so its
@@ -9,9 +9,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+};
 
 use crate::aws;
+use crate::coalesce::Coalescer;
 use crate::telemetry::Metrics;
 
 /// One received message, detached from SDK types.
@@ -52,6 +55,8 @@ pub struct SqsQueue {
     url: String,
     wait_secs: u64,
     metrics: Arc<Metrics>,
+    /// Deletes from concurrent workers go out together (DeleteMessageBatch, up to 10).
+    deletes: Coalescer<String, Result<(), QueueError>>,
 }
 
 impl SqsQueue {
@@ -61,11 +66,18 @@ impl SqsQueue {
         wait_secs: u64,
         metrics: Arc<Metrics>,
     ) -> SqsQueue {
+        let deletes = {
+            let (client, url, metrics) = (client.clone(), url.clone(), metrics.clone());
+            Coalescer::new(10, move |receipts: Vec<String>| {
+                delete_batch(client.clone(), url.clone(), metrics.clone(), receipts)
+            })
+        };
         SqsQueue {
             client,
             url,
             wait_secs,
             metrics,
+            deletes,
         }
     }
 
@@ -144,14 +156,74 @@ impl Queue for SqsQueue {
     }
 
     async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
-        self.metrics.aws_request("DeleteMessage");
-        self.client
-            .delete_message()
-            .queue_url(&self.url)
-            .receipt_handle(receipt)
-            .send()
+        self.deletes
+            .submit(receipt.to_owned())
             .await
-            .map(|_| ())
-            .map_err(|e| self.error("DeleteMessage", &e))
+            .unwrap_or_else(|| {
+                Err(QueueError {
+                    message: format!(
+                        "SQS DeleteMessageBatch on {} was not sent: shutting down",
+                        self.url
+                    ),
+                    transient: true,
+                })
+            })
+    }
+}
+
+/// One DeleteMessageBatch call; one answer per receipt, in order.
+async fn delete_batch(
+    client: aws_sdk_sqs::Client,
+    url: String,
+    metrics: Arc<Metrics>,
+    receipts: Vec<String>,
+) -> Vec<Result<(), QueueError>> {
+    let entries = receipts
+        .iter()
+        .enumerate()
+        .map(|(i, receipt)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(receipt)
+                .build()
+                .expect("id and receipt are set")
+        })
+        .collect();
+    metrics.aws_request("DeleteMessageBatch");
+    match client
+        .delete_message_batch()
+        .queue_url(&url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+    {
+        Ok(out) => (0..receipts.len())
+            .map(|i| {
+                let id = i.to_string();
+                match out.failed().iter().find(|f| f.id() == id) {
+                    None => Ok(()),
+                    Some(f) => Err(QueueError {
+                        message: format!(
+                            "SQS DeleteMessageBatch on {url} failed for a message: {}: {}",
+                            f.code(),
+                            f.message().unwrap_or("no message")
+                        ),
+                        transient: !f.sender_fault(),
+                    }),
+                }
+            })
+            .collect(),
+        Err(e) => {
+            let f = aws::failed(&format!("SQS DeleteMessageBatch on {url}"), &e);
+            receipts
+                .iter()
+                .map(|_| {
+                    Err(QueueError {
+                        message: f.sentence.clone(),
+                        transient: f.transient,
+                    })
+                })
+                .collect()
+        }
     }
 }

@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Claim, Claimed, Due, Open, Part, Store, StoreError};
 use crate::aws::{self, Fault};
+use crate::coalesce::Coalescer;
 use crate::incidents::correlate::{CorrEvent, Span};
 use crate::incidents::{IncidentKey, hex};
 use crate::telemetry::Metrics;
@@ -51,6 +52,8 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     metrics: Arc<Metrics>,
+    /// Pages recorded by concurrent workers go out together (BatchWriteItem).
+    opened: Coalescer<Item, Result<(), StoreError>>,
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -105,10 +108,17 @@ fn condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
 
 impl DynamoStore {
     pub fn new(client: Client, table: String, metrics: Arc<Metrics>) -> DynamoStore {
+        let opened = {
+            let (client, table, metrics) = (client.clone(), table.clone(), metrics.clone());
+            Coalescer::new(BATCH, move |items: Vec<Item>| {
+                put_batch(client.clone(), table.clone(), metrics.clone(), items)
+            })
+        };
         DynamoStore {
             client,
             table,
             metrics,
+            opened,
         }
     }
 
@@ -325,36 +335,34 @@ impl Store for DynamoStore {
         claim: &Claim,
         incident: &Open,
     ) -> Result<(), StoreError> {
-        let json = serde_json::to_string(incident).unwrap_or_default();
-        self.count("UpdateItem");
-        match self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(incident_pk(key)))
-            .key("sk", s("meta"))
-            .update_expression(
-                "SET #s = :open, incident = :incident, window_end = :end, expires_at = :exp \
-                 REMOVE lease_until",
-            )
-            .condition_expression("#s = :claimed AND #o = :owner")
-            .expression_attribute_names("#s", "state")
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_values(":open", s("open"))
-            .expression_attribute_values(":claimed", s("claimed"))
-            .expression_attribute_values(":owner", s(&claim.owner))
-            .expression_attribute_values(":incident", s(json))
-            .expression_attribute_values(":end", n(incident.window_end))
-            .expression_attribute_values(":exp", n(incident.window_end + KEEP_SECS))
-            .send()
-            .await
-        {
-            // Our lease ran out and another task took the claim over: its page is the one
-            // on record, ours was a duplicate it could not see.
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(self.fail("UpdateItem", &e)),
-        }
+        // The claim holds the incident for its lease, which a publish fits well inside, so the
+        // open incident replaces it without a condition: that lets the records of pages
+        // published at the same moment go out in one BatchWriteItem. (Were the lease to run
+        // out first, another task would page too, and one of the two records would stay.)
+        let mut item = Item::new();
+        item.insert("pk".into(), s(incident_pk(key)));
+        item.insert("sk".into(), s("meta"));
+        item.insert("state".into(), s("open"));
+        item.insert("incident_id".into(), s(&incident.incident_id));
+        item.insert("owner".into(), s(&claim.owner));
+        item.insert(
+            "incident".into(),
+            s(serde_json::to_string(incident).unwrap_or_default()),
+        );
+        item.insert("window_end".into(), n(incident.window_end));
+        item.insert("rule".into(), s(&key.rule));
+        item.insert("account".into(), s(&key.account));
+        item.insert("principal".into(), s(&key.principal));
+        item.insert("expires_at".into(), n(incident.window_end + KEEP_SECS));
+        self.opened.submit(item).await.unwrap_or_else(|| {
+            Err(StoreError {
+                message: format!(
+                    "DynamoDB BatchWriteItem on table {} was not sent: shutting down",
+                    self.table
+                ),
+                fault: Fault::Outage,
+            })
+        })
     }
 
     async fn release(&self, key: &IncidentKey, claim: &Claim) -> Result<(), StoreError> {
@@ -500,7 +508,7 @@ impl Store for DynamoStore {
         expires_at: i64,
     ) -> Result<(), StoreError> {
         let pk = format!("cor#{group}");
-        let mut requests = Vec::with_capacity(events.len());
+        let mut requests: Vec<WriteRequest> = Vec::with_capacity(events.len());
         let mut keys = std::collections::HashSet::new();
         for e in events {
             let sk = format!("e#{:011}#{}", e.ts, e.event_id);
@@ -513,47 +521,10 @@ impl Store for DynamoStore {
             item.insert("sk".into(), s(sk));
             item.insert("ev".into(), s(serde_json::to_string(e).unwrap_or_default()));
             item.insert("expires_at".into(), n(expires_at));
-            let put = PutRequest::builder()
-                .set_item(Some(item))
-                .build()
-                .expect("the item is set");
-            requests.push(WriteRequest::builder().put_request(put).build());
+            requests.push(put_request(item));
         }
         for chunk in requests.chunks(BATCH) {
-            let mut pending = chunk.to_vec();
-            let mut delay = std::time::Duration::from_millis(50);
-            for attempt in 0.. {
-                self.count("BatchWriteItem");
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending)
-                    .send()
-                    .await
-                    .map_err(|e| self.fail("BatchWriteItem", &e))?;
-                pending = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.table))
-                    .unwrap_or_default();
-                if pending.is_empty() {
-                    break;
-                }
-                // Unprocessed items are DynamoDB shedding load: back off, then give up as an
-                // outage so the work is held and retried.
-                if attempt >= 5 {
-                    return Err(StoreError {
-                        message: format!(
-                            "DynamoDB BatchWriteItem on table {} left {} items unprocessed after {} attempts",
-                            self.table,
-                            pending.len(),
-                            attempt + 1
-                        ),
-                        fault: Fault::Outage,
-                    });
-                }
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
+            write_batch(&self.client, &self.table, &self.metrics, chunk.to_vec()).await?;
         }
         Ok(())
     }
@@ -618,4 +589,99 @@ impl Store for DynamoStore {
         item.insert("expires_at".into(), n(expires_at));
         self.put(item).await
     }
+}
+
+fn put_request(item: Item) -> WriteRequest {
+    let put = PutRequest::builder()
+        .set_item(Some(item))
+        .build()
+        .expect("the item is set");
+    WriteRequest::builder().put_request(put).build()
+}
+
+/// One BatchWriteItem of at most [`BATCH`] puts, retrying what DynamoDB leaves unprocessed.
+async fn write_batch(
+    client: &Client,
+    table: &str,
+    metrics: &Metrics,
+    mut pending: Vec<WriteRequest>,
+) -> Result<(), StoreError> {
+    let mut delay = std::time::Duration::from_millis(50);
+    let mut attempt = 0;
+    loop {
+        metrics.aws_request("BatchWriteItem");
+        let out = client
+            .batch_write_item()
+            .request_items(table, pending)
+            .send()
+            .await
+            .map_err(|e| {
+                let f = aws::failed(&format!("DynamoDB BatchWriteItem on table {table}"), &e);
+                let rejected = f
+                    .code
+                    .as_deref()
+                    .is_some_and(|c| REJECTED_CODES.contains(&c));
+                StoreError {
+                    message: f.sentence,
+                    fault: if rejected {
+                        Fault::Rejected
+                    } else {
+                        Fault::Outage
+                    },
+                }
+            })?;
+        pending = out
+            .unprocessed_items
+            .and_then(|mut u| u.remove(table))
+            .unwrap_or_default();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        // Unprocessed items are DynamoDB shedding load: back off, then give up as an outage
+        // so the work is held and retried.
+        if attempt >= 5 {
+            return Err(StoreError {
+                message: format!(
+                    "DynamoDB BatchWriteItem on table {table} left {} items unprocessed after {} attempts",
+                    pending.len(),
+                    attempt + 1
+                ),
+                fault: Fault::Outage,
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+        attempt += 1;
+    }
+}
+
+/// Writes incident records from concurrent workers in one call; one answer per item.
+async fn put_batch(
+    client: Client,
+    table: String,
+    metrics: Arc<Metrics>,
+    items: Vec<Item>,
+) -> Vec<Result<(), StoreError>> {
+    // One batch may not name a key twice; the later record of a key wins.
+    let mut requests: Vec<WriteRequest> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for item in items.iter().rev() {
+        let key = (
+            get_s(item, "pk").map(str::to_owned),
+            get_s(item, "sk").map(str::to_owned),
+        );
+        if seen.insert(key) {
+            requests.push(put_request(item.clone()));
+        }
+    }
+    let result = write_batch(&client, &table, &metrics, requests).await;
+    items
+        .iter()
+        .map(|_| {
+            result.as_ref().map(|_| ()).map_err(|e| StoreError {
+                message: e.message.clone(),
+                fault: e.fault,
+            })
+        })
+        .collect()
 }
