@@ -1,11 +1,12 @@
 //! Requests from concurrent workers → batched AWS calls, without waiting to fill a batch.
 //!
 //! Deleting a finished message and recording a published page are one small write each, made
-//! by many workers at once. A [`Coalescer`] sends the first request at once; requests that
-//! arrive while that call is in flight go together in the next one (DeleteMessageBatch,
-//! BatchWriteItem). Idle, nothing waits; under load, calls fall to a fraction per message.
+//! by many workers at once. A [`Coalescer`] gathers requests that arrive while a call is in
+//! flight, and optionally for a short linger after the first, into one call
+//! (DeleteMessageBatch, BatchWriteItem). Under load, calls fall to a fraction per message.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -16,8 +17,9 @@ pub struct Coalescer<T, R> {
 
 impl<T: Send + 'static, R: Send + 'static> Coalescer<T, R> {
     /// Starts the batching task on the current runtime. `call` takes up to `max` requests and
-    /// returns one answer per request, in order.
-    pub fn new<F, Fut>(max: usize, call: F) -> Coalescer<T, R>
+    /// returns one answer per request, in order. After the first request of a batch it waits
+    /// up to `linger` for more (zero: it takes only what is already waiting).
+    pub fn new<F, Fut>(max: usize, linger: Duration, call: F) -> Coalescer<T, R>
     where
         F: Fn(Vec<T>) -> Fut + Send + 'static,
         Fut: Future<Output = Vec<R>> + Send,
@@ -26,10 +28,15 @@ impl<T: Send + 'static, R: Send + 'static> Coalescer<T, R> {
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
+                let deadline = tokio::time::Instant::now() + linger;
                 while batch.len() < max {
                     match rx.try_recv() {
                         Ok(next) => batch.push(next),
-                        Err(_) => break,
+                        Err(_) if linger.is_zero() => break,
+                        Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Some(next)) => batch.push(next),
+                            _ => break,
+                        },
                     }
                 }
                 let (requests, replies): (Vec<T>, Vec<oneshot::Sender<R>>) =
@@ -57,13 +64,12 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
 
     #[tokio::test]
     async fn concurrent_requests_share_calls_and_get_their_own_answers() {
         let calls = Arc::new(AtomicUsize::new(0));
         let counted = calls.clone();
-        let doubler = Arc::new(Coalescer::new(10, move |xs: Vec<u32>| {
+        let doubler = Arc::new(Coalescer::new(10, Duration::ZERO, move |xs: Vec<u32>| {
             counted.fetch_add(1, Ordering::SeqCst);
             async move {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -82,5 +88,29 @@ mod tests {
         assert!((3..25).contains(&n), "{n} calls for 25 requests");
         // Alone, a request goes at once.
         assert_eq!(doubler.submit(7).await, Some(14));
+    }
+
+    #[tokio::test]
+    async fn lingering_gathers_requests_that_arrive_soon_after() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let echo = Arc::new(Coalescer::new(
+            10,
+            Duration::from_millis(200),
+            move |xs: Vec<u32>| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async move { xs }
+            },
+        ));
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            let e = echo.clone();
+            tasks.push(tokio::spawn(async move { e.submit(i).await }));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for (i, t) in tasks.into_iter().enumerate() {
+            assert_eq!(t.await.expect("join"), Some(i as u32));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
@@ -23,10 +24,10 @@ use crate::alert::{Alert, UNREADABLE_RULE, clean};
 use crate::aws::{self, Fault};
 use crate::cloudtrail::{self, ReadError};
 use crate::incidents::commit::{CommitError, Committed, Findings, Progress};
-use crate::incidents::fold::Folder;
+use crate::incidents::fold::{Fold, Folder};
 use crate::incidents::{self, IncidentKey};
 use crate::intake::SourceError;
-use crate::intake::notice::{self, Notice, NoticeError, ObjectRef};
+use crate::intake::notice::{self, Event, Notice, NoticeError, ObjectRef};
 use crate::intake::sqs::Received;
 use crate::pipeline::{self, Outcome};
 use crate::telemetry::Dependency;
@@ -60,6 +61,8 @@ enum WorkError {
     Commit(#[from] CommitError),
     #[error("internal error while reading {0}: the worker thread stopped")]
     Worker(ObjectRef),
+    #[error("{event}: the event's record is not a JSON object: {message}")]
+    Event { event: String, message: String },
     #[error("the attempt did not finish within message_timeout_secs ({0} s)")]
     Deadline(u64),
 }
@@ -84,9 +87,10 @@ impl WorkError {
             Fault::Rejected => Disposition::Reject,
         };
         match self {
-            WorkError::Body(_) | WorkError::BucketNotAllowed(_) | WorkError::Worker(_) => {
-                Disposition::Reject
-            }
+            WorkError::Body(_)
+            | WorkError::BucketNotAllowed(_)
+            | WorkError::Worker(_)
+            | WorkError::Event { .. } => Disposition::Reject,
             WorkError::Source(e) if e.is_transient() => Disposition::Hold(Dependency::Objects),
             WorkError::Source(_) => Disposition::Reject,
             WorkError::Read { .. } => Disposition::Hold(Dependency::Objects),
@@ -116,6 +120,7 @@ impl Work {
         let notice = notice::parse(&msg.body);
         let objects = match &notice {
             Ok(Notice::Objects(objects)) => objects.len(),
+            Ok(Notice::Event(_)) => 1,
             _ => 0,
         };
         Work {
@@ -156,7 +161,14 @@ impl Daemon {
     }
 
     /// Handles one message until it is deleted, handed back, or shutdown takes it back.
-    pub(super) async fn handle(self: Arc<Self>, msg: Received, shutdown: CancellationToken) {
+    /// `permit` holds the message's place among those in hand; it is given up as soon as the
+    /// work is done, before the (batched) delete.
+    pub(super) async fn handle(
+        self: Arc<Self>,
+        msg: Received,
+        permit: OwnedSemaphorePermit,
+        shutdown: CancellationToken,
+    ) {
         let span = info_span!("message", message_id = %msg.id, receive_count = msg.receive_count);
         async {
             self.metrics.messages_in_flight.inc();
@@ -180,6 +192,7 @@ impl Daemon {
                         for d in failing {
                             self.metrics.outage(d, true);
                         }
+                        drop(permit);
                         self.finish(&msg, &work, done, started).await;
                         break;
                     }
@@ -311,12 +324,20 @@ impl Daemon {
     async fn attempt(&self, msg: &Received, work: &mut Work) -> Result<Committed, WorkError> {
         let objects = match &work.notice {
             Ok(Notice::Objects(objects)) => objects.clone(),
+            Ok(Notice::Event(event)) => {
+                if work.findings[0].is_none() {
+                    let span = info_span!("event", event_id = %event.id, region = %event.region);
+                    work.findings[0] = Some(self.read_event(event).instrument(span).await?);
+                    work.records += 1;
+                }
+                Vec::new()
+            }
             Ok(Notice::TestEvent) => {
                 info!("S3 test event acknowledged");
                 return Ok(Committed::default());
             }
             Ok(Notice::Ignored(what)) => {
-                info!(notification = %what, "notification needs no work");
+                info!(notification = %clean(what), "notification needs no work");
                 return Ok(Committed::default());
             }
             Err(e) => return Err(WorkError::Body(e.clone())),
@@ -362,6 +383,58 @@ impl Daemon {
             Some(e) => Err(e),
             None => Ok(done),
         }
+    }
+
+    /// Evaluates a CloudTrail event that EventBridge delivered: no log file to read.
+    async fn read_event(&self, event: &Event) -> Result<Findings, WorkError> {
+        let source = event.source();
+        let mut folder = Folder::new();
+        let report = pipeline::read_record(
+            &self.rules,
+            &source,
+            event.record.as_bytes(),
+            &mut |alert, record| {
+                let key = IncidentKey {
+                    rule: alert.rule.clone(),
+                    account: incidents::account(record),
+                    principal: incidents::principal(record),
+                };
+                folder.add(key, alert);
+            },
+        )
+        .map_err(|e| WorkError::Event {
+            event: source.clone(),
+            message: e.to_string(),
+        })?;
+        self.metrics.events.inc();
+        self.metrics.records.inc();
+        let folds = folder.finish();
+        self.count_alerts(&folds);
+        info!(
+            incidents = folds.len(),
+            duplicates = report.duplicates,
+            "event processed"
+        );
+        Ok(Findings {
+            source,
+            folds,
+            correlation: report.correlation,
+        })
+    }
+
+    fn count_alerts(&self, folds: &[Fold]) -> u64 {
+        let mut alerts = 0;
+        for fold in folds {
+            alerts += fold.stats.count;
+            self.metrics
+                .alerts
+                .get_or_create(&AlertLabels {
+                    rule: fold.key.rule.clone(),
+                    level: fold.level().to_string(),
+                })
+                .inc_by(fold.stats.count);
+        }
+        alerts
     }
 
     /// Reads one object: its findings and how many records it held.
@@ -446,17 +519,7 @@ impl Daemon {
             damage(&mut folder, Alert::damaged(&source, &what));
         }
         let folds = folder.finish();
-        let mut alerts = 0;
-        for fold in &folds {
-            alerts += fold.stats.count;
-            self.metrics
-                .alerts
-                .get_or_create(&AlertLabels {
-                    rule: fold.key.rule.clone(),
-                    level: fold.level().to_string(),
-                })
-                .inc_by(fold.stats.count);
-        }
+        let alerts = self.count_alerts(&folds);
         info!(
             records = report.records,
             bytes = report.bytes,

@@ -111,6 +111,7 @@ impl Daemon {
             sink: self.edges.sink.as_ref(),
             policy: &self.policy,
             owner,
+            metrics: &self.metrics,
         }
     }
 
@@ -206,10 +207,7 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: CancellationToken) {
                         .expect("one permit per message of the batch");
                     daemon.leases().insert(msg.id.clone(), msg.receipt.clone());
                     let (daemon, shutdown) = (daemon.clone(), shutdown.clone());
-                    tasks.spawn(async move {
-                        daemon.handle(msg, shutdown).await;
-                        drop(permit);
-                    });
+                    tasks.spawn(daemon.handle(msg, permit, shutdown));
                 }
             }
             Err(e) => {

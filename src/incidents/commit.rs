@@ -29,6 +29,8 @@ use crate::alert::clean;
 use crate::aws::Fault;
 use crate::detect::{Level, RuleSet};
 use crate::output::{FollowUp, Page, Sink, SinkError};
+use crate::telemetry::Metrics;
+use crate::telemetry::metrics::{Path, PathLabels};
 
 /// How incidents behave; from the daemon's settings.
 #[derive(Debug, Clone)]
@@ -138,6 +140,7 @@ pub struct Committer<'a> {
     pub policy: &'a Policy,
     /// This task and the message being worked on.
     pub owner: &'a str,
+    pub metrics: &'a Metrics,
 }
 
 fn unix_now() -> i64 {
@@ -273,6 +276,7 @@ impl Committer<'_> {
                     return Err(e.into());
                 }
                 let paged_at = unix_now();
+                self.observe_lag(source, fold, paged_at);
                 let window = rule
                     .and_then(|r| r.incident_window)
                     .unwrap_or(self.policy.window);
@@ -320,6 +324,28 @@ impl Committer<'_> {
                 owner,
             }),
         }
+    }
+
+    /// The time from the page's first event to its page, by the path the event came by.
+    fn observe_lag(&self, source: &str, fold: &Fold, paged_at: i64) {
+        let Some(first) = fold.alerts[0]
+            .event_time
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        else {
+            return;
+        };
+        let path = if source.starts_with("eventbridge:") {
+            Path::Eventbridge
+        } else {
+            Path::LogFile
+        };
+        self.metrics
+            .alert_lag_seconds
+            .get_or_create(&PathLabels {
+                path: path.as_str(),
+            })
+            .observe((paged_at - first.timestamp()).max(0) as f64);
     }
 
     /// Sends the follow-ups that are due; returns how many went out.

@@ -1,8 +1,9 @@
-//! An SQS message body → the S3 objects it announces.
+//! An SQS message body → the S3 objects it announces, or the CloudTrail event it carries.
 //!
 //! Every shape AWS produces is accepted (see `AWS_FACTS`):
 //! - S3 event notifications, sent directly or through SNS (raw delivery on or off);
 //! - EventBridge "Object Created" events;
+//! - CloudTrail events delivered by EventBridge (the fast path): the record is in the message;
 //! - CloudTrail's own SNS notice (`s3Bucket` + `s3ObjectKey`);
 //! - the `s3:TestEvent` S3 sends when notifications are configured.
 //!
@@ -28,11 +29,42 @@ impl std::fmt::Display for ObjectRef {
     }
 }
 
+/// A CloudTrail event delivered by EventBridge: the record itself, no log file to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The EventBridge event id.
+    pub id: String,
+    /// The region EventBridge received it in.
+    pub region: String,
+    /// The CloudTrail record (the envelope's `detail`), as JSON.
+    pub record: String,
+}
+
+impl Event {
+    /// Names the event as an alert's source: `eventbridge:<region>:<event id>`.
+    pub fn source(&self) -> String {
+        format!("eventbridge:{}:{}", self.region, self.id)
+    }
+}
+
+/// The detail-types CloudTrail puts on EventBridge whose `detail` is a CloudTrail record. The
+/// EventBridge guide spells the sign-in one `Signin`, CloudTrail's own guide `Sign In`.
+/// <https://docs.aws.amazon.com/eventbridge/latest/ref/events-structure.html>
+pub const CLOUDTRAIL_DETAIL_TYPES: &[&str] = &[
+    "AWS API Call via CloudTrail",
+    "AWS Console Sign In via CloudTrail",
+    "AWS Console Signin via CloudTrail",
+    "AWS Console Action via CloudTrail",
+    "AWS Service Event via CloudTrail",
+];
+
 /// What a message asks of us.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Notice {
     /// Read these objects.
     Objects(Vec<ObjectRef>),
+    /// Evaluate this event.
+    Event(Event),
     /// S3's test event: nothing to read; acknowledge it.
     TestEvent,
     /// A recognised notification that needs no work (e.g. ObjectRemoved); acknowledge it.
@@ -50,6 +82,8 @@ pub enum NoticeError {
     Unrecognised(String),
     #[error("notification names an object key that is not valid URL-encoded UTF-8: {0:?}")]
     BadKey(String),
+    #[error("EventBridge {0} event {1:?} carries no CloudTrail record in its detail")]
+    NoRecord(String, String),
 }
 
 /// Parses a message body.
@@ -88,19 +122,8 @@ fn parse_value(value: &Value, depth: u8) -> Result<Notice, NoticeError> {
         return s3_event(event);
     }
 
-    if obj.get("source").and_then(Value::as_str) == Some("aws.s3") && obj.contains_key("detail") {
-        let event: EventBridge =
-            serde_json::from_value(value.clone()).map_err(|_| unrecognised())?;
-        if event.detail_type != "Object Created" {
-            return Ok(Notice::Ignored(format!(
-                "EventBridge {}",
-                event.detail_type
-            )));
-        }
-        return Ok(Notice::Objects(vec![ObjectRef {
-            bucket: event.detail.bucket.name,
-            key: event.detail.object.key,
-        }]));
+    if let Some(detail_type) = obj.get("detail-type").and_then(Value::as_str) {
+        return eventbridge(obj, detail_type).ok_or_else(unrecognised)?;
     }
 
     if obj.contains_key("s3Bucket") && obj.contains_key("s3ObjectKey") {
@@ -119,6 +142,48 @@ fn parse_value(value: &Value, depth: u8) -> Result<Notice, NoticeError> {
     }
 
     Err(unrecognised())
+}
+
+/// An EventBridge envelope: a CloudTrail event, an S3 "Object Created" event, or anything else
+/// (acknowledged and logged: it was routed here by mistake and there is nothing to read).
+/// `None` when it does not have an envelope's shape.
+fn eventbridge(
+    obj: &serde_json::Map<String, Value>,
+    detail_type: &str,
+) -> Option<Result<Notice, NoticeError>> {
+    let source = obj.get("source").and_then(Value::as_str)?;
+    let id = obj.get("id").and_then(Value::as_str).unwrap_or("");
+    let detail = obj.get("detail");
+    if CLOUDTRAIL_DETAIL_TYPES.contains(&detail_type) {
+        // A record always has an eventID and an eventTime; without them there is nothing to
+        // evaluate, and the message is kept for the dead-letter queue.
+        let record = detail.filter(|d| {
+            d.get("eventID").is_some_and(Value::is_string)
+                && d.get("eventTime").is_some_and(Value::is_string)
+        });
+        return Some(match record {
+            Some(record) => Ok(Notice::Event(Event {
+                id: id.to_owned(),
+                region: obj
+                    .get("region")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .to_owned(),
+                record: record.to_string(),
+            })),
+            None => Err(NoticeError::NoRecord(detail_type.to_owned(), id.to_owned())),
+        });
+    }
+    if source == "aws.s3" && detail_type == "Object Created" {
+        let entity: S3Entity = serde_json::from_value(detail?.clone()).ok()?;
+        return Some(Ok(Notice::Objects(vec![ObjectRef {
+            bucket: entity.bucket.name,
+            key: entity.object.key,
+        }])));
+    }
+    Some(Ok(Notice::Ignored(format!(
+        "EventBridge {detail_type:?} event from {source:?} (not a CloudTrail event or log file)"
+    ))))
 }
 
 fn s3_event(event: S3Event) -> Result<Notice, NoticeError> {
@@ -179,13 +244,6 @@ struct ObjectKey {
 }
 
 #[derive(Deserialize)]
-struct EventBridge {
-    #[serde(rename = "detail-type", default)]
-    detail_type: String,
-    detail: S3Entity,
-}
-
-#[derive(Deserialize)]
 struct CloudTrailNotice {
     #[serde(rename = "s3Bucket")]
     s3_bucket: String,
@@ -242,6 +300,70 @@ mod tests {
             parse(body),
             Ok(Notice::Objects(vec![obj("trail", "AWSLogs/a+b%2.json.gz")]))
         );
+    }
+
+    fn envelope(detail_type: &str, source: &str, detail: serde_json::Value) -> String {
+        serde_json::json!({"version": "0", "id": "eb-1", "detail-type": detail_type,
+            "source": source, "account": "111122223333", "time": "2026-11-20T09:03:12Z",
+            "region": "us-east-1", "resources": [], "detail": detail,
+            "ingestion-time": "2026-11-20T09:03:12Z"})
+        .to_string()
+    }
+
+    #[test]
+    fn cloudtrail_events_from_eventbridge_carry_their_record() {
+        let record = serde_json::json!({"eventVersion": "1.08", "eventID": "e1",
+            "eventTime": "2026-11-20T09:03:11Z", "eventSource": "signin.amazonaws.com",
+            "eventName": "ConsoleLogin", "userIdentity": {"type": "Root"}});
+        for detail_type in CLOUDTRAIL_DETAIL_TYPES {
+            let source = if detail_type.contains("Sign") {
+                "aws.signin"
+            } else {
+                "aws.s3"
+            };
+            match parse(&envelope(detail_type, source, record.clone())) {
+                Ok(Notice::Event(e)) => {
+                    assert_eq!(e.source(), "eventbridge:us-east-1:eb-1");
+                    let back: serde_json::Value = serde_json::from_str(&e.record).expect("json");
+                    assert_eq!(back, record);
+                }
+                other => panic!("{detail_type}: {other:?}"),
+            }
+        }
+        // Through SNS as well.
+        let wrapped = serde_json::json!({"Type": "Notification",
+            "Message": envelope("AWS API Call via CloudTrail", "aws.iam", record.clone())})
+        .to_string();
+        assert!(matches!(parse(&wrapped), Ok(Notice::Event(_))));
+    }
+
+    #[test]
+    fn foreign_and_empty_eventbridge_events() {
+        let foreign = envelope(
+            "EC2 Instance State-change Notification",
+            "aws.ec2",
+            serde_json::json!({"instance-id": "i-1", "state": "running"}),
+        );
+        assert!(matches!(parse(&foreign), Ok(Notice::Ignored(_))));
+        for detail in [
+            serde_json::json!(null),
+            serde_json::json!({"eventName": "x"}),
+            serde_json::json!("text"),
+        ] {
+            let empty = envelope("AWS API Call via CloudTrail", "aws.iam", detail);
+            assert!(
+                matches!(parse(&empty), Err(NoticeError::NoRecord(..))),
+                "{empty}"
+            );
+        }
+        let mut no_detail: serde_json::Value = serde_json::from_str(&envelope(
+            "AWS API Call via CloudTrail",
+            "aws.iam",
+            serde_json::json!({}),
+        ))
+        .expect("json");
+        no_detail.as_object_mut().expect("object").remove("detail");
+        assert!(parse(&no_detail.to_string()).is_err());
     }
 
     #[test]

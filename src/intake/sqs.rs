@@ -49,6 +49,9 @@ pub trait Queue: Send + Sync {
     async fn delete(&self, receipt: &str) -> Result<(), QueueError>;
 }
 
+/// How long a delete waits for others to share its DeleteMessageBatch call.
+const DELETE_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The SQS queue, with the settings every receive uses.
 pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
@@ -68,7 +71,9 @@ impl SqsQueue {
     ) -> SqsQueue {
         let deletes = {
             let (client, url, metrics) = (client.clone(), url.clone(), metrics.clone());
-            Coalescer::new(10, move |receipts: Vec<String>| {
+            // A finished message can wait a moment for others to be deleted with it: its alerts
+            // are out and nothing waits on the delete.
+            Coalescer::new(10, DELETE_LINGER, move |receipts: Vec<String>| {
                 delete_batch(client.clone(), url.clone(), metrics.clone(), receipts)
             })
         };

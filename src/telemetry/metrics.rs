@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -35,7 +35,7 @@ pub struct RetryLabels {
 }
 
 /// How an event reached the daemon.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Path {
     /// A CloudTrail log file in S3.
     LogFile,
@@ -43,10 +43,21 @@ pub enum Path {
     Eventbridge,
 }
 
+impl Path {
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Path::LogFile => "log_file",
+            Path::Eventbridge => "eventbridge",
+        }
+    }
+}
+
 /// Labels of the alert lag histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PathLabels {
-    pub path: Path,
+    /// `log_file` or `eventbridge`.
+    pub path: &'static str,
 }
 
 /// A dependency whose outages are reported once, and whose recovery is said once.
@@ -85,6 +96,8 @@ pub struct Metrics {
     /// Messages held in hand while a dependency is out; receiving pauses while any are.
     pub messages_held: Gauge,
     pub objects: Counter,
+    /// CloudTrail events that arrived through EventBridge (the fast path).
+    pub events: Counter,
     pub records: Counter,
     pub records_skipped: Counter,
     pub alerts: Family<AlertLabels, Counter>,
@@ -129,6 +142,7 @@ impl Metrics {
             messages_in_flight: Gauge::default(),
             messages_held: Gauge::default(),
             objects: Counter::default(),
+            events: Counter::default(),
             records: Counter::default(),
             records_skipped: Counter::default(),
             alerts: Family::default(),
@@ -149,7 +163,7 @@ impl Metrics {
             outage_since: Default::default(),
             registry: Registry::default(),
         };
-        let counters: [(&str, &str, &Counter); 11] = [
+        let counters: [(&str, &str, &Counter); 12] = [
             (
                 "sqs_messages_received",
                 "SQS messages received",
@@ -166,6 +180,11 @@ impl Metrics {
                 &m.messages_rejected,
             ),
             ("objects", "Log objects read or skipped", &m.objects),
+            (
+                "eventbridge_events",
+                "CloudTrail events received through EventBridge",
+                &m.events,
+            ),
             ("records", "CloudTrail records evaluated", &m.records),
             (
                 "records_skipped",

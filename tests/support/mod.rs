@@ -800,3 +800,82 @@ pub fn key_in(region: &str, name: &str) -> String {
         "AWSLogs/{ACCOUNT}/CloudTrail/{region}/2026/11/20/{ACCOUNT}_CloudTrail_{region}_20261120T0905Z_{name}.json.gz"
     )
 }
+
+/// The detail-type EventBridge gives a CloudTrail record, as CloudTrail sets it.
+pub fn detail_type_of(record: &Value) -> &'static str {
+    match (record["eventType"].as_str(), record["eventSource"].as_str()) {
+        (Some("AwsConsoleSignIn"), _) => "AWS Console Sign In via CloudTrail",
+        (Some("AwsServiceEvent"), _) => "AWS Service Event via CloudTrail",
+        (Some("AwsConsoleAction"), _) => "AWS Console Action via CloudTrail",
+        _ => "AWS API Call via CloudTrail",
+    }
+}
+
+/// CloudTrail's EventBridge source for a record: `aws.<service>` of its eventSource.
+pub fn eventbridge_source_of(record: &Value) -> String {
+    let service = record["eventSource"]
+        .as_str()
+        .unwrap_or("unknown")
+        .trim_end_matches(".amazonaws.com");
+    format!("aws.{service}")
+}
+
+impl Stack {
+    /// An EventBridge rule on the default bus that sends CloudTrail's detail-types to the
+    /// daemon's queue, as deploy/template.yaml does (moto delivers put_events to SQS targets).
+    pub async fn eventbridge(&self, moto: &Moto) -> aws_sdk_eventbridge::Client {
+        let events = aws_sdk_eventbridge::Client::new(&moto.sdk().await);
+        let pattern = json!({"detail-type": [
+            "AWS API Call via CloudTrail",
+            "AWS Console Sign In via CloudTrail",
+            "AWS Console Signin via CloudTrail",
+            "AWS Console Action via CloudTrail",
+            "AWS Service Event via CloudTrail",
+        ]});
+        events
+            .put_rule()
+            .name("trailwarden-cloudtrail-events")
+            .event_pattern(pattern.to_string())
+            .state(aws_sdk_eventbridge::types::RuleState::Enabled)
+            .send()
+            .await
+            .expect("put rule");
+        events
+            .put_targets()
+            .rule("trailwarden-cloudtrail-events")
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(queue_arn(&self.sqs, &self.queue_url).await)
+                    .build()
+                    .expect("target"),
+            )
+            .send()
+            .await
+            .expect("put targets");
+        events
+    }
+}
+
+/// Puts a CloudTrail record on the default bus as CloudTrail would (or with the given
+/// detail-type); returns the EventBridge event id.
+pub async fn put_event(
+    events: &aws_sdk_eventbridge::Client,
+    record: &Value,
+    detail_type: Option<&str>,
+) -> String {
+    let out = events
+        .put_events()
+        .entries(
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .source(eventbridge_source_of(record))
+                .detail_type(detail_type.unwrap_or(detail_type_of(record)))
+                .detail(record.to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("put events");
+    assert_eq!(out.failed_entry_count(), 0, "{out:?}");
+    out.entries()[0].event_id().expect("event id").to_owned()
+}

@@ -110,7 +110,8 @@ impl DynamoStore {
     pub fn new(client: Client, table: String, metrics: Arc<Metrics>) -> DynamoStore {
         let opened = {
             let (client, table, metrics) = (client.clone(), table.clone(), metrics.clone());
-            Coalescer::new(BATCH, move |items: Vec<Item>| {
+            // No linger: the message waits for this record before it may be deleted.
+            Coalescer::new(BATCH, std::time::Duration::ZERO, move |items: Vec<Item>| {
                 put_batch(client.clone(), table.clone(), metrics.clone(), items)
             })
         };
