@@ -16,6 +16,7 @@ from cfnlint.decode import decode_str
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO / "deploy" / "template.yaml"
+FORWARD_PATH = REPO / "deploy" / "forward-events.yaml"
 DOCKERFILE_PATH = REPO / "Dockerfile"
 
 HEALTHCHECK = ["/usr/local/bin/trailwarden", "healthcheck"]
@@ -25,12 +26,21 @@ NO_VALUE = {"Ref": "AWS::NoValue"}
 # ---- helpers --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def template() -> dict:
-    decoded, errors = decode_str(TEMPLATE_PATH.read_text())
+def load(path: Path) -> dict:
+    decoded, errors = decode_str(path.read_text())
     assert not errors, [str(e) for e in errors]
     # cfn-lint returns its own node classes; plain JSON values compare more simply.
     return json.loads(json.dumps(decoded))
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return load(TEMPLATE_PATH)
+
+
+@pytest.fixture(scope="module")
+def forward() -> dict:
+    return load(FORWARD_PATH)
 
 
 def resource(template: dict, name: str, type_: str) -> dict:
@@ -324,7 +334,15 @@ def queue_policy_statements(template: dict) -> list[tuple[dict, str | None]]:
 
 def test_queue_accepts_only_the_trail_bucket_notifications(template):
     allows = {g: s for s, g in queue_policy_statements(template) if s["Effect"] == "Allow"}
-    assert set(allows) == {"UseS3EventNotification", "UseEventBridge"}
+    assert set(allows) == {"UseS3EventNotification", "UseEventBridge", None}
+
+    fast = allows[None]
+    assert fast["Principal"] == {"Service": "events.amazonaws.com"}
+    assert as_list(fast["Action"]) == ["sqs:SendMessage"]
+    assert fast["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["CloudTrailEventsRule", "Arn"]}},
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+    }
 
     s3 = allows["UseS3EventNotification"]
     assert s3["Principal"] == {"Service": "s3.amazonaws.com"}
@@ -495,3 +513,119 @@ def test_every_lint_exception_gives_its_reason(template):
             assert previous.startswith("#") and "hadolint" not in previous, (
                 f"Dockerfile:{number + 1}: hadolint ignore without a reason on the line above"
             )
+
+
+# ---- the fast path --------------------------------------------------------------------------
+
+
+def matches(pattern, event) -> bool:
+    """EventBridge matching for the pattern features the templates use: lists of exact values,
+    prefix and suffix matchers, nested objects and $or."""
+    for key, want in pattern.items():
+        if key == "$or":
+            if not any(matches(alternative, event) for alternative in want):
+                return False
+            continue
+        have = event.get(key) if isinstance(event, dict) else None
+        if isinstance(want, dict):
+            if not isinstance(have, dict) or not matches(want, have):
+                return False
+            continue
+        def one(w):
+            if isinstance(w, dict):
+                if "prefix" in w:
+                    return isinstance(have, str) and have.startswith(w["prefix"])
+                if "suffix" in w:
+                    return isinstance(have, str) and have.endswith(w["suffix"])
+                raise AssertionError(f"matcher not understood here: {w}")
+            return have == w
+        if not any(one(w) for w in want):
+            return False
+    return True
+
+
+def rule_calls() -> set[tuple[str, str]]:
+    """(eventSource, eventName) of every selection of the builtin rules that names both."""
+    import yaml
+
+    calls = set()
+    for path in sorted((REPO / "rules").glob("*.yml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            for selection in (doc or {}).get("detection", {}).values():
+                if not isinstance(selection, dict):
+                    continue
+                sources = selection.get("eventSource")
+                names = selection.get("eventName")
+                if sources is None or names is None:
+                    continue
+                for source in as_list(sources):
+                    for name in as_list(names):
+                        calls.add((source, name))
+    return calls
+
+
+def cloudtrail_event(source: str, name: str, identity: str = "AssumedRole") -> dict:
+    return {
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws." + source.removesuffix(".amazonaws.com"),
+        "detail": {"eventSource": source, "eventName": name, "userIdentity": {"type": identity}},
+    }
+
+
+def test_fast_path_forwards_what_every_builtin_rule_fires_on(template):
+    rule = resource(template, "CloudTrailEventsRule", "AWS::Events::Rule")["Properties"]
+    pattern = rule["EventPattern"]
+    calls = rule_calls()
+    assert len(calls) > 140, "the rules name their calls"
+    missing = sorted(c for c in calls if not matches(pattern, cloudtrail_event(*c)))
+    assert not missing, f"calls the rules fire on that the fast path drops: {missing}"
+    # Root, whatever it calls; denied calls; both sign-in spellings.
+    assert matches(pattern, cloudtrail_event("ec2.amazonaws.com", "DescribeRegions", "Root"))
+    denied = cloudtrail_event("ec2.amazonaws.com", "RunInstances")
+    denied["detail"]["errorCode"] = "Client.UnauthorizedOperation"
+    assert matches(pattern, denied)
+    for detail_type in ("AWS Console Sign In via CloudTrail", "AWS Console Signin via CloudTrail"):
+        event = cloudtrail_event("signin.amazonaws.com", "ConsoleLogin")
+        event["detail-type"] = detail_type
+        assert matches(pattern, event)
+    # Nothing else: a role's ordinary write is not forwarded.
+    assert not matches(pattern, cloudtrail_event("ec2.amazonaws.com", "RunInstances"))
+    assert not matches(pattern, cloudtrail_event("lambda.amazonaws.com", "UpdateFunctionCode"))
+    # EventBridge takes patterns of at most 4096 characters.
+    assert len(json.dumps(pattern, separators=(",", ":"))) <= 4096
+    assert rule["Targets"] == [{"Id": "trailwarden-queue", "Arn": {"Fn::GetAtt": ["Queue", "Arn"]}}]
+    assert rule["State"] == {
+        "Fn::If": ["ForwardReadOnly", "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS", "ENABLED"]
+    }
+    assert template["Parameters"]["ForwardReadOnlyEvents"]["Default"] == "false"
+
+
+def test_forwarding_template_uses_the_same_pattern_and_a_narrow_role(template, forward):
+    central = resource(template, "CloudTrailEventsRule", "AWS::Events::Rule")["Properties"]
+    rule = resource(forward, "ForwardRule", "AWS::Events::Rule")["Properties"]
+    assert rule["EventPattern"] == central["EventPattern"]
+    assert rule["State"] == central["State"]
+    (target,) = rule["Targets"]
+    assert target["RoleArn"] == {"Fn::GetAtt": ["ForwardRole", "Arn"]}
+    bus = {
+        "Fn::Sub": [
+            "arn:${AWS::Partition}:events:${CentralRegion}:${Account}:event-bus/default",
+            {"Account": {"Fn::If": ["HasCentralAccount", {"Ref": "CentralAccountId"}, {"Ref": "AWS::AccountId"}]}},
+        ]
+    }
+    assert target["Arn"] == bus
+    assert role_statements(forward, "ForwardRole") == [
+        {"Effect": "Allow", "Action": ["events:PutEvents"], "Resource": bus, "Guard": None}
+    ]
+    trust = resource(forward, "ForwardRole", "AWS::IAM::Role")["Properties"]["AssumeRolePolicyDocument"]
+    (stmt,) = as_list(trust["Statement"])
+    assert stmt["Principal"] == {"Service": "events.amazonaws.com"}
+    assert stmt["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+def test_the_bus_accepts_forwarded_events_from_the_organization_only(template):
+    policy = resource(template, "OrganizationForwardingPolicy", "AWS::Events::EventBusPolicy")
+    assert policy["Condition"] == "HasForwardingOrganization"
+    stmt = policy["Properties"]["Statement"]
+    assert stmt["Action"] == "events:PutEvents"
+    assert stmt["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": {"Ref": "ForwardingOrganizationId"}}}
