@@ -589,3 +589,98 @@ async fn scan_backfills_an_s3_prefix() {
     }));
     assert!(stderr.contains("2 read, 1 skipped, 0 failed"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_record_between_good_ones_costs_only_itself() {
+    let moto = Moto::start();
+    let stack = Stack::create(&moto, 5).await;
+    let _daemon = Daemon::start(&moto, &stack, DaemonOptions::default());
+    let before = serde_json::to_string(&root_login_in("before-bad", &account(1))).expect("json");
+    let after = serde_json::to_string(&root_login_in("after-bad", &account(2))).expect("json");
+    // Invalid UTF-8 inside a string, then an element that is not an object.
+    let mut body = format!("{{\"Records\":[{before},{{\"eventID\":\"bad\",\"x\":\"").into_bytes();
+    body.extend_from_slice(b"\xff\xfe\"},7,");
+    body.extend_from_slice(after.as_bytes());
+    body.extend_from_slice(b"]}");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &body).expect("gzip");
+    stack
+        .put(&key("bad-record"), gz.finish().expect("gzip"))
+        .await;
+    let docs = stack
+        .alerts_until(WAIT, |d| {
+            event_ids(d).len() >= 2 && !for_rule(d, "log-file-unreadable").is_empty()
+        })
+        .await;
+    let mut ids = event_ids(&docs);
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec!["after-bad", "before-bad"],
+        "both sides of the bad records"
+    );
+    let damaged = for_rule(&docs, "log-file-unreadable")[0]["doc"]["summary"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        damaged.contains("2 records could not be parsed")
+            && damaged.contains("record 1 at decompressed byte"),
+        "{damaged}"
+    );
+    stack.wait_depth(&stack.queue_url, 0, WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_cannot_be_forged_by_keys_or_record_values() {
+    let moto = Moto::start();
+    let stack = Stack::create(&moto, 1).await;
+    stack.notifications_off().await;
+    let daemon = Daemon::start(
+        &moto,
+        &stack,
+        DaemonOptions {
+            extra_env: vec![("TRAILWARDEN_LOG_FORMAT".into(), "text".into())],
+            ..Default::default()
+        },
+    );
+    // A key that decodes to a line break and a fake log line (the emulator will not store it,
+    // so reading it fails and is logged with the key), and a record whose user name and user agent
+    // carry line breaks, an escape sequence and a direction override.
+    let hostile = key("x\n2026-11-20T00:00:00.000000Z  INFO trailwarden: forged");
+    let mut login = failed_login("hostile-values");
+    login["userIdentity"]["userName"] = json!("bob\n2026-11-20T00:00:00Z ERROR forged");
+    login["userAgent"] = json!("curl\r\n\u{1b}[31mred\u{202e}txt");
+    stack.put(&key("values"), log_file(&[login])).await;
+    let encoded = hostile
+        .replace('%', "%25")
+        .replace('\n', "%0A")
+        .replace(' ', "+");
+    stack
+        .send(&s3_event(&stack.bucket, &[&encoded, &key("values")]))
+        .await;
+    stack.send("not json\nINFO forged by a body").await;
+    stack.wait_depth(&stack.queue_url, 0, WAIT).await;
+    let docs = stack.alerts_until(WAIT, |d| !d.is_empty()).await;
+    assert_eq!(event_ids(&docs), vec!["hostile-values"]);
+    let logs = daemon.logs();
+    assert!(logs.contains("object processed"), "{logs}");
+    assert!(
+        logs.contains("_x 2026-11-20T00:00:00.000000Z  INFO") || logs.contains("_x\\n2026"),
+        "{logs}"
+    );
+    for line in logs.lines() {
+        assert!(
+            line.len() > 20 && line.as_bytes()[..4].iter().all(u8::is_ascii_digit),
+            "every line is a log event of its own: {line:?}"
+        );
+        assert!(
+            !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "no control characters or colour codes in a file: {line:?}"
+        );
+    }
+    assert!(
+        logs.contains("forged"),
+        "the values are kept, escaped: {logs}"
+    );
+}
