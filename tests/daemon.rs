@@ -684,3 +684,54 @@ async fn text_logs_cannot_be_forged_by_keys_or_record_values() {
         "the values are kept, escaped: {logs}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_refuses_a_queue_topic_or_table_that_does_not_exist() {
+    let moto = Moto::start();
+    let stack = Stack::create(&moto, 5).await;
+    let missing_topic = stack
+        .topic_arn
+        .replace("trailwarden-alerts", "trailwarden-alrets");
+    let missing_queue = stack.queue_url.replace("trail-events", "trail-evnets");
+    for (setting, var, value) in [
+        ("topic_arn", "TRAILWARDEN_TOPIC_ARN", missing_topic.as_str()),
+        ("queue_url", "TRAILWARDEN_QUEUE_URL", missing_queue.as_str()),
+        ("state_table", "TRAILWARDEN_STATE_TABLE", "no-such-table"),
+    ] {
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailwarden"))
+            .arg("run")
+            .env_clear()
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("TRAILWARDEN_ENDPOINT_URL", &moto.endpoint)
+            .env("TRAILWARDEN_QUEUE_URL", &stack.queue_url)
+            .env("TRAILWARDEN_TOPIC_ARN", &stack.topic_arn)
+            .env("TRAILWARDEN_ALLOWED_BUCKETS", &stack.bucket)
+            .env("TRAILWARDEN_LOG_FORMAT", "json")
+            .env(
+                "TRAILWARDEN_HEALTH_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            )
+            .env(var, value)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{setting}: {stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("\"level\":\"ERROR\""))
+            .unwrap_or_else(|| panic!("{setting}: {stderr}"));
+        assert!(line.contains(&format!("setting {setting}")), "{line}");
+        assert!(
+            !line.contains("ServiceError {"),
+            "a sentence, not a dump: {line}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{setting}: not retried as if it might appear"
+        );
+    }
+}
