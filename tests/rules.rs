@@ -484,3 +484,49 @@ fn alerts_carry_the_documented_fields() {
             .starts_with("Root user signed in to the console of ")
     );
 }
+
+#[test]
+fn a_rules_suppression_stays_with_that_rule() {
+    // A user's correlation over the builtin failed-login rule, with no rsigma.suppress of its
+    // own: the builtin brute force's `rsigma.suppress: 10m` must not quiet it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("mine.yml"),
+        r#"
+title: Three failed sign-ins
+id: 6d0a3c0e-3c9c-4d8e-9b52-6a2f3a1e0b01
+name: three-failed-sign-ins
+correlation:
+  type: event_count
+  rules: [console-login-failed]
+  group-by: [userIdentity.userName]
+  timespan: 10m
+  condition: {gte: 3}
+generate: true
+level: medium
+"#,
+    )
+    .expect("write rule");
+    let rules = RuleSet::load(&[dir.path().to_owned()]).expect("rules");
+    assert!(rules.errors().is_empty(), "{:?}", rules.errors());
+    // Ten failures in ten minutes: the brute force fires at the fifth and would again at the
+    // tenth, which its suppression holds back.
+    let failures: Vec<Value> = (0..10)
+        .map(|i| {
+            json!({"eventVersion": "1.08", "eventID": format!("s{i}"),
+                "eventTime": format!("2026-11-20T10:{i:02}:00Z"), "eventSource": "signin.amazonaws.com",
+                "eventName": "ConsoleLogin", "eventType": "AwsConsoleSignIn", "awsRegion": "us-east-1",
+                "errorMessage": "Failed authentication", "recipientAccountId": "111122223333",
+                "responseElements": {"ConsoleLogin": "Failure"}, "additionalEventData": {"MFAUsed": "No"},
+                "userIdentity": {"type": "IAMUser", "accountId": "111122223333", "userName": "bob"}})
+        })
+        .collect();
+    let alerts = run(&rules, &failures);
+    let count = |name: &str| alerts.iter().filter(|a| a.rule == name).count();
+    assert_eq!(count("three-failed-sign-ins"), 3, "three windows of three");
+    assert_eq!(
+        count("console-login-brute-force"),
+        1,
+        "its own suppression holds"
+    );
+}
