@@ -99,6 +99,29 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// Classifies a failed DynamoDB call once: a request DynamoDB refuses as wrong
+/// ([`REJECTED_CODES`]) is [`Fault::Rejected`]; anything else is an outage to wait out (a
+/// missing table or denied access is caught by the start-up check, not here).
+fn store_error<E, R>(operation: &str, table: &str, e: &SdkError<E, R>) -> StoreError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: aws::HttpStatus + std::fmt::Debug + 'static,
+{
+    let f = aws::failed(&format!("DynamoDB {operation} on table {table}"), e);
+    let rejected = f
+        .code
+        .as_deref()
+        .is_some_and(|c| REJECTED_CODES.contains(&c));
+    StoreError {
+        message: f.sentence,
+        fault: if rejected {
+            Fault::Rejected
+        } else {
+            Fault::Outage
+        },
+    }
+}
+
 /// Whether a conditional write failed its condition, read from any operation's error.
 fn condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
     e: &SdkError<E, R>,
@@ -128,19 +151,7 @@ impl DynamoStore {
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: aws::HttpStatus + std::fmt::Debug + 'static,
     {
-        let f = aws::failed(&format!("DynamoDB {operation} on table {}", self.table), e);
-        let rejected = f
-            .code
-            .as_deref()
-            .is_some_and(|c| REJECTED_CODES.contains(&c));
-        StoreError {
-            message: f.sentence,
-            fault: if rejected {
-                Fault::Rejected
-            } else {
-                Fault::Outage
-            },
-        }
+        store_error(operation, &self.table, e)
     }
 
     fn count(&self, operation: &'static str) {
@@ -616,21 +627,7 @@ async fn write_batch(
             .request_items(table, pending)
             .send()
             .await
-            .map_err(|e| {
-                let f = aws::failed(&format!("DynamoDB BatchWriteItem on table {table}"), &e);
-                let rejected = f
-                    .code
-                    .as_deref()
-                    .is_some_and(|c| REJECTED_CODES.contains(&c));
-                StoreError {
-                    message: f.sentence,
-                    fault: if rejected {
-                        Fault::Rejected
-                    } else {
-                        Fault::Outage
-                    },
-                }
-            })?;
+            .map_err(|e| store_error("BatchWriteItem", table, &e))?;
         pending = out
             .unprocessed_items
             .and_then(|mut u| u.remove(table))
