@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,12 +32,15 @@ def has_pip(python):
 def bootstrap_pip(python):
     """Installs pip into the venv by running pip's own wheel from PyPI (a wheel is a zip that
     Python can execute), the way get-pip does."""
-    with urllib.request.urlopen("https://pypi.org/pypi/pip/json", timeout=60) as r:
+    index = "https://pypi.org/pypi/pip/json"
+    with urllib.request.urlopen(index, timeout=60) as r:
         release = json.load(r)
     wheel = next(f for f in release["urls"] if f["filename"].endswith(".whl"))
+    # PyPI gives absolute URLs; a mirror standing in for it may give them relative to the index.
+    url = urllib.parse.urljoin(index, wheel["url"])
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, wheel["filename"])
-        with urllib.request.urlopen(wheel["url"], timeout=120) as r, open(path, "wb") as out:
+        with urllib.request.urlopen(url, timeout=120) as r, open(path, "wb") as out:
             out.write(r.read())
         run(python, os.path.join(path, "pip"), "install", "--quiet", "--no-cache-dir", path)
 
