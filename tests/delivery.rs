@@ -220,6 +220,9 @@ struct FlakyStore {
     inner: MemoryStore,
     down: std::sync::atomic::AtomicBool,
     failures: AtomicUsize,
+    /// Claims left to answer as of 10 s earlier: a task whose claim read the incident just
+    /// before its window ended, then stalled.
+    stale_claims: AtomicUsize,
 }
 
 impl FlakyStore {
@@ -239,6 +242,15 @@ impl FlakyStore {
 impl Store for FlakyStore {
     async fn claim(&self, key: &IncidentKey, claim: &Claim) -> Result<Claimed, StoreError> {
         self.check()?;
+        let stale = self
+            .stale_claims
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+            .is_ok();
+        if stale {
+            let mut earlier = claim.clone();
+            earlier.now -= 10;
+            return self.inner.claim(key, &earlier).await;
+        }
         self.inner.claim(key, claim).await
     }
     async fn paged(&self, key: &IncidentKey, claim: &Claim, open: &Open) -> Result<(), StoreError> {
@@ -249,7 +261,7 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.release(key, claim).await
     }
-    async fn fold(&self, due: &Due, part: &Part) -> Result<(), StoreError> {
+    async fn fold(&self, due: &Due, part: &Part) -> Result<bool, StoreError> {
         self.check()?;
         self.inner.fold(due, part).await
     }
@@ -328,6 +340,7 @@ impl Harness {
             inner: MemoryStore::new(),
             down: false.into(),
             failures: AtomicUsize::new(0),
+            stale_claims: AtomicUsize::new(0),
         });
         let metrics = Metrics::new();
         let daemon = Daemon::new(
@@ -560,5 +573,51 @@ async fn a_correlation_counts_redelivered_events_once() {
             .any(|d| d["rule"] == "console-login-brute-force")
     })
     .await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_that_finds_its_incident_closing_opens_a_new_one() {
+    let h = Harness::start(&[("TRAILWARDEN_INCIDENT_WINDOW_SECS", "3")]);
+    let kinds = |h: &Harness, kind: &str| {
+        h.sink
+            .delivered()
+            .into_iter()
+            .filter(|d| d["rule"] == "root-console-login" && d["kind"] == kind)
+            .collect::<Vec<_>>()
+    };
+    h.put("first", &[root_login("first")]);
+    h.until("the page", Duration::from_secs(10), |h| {
+        kinds(h, "page").len() == 1
+    })
+    .await;
+    h.put("second", &[root_login("second")]);
+    h.until("the follow-up", Duration::from_secs(15), |h| {
+        kinds(h, "follow-up").len() == 1
+    })
+    .await;
+
+    // The third sign-in's claim reads the incident as still open (it stalled before its
+    // window ended), but the follow-up has gone out: folding it there would lose it, so it
+    // opens a new incident and pages.
+    h.store.stale_claims.store(1, Ordering::SeqCst);
+    h.put("third", &[root_login("third")]);
+    h.until("all messages deleted", Duration::from_secs(15), |h| {
+        h.queue.deleted().len() == 3
+    })
+    .await;
+    assert_eq!(
+        h.store.stale_claims.load(Ordering::SeqCst),
+        0,
+        "the stale claim was used"
+    );
+    assert_eq!(
+        paged_ids(&h.sink.delivered(), "root-console-login"),
+        vec!["first", "third"]
+    );
+    let pages = kinds(&h, "page");
+    assert_ne!(pages[0]["incident_id"], pages[1]["incident_id"]);
+    assert_eq!(kinds(&h, "follow-up").len(), 1, "no second follow-up");
+    assert_eq!(kinds(&h, "follow-up")[0]["count"], 1);
     h.stop().await;
 }

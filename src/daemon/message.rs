@@ -96,9 +96,8 @@ impl WorkError {
             WorkError::Read { .. } => Disposition::Hold(Dependency::Objects),
             WorkError::Commit(CommitError::Store(e)) => by_fault(e.fault, Dependency::Store),
             WorkError::Commit(CommitError::Sink(e)) => by_fault(e.fault, Dependency::Sink),
-            WorkError::Commit(CommitError::Busy { .. }) | WorkError::Deadline(_) => {
-                Disposition::Wait
-            }
+            WorkError::Commit(CommitError::Busy { .. } | CommitError::Closing { .. })
+            | WorkError::Deadline(_) => Disposition::Wait,
         }
     }
 }

@@ -8,8 +8,9 @@
 //! 2. Every incident (detections and correlation alerts, most severe first) is claimed. The
 //!    winner publishes the page and only then records the incident as open; a failed publish
 //!    releases the claim, so the retry pages. An open incident takes the source's alerts as a
-//!    folded part and schedules the follow-up. A claim held elsewhere means the page is being
-//!    published right now: the work waits rather than finish (and be deleted) early.
+//!    folded part and schedules the follow-up; if that follow-up is already being sent, the
+//!    incident has closed and the alerts open a new one. A claim held elsewhere means the page
+//!    is being published right now: the work waits rather than finish (and be deleted) early.
 //! 3. Fires whose alerts were accepted are recorded, so later replays count their events as
 //!    consumed.
 //!
@@ -86,6 +87,10 @@ pub enum CommitError {
     /// Another worker is publishing this incident's page right now.
     #[error("the page of incident {key} is being published by {owner}; waiting for it")]
     Busy { key: IncidentKey, owner: String },
+    /// The incident's follow-up is being sent although its window has not ended by this
+    /// task's clock (clocks disagree); once it has ended, these alerts open a new incident.
+    #[error("incident {key} is closing; its alerts will open a new incident")]
+    Closing { key: IncidentKey },
 }
 
 impl CommitError {
@@ -95,7 +100,7 @@ impl CommitError {
         match self {
             CommitError::Store(e) => Some(e.fault),
             CommitError::Sink(e) => Some(e.fault),
-            CommitError::Busy { .. } => None,
+            CommitError::Busy { .. } | CommitError::Closing { .. } => None,
         }
     }
 }
@@ -247,83 +252,107 @@ impl Committer<'_> {
         fold: &Fold,
         progress: &mut Progress,
     ) -> Result<Action, CommitError> {
-        let now = unix_now();
-        let incident_id = progress
-            .ids
-            .entry(fold.key.clone())
-            .or_insert_with(|| format!("{}-{now}", &fold.key.digest()[..16]))
-            .clone();
-        let claim = Claim {
-            incident_id,
-            owner: self.owner.to_owned(),
-            source: source.to_owned(),
-            now,
-            lease_secs: self.policy.lease.as_secs() as i64,
-        };
-        let rule = self.rules.by_name(&fold.key.rule);
-        match self.store.claim(&fold.key, &claim).await? {
-            Claimed::Won => {
-                let page = Page {
-                    incident_id: &claim.incident_id,
-                    fold,
-                    next_steps: rule.map_or(&[], |r| r.next_steps.as_slice()),
-                };
-                if let Err(e) = self.sink.page(page).await {
-                    // Best effort: an unreleased claim expires after its lease.
-                    if let Err(release) = self.store.release(&fold.key, &claim).await {
-                        warn!(error = %release, "cannot release a page claim; it expires after its lease");
+        // A second round only when the incident closed while this source was being committed.
+        let mut closed_once = false;
+        loop {
+            let now = unix_now();
+            let incident_id = progress
+                .ids
+                .entry(fold.key.clone())
+                .or_insert_with(|| format!("{}-{now}", &fold.key.digest()[..16]))
+                .clone();
+            let claim = Claim {
+                incident_id,
+                owner: self.owner.to_owned(),
+                source: source.to_owned(),
+                now,
+                lease_secs: self.policy.lease.as_secs() as i64,
+            };
+            return match self.store.claim(&fold.key, &claim).await? {
+                Claimed::Won => self.page(source, fold, claim, progress).await,
+                Claimed::Open(open) if open.paged_by == source => {
+                    // This source opened the incident: a redelivery, or a retry after the page.
+                    log_incident(fold, "already paged from this source");
+                    Ok(Action::Repeated)
+                }
+                Claimed::Open(open) => {
+                    let Some(part) = part_of(source, fold, &open) else {
+                        log_incident(fold, "its events were already paged");
+                        return Ok(Action::Repeated);
+                    };
+                    let due = Due {
+                        key: fold.key.clone(),
+                        due_at: open.window_end + self.policy.grace().as_secs() as i64,
+                        incident: open,
+                    };
+                    if self.store.fold(&due, &part).await? {
+                        log_incident(fold, "folded into an open incident");
+                        return Ok(Action::Folded);
                     }
-                    return Err(e.into());
+                    // Its follow-up is already being sent: the window has ended, and these
+                    // alerts open a new incident.
+                    if closed_once {
+                        return Err(CommitError::Closing {
+                            key: fold.key.clone(),
+                        });
+                    }
+                    closed_once = true;
+                    continue;
                 }
-                let paged_at = unix_now();
-                self.observe_lag(source, fold, paged_at);
-                let window = rule
-                    .and_then(|r| r.incident_window)
-                    .unwrap_or(self.policy.window);
-                let open = Open {
-                    incident_id: claim.incident_id.clone(),
-                    paged_by: source.to_owned(),
-                    paged_at,
-                    window_end: paged_at + window.as_secs() as i64,
-                    summary: fold.alerts[0].summary.clone(),
-                    event_ids: fold.event_ids(),
-                };
-                log_incident(fold, "paged");
-                info!(
-                    target: "trailwarden::incident",
-                    incident_id = %open.incident_id,
-                    "incident opened"
-                );
-                if let Err(e) = self.store.paged(&fold.key, &claim, &open).await {
-                    progress.unconfirmed.push((fold.key.clone(), claim, open));
-                    return Err(e.into());
-                }
-                Ok(Action::Paged)
-            }
-            Claimed::Open(open) if open.paged_by == source => {
-                // This source opened the incident: a redelivery, or a retry after the page.
-                log_incident(fold, "already paged from this source");
-                Ok(Action::Repeated)
-            }
-            Claimed::Open(open) => {
-                let Some(part) = part_of(source, fold, &open) else {
-                    log_incident(fold, "its events were already paged");
-                    return Ok(Action::Repeated);
-                };
-                let due = Due {
+                Claimed::Busy { owner, .. } => Err(CommitError::Busy {
                     key: fold.key.clone(),
-                    due_at: open.window_end + self.policy.grace().as_secs() as i64,
-                    incident: open,
-                };
-                self.store.fold(&due, &part).await?;
-                log_incident(fold, "folded into an open incident");
-                Ok(Action::Folded)
-            }
-            Claimed::Busy { owner, .. } => Err(CommitError::Busy {
-                key: fold.key.clone(),
-                owner,
-            }),
+                    owner,
+                }),
+            };
         }
+    }
+
+    /// Publishes the page of a won claim, then records the incident as open; a failed publish
+    /// gives the claim up so the retry pages.
+    async fn page(
+        &self,
+        source: &str,
+        fold: &Fold,
+        claim: Claim,
+        progress: &mut Progress,
+    ) -> Result<Action, CommitError> {
+        let rule = self.rules.by_name(&fold.key.rule);
+        let page = Page {
+            incident_id: &claim.incident_id,
+            fold,
+            next_steps: rule.map_or(&[], |r| r.next_steps.as_slice()),
+        };
+        if let Err(e) = self.sink.page(page).await {
+            // Best effort: an unreleased claim expires after its lease.
+            if let Err(release) = self.store.release(&fold.key, &claim).await {
+                warn!(error = %release, "cannot release a page claim; it expires after its lease");
+            }
+            return Err(e.into());
+        }
+        let paged_at = unix_now();
+        self.observe_lag(source, fold, paged_at);
+        let window = rule
+            .and_then(|r| r.incident_window)
+            .unwrap_or(self.policy.window);
+        let open = Open {
+            incident_id: claim.incident_id.clone(),
+            paged_by: source.to_owned(),
+            paged_at,
+            window_end: paged_at + window.as_secs() as i64,
+            summary: fold.alerts[0].summary.clone(),
+            event_ids: fold.event_ids(),
+        };
+        log_incident(fold, "paged");
+        info!(
+            target: "trailwarden::incident",
+            incident_id = %open.incident_id,
+            "incident opened"
+        );
+        if let Err(e) = self.store.paged(&fold.key, &claim, &open).await {
+            progress.unconfirmed.push((fold.key.clone(), claim, open));
+            return Err(e.into());
+        }
+        Ok(Action::Paged)
     }
 
     /// The time from the page's first event to its page, by the path the event came by.

@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | incident | `inc#<key digest>` | `meta` | conditional PutItem (claim), UpdateItem (paged), DeleteItem (release) |
 //! | folded part | `inc#<key digest>` | `part#<incident id>#<source digest>` | PutItem, overwriting its own source |
-//! | follow-up | `due#<YYYYMMDDHH>` | `<due time>#<incident id>` | PutItem if absent; UpdateItem lease to send |
+//! | follow-up | `due#<YYYYMMDDHH>` | `<due time>#<incident id>` | UpdateItem: scheduled unless taken, leased to send, marked sent |
 //! | correlation event | `cor#<group digest>` | `e#<event time>#<eventID>` | BatchWriteItem (idempotent by key) |
 //! | committed fire | `cor#<group digest>` | `f#<end>#<start>` | PutItem |
 //!
@@ -244,23 +244,6 @@ impl DynamoStore {
         }
     }
 
-    async fn put_if_absent(&self, item: Item) -> Result<bool, StoreError> {
-        self.count("PutItem");
-        match self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(self.fail("PutItem", &e)),
-        }
-    }
-
     async fn put(&self, item: Item) -> Result<(), StoreError> {
         self.count("PutItem");
         self.client
@@ -399,7 +382,7 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn fold(&self, due: &Due, part: &Part) -> Result<(), StoreError> {
+    async fn fold(&self, due: &Due, part: &Part) -> Result<bool, StoreError> {
         let expires = due.due_at + KEEP_SECS;
         let mut item = Item::new();
         item.insert("pk".into(), s(incident_pk(&due.key)));
@@ -418,16 +401,30 @@ impl Store for DynamoStore {
         item.insert("expires_at".into(), n(expires));
         self.put(item).await?;
 
-        let mut item = Item::new();
-        item.insert("pk".into(), s(due_pk(due.due_at)));
-        item.insert("sk".into(), s(due_sk(due)));
-        item.insert(
-            "due".into(),
-            s(serde_json::to_string(due).unwrap_or_default()),
-        );
-        item.insert("expires_at".into(), n(expires));
-        self.put_if_absent(item).await?;
-        Ok(())
+        // Scheduled unless a sender has taken it: then the part may be missed, so the incident
+        // counts as closed.
+        self.count("UpdateItem");
+        match self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(due_pk(due.due_at)))
+            .key("sk", s(due_sk(due)))
+            .update_expression(
+                "SET #d = if_not_exists(#d, :due), expires_at = if_not_exists(expires_at, :x)",
+            )
+            .condition_expression("attribute_not_exists(#o)")
+            .expression_attribute_names("#d", "due")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":due", s(serde_json::to_string(due).unwrap_or_default()))
+            .expression_attribute_values(":x", n(expires))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(self.fail("UpdateItem", &e)),
+        }
     }
 
     async fn due(&self, now: i64, lookback_hours: i64) -> Result<Vec<Due>, StoreError> {
@@ -444,6 +441,7 @@ impl Store for DynamoStore {
             out.extend(
                 items
                     .iter()
+                    .filter(|i| !i.contains_key("sent"))
                     .filter_map(|i| get_s(i, "due"))
                     .filter_map(|j| serde_json::from_str::<Due>(j).ok()),
             );
@@ -467,7 +465,8 @@ impl Store for DynamoStore {
             .key("sk", s(due_sk(due)))
             .update_expression("SET #o = :owner, lease_until = :until")
             .condition_expression(
-                "attribute_exists(pk) AND (attribute_not_exists(#o) OR lease_until < :now)",
+                "attribute_exists(pk) AND attribute_not_exists(sent) \
+                 AND (attribute_not_exists(#o) OR lease_until < :now)",
             )
             .expression_attribute_names("#o", "owner")
             .expression_attribute_values(":owner", s(owner))
@@ -501,16 +500,24 @@ impl Store for DynamoStore {
     }
 
     async fn followed_up(&self, due: &Due) -> Result<(), StoreError> {
-        self.count("DeleteItem");
-        self.client
-            .delete_item()
+        self.count("UpdateItem");
+        match self
+            .client
+            .update_item()
             .table_name(&self.table)
             .key("pk", s(due_pk(due.due_at)))
             .key("sk", s(due_sk(due)))
+            .update_expression("SET sent = :t")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
             .send()
             .await
-            .map(|_| ())
-            .map_err(|e| self.fail("DeleteItem", &e))
+        {
+            // Gone (expired): nothing left to mark.
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(self.fail("UpdateItem", &e)),
+        }
     }
 
     async fn add_events(

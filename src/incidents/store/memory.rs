@@ -15,6 +15,8 @@ use crate::incidents::correlate::{CorrEvent, Span};
 
 /// Mutations between two prunes of expired entries.
 const PRUNE_EVERY: u32 = 256;
+/// How long a sent follow-up's schedule is kept.
+const SENT_KEEP_SECS: i64 = 24 * 3600;
 
 #[derive(Debug)]
 enum Incident {
@@ -33,6 +35,7 @@ struct GroupState {
 struct Scheduled {
     due: Due,
     owner: Option<(String, i64)>,
+    sent: bool,
     parts: BTreeMap<String, Part>,
 }
 
@@ -61,6 +64,10 @@ impl Inner {
             g.fires.retain(|(_, expires)| *expires >= now);
             !g.events.is_empty() || !g.fires.is_empty()
         });
+        // A sent follow-up is kept while a fold that read its incident as open could still
+        // arrive: such a fold stalls at most a message deadline, far under a day.
+        self.scheduled
+            .retain(|(due_at, _), s| !s.sent || *due_at + SENT_KEEP_SECS >= now);
     }
 }
 
@@ -142,20 +149,23 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn fold(&self, due: &Due, part: &Part) -> Result<(), StoreError> {
+    async fn fold(&self, due: &Due, part: &Part) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         inner.prune(now());
-        inner
+        let scheduled = inner
             .scheduled
             .entry((due.due_at, due.incident.incident_id.clone()))
             .or_insert_with(|| Scheduled {
                 due: due.clone(),
                 owner: None,
+                sent: false,
                 parts: BTreeMap::new(),
-            })
-            .parts
-            .insert(part.source.clone(), part.clone());
-        Ok(())
+            });
+        if scheduled.owner.is_some() {
+            return Ok(false);
+        }
+        scheduled.parts.insert(part.source.clone(), part.clone());
+        Ok(true)
     }
 
     async fn due(&self, now: i64, _lookback_hours: i64) -> Result<Vec<Due>, StoreError> {
@@ -163,6 +173,7 @@ impl Store for MemoryStore {
             .lock()
             .scheduled
             .range(..=(now, String::from("\u{10ffff}")))
+            .filter(|(_, s)| !s.sent)
             .map(|(_, s)| s.due.clone())
             .collect())
     }
@@ -181,7 +192,7 @@ impl Store for MemoryStore {
         else {
             return Ok(false);
         };
-        if s.owner.as_ref().is_some_and(|(_, until)| *until >= now) {
+        if s.sent || s.owner.as_ref().is_some_and(|(_, until)| *until >= now) {
             return Ok(false);
         }
         s.owner = Some((owner.to_owned(), now + lease_secs));
@@ -198,9 +209,14 @@ impl Store for MemoryStore {
     }
 
     async fn followed_up(&self, due: &Due) -> Result<(), StoreError> {
-        self.lock()
+        if let Some(s) = self
+            .lock()
             .scheduled
-            .remove(&(due.due_at, due.incident.incident_id.clone()));
+            .get_mut(&(due.due_at, due.incident.incident_id.clone()))
+        {
+            s.sent = true;
+            s.parts.clear();
+        }
         Ok(())
     }
 

@@ -119,8 +119,11 @@ pub trait Store: Send + Sync {
     async fn release(&self, key: &IncidentKey, claim: &Claim) -> Result<(), StoreError>;
 
     /// Adds one source's alerts to an open incident and schedules its follow-up for `due_at`.
-    /// Writing the same source again replaces its part.
-    async fn fold(&self, due: &Due, part: &Part) -> Result<(), StoreError>;
+    /// Writing the same source again replaces its part. False when the follow-up was already
+    /// taken for sending: the incident is closed and these alerts belong to a new one. (The
+    /// part is written before the schedule is checked, so a part the sender may have missed is
+    /// never reported as folded; at worst it is counted in both.)
+    async fn fold(&self, due: &Due, part: &Part) -> Result<bool, StoreError>;
 
     /// Follow-ups due at `now`, oldest first. `lookback_hours` bounds how far back to look for
     /// ones that nobody sent (all tasks stopped).
@@ -138,7 +141,8 @@ pub trait Store: Send + Sync {
     /// The parts folded into a due incident.
     async fn parts(&self, due: &Due) -> Result<Vec<Part>, StoreError>;
 
-    /// Records that the follow-up was accepted downstream.
+    /// Records that the follow-up was accepted downstream. Its schedule stays, marked sent,
+    /// so a late fold finds the incident closed rather than scheduling a second follow-up.
     async fn followed_up(&self, due: &Due) -> Result<(), StoreError>;
 
     /// Adds events to a correlation group; an eventID already there is not added twice.

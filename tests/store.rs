@@ -1,0 +1,209 @@
+//! The state store's contract, run step by step against both implementations: in memory, and a
+//! DynamoDB table in moto server (real HTTP, real conditional writes). The daemon tests show
+//! the outcomes (one page, one follow-up); these pin the steps those outcomes rest on,
+//! including the ones a race between tasks reaches only rarely.
+
+mod support;
+
+use serde_json::value::RawValue;
+use support::{Moto, Stack};
+use trailwarden::incidents::IncidentKey;
+use trailwarden::incidents::correlate::CorrEvent;
+use trailwarden::incidents::fold::Stats;
+use trailwarden::incidents::store::dynamo::DynamoStore;
+use trailwarden::incidents::store::memory::MemoryStore;
+use trailwarden::incidents::store::{Claim, Claimed, Due, Open, Part, Store};
+use trailwarden::telemetry::Metrics;
+
+fn key(principal: &str) -> IncidentKey {
+    IncidentKey {
+        rule: "root-activity".into(),
+        account: "111122223333".into(),
+        principal: principal.into(),
+    }
+}
+
+fn claim(owner: &str, source: &str, now: i64) -> Claim {
+    Claim {
+        incident_id: format!("inc-{owner}"),
+        owner: owner.into(),
+        source: source.into(),
+        now,
+        lease_secs: 60,
+    }
+}
+
+fn part(source: &str, count: u64) -> Part {
+    Part {
+        source: source.into(),
+        stats: Stats {
+            count,
+            ..Stats::default()
+        },
+        event_ids: vec![],
+    }
+}
+
+fn event(id: &str, ts: i64) -> CorrEvent {
+    CorrEvent {
+        ts,
+        event_id: id.into(),
+        rule_ref: "console-login-failed".into(),
+        value: None,
+        record: RawValue::from_string("{}".into()).expect("raw"),
+        source: "s3://trail/a".into(),
+    }
+}
+
+/// The whole life of an incident, and the races at its edges.
+async fn keeps_the_contract(store: &dyn Store) {
+    let now = chrono::Utc::now().timestamp();
+    let t0 = now - 600;
+    let k = key("arn:aws:iam::111122223333:root");
+
+    // Claims: one winner; a rival waits while the lease holds; the holder may claim again.
+    let a = claim("task-a", "s3://trail/1", t0);
+    assert_eq!(store.claim(&k, &a).await.expect("claim"), Claimed::Won);
+    let rival = claim("task-b", "s3://trail/2", t0 + 1);
+    assert!(matches!(
+        store.claim(&k, &rival).await.expect("claim"),
+        Claimed::Busy { ref owner, .. } if owner == "task-a"
+    ));
+    assert_eq!(store.claim(&k, &a).await.expect("again"), Claimed::Won);
+
+    // Paged: the incident is open to every later claim within its window.
+    let open = Open {
+        incident_id: a.incident_id.clone(),
+        paged_by: a.source.clone(),
+        paged_at: t0,
+        window_end: t0 + 300,
+        summary: "Root user called ListBuckets".into(),
+        event_ids: vec!["e1".into()],
+    };
+    store.paged(&k, &a, &open).await.expect("paged");
+    assert_eq!(
+        store.claim(&k, &rival).await.expect("claim"),
+        Claimed::Open(open.clone())
+    );
+
+    // Folds: one part per source, written again by a redelivery, not added twice.
+    let due = Due {
+        key: k.clone(),
+        incident: open.clone(),
+        due_at: open.window_end + 60,
+    };
+    assert!(
+        store
+            .fold(&due, &part("s3://trail/2", 3))
+            .await
+            .expect("fold")
+    );
+    assert!(
+        store
+            .fold(&due, &part("s3://trail/2", 3))
+            .await
+            .expect("again")
+    );
+    assert!(
+        store
+            .fold(&due, &part("s3://trail/3", 2))
+            .await
+            .expect("fold")
+    );
+    let mut counts: Vec<u64> = store
+        .parts(&due)
+        .await
+        .expect("parts")
+        .iter()
+        .map(|p| p.stats.count)
+        .collect();
+    counts.sort();
+    assert_eq!(counts, vec![2, 3]);
+
+    // The follow-up: due once its time has come, taken by one sender.
+    assert!(store.due(due.due_at - 1, 1).await.expect("due").is_empty());
+    assert_eq!(store.due(now, 1).await.expect("due"), vec![due.clone()]);
+    assert!(
+        store
+            .take_follow_up(&due, "task-a", now, 60)
+            .await
+            .expect("take")
+    );
+    assert!(
+        !store
+            .take_follow_up(&due, "task-b", now, 60)
+            .await
+            .expect("take")
+    );
+
+    // A fold that read the incident as open but lands after the sender took the follow-up
+    // is refused: the sender may have read the parts already, so these alerts must open a new
+    // incident rather than vanish.
+    assert!(
+        !store
+            .fold(&due, &part("s3://trail/4", 1))
+            .await
+            .expect("late fold")
+    );
+
+    // Sent: never due again, never taken again, and still closed to folds.
+    store.followed_up(&due).await.expect("followed up");
+    assert!(store.due(now, 1).await.expect("due").is_empty());
+    assert!(
+        !store
+            .take_follow_up(&due, "task-b", now + 3600, 60)
+            .await
+            .expect("take")
+    );
+    assert!(
+        !store
+            .fold(&due, &part("s3://trail/5", 1))
+            .await
+            .expect("fold after sent")
+    );
+
+    // After the window the same key opens a new incident.
+    let later = claim("task-b", "s3://trail/6", open.window_end + 1);
+    assert_eq!(store.claim(&k, &later).await.expect("claim"), Claimed::Won);
+
+    // A released claim (its publish failed) can be won at once by another task.
+    let k2 = key("arn:aws:iam::111122223333:user/alice");
+    let mine = claim("task-a", "s3://trail/7", now);
+    assert_eq!(store.claim(&k2, &mine).await.expect("claim"), Claimed::Won);
+    store.release(&k2, &mine).await.expect("release");
+    let theirs = claim("task-b", "s3://trail/8", now);
+    assert_eq!(
+        store.claim(&k2, &theirs).await.expect("claim"),
+        Claimed::Won
+    );
+
+    // Correlation events are keyed by eventID: a redelivered event is stored once.
+    let expires = now + 3600;
+    store
+        .add_events("g", &[event("f1", t0), event("f2", t0 + 5)], expires)
+        .await
+        .expect("add");
+    store
+        .add_events("g", &[event("f2", t0 + 5)], expires)
+        .await
+        .expect("again");
+    let (events, fires) = store.window("g", t0 - 60, t0 + 60).await.expect("window");
+    let mut ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, vec!["f1", "f2"]);
+    assert!(fires.is_empty());
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_the_contract() {
+    keeps_the_contract(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn the_dynamodb_store_keeps_the_contract() {
+    let moto = Moto::start();
+    let stack = Stack::create(&moto, 5).await;
+    let table = stack.state_table("trailwarden-state").await;
+    let store = DynamoStore::new(stack.ddb.clone(), table, Metrics::new());
+    keeps_the_contract(&store).await;
+}
