@@ -22,6 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use sha2::{Digest, Sha256};
 
@@ -244,6 +245,26 @@ impl DynamoStore {
         }
     }
 
+    /// A conditional UpdateItem of a follow-up's item; false when the condition failed.
+    async fn update_follow_up(
+        &self,
+        due: &Due,
+        update: impl FnOnce(UpdateItemFluentBuilder) -> UpdateItemFluentBuilder,
+    ) -> Result<bool, StoreError> {
+        self.count("UpdateItem");
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(due_pk(due.due_at)))
+            .key("sk", s(due_sk(due)));
+        match update(request).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(self.fail("UpdateItem", &e)),
+        }
+    }
+
     async fn put(&self, item: Item) -> Result<(), StoreError> {
         self.count("PutItem");
         self.client
@@ -403,14 +424,8 @@ impl Store for DynamoStore {
 
         // Scheduled unless a sender has taken it: then the part may be missed, so the incident
         // counts as closed.
-        self.count("UpdateItem");
-        match self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(due_pk(due.due_at)))
-            .key("sk", s(due_sk(due)))
-            .update_expression(
+        self.update_follow_up(due, |u| {
+            u.update_expression(
                 "SET #d = if_not_exists(#d, :due), expires_at = if_not_exists(expires_at, :x)",
             )
             .condition_expression("attribute_not_exists(#o)")
@@ -418,13 +433,8 @@ impl Store for DynamoStore {
             .expression_attribute_names("#o", "owner")
             .expression_attribute_values(":due", s(serde_json::to_string(due).unwrap_or_default()))
             .expression_attribute_values(":x", n(expires))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(self.fail("UpdateItem", &e)),
-        }
+        })
+        .await
     }
 
     async fn due(&self, now: i64, lookback_hours: i64) -> Result<Vec<Due>, StoreError> {
@@ -456,29 +466,18 @@ impl Store for DynamoStore {
         now: i64,
         lease_secs: i64,
     ) -> Result<bool, StoreError> {
-        self.count("UpdateItem");
-        match self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(due_pk(due.due_at)))
-            .key("sk", s(due_sk(due)))
-            .update_expression("SET #o = :owner, lease_until = :until")
-            .condition_expression(
-                "attribute_exists(pk) AND attribute_not_exists(sent) \
-                 AND (attribute_not_exists(#o) OR lease_until < :now)",
-            )
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_values(":owner", s(owner))
-            .expression_attribute_values(":until", n(now + lease_secs))
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(self.fail("UpdateItem", &e)),
-        }
+        self.update_follow_up(due, |u| {
+            u.update_expression("SET #o = :owner, lease_until = :until")
+                .condition_expression(
+                    "attribute_exists(pk) AND attribute_not_exists(sent) \
+                     AND (attribute_not_exists(#o) OR lease_until < :now)",
+                )
+                .expression_attribute_names("#o", "owner")
+                .expression_attribute_values(":owner", s(owner))
+                .expression_attribute_values(":until", n(now + lease_secs))
+                .expression_attribute_values(":now", n(now))
+        })
+        .await
     }
 
     async fn parts(&self, due: &Due) -> Result<Vec<Part>, StoreError> {
@@ -500,24 +499,14 @@ impl Store for DynamoStore {
     }
 
     async fn followed_up(&self, due: &Due) -> Result<(), StoreError> {
-        self.count("UpdateItem");
-        match self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(due_pk(due.due_at)))
-            .key("sk", s(due_sk(due)))
-            .update_expression("SET sent = :t")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .send()
-            .await
-        {
-            // Gone (expired): nothing left to mark.
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(self.fail("UpdateItem", &e)),
-        }
+        // A follow-up item already gone (expired) has nothing left to mark.
+        self.update_follow_up(due, |u| {
+            u.update_expression("SET sent = :t")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn add_events(
