@@ -33,20 +33,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Daemon, DaemonOptions, Moto, Stack, key, log_file, root_login_in};
+use support::{Daemon, DaemonOptions, Moto, Stack, key, knob, log_file, root_login_in};
 use tokio::sync::Semaphore;
 
 const WORKERS: usize = 4;
 const BATCH: usize = 10;
 /// Objects that raise nothing, sent after the latency phase.
 const QUIET_OBJECTS: usize = 20;
-
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// One object's body: a root sign-in to account `i` (one incident, one page) among `records`
 /// benign records.

@@ -20,14 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Daemon, DaemonOptions, Moto, Stack, account, put_event, root_login_in};
-
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::{Daemon, DaemonOptions, Moto, Stack, account, knob, put_event, root_login_in};
 
 /// The floor: receive the event, publish a page naming it, delete the message; no work.
 async fn floor(stack: Arc<Stack>, stop: Arc<AtomicBool>) {

@@ -16,14 +16,7 @@ mod support;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use support::{ACCOUNT, Daemon, DaemonOptions, Moto, Stack, for_rule, key};
-
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::{ACCOUNT, Daemon, DaemonOptions, Moto, Stack, for_rule, key, knob};
 
 /// A field of /proc/<pid>/status in KiB.
 fn status_kib(pid: u32, field: &str) -> u64 {

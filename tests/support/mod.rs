@@ -20,6 +20,14 @@ use serde_json::{Value, json};
 
 pub const ACCOUNT: &str = "123456789012";
 
+/// A benchmark's setting from the environment, or its default.
+pub fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A free port on 127.0.0.1 (bound, then released for the child to take).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
