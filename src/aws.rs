@@ -14,6 +14,7 @@ use std::sync::Arc;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -22,6 +23,7 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::retry::ProvideErrorKind;
 
 use crate::telemetry::Metrics;
 
@@ -35,26 +37,110 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Work that still fails is held and retried by the daemon, not by another retry loop here.
 const MAX_ATTEMPTS: u32 = 3;
 
-/// What a failed call means for the work that made it.
+/// Where a call was made. The same answer means different things at different edges: a
+/// missing log object is nothing to read, a missing topic is a setting to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// A dependency is unavailable (throttling, 5xx, timeouts, a resource every message needs
-    /// is missing or forbidden): the work is fine; hold it and try again.
-    Outage,
-    /// This work itself was refused (bad input, an object the role may not read): trying it
-    /// again the same way fails the same way.
-    Rejected,
+pub enum Edge {
+    /// S3 log objects (GetObject, ListObjectsV2).
+    Object,
+    /// The SQS queue work arrives on.
+    Queue,
+    /// An output that pages go to (the SNS topic).
+    Sink,
+    /// The shared state table.
+    Store,
 }
 
-/// A failed AWS call, described once.
-#[derive(Debug, Clone)]
+/// What a service's answer says, read from the SDK's own error kinds: its retry
+/// classification, its throttling and transient codes, and the HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Throttling, 5xx, a timeout, a broken connection: it will answer again.
+    Unavailable,
+    /// The thing asked for does not exist (404, `NoSuch*`, `*NotFound*`).
+    Missing,
+    /// Credentials or permissions refused the call (401, 403, `AccessDenied*`, KMS refusals).
+    Denied,
+    /// The request itself was refused as wrong (any other 4xx), or could not be built.
+    Invalid,
+}
+
+/// What a failed call means for the work that made it: the only input to ack, hold, hand
+/// back or exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// A dependency is unavailable: hold the work, retry with backoff, receive nothing new.
+    Outage,
+    /// This work itself was refused; trying it again the same way fails the same way: hand the
+    /// message back, and after maxReceiveCount it reaches the dead-letter queue.
+    Rejected,
+    /// What the work names is gone (a log object deleted or expired): nothing is left to do.
+    Gone,
+    /// A setting that cannot work as set (a missing or forbidden queue, topic or table): at
+    /// start-up the daemon exits 2 naming it; while running, work is held as in an outage,
+    /// because a page must never be dropped while an operator fixes it.
+    Setting,
+}
+
+impl Edge {
+    /// The one table: what an answer at this edge means for the work.
+    pub fn fault(self, answer: Answer) -> Fault {
+        match (self, answer) {
+            // The dependency will answer again and the work is fine: wait it out.
+            (_, Answer::Unavailable) => Fault::Outage,
+            // A log object deleted or expired before it was read: waiting will not bring it
+            // back, and the notification is stale.
+            (Edge::Object, Answer::Missing) => Fault::Gone,
+            // This object may not be read (a bucket policy, its KMS key) or cannot be (archived):
+            // other objects can, so only the message naming it is refused, to reach the DLQ where
+            // an operator sees it.
+            (Edge::Object, Answer::Denied | Answer::Invalid) => Fault::Rejected,
+            // The queue, topic or table that every message needs is missing or forbidden: no
+            // message can succeed until someone fixes it, so no message is blamed for it.
+            (Edge::Queue | Edge::Sink | Edge::Store, Answer::Missing | Answer::Denied) => {
+                Fault::Setting
+            }
+            // The service refused this request as malformed (a message or an item too large):
+            // the same work fails the same way every time.
+            (Edge::Queue | Edge::Sink | Edge::Store, Answer::Invalid) => Fault::Rejected,
+        }
+    }
+}
+
+/// A failed AWS call, described and classified once.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{sentence}")]
 pub struct Failed {
     /// The AWS error code, when the service answered.
     pub code: Option<String>,
-    /// Whether trying the same call later may succeed: throttling, 5xx, timeouts, network.
-    pub transient: bool,
+    /// What the service's answer says.
+    pub answer: Answer,
+    /// What it means for the work, from [`Edge::fault`].
+    pub fault: Fault,
+    /// Whether the request may have been carried out although no answer said so (the
+    /// response was lost or timed out, or a 5xx came back): a publish may have gone out.
+    pub ambiguous: bool,
     /// One readable sentence: what was called on what, and why it failed, with the cause.
     pub sentence: String,
+}
+
+impl Failed {
+    /// A failure that is not an SDK error (a batch entry, an unprocessed item, a check of
+    /// what a call returned), classified by the same table.
+    pub fn new(edge: Edge, answer: Answer, sentence: String) -> Failed {
+        Failed {
+            code: None,
+            answer,
+            fault: edge.fault(answer),
+            ambiguous: false,
+            sentence,
+        }
+    }
+
+    /// Whether waiting may help: an outage, or a setting someone may fix.
+    pub fn is_transient(&self) -> bool {
+        self.answer == Answer::Unavailable
+    }
 }
 
 /// Loads the shared SDK configuration with the daemon's timeouts and retry policy.
@@ -154,73 +240,109 @@ impl Intercept for RetryCounter {
     }
 }
 
-/// Error codes AWS services use for throttling and passing faults.
-const TRANSIENT_CODES: &[&str] = &[
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestThrottled",
-    "RequestThrottledException",
-    "TooManyRequestsException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "SlowDown",
-    "RequestTimeout",
-    "RequestTimeoutException",
-    "InternalError",
-    "InternalFailure",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "KMS.ThrottlingException",
-];
+/// How a service's error code reads, where the status alone does not say.
+fn answer_of_code(code: &str) -> Option<Answer> {
+    // The SDK's own lists of throttling and transient codes, which its retry layer uses.
+    if THROTTLING_ERRORS.contains(&code) || TRANSIENT_ERRORS.contains(&code) {
+        return Some(Answer::Unavailable);
+    }
+    // AWS spells "not found" per service: NoSuchKey, NoSuchBucket, NotFound,
+    // ResourceNotFoundException, AWS.SimpleQueueService.NonExistentQueue.
+    let bare = code.rsplit('.').next().unwrap_or(code);
+    if bare.starts_with("NoSuch") || bare.contains("NotFound") || bare.starts_with("NonExistent") {
+        return Some(Answer::Missing);
+    }
+    // Access and credential refusals, including KMS's for an SSE-KMS object or topic.
+    if bare.contains("AccessDenied")
+        || bare.contains("Unauthorized")
+        || bare.starts_with("AuthorizationError")
+        || bare.starts_with("InvalidClientTokenId")
+        || bare.starts_with("ExpiredToken")
+        || bare.starts_with("Disabled")
+        || bare.starts_with("KMSDisabled")
+        || bare.starts_with("KMSAccessDenied")
+        || bare.starts_with("InvalidSecurity")
+    {
+        return Some(Answer::Denied);
+    }
+    None
+}
 
-/// Describes a failed call. `what` names the call and its target, e.g.
-/// `SNS Publish to arn:aws:sns:...:alerts`.
-pub fn failed<E, R>(what: &str, err: &SdkError<E, R>) -> Failed
+/// What every SDK operation error provides: its code and message, and the SDK's retry
+/// classification.
+pub trait OperationError: ProvideErrorMetadata + ProvideErrorKind + StdError + 'static {}
+
+impl<E: ProvideErrorMetadata + ProvideErrorKind + StdError + 'static> OperationError for E {}
+
+/// Describes and classifies a failed call made at `edge`. `what` names the call and its
+/// target, e.g. `SNS Publish to arn:aws:sns:...:alerts`.
+pub fn failed<E, R>(edge: Edge, what: &str, err: &SdkError<E, R>) -> Failed
 where
-    E: ProvideErrorMetadata + StdError + 'static,
+    E: OperationError,
     R: HttpStatus + std::fmt::Debug + 'static,
 {
-    let (code, transient, reason) = match err {
+    let (code, answer, ambiguous, reason) = match err {
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status_code();
-            let code = ctx.err().code().map(str::to_owned);
-            let transient = status >= 500
-                || status == 429
-                || code
-                    .as_deref()
-                    .is_some_and(|c| TRANSIENT_CODES.contains(&c));
-            let mut reason = match (&code, ctx.err().message()) {
+            let code = ProvideErrorMetadata::code(ctx.err()).map(str::to_owned);
+            let answer =
+                if ctx.err().retryable_error_kind().is_some() || status == 429 || status >= 500 {
+                    Answer::Unavailable
+                } else if let Some(answer) = code.as_deref().and_then(answer_of_code) {
+                    answer
+                } else {
+                    match status {
+                        404 => Answer::Missing,
+                        401 | 403 => Answer::Denied,
+                        _ => Answer::Invalid,
+                    }
+                };
+            let mut reason = match (&code, ProvideErrorMetadata::message(ctx.err())) {
                 (Some(code), Some(message)) => format!("{code}: {message}"),
                 (Some(code), None) => code.clone(),
                 (None, Some(message)) => message.to_owned(),
                 (None, None) => format!("the service answered HTTP {status}"),
             };
-            if code.is_none() || ctx.err().message().is_none() {
+            if code.is_none() || ProvideErrorMetadata::message(ctx.err()).is_none() {
                 let _ = write!(reason, " (HTTP {status})");
             }
-            (code, transient, reason)
+            // A 5xx may come after the work was done (AWS documents InternalError as "may
+            // have succeeded"); throttling means it was not.
+            (code, answer, status >= 500, reason)
         }
-        SdkError::TimeoutError(_) => (None, true, format!("timed out{}", causes(err))),
-        SdkError::DispatchFailure(_) => (
+        // The request may have arrived and been carried out, its answer lost.
+        SdkError::TimeoutError(_) => (
             None,
+            Answer::Unavailable,
             true,
-            format!("the request could not be sent{}", causes(err)),
+            format!("timed out{}", causes(err)),
         ),
         SdkError::ResponseError(_) => (
             None,
+            Answer::Unavailable,
             true,
             format!("the response could not be read{}", causes(err)),
         ),
+        // The SDK documents that a request that failed in dispatch may have been sent; only a
+        // connection that was never made is sure not to have been.
+        SdkError::DispatchFailure(d) => (
+            None,
+            Answer::Unavailable,
+            !d.is_timeout() && !causes(err).contains("onnect"),
+            format!("the request could not be sent{}", causes(err)),
+        ),
         _ => (
             None,
+            Answer::Invalid,
             false,
             format!("the request could not be built{}", causes(err)),
         ),
     };
     Failed {
         code,
-        transient,
+        answer,
+        fault: edge.fault(answer),
+        ambiguous,
         sentence: format!("{what} failed: {reason}"),
     }
 }
@@ -278,17 +400,50 @@ mod tests {
 
     #[test]
     fn service_errors_read_as_one_sentence() {
-        let f = failed("S3 GetObject s3://b/k", &service_error(503, "SlowDown"));
-        assert!(f.transient);
+        let f = failed(
+            Edge::Object,
+            "S3 GetObject s3://b/k",
+            &service_error(503, "SlowDown"),
+        );
+        assert_eq!((f.answer, f.fault), (Answer::Unavailable, Fault::Outage));
         assert_eq!(
             f.sentence,
             "S3 GetObject s3://b/k failed: SlowDown: the message"
         );
-        let f = failed("S3 GetObject s3://b/k", &service_error(403, "AccessDenied"));
-        assert!(!f.transient);
+        let f = failed(Edge::Object, "x", &service_error(403, "AccessDenied"));
+        assert_eq!((f.answer, f.fault), (Answer::Denied, Fault::Rejected));
         assert_eq!(f.code.as_deref(), Some("AccessDenied"));
-        let f = failed("x", &service_error(400, "ThrottlingException"));
-        assert!(f.transient);
+        let f = failed(Edge::Sink, "x", &service_error(400, "ThrottlingException"));
+        assert_eq!((f.answer, f.fault), (Answer::Unavailable, Fault::Outage));
+        assert!(!f.ambiguous, "throttled means not done");
+    }
+
+    #[test]
+    fn the_table_decides_by_edge() {
+        let at = |edge, status, code| failed(edge, "x", &service_error(status, code)).fault;
+        // A missing object is stale work; a missing topic, queue or table is a setting.
+        assert_eq!(at(Edge::Object, 404, "NoSuchKey"), Fault::Gone);
+        assert_eq!(at(Edge::Sink, 404, "NotFound"), Fault::Setting);
+        assert_eq!(
+            at(Edge::Queue, 400, "AWS.SimpleQueueService.NonExistentQueue"),
+            Fault::Setting
+        );
+        assert_eq!(
+            at(Edge::Store, 400, "ResourceNotFoundException"),
+            Fault::Setting
+        );
+        assert_eq!(at(Edge::Sink, 403, "AuthorizationError"), Fault::Setting);
+        assert_eq!(at(Edge::Sink, 400, "KMSDisabled"), Fault::Setting);
+        // The request itself is wrong: only this work fails.
+        assert_eq!(at(Edge::Sink, 400, "InvalidParameter"), Fault::Rejected);
+        assert_eq!(at(Edge::Store, 400, "ValidationException"), Fault::Rejected);
+        assert_eq!(at(Edge::Object, 403, "InvalidObjectState"), Fault::Rejected);
+        // Unknown codes fall back on the status, at every edge alike.
+        assert_eq!(at(Edge::Object, 400, "SomethingNew"), Fault::Rejected);
+        assert_eq!(at(Edge::Sink, 400, "SomethingNew"), Fault::Rejected);
+        assert_eq!(at(Edge::Object, 502, "SomethingNew"), Fault::Outage);
+        assert_eq!(at(Edge::Sink, 502, "SomethingNew"), Fault::Outage);
+        assert!(failed(Edge::Sink, "x", &service_error(500, "InternalError")).ambiguous);
     }
 
     #[tokio::test]
@@ -319,9 +474,9 @@ mod tests {
             .send()
             .await
             .expect_err("nothing listens");
-        let f = failed("SQS ReceiveMessage", &err);
+        let f = failed(Edge::Queue, "SQS ReceiveMessage", &err);
         assert!(
-            f.transient && f.sentence.contains("could not be sent"),
+            f.fault == Fault::Outage && f.sentence.contains("could not be sent"),
             "{}",
             f.sentence
         );
@@ -342,8 +497,9 @@ mod tests {
             "connection reset by peer",
         );
         let err: SdkError<GetObjectError, Response> = SdkError::timeout_error(io);
-        let f = failed("SQS ReceiveMessage on q", &err);
-        assert!(f.transient);
+        let f = failed(Edge::Queue, "SQS ReceiveMessage on q", &err);
+        assert_eq!(f.fault, Fault::Outage);
+        assert!(f.ambiguous, "a timed-out request may have been carried out");
         assert!(
             f.sentence.contains("connection reset by peer"),
             "{}",

@@ -62,14 +62,33 @@ async fn keeps_the_contract(store: &dyn Store) {
     let k = key("arn:aws:iam::111122223333:root");
 
     // Claims: one winner; a rival waits while the lease holds; the holder may claim again.
+    let won = |id: &str| Claimed::Won {
+        incident_id: id.to_owned(),
+    };
     let a = claim("task-a", "s3://trail/1", t0);
-    assert_eq!(store.claim(&k, &a).await.expect("claim"), Claimed::Won);
+    assert_eq!(store.claim(&k, &a).await.expect("claim"), won("inc-task-a"));
     let rival = claim("task-b", "s3://trail/2", t0 + 1);
     assert!(matches!(
         store.claim(&k, &rival).await.expect("claim"),
         Claimed::Busy { ref owner, .. } if owner == "task-a"
     ));
-    assert_eq!(store.claim(&k, &a).await.expect("again"), Claimed::Won);
+    assert_eq!(store.claim(&k, &a).await.expect("again"), won("inc-task-a"));
+    // Once the lease has run out (task-a stopped between its publish and its record), a rival
+    // takes the claim over under task-a's incident id: a repeat of the page has the same ids.
+    let after_lease = claim("task-c", "s3://trail/2", t0 + a.lease_secs + 1);
+    assert_eq!(
+        store.claim(&k, &after_lease).await.expect("takeover"),
+        won("inc-task-a")
+    );
+    assert!(matches!(
+        store.claim(&k, &a).await.expect("claim"),
+        Claimed::Busy { ref owner, .. } if owner == "task-c"
+    ));
+    let a = Claim {
+        now: after_lease.now + a.lease_secs + 1,
+        ..a
+    };
+    assert_eq!(store.claim(&k, &a).await.expect("back"), won("inc-task-a"));
 
     // Paged: the incident is open to every later claim within its window.
     let open = Open {
@@ -145,6 +164,37 @@ async fn keeps_the_contract(store: &dyn Store) {
             .await
             .expect("late fold")
     );
+    // A retried fold of a part the schedule already lists (its first reply was lost) answers
+    // as the first did: the alerts stay with this incident and are not paged again.
+    assert!(
+        store
+            .fold(&due, &part("s3://trail/2", 3))
+            .await
+            .expect("retried fold")
+    );
+
+    // A follow-up whose publish failed is given back by its owner only, and can then be
+    // taken at once rather than after the lease.
+    store
+        .give_back_follow_up(&due, "task-b")
+        .await
+        .expect("not the owner");
+    assert!(
+        !store
+            .take_follow_up(&due, "task-b", now, 60)
+            .await
+            .expect("take")
+    );
+    store
+        .give_back_follow_up(&due, "task-a")
+        .await
+        .expect("give back");
+    assert!(
+        store
+            .take_follow_up(&due, "task-b", now, 60)
+            .await
+            .expect("take after give back")
+    );
 
     // Sent: never due again, never taken again, and still closed to folds.
     store.followed_up(&due).await.expect("followed up");
@@ -164,17 +214,23 @@ async fn keeps_the_contract(store: &dyn Store) {
 
     // After the window the same key opens a new incident.
     let later = claim("task-b", "s3://trail/6", open.window_end + 1);
-    assert_eq!(store.claim(&k, &later).await.expect("claim"), Claimed::Won);
+    assert_eq!(
+        store.claim(&k, &later).await.expect("claim"),
+        won("inc-task-b")
+    );
 
     // A released claim (its publish failed) can be won at once by another task.
     let k2 = key("arn:aws:iam::111122223333:user/alice");
     let mine = claim("task-a", "s3://trail/7", now);
-    assert_eq!(store.claim(&k2, &mine).await.expect("claim"), Claimed::Won);
+    assert_eq!(
+        store.claim(&k2, &mine).await.expect("claim"),
+        won("inc-task-a")
+    );
     store.release(&k2, &mine).await.expect("release");
     let theirs = claim("task-b", "s3://trail/8", now);
     assert_eq!(
         store.claim(&k2, &theirs).await.expect("claim"),
-        Claimed::Won
+        won("inc-task-b")
     );
 
     // Correlation events are keyed by eventID: a redelivered event is stored once.

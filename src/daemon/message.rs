@@ -80,22 +80,25 @@ enum Disposition {
 }
 
 impl WorkError {
-    /// The one classification of failures.
+    /// What the failure means for the message: the failure table's [`Fault`] alone decides.
     fn disposition(&self) -> Disposition {
         let by_fault = |fault, dependency| match fault {
-            Fault::Outage => Disposition::Hold(dependency),
-            Fault::Rejected => Disposition::Reject,
+            // A misconfigured dependency is held like an outage: every message needs it, and a
+            // page must not be dropped while an operator fixes it.
+            Fault::Outage | Fault::Setting => Disposition::Hold(dependency),
+            // `Gone` is answered before it gets here (a missing object is nothing to read);
+            // refusing is the choice that never deletes work.
+            Fault::Rejected | Fault::Gone => Disposition::Reject,
         };
         match self {
             WorkError::Body(_)
             | WorkError::BucketNotAllowed(_)
             | WorkError::Worker(_)
             | WorkError::Event { .. } => Disposition::Reject,
-            WorkError::Source(e) if e.is_transient() => Disposition::Hold(Dependency::Objects),
-            WorkError::Source(_) => Disposition::Reject,
+            WorkError::Source(e) => by_fault(e.fault(), Dependency::Objects),
             WorkError::Read { .. } => Disposition::Hold(Dependency::Objects),
-            WorkError::Commit(CommitError::Store(e)) => by_fault(e.fault, Dependency::Store),
-            WorkError::Commit(CommitError::Sink(e)) => by_fault(e.fault, Dependency::Sink),
+            WorkError::Commit(CommitError::Store(e)) => by_fault(e.0.fault, Dependency::Store),
+            WorkError::Commit(CommitError::Sink(e)) => by_fault(e.0.fault, Dependency::Sink),
             WorkError::Commit(CommitError::Busy { .. } | CommitError::Closing { .. })
             | WorkError::Deadline(_) => Disposition::Wait,
         }
@@ -454,7 +457,7 @@ impl Daemon {
             .expect("the reader semaphore is never closed");
         let body = match self.edges.objects.open(&obj.bucket, &obj.key).await {
             Ok(body) => body,
-            Err(e @ SourceError::NotFound { .. }) => {
+            Err(e) if e.fault() == Fault::Gone => {
                 self.metrics.objects.inc();
                 warn!(error = %e, "object is gone; nothing to read");
                 return Ok((Findings::default(), 0));

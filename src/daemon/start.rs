@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::Edges;
-use crate::aws;
+use crate::aws::{self, Fault};
 use crate::config::Settings;
 use crate::incidents::store::dynamo::DynamoStore;
 use crate::incidents::store::memory::MemoryStore;
@@ -108,10 +108,17 @@ where
             Ok(()) => return Ok(()),
             Err(f) => f,
         };
-        if !failed.transient {
+        // The failure table decides: only an outage is worth waiting for at start-up. A missing
+        // or forbidden queue, topic or table (Fault::Setting) is a misconfiguration here, even
+        // though running tasks hold their work through the same answer: they must not drop
+        // pages while it is fixed, but a new task should not start against it.
+        if failed.fault != Fault::Outage {
             return Err(StartError::Setting {
                 setting,
-                message: failed.sentence,
+                message: format!(
+                    "{}; this is a misconfiguration, not an outage: fix the setting or the resource (tasks already running hold their work until it answers)",
+                    failed.sentence
+                ),
             });
         }
         if tokio::time::Instant::now() + backoff > deadline {

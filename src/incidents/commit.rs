@@ -6,8 +6,9 @@
 //!    replayed on event time; a window that fires and holds one of this source's events
 //!    becomes a correlation alert.
 //! 2. Every incident (detections and correlation alerts, most severe first) is claimed. The
-//!    winner publishes the page and only then records the incident as open; a failed publish
-//!    releases the claim, so the retry pages. An open incident takes the source's alerts as a
+//!    winner publishes the page and only then records the incident as open; a publish that
+//!    surely failed releases the claim, so the retry pages, while one that may have gone out
+//!    (its response lost) keeps it, so only a repeat under the same ids can follow. An open incident takes the source's alerts as a
 //!    folded part and schedules the follow-up; if that follow-up is already being sent, the
 //!    incident has closed and the alerts open a new one. A claim held elsewhere means the page
 //!    is being published right now: the work waits rather than finish (and be deleted) early.
@@ -27,7 +28,6 @@ use super::correlate::{self, Batch, Span};
 use super::fold::{Fold, Folder, Stats};
 use super::store::{Claim, Claimed, Due, Open, Part, Store, StoreError};
 use crate::alert::clean;
-use crate::aws::Fault;
 use crate::detect::{Level, RuleSet};
 use crate::output::{FollowUp, Page, Sink, SinkError};
 use crate::telemetry::Metrics;
@@ -91,18 +91,6 @@ pub enum CommitError {
     /// task's clock (clocks disagree); once it has ended, these alerts open a new incident.
     #[error("incident {key} is closing; its alerts will open a new incident")]
     Closing { key: IncidentKey },
-}
-
-impl CommitError {
-    /// Whether the failure is the work's own (it will never succeed) rather than a dependency
-    /// being unavailable or busy.
-    pub fn fault(&self) -> Option<Fault> {
-        match self {
-            CommitError::Store(e) => Some(e.fault),
-            CommitError::Sink(e) => Some(e.fault),
-            CommitError::Busy { .. } | CommitError::Closing { .. } => None,
-        }
-    }
 }
 
 /// What a commit did, for the log line.
@@ -261,7 +249,7 @@ impl Committer<'_> {
                 .entry(fold.key.clone())
                 .or_insert_with(|| format!("{}-{now}", &fold.key.digest()[..16]))
                 .clone();
-            let claim = Claim {
+            let mut claim = Claim {
                 incident_id,
                 owner: self.owner.to_owned(),
                 source: source.to_owned(),
@@ -269,7 +257,13 @@ impl Committer<'_> {
                 lease_secs: self.policy.lease.as_secs() as i64,
             };
             return match self.store.claim(&fold.key, &claim).await? {
-                Claimed::Won => self.page(source, fold, claim, progress).await,
+                Claimed::Won { incident_id } => {
+                    // The store's id wins: a page another task may already have published
+                    // before it stopped is repeated under the same ids.
+                    progress.ids.insert(fold.key.clone(), incident_id.clone());
+                    claim.incident_id = incident_id;
+                    self.page(source, fold, claim, progress).await
+                }
                 Claimed::Open(open) if open.paged_by == source => {
                     // This source opened the incident: a redelivery, or a retry after the page.
                     log_incident(fold, "already paged from this source");
@@ -323,8 +317,14 @@ impl Committer<'_> {
             next_steps: rule.map_or(&[], |r| r.next_steps.as_slice()),
         };
         if let Err(e) = self.sink.page(page).await {
-            // Best effort: an unreleased claim expires after its lease.
-            if let Err(release) = self.store.release(&fold.key, &claim).await {
+            if e.0.ambiguous {
+                // The page may have gone out. Keeping the claim means only this message's retry
+                // (or, should this task stop, a takeover after the lease) publishes it again,
+                // under the same ids; another message would page under a new id and fold this
+                // alert in as well.
+                warn!(error = %e, incident_id = %claim.incident_id, "the page may have been published; its claim is kept so only a repeat with the same ids can follow");
+            } else if let Err(release) = self.store.release(&fold.key, &claim).await {
+                // Best effort: an unreleased claim expires after its lease.
                 warn!(error = %release, "cannot release a page claim; it expires after its lease");
             }
             return Err(e.into());
@@ -402,7 +402,14 @@ impl Committer<'_> {
                     stats,
                     sources,
                 };
-                self.sink.follow_up(&follow_up).await?;
+                if let Err(e) = self.sink.follow_up(&follow_up).await {
+                    // Give the lease back so the next sweep retries it as soon as the sink
+                    // answers; a repeat carries the same message id.
+                    if let Err(give_back) = self.store.give_back_follow_up(&due, self.owner).await {
+                        warn!(error = %give_back, "cannot give a follow-up back; it is retried after its lease");
+                    }
+                    return Err(e.into());
+                }
                 info!(
                     target: "trailwarden::incident",
                     incident_id = %due.incident.incident_id,

@@ -14,6 +14,8 @@ pub mod sqs;
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::aws;
+
 /// One log file to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogSource {
@@ -32,26 +34,12 @@ impl fmt::Display for LogSource {
     }
 }
 
-/// Why a log source could not be opened. The variants are the operator's next step.
+/// Why a log source could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    /// Gone before we read it: deleted, expired by a lifecycle rule, or a stale notification.
-    #[error(
-        "s3://{bucket}/{key} does not exist (NoSuchKey); it was deleted or expired before it was read"
-    )]
-    NotFound { bucket: String, key: String },
-    /// The role may not read it.
-    #[error(
-        "access denied reading s3://{bucket}/{key}: the role needs s3:GetObject on the object, and kms:Decrypt on the trail's key when the bucket uses SSE-KMS ({reason})"
-    )]
-    AccessDenied {
-        bucket: String,
-        key: String,
-        reason: String,
-    },
-    /// Anything else; `transient` says whether a retry may succeed.
-    #[error("{sentence}")]
-    Failed { sentence: String, transient: bool },
+    /// S3 answered (or did not); [`aws::Failed::fault`] says what it means for the work.
+    #[error(transparent)]
+    S3(#[from] aws::Failed),
     /// A local file could not be opened.
     #[error("cannot open {path}: {source}")]
     Local {
@@ -62,15 +50,13 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// Whether trying again later may succeed (throttling, timeouts, 5xx, network).
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            SourceError::Failed {
-                transient: true,
-                ..
-            }
-        )
+    /// What the failure means for the work that names the source.
+    pub fn fault(&self) -> aws::Fault {
+        match self {
+            SourceError::S3(f) => f.fault,
+            // A file named on the command line that cannot be opened stays unopenable.
+            SourceError::Local { .. } => aws::Fault::Rejected,
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use tokio_util::io::SyncIoBridge;
 use std::sync::Arc;
 
 use super::{Objects, SourceError};
-use crate::aws;
+use crate::aws::{self, Answer, Edge};
 use crate::telemetry::Metrics;
 
 /// Splits `s3://bucket/prefix` into bucket and prefix.
@@ -39,11 +39,11 @@ pub async fn list(
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
-            let f = aws::failed(&format!("S3 ListObjectsV2 s3://{bucket}/{prefix}"), &e);
-            SourceError::Failed {
-                sentence: f.sentence,
-                transient: f.transient,
-            }
+            aws::failed(
+                Edge::Object,
+                &format!("S3 ListObjectsV2 s3://{bucket}/{prefix}"),
+                &e,
+            )
         })?;
         keys.extend(
             page.contents()
@@ -91,38 +91,35 @@ impl Objects for S3Objects {
     }
 }
 
+/// Describes a failed GetObject, with the operator's next step for the answers that have one.
 fn classify(
     e: &SdkError<GetObjectError, aws_smithy_runtime_api::http::Response>,
     bucket: &str,
     key: &str,
 ) -> SourceError {
-    let (bucket, key) = (bucket.to_owned(), key.to_owned());
-    if let SdkError::ServiceError(ctx) = e
-        && ctx.err().is_no_such_key()
-    {
-        return SourceError::NotFound { bucket, key };
-    }
-    let f = aws::failed(&format!("S3 GetObject s3://{bucket}/{key}"), e);
-    match f.code.as_deref() {
-        Some("NoSuchKey") => SourceError::NotFound { bucket, key },
-        Some("AccessDenied" | "KMS.AccessDeniedException" | "AccessDeniedException") => {
-            SourceError::AccessDenied {
-                bucket,
-                key,
-                reason: f.sentence,
-            }
+    let mut f = aws::failed(
+        Edge::Object,
+        &format!("S3 GetObject s3://{bucket}/{key}"),
+        e,
+    );
+    match f.answer {
+        Answer::Missing => {
+            f.sentence
+                .push_str("; it was deleted or expired before it was read");
         }
-        _ => SourceError::Failed {
-            transient: f.transient,
-            sentence: f.sentence,
-        },
+        Answer::Denied => f.sentence.push_str(
+            "; the role needs s3:GetObject on the object, and kms:Decrypt on the trail's key when the bucket uses SSE-KMS",
+        ),
+        Answer::Unavailable | Answer::Invalid => {}
     }
+    SourceError::S3(f)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use crate::aws::Fault;
     use aws_sdk_s3::error::ErrorMetadata;
     use aws_smithy_runtime_api::http::{Response, StatusCode};
     use aws_smithy_types::body::SdkBody;
@@ -139,20 +136,18 @@ mod tests {
     #[test]
     fn get_object_errors_are_classified_once() {
         let classify = |status, code| classify(&service_error(status, code), "trail", "k");
-        assert!(matches!(
-            classify(404, "NoSuchKey"),
-            SourceError::NotFound { .. }
-        ));
+        let fault = |status, code| classify(status, code).fault();
+        assert_eq!(fault(404, "NoSuchKey"), Fault::Gone);
         let denied = classify(403, "AccessDenied");
-        assert!(matches!(denied, SourceError::AccessDenied { .. }));
+        assert_eq!(denied.fault(), Fault::Rejected);
         assert!(
             denied.to_string().contains("kms:Decrypt"),
             "the hint names the usual cause"
         );
-        assert!(classify(503, "SlowDown").is_transient());
-        assert!(classify(500, "InternalError").is_transient());
-        assert!(classify(400, "ThrottlingException").is_transient());
-        assert!(!classify(400, "InvalidObjectState").is_transient());
+        assert_eq!(fault(503, "SlowDown"), Fault::Outage);
+        assert_eq!(fault(500, "InternalError"), Fault::Outage);
+        assert_eq!(fault(400, "ThrottlingException"), Fault::Outage);
+        assert_eq!(fault(403, "InvalidObjectState"), Fault::Rejected);
         assert!(
             classify(503, "SlowDown")
                 .to_string()

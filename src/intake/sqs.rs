@@ -13,7 +13,7 @@ use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
 
-use crate::aws;
+use crate::aws::{self, Answer, Edge};
 use crate::coalesce::Coalescer;
 use crate::telemetry::Metrics;
 
@@ -27,15 +27,8 @@ pub struct Received {
     pub receive_count: u32,
 }
 
-/// A failed queue call.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct QueueError {
-    /// One readable sentence with the cause.
-    pub message: String,
-    /// Whether a retry may succeed (throttling, 5xx, network).
-    pub transient: bool,
-}
+/// A failed queue call, classified at the [`Edge::Queue`](aws::Edge::Queue) edge.
+pub type QueueError = aws::Failed;
 
 /// Where messages come from.
 #[async_trait]
@@ -88,14 +81,10 @@ impl SqsQueue {
 
     fn error<E, R>(&self, operation: &str, e: &aws_sdk_sqs::error::SdkError<E, R>) -> QueueError
     where
-        E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
+        E: aws::OperationError,
         R: aws::HttpStatus + std::fmt::Debug + 'static,
     {
-        let f = aws::failed(&format!("SQS {operation} on {}", self.url), e);
-        QueueError {
-            message: f.sentence,
-            transient: f.transient,
-        }
+        aws::failed(Edge::Queue, &format!("SQS {operation} on {}", self.url), e)
     }
 
     /// Checks that the queue exists and this role may read its attributes, for start-up.
@@ -108,7 +97,13 @@ impl SqsQueue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| aws::failed(&format!("SQS GetQueueAttributes {}", self.url), &e))
+            .map_err(|e| {
+                aws::failed(
+                    Edge::Queue,
+                    &format!("SQS GetQueueAttributes {}", self.url),
+                    &e,
+                )
+            })
     }
 }
 
@@ -165,13 +160,14 @@ impl Queue for SqsQueue {
             .submit(receipt.to_owned())
             .await
             .unwrap_or_else(|| {
-                Err(QueueError {
-                    message: format!(
+                Err(QueueError::new(
+                    Edge::Queue,
+                    Answer::Unavailable,
+                    format!(
                         "SQS DeleteMessageBatch on {} was not sent: shutting down",
                         self.url
                     ),
-                    transient: true,
-                })
+                ))
             })
     }
 }
@@ -207,28 +203,27 @@ async fn delete_batch(
                 let id = i.to_string();
                 match out.failed().iter().find(|f| f.id() == id) {
                     None => Ok(()),
-                    Some(f) => Err(QueueError {
-                        message: format!(
+                    // A batch entry's failure carries no status: the sender's fault is a wrong
+                    // receipt, anything else SQS's own.
+                    Some(f) => Err(QueueError::new(
+                        Edge::Queue,
+                        if f.sender_fault() {
+                            Answer::Invalid
+                        } else {
+                            Answer::Unavailable
+                        },
+                        format!(
                             "SQS DeleteMessageBatch on {url} failed for a message: {}: {}",
                             f.code(),
                             f.message().unwrap_or("no message")
                         ),
-                        transient: !f.sender_fault(),
-                    }),
+                    )),
                 }
             })
             .collect(),
         Err(e) => {
-            let f = aws::failed(&format!("SQS DeleteMessageBatch on {url}"), &e);
-            receipts
-                .iter()
-                .map(|_| {
-                    Err(QueueError {
-                        message: f.sentence.clone(),
-                        transient: f.transient,
-                    })
-                })
-                .collect()
+            let f = aws::failed(Edge::Queue, &format!("SQS DeleteMessageBatch on {url}"), &e);
+            receipts.iter().map(|_| Err(f.clone())).collect()
         }
     }
 }

@@ -12,7 +12,7 @@ pub mod sns;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::aws::Fault;
+use crate::aws::Failed;
 use crate::detect::Level;
 use crate::incidents::IncidentKey;
 use crate::incidents::fold::{Fold, Stats};
@@ -44,14 +44,12 @@ pub struct FollowUp {
     pub sources: usize,
 }
 
-/// A message a sink could not take.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct SinkError {
-    /// A readable sentence: which sink, what failed and why.
-    pub message: String,
-    pub fault: Fault,
-}
+/// A message a sink could not take, classified at the [`Edge::Sink`](crate::aws::Edge::Sink)
+/// edge: whether the sink is unavailable, refused this message, or is misconfigured, and
+/// whether it may have taken the message after all.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct SinkError(#[from] pub Failed);
 
 /// Where pages and follow-ups go.
 #[async_trait]

@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use super::{FollowUp, Page, Sink, SinkError};
 use crate::alert::{Alert, clean};
-use crate::aws::{self, Fault};
+use crate::aws::{self, Edge};
 use crate::detect::Level;
 use crate::incidents::fold::Tally;
 use crate::telemetry::Metrics;
@@ -375,15 +375,6 @@ pub fn render_follow_up(f: &FollowUp) -> Rendered {
     }
 }
 
-/// SNS error codes that refuse this message rather than signal an unavailable topic. Every
-/// other failure (throttling, 5xx, a deleted topic, a disabled KMS key, lost permissions) is
-/// an outage: the message is held and retried, never dropped.
-const REJECTED_CODES: &[&str] = &[
-    "InvalidParameter",
-    "InvalidParameterValue",
-    "ValidationError",
-];
-
 /// The SNS topic alerts go to.
 pub struct Topic {
     client: aws_sdk_sns::Client,
@@ -409,7 +400,13 @@ impl Topic {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| aws::failed(&format!("SNS GetTopicAttributes {}", self.arn), &e))
+            .map_err(|e| {
+                aws::failed(
+                    Edge::Sink,
+                    &format!("SNS GetTopicAttributes {}", self.arn),
+                    &e,
+                )
+            })
     }
 
     /// Publishes one message: one `Publish` call, retried only by the SDK.
@@ -438,20 +435,12 @@ impl Topic {
                 Ok(())
             }
             Err(e) => {
-                let f = aws::failed(&format!("SNS Publish to {}", self.arn), &e);
                 self.metrics.publish_failures.inc();
-                let rejected = f
-                    .code
-                    .as_deref()
-                    .is_some_and(|c| REJECTED_CODES.contains(&c));
-                Err(SinkError {
-                    message: f.sentence,
-                    fault: if rejected {
-                        Fault::Rejected
-                    } else {
-                        Fault::Outage
-                    },
-                })
+                Err(SinkError(aws::failed(
+                    Edge::Sink,
+                    &format!("SNS Publish to {}", self.arn),
+                    &e,
+                )))
             }
         }
     }

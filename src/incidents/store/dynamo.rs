@@ -6,13 +6,14 @@
 //! | item | pk | sk | written with |
 //! |---|---|---|---|
 //! | incident | `inc#<key digest>` | `meta` | conditional PutItem (claim), UpdateItem (paged), DeleteItem (release) |
-//! | folded part | `inc#<key digest>` | `part#<incident id>#<source digest>` | PutItem, overwriting its own source |
-//! | follow-up | `due#<YYYYMMDDHH>` | `<due time>#<incident id>` | UpdateItem: scheduled unless taken, leased to send, marked sent |
+//! | folded part | `inc#<key digest>` | `part#<incident id>#<source digest>` | TransactWriteItems with its follow-up, overwriting its own source |
+//! | follow-up | `due#<YYYYMMDDHH>` | `<due time>#<incident id>` | TransactWriteItems (scheduled and the part's source listed, unless taken), UpdateItem (leased to send, given back, marked sent) |
 //! | correlation event | `cor#<group digest>` | `e#<event time>#<eventID>` | BatchWriteItem (idempotent by key) |
 //! | committed fire | `cor#<group digest>` | `f#<end>#<start>` | PutItem |
 //!
-//! Claims are `PutItem` with `attribute_not_exists(pk)` or an expired window or lease, so of two
-//! tasks claiming one incident exactly one wins. Reads that decide something are strongly
+//! Claims are `PutItem` with `attribute_not_exists(pk)` or an expired window, so of two tasks
+//! claiming one incident exactly one wins; an expired claim (its task stopped between publish
+//! and record) is taken over with a conditional UpdateItem that keeps its incident id. Reads that decide something are strongly
 //! consistent.
 //! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html>
 
@@ -22,12 +23,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
+};
 use sha2::{Digest, Sha256};
 
 use super::{Claim, Claimed, Due, Open, Part, Store, StoreError};
-use crate::aws::{self, Fault};
+use crate::aws::{self, Answer, Edge};
 use crate::coalesce::Coalescer;
 use crate::incidents::correlate::{CorrEvent, Span};
 use crate::incidents::{IncidentKey, hex};
@@ -40,13 +44,6 @@ const KEEP_SECS: i64 = 7 * 24 * 3600;
 const BATCH: usize = 25;
 /// Items read from one correlation group at most: a burst needs a handful.
 const MAX_WINDOW_ITEMS: usize = 10_000;
-
-/// Error codes that mean this request is wrong, not that DynamoDB is unavailable.
-const REJECTED_CODES: &[&str] = &[
-    "ValidationException",
-    "ItemCollectionSizeLimitExceededException",
-    "SerializationException",
-];
 
 /// The DynamoDB table.
 pub struct DynamoStore {
@@ -100,27 +97,32 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// Classifies a failed DynamoDB call once: a request DynamoDB refuses as wrong
-/// ([`REJECTED_CODES`]) is [`Fault::Rejected`]; anything else is an outage to wait out (a
-/// missing table or denied access is caught by the start-up check, not here).
+/// Describes a failed DynamoDB call; [`aws::failed`] classifies it.
 fn store_error<E, R>(operation: &str, table: &str, e: &SdkError<E, R>) -> StoreError
 where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    E: aws::OperationError,
     R: aws::HttpStatus + std::fmt::Debug + 'static,
 {
-    let f = aws::failed(&format!("DynamoDB {operation} on table {table}"), e);
-    let rejected = f
-        .code
-        .as_deref()
-        .is_some_and(|c| REJECTED_CODES.contains(&c));
-    StoreError {
-        message: f.sentence,
-        fault: if rejected {
-            Fault::Rejected
-        } else {
-            Fault::Outage
-        },
-    }
+    StoreError(aws::failed(
+        Edge::Store,
+        &format!("DynamoDB {operation} on table {table}"),
+        e,
+    ))
+}
+
+/// Whether a fold's transaction was cancelled because its follow-up was taken: the schedule's
+/// condition failed, and nothing was written.
+fn schedule_taken<R>(e: &SdkError<TransactWriteItemsError, R>) -> bool {
+    let SdkError::ServiceError(ctx) = e else {
+        return false;
+    };
+    let TransactWriteItemsError::TransactionCanceledException(cancelled) = ctx.err() else {
+        return false;
+    };
+    cancelled
+        .cancellation_reasons()
+        .iter()
+        .any(|r| r.code() == Some("ConditionalCheckFailed"))
 }
 
 /// Whether a conditional write failed its condition, read from any operation's error.
@@ -149,7 +151,7 @@ impl DynamoStore {
 
     fn fail<E, R>(&self, operation: &'static str, e: &SdkError<E, R>) -> StoreError
     where
-        E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+        E: aws::OperationError,
         R: aws::HttpStatus + std::fmt::Debug + 'static,
     {
         store_error(operation, &self.table, e)
@@ -168,7 +170,13 @@ impl DynamoStore {
             .table_name(&self.table)
             .send()
             .await
-            .map_err(|e| aws::failed(&format!("DynamoDB DescribeTable {}", self.table), &e))?;
+            .map_err(|e| {
+                aws::failed(
+                    Edge::Store,
+                    &format!("DynamoDB DescribeTable {}", self.table),
+                    &e,
+                )
+            })?;
         let keys: Vec<(String, String)> = out
             .table()
             .map(|t| {
@@ -188,14 +196,14 @@ impl DynamoStore {
             ("sk".to_owned(), "RANGE".to_owned()),
         ];
         if keys.len() != 2 || !want.iter().all(|k| keys.contains(k)) {
-            return Err(aws::Failed {
-                code: None,
-                transient: false,
-                sentence: format!(
+            return Err(aws::Failed::new(
+                Edge::Store,
+                Answer::Missing,
+                format!(
                     "DynamoDB table {} has key schema {keys:?}; trailwarden needs partition key pk (S) and sort key sk (S)",
                     self.table
                 ),
-            });
+            ));
         }
         Ok(())
     }
@@ -265,6 +273,38 @@ impl DynamoStore {
         }
     }
 
+    /// Takes over a claim that expired or is `claim.owner`'s own, keeping its incident id;
+    /// false when it changed meanwhile.
+    async fn take_over(&self, pk: &str, held: &str, claim: &Claim) -> Result<bool, StoreError> {
+        let until = claim.now + claim.lease_secs;
+        self.count("UpdateItem");
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s("meta"))
+            .update_expression("SET #o = :owner, lease_until = :until, expires_at = :x")
+            .condition_expression(
+                "#s = :claimed AND incident_id = :held AND (lease_until < :now OR #o = :owner)",
+            )
+            .expression_attribute_names("#s", "state")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":owner", s(&claim.owner))
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":x", n(until + KEEP_SECS))
+            .expression_attribute_values(":claimed", s("claimed"))
+            .expression_attribute_values(":held", s(held))
+            .expression_attribute_values(":now", n(claim.now))
+            .send()
+            .await;
+        match update {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(self.fail("UpdateItem", &e)),
+        }
+    }
+
     async fn put(&self, item: Item) -> Result<(), StoreError> {
         self.count("PutItem");
         self.client
@@ -282,9 +322,10 @@ impl DynamoStore {
 impl Store for DynamoStore {
     async fn claim(&self, key: &IncidentKey, claim: &Claim) -> Result<Claimed, StoreError> {
         let pk = incident_pk(key);
+        let until = claim.now + claim.lease_secs;
         // A claim that loses reads the winner; if that one expired meanwhile, claim again.
         for _ in 0..3 {
-            let until = claim.now + claim.lease_secs;
+            // A new incident: none yet, or the last one's window has ended.
             self.count("PutItem");
             let put = self
                 .client
@@ -301,19 +342,19 @@ impl Store for DynamoStore {
                 .item("principal", s(&key.principal))
                 .item("expires_at", n(until + KEEP_SECS))
                 .condition_expression(
-                    "attribute_not_exists(pk) OR (#s = :open AND window_end < :now) \
-                     OR (#s = :claimed AND (lease_until < :now OR #o = :owner))",
+                    "attribute_not_exists(pk) OR (#s = :open AND window_end < :now)",
                 )
                 .expression_attribute_names("#s", "state")
-                .expression_attribute_names("#o", "owner")
-                .expression_attribute_values(":owner", s(&claim.owner))
                 .expression_attribute_values(":open", s("open"))
-                .expression_attribute_values(":claimed", s("claimed"))
                 .expression_attribute_values(":now", n(claim.now))
                 .send()
                 .await;
             match put {
-                Ok(_) => return Ok(Claimed::Won),
+                Ok(_) => {
+                    return Ok(Claimed::Won {
+                        incident_id: claim.incident_id.clone(),
+                    });
+                }
                 Err(e) if condition_failed(&e) => {}
                 Err(e) => return Err(self.fail("PutItem", &e)),
             }
@@ -330,11 +371,26 @@ impl Store for DynamoStore {
                         None => continue,
                     }
                 }
-                Some("claimed") if get_n(&item, "lease_until").unwrap_or(0) >= claim.now => {
+                Some("claimed")
+                    if get_n(&item, "lease_until").unwrap_or(0) >= claim.now
+                        && get_s(&item, "owner") != Some(claim.owner.as_str()) =>
+                {
                     return Ok(Claimed::Busy {
                         owner: get_s(&item, "owner").unwrap_or("another task").to_owned(),
                         until: get_n(&item, "lease_until").unwrap_or(claim.now),
                     });
+                }
+                Some("claimed") => {
+                    // Expired, or this owner's own: the page may have gone out under the id the
+                    // claim holds, so it is taken over under that id.
+                    let Some(held) = get_s(&item, "incident_id") else {
+                        continue;
+                    };
+                    if self.take_over(&pk, held, claim).await? {
+                        return Ok(Claimed::Won {
+                            incident_id: held.to_owned(),
+                        });
+                    }
                 }
                 _ => continue,
             }
@@ -371,13 +427,14 @@ impl Store for DynamoStore {
         item.insert("principal".into(), s(&key.principal));
         item.insert("expires_at".into(), n(incident.window_end + KEEP_SECS));
         self.opened.submit(item).await.unwrap_or_else(|| {
-            Err(StoreError {
-                message: format!(
+            Err(StoreError(aws::Failed::new(
+                Edge::Store,
+                Answer::Unavailable,
+                format!(
                     "DynamoDB BatchWriteItem on table {} was not sent: shutting down",
                     self.table
                 ),
-                fault: Fault::Outage,
-            })
+            )))
         })
     }
 
@@ -405,36 +462,56 @@ impl Store for DynamoStore {
 
     async fn fold(&self, due: &Due, part: &Part) -> Result<bool, StoreError> {
         let expires = due.due_at + KEEP_SECS;
+        let source = digest(&part.source);
         let mut item = Item::new();
         item.insert("pk".into(), s(incident_pk(&due.key)));
         item.insert(
             "sk".into(),
-            s(format!(
-                "part#{}#{}",
-                due.incident.incident_id,
-                digest(&part.source)
-            )),
+            s(format!("part#{}#{source}", due.incident.incident_id)),
         );
         item.insert(
             "part".into(),
             s(serde_json::to_string(part).unwrap_or_default()),
         );
         item.insert("expires_at".into(), n(expires));
-        self.put(item).await?;
-
-        // Scheduled unless a sender has taken it: then the part may be missed, so the incident
-        // counts as closed.
-        self.update_follow_up(due, |u| {
-            u.update_expression(
-                "SET #d = if_not_exists(#d, :due), expires_at = if_not_exists(expires_at, :x)",
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .expect("table and item are set");
+        // The schedule lists the part's source, in the same transaction as the part: a part is
+        // stored exactly when the follow-up counts it. It takes parts until a sender takes it;
+        // a part it already lists is taken again (the retry of a fold whose reply was lost).
+        let schedule = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(due_pk(due.due_at)))
+            .key("sk", s(due_sk(due)))
+            .update_expression(
+                "SET #d = if_not_exists(#d, :due), expires_at = if_not_exists(expires_at, :x) \
+                 ADD parts :source",
             )
-            .condition_expression("attribute_not_exists(#o)")
+            .condition_expression("attribute_not_exists(#o) OR contains(parts, :one)")
             .expression_attribute_names("#d", "due")
             .expression_attribute_names("#o", "owner")
             .expression_attribute_values(":due", s(serde_json::to_string(due).unwrap_or_default()))
             .expression_attribute_values(":x", n(expires))
-        })
-        .await
+            .expression_attribute_values(":source", AttributeValue::Ss(vec![source.clone()]))
+            .expression_attribute_values(":one", s(source))
+            .build()
+            .expect("table, key and expression are set");
+        self.count("TransactWriteItems");
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(schedule).build())
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(e) if schedule_taken(&e) => Ok(false),
+            Err(e) => Err(self.fail("TransactWriteItems", &e)),
+        }
     }
 
     async fn due(&self, now: i64, lookback_hours: i64) -> Result<Vec<Due>, StoreError> {
@@ -478,6 +555,18 @@ impl Store for DynamoStore {
                 .expression_attribute_values(":now", n(now))
         })
         .await
+    }
+
+    async fn give_back_follow_up(&self, due: &Due, owner: &str) -> Result<(), StoreError> {
+        // Only this owner's lease; a follow-up already sent or taken over stays as it is.
+        self.update_follow_up(due, |u| {
+            u.update_expression("REMOVE #o, lease_until")
+                .condition_expression("#o = :owner AND attribute_not_exists(sent)")
+                .expression_attribute_names("#o", "owner")
+                .expression_attribute_values(":owner", s(owner))
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn parts(&self, due: &Due) -> Result<Vec<Part>, StoreError> {
@@ -634,14 +723,15 @@ async fn write_batch(
         // Unprocessed items are DynamoDB shedding load: back off, then give up as an outage
         // so the work is held and retried.
         if attempt >= 5 {
-            return Err(StoreError {
-                message: format!(
+            return Err(StoreError(aws::Failed::new(
+                Edge::Store,
+                Answer::Unavailable,
+                format!(
                     "DynamoDB BatchWriteItem on table {table} left {} items unprocessed after {} attempts",
                     pending.len(),
                     attempt + 1
                 ),
-                fault: Fault::Outage,
-            });
+            )));
         }
         tokio::time::sleep(delay).await;
         delay *= 2;
@@ -669,13 +759,5 @@ async fn put_batch(
         }
     }
     let result = write_batch(&client, &table, &metrics, requests).await;
-    items
-        .iter()
-        .map(|_| {
-            result.as_ref().map(|_| ()).map_err(|e| StoreError {
-                message: e.message.clone(),
-                fault: e.fault,
-            })
-        })
-        .collect()
+    items.iter().map(|_| result.clone()).collect()
 }

@@ -4,7 +4,7 @@
 //! Expired entries are pruned as the store is used, so a long-running task's memory follows
 //! the number of open incidents and live correlation windows, not its uptime.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -20,7 +20,11 @@ const SENT_KEEP_SECS: i64 = 24 * 3600;
 
 #[derive(Debug)]
 enum Incident {
-    Claimed { owner: String, until: i64 },
+    Claimed {
+        owner: String,
+        until: i64,
+        incident_id: String,
+    },
     Open(Open),
 }
 
@@ -37,6 +41,9 @@ struct Scheduled {
     owner: Option<(String, i64)>,
     sent: bool,
     parts: BTreeMap<String, Part>,
+    /// Every source the schedule took a part from, kept after sending: a retried fold of one
+    /// of them answers as it did the first time.
+    listed: HashSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -97,31 +104,32 @@ impl Store for MemoryStore {
     async fn claim(&self, key: &IncidentKey, claim: &Claim) -> Result<Claimed, StoreError> {
         let mut inner = self.lock();
         inner.prune(claim.now);
-        let current = match inner.incidents.get(key) {
+        let incident_id = match inner.incidents.get(key) {
             Some(Incident::Open(open)) if open.window_end >= claim.now => {
-                Some(Claimed::Open(open.clone()))
+                return Ok(Claimed::Open(open.clone()));
             }
-            Some(Incident::Claimed { owner, until })
+            Some(Incident::Claimed { owner, until, .. })
                 if *until >= claim.now && *owner != claim.owner =>
             {
-                Some(Claimed::Busy {
+                return Ok(Claimed::Busy {
                     owner: owner.clone(),
                     until: *until,
-                })
+                });
             }
-            _ => None,
+            // An expired claim, or this owner's own: its page may have gone out, so it is
+            // taken over under the same id.
+            Some(Incident::Claimed { incident_id, .. }) => incident_id.clone(),
+            _ => claim.incident_id.clone(),
         };
-        if let Some(found) = current {
-            return Ok(found);
-        }
         inner.incidents.insert(
             key.clone(),
             Incident::Claimed {
                 owner: claim.owner.clone(),
                 until: claim.now + claim.lease_secs,
+                incident_id: incident_id.clone(),
             },
         );
-        Ok(Claimed::Won)
+        Ok(Claimed::Won { incident_id })
     }
 
     async fn paged(
@@ -160,11 +168,16 @@ impl Store for MemoryStore {
                 owner: None,
                 sent: false,
                 parts: BTreeMap::new(),
+                listed: HashSet::new(),
             });
-        if scheduled.owner.is_some() {
+        let listed = scheduled.listed.contains(&part.source);
+        if scheduled.owner.is_some() && !listed {
             return Ok(false);
         }
-        scheduled.parts.insert(part.source.clone(), part.clone());
+        if !scheduled.sent {
+            scheduled.parts.insert(part.source.clone(), part.clone());
+        }
+        scheduled.listed.insert(part.source.clone());
         Ok(true)
     }
 
@@ -197,6 +210,18 @@ impl Store for MemoryStore {
         }
         s.owner = Some((owner.to_owned(), now + lease_secs));
         Ok(true)
+    }
+
+    async fn give_back_follow_up(&self, due: &Due, owner: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if let Some(s) = inner
+            .scheduled
+            .get_mut(&(due.due_at, due.incident.incident_id.clone()))
+            && s.owner.as_ref().is_some_and(|(o, _)| o == owner)
+        {
+            s.owner = None;
+        }
+        Ok(())
     }
 
     async fn parts(&self, due: &Due) -> Result<Vec<Part>, StoreError> {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::IncidentKey;
 use super::correlate::{CorrEvent, Span};
 use super::fold::Stats;
-use crate::aws::Fault;
+use crate::aws::Failed;
 
 /// A request to page an incident, held by one message's work.
 #[derive(Debug, Clone)]
@@ -61,9 +61,12 @@ pub struct Open {
 /// What a claim found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claimed {
-    /// This claim holds the page: publish it, then confirm with [`Store::paged`] or give it up
-    /// with [`Store::release`].
-    Won,
+    /// This claim holds the page: publish it under `incident_id`, then confirm with
+    /// [`Store::paged`] or give it up with [`Store::release`]. The id is the claim's own, or
+    /// the one held by an expired claim (a task that stopped between its publish and its
+    /// record) or by this owner's earlier claim: a repeat of that page carries the same
+    /// incident and message ids, so a subscriber can drop it.
+    Won { incident_id: String },
     /// The incident already paged; further alerts fold into it.
     Open(Open),
     /// Another claim is publishing this incident's page right now.
@@ -89,21 +92,18 @@ pub struct Due {
     pub due_at: i64,
 }
 
-/// A state store call failed.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct StoreError {
-    /// A readable sentence: operation, table and cause.
-    pub message: String,
-    pub fault: Fault,
-}
+/// A state store call failed, classified at the [`Edge::Store`](crate::aws::Edge::Store) edge.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct StoreError(#[from] pub Failed);
 
 /// The shared state's operations. Every method is idempotent or conditional: calling it again
 /// after a failure, or from another task, never pages twice or counts twice.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Claims the page of `key`'s incident, unless it is open (paged, within its window) or
-    /// another owner's unexpired claim holds it. A claim by the same owner is taken again.
+    /// another owner's unexpired claim holds it. A claim by the same owner, or an expired one,
+    /// is taken over with the incident id it holds.
     async fn claim(&self, key: &IncidentKey, claim: &Claim) -> Result<Claimed, StoreError>;
 
     /// Records that the claimed page was accepted downstream; the incident is open until
@@ -118,11 +118,12 @@ pub trait Store: Send + Sync {
     /// Gives up a claim whose page failed, so the retry (or another task) can page.
     async fn release(&self, key: &IncidentKey, claim: &Claim) -> Result<(), StoreError>;
 
-    /// Adds one source's alerts to an open incident and schedules its follow-up for `due_at`.
-    /// Writing the same source again replaces its part. False when the follow-up was already
-    /// taken for sending: the incident is closed and these alerts belong to a new one. (The
-    /// part is written before the schedule is checked, so a part the sender may have missed is
-    /// never reported as folded; at worst it is counted in both.)
+    /// Adds one source's alerts to an open incident and schedules its follow-up for `due_at`,
+    /// in one atomic step: the part is stored exactly when the schedule lists its source.
+    /// Writing the same source again replaces its part and answers as the first write did,
+    /// even after the follow-up was taken (a retry after a lost reply). False when the
+    /// follow-up was already taken for sending without this part: the incident is closed, and
+    /// these alerts belong to a new one. Either way an alert is counted by one incident.
     async fn fold(&self, due: &Due, part: &Part) -> Result<bool, StoreError>;
 
     /// Follow-ups due at `now`, oldest first. `lookback_hours` bounds how far back to look for
@@ -137,6 +138,10 @@ pub trait Store: Send + Sync {
         now: i64,
         lease_secs: i64,
     ) -> Result<bool, StoreError>;
+
+    /// Gives back a follow-up taken by `owner` whose publish failed, so the next sweep (of any
+    /// task) sends it without waiting out the lease.
+    async fn give_back_follow_up(&self, due: &Due, owner: &str) -> Result<(), StoreError>;
 
     /// The parts folded into a due incident.
     async fn parts(&self, due: &Due) -> Result<Vec<Part>, StoreError>;
