@@ -5,6 +5,8 @@
 //! `tests/fixtures/rule_cases/<rule>.json` holds each rule's cases: `cases` (one record, fires
 //! or not) for detections, `sequences` (records in order, how many alerts) for correlations.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
@@ -30,19 +32,23 @@ fn gz(records: &[Value]) -> Vec<u8> {
 /// Runs records through the engine as one log file; returns every alert, correlations included.
 fn run(rules: &RuleSet, records: &[Value]) -> Vec<Alert> {
     let mut alerts = Vec::new();
-    let report = pipeline::read_log(
+    let report = pipeline::object(
         rules,
         "case.json.gz",
         std::io::Cursor::new(gz(records)),
         u64::MAX,
-        &mut |a, _| alerts.push(a),
-    );
+        &mut |_, a| alerts.push(a),
+    )
+    .expect("a local read never breaks");
     assert!(
         matches!(report.outcome, Outcome::Complete),
         "{:?}",
         report.outcome
     );
-    alerts.extend(correlate::decide_all(rules, report.correlation.events));
+    alerts.extend(correlate::decide_all(
+        rules,
+        report.correlation.into_events().collect(),
+    ));
     alerts
 }
 
@@ -210,15 +216,16 @@ fn read_file(
     records: &[Value],
 ) -> (Vec<Alert>, Vec<(correlate::Group, correlate::CorrEvent)>) {
     let mut alerts = Vec::new();
-    let report = pipeline::read_log(
+    let report = pipeline::object(
         rules,
         name,
         std::io::Cursor::new(gz(records)),
         u64::MAX,
-        &mut |a, _| alerts.push(a),
-    );
+        &mut |_, a| alerts.push(a),
+    )
+    .expect("a local read never breaks");
     assert!(matches!(report.outcome, Outcome::Complete));
-    (alerts, report.correlation.events)
+    (alerts, report.correlation.into_events().collect())
 }
 
 #[test]
@@ -529,4 +536,58 @@ level: medium
         1,
         "its own suppression holds"
     );
+}
+
+/// A flood of cheap correlation events early in a file (failed sign-ins for 25,000 made-up
+/// user names, each its own group, or all hidden behind AWS's placeholder name) must not
+/// crowd out a real burst at its end: memory is bounded per group and shared fairly, and what
+/// was left out is counted.
+#[test]
+fn a_flood_of_made_up_users_does_not_hide_a_burst_at_the_end() {
+    let rules = RuleSet::load(&[]).expect("rules");
+    for made_up in [
+        |i: usize| format!("made-up-{i}"),
+        |_: usize| "HIDDEN_DUE_TO_SECURITY_REASONS".to_owned(),
+    ] {
+        let mut records: Vec<Value> = (0..25_000)
+            .map(|i| {
+                let mut r = support::failed_login_at(&format!("flood-{i}"), "2026-11-20T10:00:00Z");
+                r["userIdentity"]["userName"] = json!(made_up(i));
+                r["sourceIPAddress"] = json!(format!("198.51.{}.{}", i / 250, i % 250));
+                r
+            })
+            .collect();
+        records.extend((0..5).map(|i| {
+            let mut r =
+                support::failed_login_at(&format!("real-{i}"), &format!("2026-11-20T10:0{i}:30Z"));
+            r["userIdentity"]["userName"] = json!("alice");
+            r
+        }));
+        let mut report_dropped = 0;
+        let mut alerts = Vec::new();
+        let report = pipeline::object(
+            &rules,
+            "flood.json.gz",
+            std::io::Cursor::new(gz(&records)),
+            u64::MAX,
+            &mut |_, a| alerts.push(a),
+        )
+        .expect("a local read never breaks");
+        for (_, n, _) in report.correlation.dropped() {
+            report_dropped += n;
+        }
+        let fired = correlate::decide_all(&rules, report.correlation.into_events().collect());
+        let alice: Vec<&Alert> = fired
+            .iter()
+            .filter(|a| a.rule == "console-login-brute-force")
+            .filter(|a| {
+                a.event_ids
+                    .as_ref()
+                    .is_some_and(|ids| ids.iter().any(|id| id.starts_with("real-")))
+            })
+            .collect();
+        assert_eq!(alice.len(), 1, "{}: {fired:#?}", made_up(0));
+        assert_eq!(alice[0].count, Some(5));
+        assert!(report_dropped > 0, "what was left out is counted");
+    }
 }

@@ -16,7 +16,7 @@
 //! Redelivered and duplicated events are one event because they share an eventID.
 
 use std::cell::OnceCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use rsigma_eval::correlation::{WindowDecision, apply_window_open};
 use rsigma_eval::event::{Event, EventValue};
@@ -107,21 +107,37 @@ impl Group {
     }
 }
 
-/// The events of one source that feed correlations, in bounded memory.
+/// The events of one source that feed correlations, in bounded memory that is shared fairly:
+/// a flood of cheap events (failed sign-ins for made-up user names, each its own group) must
+/// not crowd out a later burst.
+///
+/// Each group keeps at most [`Batch::MAX_PER_GROUP`] events, and the batch at most
+/// [`Batch::MAX_EVENTS`]. When the batch is full, room is made by evicting the oldest group
+/// that holds a single event (one event cannot fire a window on its own in this source); only
+/// when no such group is left is the new event itself dropped. Every drop is counted, per
+/// correlation, with the first group it hit, for the source's log line and metrics.
 #[derive(Debug, Default)]
 pub struct Batch {
-    pub events: Vec<(Group, CorrEvent)>,
-    /// Events dropped past [`Batch::MAX_EVENTS`].
-    pub dropped: u64,
-    /// For counted values (`value_count`): (group, value) → indices in `events` of its
-    /// earliest and latest occurrence.
-    values: HashMap<(Group, String), (usize, usize)>,
+    /// Groups in first-seen order, each with its events.
+    groups: Vec<(Group, Vec<CorrEvent>)>,
+    index: HashMap<Group, usize>,
+    /// Events held across all groups.
+    total: usize,
+    /// Groups that held one event when it was added, oldest first (some may have grown).
+    singles: VecDeque<usize>,
+    /// For counted values (`value_count`): (group, value) → indices in that group's events of
+    /// its earliest and latest occurrence.
+    values: HashMap<(usize, String), (usize, usize)>,
+    /// Events left out, per correlation index: how many, and the first group they were of.
+    dropped: BTreeMap<usize, (u64, GroupKey)>,
 }
 
 impl Batch {
     /// Correlation events kept per source. A burst needs a handful; a storm of millions of
     /// failed sign-ins in one file fires long before this and keeps memory flat.
     pub const MAX_EVENTS: usize = 20_000;
+    /// Correlation events kept per group and source.
+    pub const MAX_PER_GROUP: usize = 2_000;
 
     /// Adds the record's events for every correlation `feeds` lists.
     pub fn add(&mut self, rules: &RuleSet, feeds: &[Feed], record: &Record<'_>, source: &str) {
@@ -173,13 +189,71 @@ impl Batch {
         }
     }
 
-    fn push(&mut self, group: Group, event: CorrEvent) -> Option<usize> {
-        if self.events.len() >= Self::MAX_EVENTS {
-            self.dropped += 1;
+    /// Adds an event to its group if there is room (see [`Batch`]); its index in the group.
+    fn push(&mut self, group: Group, event: CorrEvent) -> Option<(usize, usize)> {
+        let g = match self.index.get(&group) {
+            Some(&g) => g,
+            None => {
+                self.groups.push((group.clone(), Vec::new()));
+                self.index.insert(group, self.groups.len() - 1);
+                self.groups.len() - 1
+            }
+        };
+        if self.groups[g].1.len() >= Self::MAX_PER_GROUP
+            || (self.total >= Self::MAX_EVENTS && !self.evict_single(g))
+        {
+            self.drop_event(g, 1);
             return None;
         }
-        self.events.push((group, event));
-        Some(self.events.len() - 1)
+        let events = &mut self.groups[g].1;
+        events.push(event);
+        if events.len() == 1 {
+            self.singles.push_back(g);
+        }
+        self.total += 1;
+        Some((g, events.len() - 1))
+    }
+
+    /// Evicts the oldest group still holding a single event, other than `keep`; false when
+    /// there is none.
+    fn evict_single(&mut self, keep: usize) -> bool {
+        let mut skipped_keep = false;
+        while let Some(g) = self.singles.pop_front() {
+            if g == keep {
+                skipped_keep = true;
+                continue;
+            }
+            if self.groups[g].1.len() != 1 {
+                continue;
+            }
+            let event = self.groups[g].1.remove(0);
+            if let Some(value) = event.value {
+                self.values.remove(&(g, value));
+            }
+            self.total -= 1;
+            self.drop_event(g, 1);
+            if skipped_keep {
+                self.singles.push_front(keep);
+            }
+            return true;
+        }
+        if skipped_keep {
+            self.singles.push_front(keep);
+        }
+        false
+    }
+
+    fn drop_event(&mut self, g: usize, n: u64) {
+        let group = &self.groups[g].0;
+        self.dropped
+            .entry(group.correlation)
+            .or_insert_with(|| (0, group.key.clone()))
+            .0 += n;
+    }
+
+    /// Events left out of this batch, per correlation index: how many, and the first group.
+    pub fn dropped(&self) -> impl Iterator<Item = (usize, u64, &GroupKey)> {
+        self.dropped.iter().map(|(&c, (n, key))| (c, *n, key))
     }
 
     /// A `value_count` correlation counts distinct values: of a value's occurrences in one
@@ -192,52 +266,59 @@ impl Batch {
         candidate: Candidate,
         make: &dyn Fn(Candidate) -> (Group, CorrEvent),
     ) {
-        let key = (candidate.group.clone(), value);
-        let Some(&(first, last)) = self.values.get(&key) else {
+        let known = self
+            .index
+            .get(&candidate.group)
+            .and_then(|&g| Some((g, *self.values.get(&(g, value.clone()))?)));
+        let Some((g, (first, last))) = known else {
             let (group, event) = make(candidate);
-            if let Some(i) = self.push(group, event) {
-                self.values.insert(key, (i, i));
+            if let Some((g, i)) = self.push(group, event) {
+                self.values.insert((g, value), (i, i));
             }
             return;
         };
+        let key = (g, value);
         let ts = candidate.ts;
-        if ts < self.events[first].1.ts {
+        let events = &self.groups[g].1;
+        if ts < events[first].ts {
             let (group, event) = make(candidate);
             if first == last {
-                if let Some(i) = self.push(group, event) {
+                if let Some((_, i)) = self.push(group, event) {
                     self.values.insert(key, (i, last));
                 }
             } else {
-                self.events[first].1 = event;
+                self.groups[g].1[first] = event;
             }
-        } else if ts > self.events[last].1.ts {
+        } else if ts > events[last].ts {
             let (group, event) = make(candidate);
             if first == last {
-                if let Some(i) = self.push(group, event) {
+                if let Some((_, i)) = self.push(group, event) {
                     self.values.insert(key, (first, i));
                 }
             } else {
-                self.events[last].1 = event;
+                self.groups[g].1[last] = event;
             }
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.total == 0
     }
 
-    /// The events grouped, each group's events in one list.
+    /// The groups that hold events, each with its events.
     pub fn groups(&self) -> Vec<(Group, Vec<CorrEvent>)> {
-        let mut index: HashMap<&Group, usize> = HashMap::new();
-        let mut groups: Vec<(Group, Vec<CorrEvent>)> = Vec::new();
-        for (group, event) in &self.events {
-            let i = *index.entry(group).or_insert_with(|| {
-                groups.push((group.clone(), Vec::new()));
-                groups.len() - 1
-            });
-            groups[i].1.push(event.clone());
-        }
-        groups
+        self.groups
+            .iter()
+            .filter(|(_, events)| !events.is_empty())
+            .cloned()
+            .collect()
+    }
+
+    /// Every event with its group, for deciding many sources together (`scan`).
+    pub fn into_events(self) -> impl Iterator<Item = (Group, CorrEvent)> {
+        self.groups
+            .into_iter()
+            .flat_map(|(group, events)| events.into_iter().map(move |e| (group.clone(), e)))
     }
 }
 
@@ -546,12 +627,17 @@ pub fn alert_for(
 /// Decides every group of `events` at once, with nothing committed before: what `scan`
 /// reports after reading all its files, and what the tests check rules with.
 pub fn decide_all(rules: &RuleSet, events: Vec<(Group, CorrEvent)>) -> Vec<Alert> {
-    let batch = Batch {
-        events,
-        ..Batch::default()
-    };
+    let mut groups: Vec<(Group, Vec<CorrEvent>)> = Vec::new();
+    let mut index: HashMap<Group, usize> = HashMap::new();
+    for (group, event) in events {
+        let i = *index.entry(group.clone()).or_insert_with(|| {
+            groups.push((group, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(event);
+    }
     let mut alerts = Vec::new();
-    for (group, mut events) in batch.groups() {
+    for (group, mut events) in groups {
         normalise(&mut events);
         let corr = &rules.correlations()[group.correlation].compiled;
         for fire in replay(corr, &events, &[]) {
@@ -713,9 +799,8 @@ level: high
             let record = Record::parse(raw.as_bytes()).expect("record");
             batch.add(&rules, rules.feeds(failed.expect("rule")), &record, "f");
         }
-        let spray: Vec<&CorrEvent> = batch
-            .events
-            .iter()
+        let spray: Vec<CorrEvent> = batch
+            .into_events()
             .filter(|(g, _)| {
                 rules.rules()[rules.correlations()[g.correlation].rule].name == "spray"
             })
@@ -796,7 +881,7 @@ detection:
                 let record = Record::parse(raw.as_bytes()).expect("record");
                 batch.add(&rules, rules.feeds(feeding.expect("rule")), &record, "f");
             }
-            decide_all(&rules, batch.events)
+            decide_all(&rules, batch.into_events().collect())
         };
         assert!(
             records(&[]).is_empty(),
