@@ -283,7 +283,8 @@ impl Alert {
                 }
             ),
         };
-        // A record fed once per value (see `detect::Correlator`) appears once per value.
+        // A record fed once per value (see `detect::Correlation::value_sources`) appears once
+        // per value.
         let mut event_ids: Vec<String> = Vec::new();
         for id in hit.events.iter().filter_map(|e| e.text("eventID")) {
             if !event_ids.contains(&id) {

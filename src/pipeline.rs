@@ -9,15 +9,21 @@
 //!
 //! A record that cannot be parsed costs only itself: it is counted in [`Skips`] with where it
 //! was, and the records after it are read. The same eventID twice in one file is one event.
+//!
+//! The producers here ([`object`], [`event`]) take bytes, never an SDK type, and give each
+//! alert with its incident key; the daemon folds them into [`Findings`] to commit, `scan`
+//! prints them.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::io::Read;
 
-use crate::alert::Alert;
+use crate::alert::{Alert, UNREADABLE_RULE};
+use crate::aws;
 use crate::cloudtrail::{self, Finish, ReadError, Record};
-use crate::detect::{RuleKind, RuleSet};
-use crate::incidents::correlate;
+use crate::detect::{Level, RuleKind, RuleSet};
+use crate::incidents::fold::Fold;
+use crate::incidents::{IncidentKey, correlate, key};
 
 /// Default cap on the decompressed size of one log file: 4 GiB.
 pub const DEFAULT_MAX_DECOMPRESSED_BYTES: u64 = 4 << 30;
@@ -45,7 +51,7 @@ pub struct Skips {
 }
 
 impl Skips {
-    /// A sentence for logs and the `log-records-skipped` alert.
+    /// A sentence for logs and the `log-file-unreadable` alert.
     pub fn describe(&self) -> Option<String> {
         let (index, offset, why) = self.first.as_ref()?;
         Some(format!(
@@ -85,36 +91,138 @@ impl LogReport {
     }
 }
 
-/// Where detections go: the alert, and the record it came from (valid during the call).
-pub type AlertSink<'a> = dyn FnMut(Alert, &Record<'_>) + 'a;
+/// Where a producer's alerts go, each with the incident it belongs to.
+pub type AlertSink<'a> = dyn FnMut(IncidentKey, Alert) + 'a;
 
-/// Reads one log file from `input` and evaluates every record against `rules`.
+/// The connection broke while a log file was read: the file is fine, read it again. (A
+/// damaged file is not an error: it raises `log-file-unreadable`.)
+#[derive(Debug, thiserror::Error)]
+#[error("{source}: reading stopped: {error}{}", aws::causes(error))]
+pub struct Broken {
+    pub source: String,
+    #[source]
+    pub error: ReadError,
+}
+
+/// What one source raised, for the daemon to commit: alerts folded per incident, the events
+/// that feed correlations, and findings about standing state.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Names the source in alerts and in the state store: `s3://bucket/key`, a path, or
+    /// `eventbridge:<region>:<id>`.
+    pub source: String,
+    pub folds: Vec<Fold>,
+    pub correlation: correlate::Batch,
+    /// Conditions that stand rather than happened (a root access key that exists, a user
+    /// without MFA): open until a later check no longer finds them.
+    pub standing: Vec<Standing>,
+}
+
+impl Findings {
+    /// Whether there is anything to commit.
+    pub fn is_empty(&self) -> bool {
+        self.folds.is_empty() && self.correlation.is_empty() && self.standing.is_empty()
+    }
+}
+
+/// A finding about standing state: one check failing for one resource of one account.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Standing {
+    /// The check's stable name, like a rule's (`root-access-key-present`).
+    pub check: String,
+    pub account: String,
+    /// What the finding is about: a user's, key's, trail's or policy's ARN or name.
+    pub resource: String,
+    pub level: Level,
+    /// The recommendation it enforces, in one sentence.
+    pub title: String,
+    /// What was found, with dates: which key, created when, last used when.
+    pub evidence: String,
+    /// What to do now, one short line each.
+    pub next_steps: Vec<String>,
+}
+
+impl Standing {
+    /// The incident a standing finding is: its check, account and resource.
+    pub fn key(&self) -> IncidentKey {
+        IncidentKey {
+            rule: self.check.clone(),
+            account: self.account.clone(),
+            principal: self.resource.clone(),
+        }
+    }
+}
+
+/// Reads one log file from `input`, evaluates every record against `rules`, and gives each
+/// alert to `sink` with its incident key: the one producer of log files, for the daemon and
+/// `scan` alike. It applies the one skip rule ([`cloudtrail::skip`]) and the one damage
+/// policy: a file that breaks off, or has records that cannot be parsed, raises
+/// `log-file-unreadable` after the alerts of its readable records, since damage can mean
+/// tampering; a connection that breaks is [`Broken`], to read the file again.
 ///
 /// `source` names the file in alerts and errors (a path or `s3://bucket/key`). Runs on the
 /// calling thread and blocks: call it from a worker thread or `spawn_blocking`.
-pub fn read_log(
+pub fn object(
     rules: &RuleSet,
     source: &str,
     input: impl Read + Send + 'static,
     max_decompressed: u64,
     sink: &mut AlertSink<'_>,
-) -> LogReport {
+) -> Result<LogReport, Broken> {
     let mut report = LogReport::new();
-    if let Some(reason) = cloudtrail::skip_reason(source) {
+    if let Some(reason) = cloudtrail::skip(source) {
         report.outcome = Outcome::Skipped(reason);
-        return report;
+        return Ok(report);
     }
-    let mut reader = match cloudtrail::open(input, max_decompressed) {
-        Ok(r) => r,
+    match cloudtrail::open(input, max_decompressed) {
+        Ok(mut reader) => read_records(rules, source, &mut reader, sink, &mut report),
         Err(source) => {
             report.outcome = Outcome::Failed(ReadError::Io {
                 offset: 0,
                 record: 0,
                 source,
-            });
-            return report;
+            })
         }
+    }
+    let damage = |sink: &mut AlertSink<'_>, alert: Alert| {
+        let key = IncidentKey {
+            rule: UNREADABLE_RULE.to_owned(),
+            account: alert
+                .account_id
+                .clone()
+                .unwrap_or_else(|| "unknown".to_owned()),
+            principal: source.to_owned(),
+        };
+        sink(key, alert);
     };
+    if let Outcome::Failed(e) = &report.outcome {
+        if is_transport(e) {
+            let Outcome::Failed(error) = report.outcome else {
+                unreachable!("matched above")
+            };
+            return Err(Broken {
+                source: source.to_owned(),
+                error,
+            });
+        }
+        damage(
+            sink,
+            Alert::unreadable(source, report.records, &e.to_string()),
+        );
+    }
+    if let Some(what) = report.skipped.describe() {
+        damage(sink, Alert::damaged(source, &what));
+    }
+    Ok(report)
+}
+
+fn read_records(
+    rules: &RuleSet,
+    source: &str,
+    reader: &mut cloudtrail::LogReader,
+    sink: &mut AlertSink<'_>,
+    report: &mut LogReport,
+) {
     let mut seen = RecentIds::new(FILE_DUPLICATE_WINDOW);
     loop {
         let raw = match reader.next_record() {
@@ -126,7 +234,7 @@ pub fn read_log(
             }
         };
         match Record::parse(raw.bytes) {
-            Ok(record) => evaluate(rules, &record, source, &mut seen, sink, &mut report),
+            Ok(record) => evaluate(rules, &record, source, &mut seen, sink, report),
             Err(e) => {
                 report.skipped.count += 1;
                 report.skipped.first.get_or_insert_with(|| {
@@ -142,11 +250,11 @@ pub fn read_log(
     if matches!(report.outcome, Outcome::Complete) && reader.finish() == Finish::NoRecords {
         report.outcome = Outcome::Skipped("no Records array (not a CloudTrail log file)");
     }
-    report
 }
 
-/// Evaluates one record that arrived on its own (an EventBridge event's `detail`).
-pub fn read_record(
+/// Evaluates one record that arrived on its own (an EventBridge event's `detail`): the
+/// producer of the fast path.
+pub fn event(
     rules: &RuleSet,
     source: &str,
     json: &[u8],
@@ -165,6 +273,21 @@ pub fn read_record(
         &mut report,
     );
     Ok(report)
+}
+
+/// Whether reading stopped because the connection failed rather than because the bytes are
+/// bad. Corrupt gzip surfaces as InvalidInput/InvalidData, a cut-off stream as
+/// UnexpectedEof; anything else came from the transport.
+fn is_transport(e: &ReadError) -> bool {
+    match e {
+        ReadError::Io { source, .. } => !matches!(
+            source.kind(),
+            std::io::ErrorKind::InvalidInput
+                | std::io::ErrorKind::InvalidData
+                | std::io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
 }
 
 fn evaluate(
@@ -193,7 +316,10 @@ fn evaluate(
         };
         let rule = &rules.rules()[index];
         if rule.kind == RuleKind::Detection && rule.alerts {
-            sink(Alert::from_detection(rule, record, source), record);
+            sink(
+                key(&rule.name, record),
+                Alert::from_detection(rule, record, source),
+            );
         }
         let feeds = rules.feeds(index);
         if !feeds.is_empty() {
@@ -256,13 +382,14 @@ level: high
     fn run(doc: &str) -> (Vec<Alert>, LogReport) {
         let rules = RuleSet::from_yaml([("r.yml", RULE)]);
         let mut alerts = Vec::new();
-        let report = read_log(
+        let report = object(
             &rules,
             "f.json",
             std::io::Cursor::new(doc.as_bytes().to_vec()),
             u64::MAX,
-            &mut |a, _| alerts.push(a),
-        );
+            &mut |_, a| alerts.push(a),
+        )
+        .expect("not a transport failure");
         (alerts, report)
     }
 
@@ -277,6 +404,11 @@ level: high
             .filter_map(|a| a.event_id.as_deref())
             .collect();
         assert_eq!(ids, vec!["a", "b"], "records on both sides alert");
+        assert_eq!(
+            alerts.last().map(|a| a.rule.as_str()),
+            Some(UNREADABLE_RULE),
+            "the damage is raised after them"
+        );
         assert!(matches!(report.outcome, Outcome::Complete));
         assert_eq!(report.records, 4);
         assert_eq!(report.skipped.count, 2);
@@ -298,6 +430,43 @@ level: high
         let (alerts, report) = run(&format!("{{\"Records\":[{rec},{rec}]}}"));
         assert_eq!(alerts.len(), 1);
         assert_eq!(report.duplicates, 1);
+    }
+
+    #[test]
+    fn a_broken_read_names_its_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("streaming error")]
+        struct Streaming(#[source] std::io::Error);
+        let cause = std::io::Error::other(Streaming(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "minimum throughput was specified at 1 B/s, but throughput of 0 B/s was observed",
+        )));
+        let e = Broken {
+            source: "s3://b/k".into(),
+            error: ReadError::Io {
+                offset: 10,
+                record: 2,
+                source: cause,
+            },
+        };
+        let text = e.to_string();
+        assert!(text.contains("streaming error"), "{text}");
+        assert!(text.contains("throughput of 0 B/s"), "{text}");
+    }
+
+    #[test]
+    fn transport_errors_are_told_apart_from_damage() {
+        let io = |kind| ReadError::Io {
+            offset: 0,
+            record: 0,
+            source: std::io::Error::from(kind),
+        };
+        assert!(is_transport(&io(std::io::ErrorKind::ConnectionReset)));
+        assert!(!is_transport(&io(std::io::ErrorKind::InvalidInput)));
+        assert!(!is_transport(&ReadError::Truncated {
+            offset: 1,
+            record: 1
+        }));
     }
 
     #[test]

@@ -242,12 +242,12 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                     };
                     let mut counts: BTreeMap<(Level, String), u64> = BTreeMap::new();
                     let mut duplicates = 0;
-                    let report = pipeline::read_log(
+                    let read = pipeline::object(
                         rules,
                         &name,
                         input,
                         options.max_decompressed,
-                        &mut |alert, _| {
+                        &mut |_, alert| {
                             // The same event in two files (two trails, one bucket) is one.
                             if let Some(id) = &alert.event_id
                                 && !lock(&seen).insert(&format!("{}\u{0}{id}", alert.rule))
@@ -264,6 +264,15 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                             }
                         },
                     );
+                    let report = match read {
+                        Ok(report) => report,
+                        Err(broken) => {
+                            output.flush(&mut buf);
+                            eprintln!("error: {broken}");
+                            lock(&summary).files_failed += 1;
+                            continue;
+                        }
+                    };
                     output.flush(&mut buf);
                     if let Some(what) = report.skipped.describe() {
                         // Read to the end, but not every record was checked: an error.
@@ -290,8 +299,15 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                         }
                     }
                     drop(s);
+                    for (c, n, group) in report.correlation.dropped() {
+                        let rule = &rules.rules()[rules.correlations()[c].rule].name;
+                        eprintln!(
+                            "warning: {name}: {n} events of correlation {rule} left out past the file's share (first group {:?}); a burst there may be missed",
+                            group.0
+                        );
+                    }
                     if !report.correlation.is_empty() {
-                        lock(&correlation).extend(report.correlation.events);
+                        lock(&correlation).extend(report.correlation.into_events());
                     }
                 }
             });

@@ -27,14 +27,18 @@ fn scan(rules: &RuleSet, records: &[Value]) -> Vec<Alert> {
         .expect("gzip");
     let bytes = enc.finish().expect("gzip");
     let mut alerts = Vec::new();
-    let report = pipeline::read_log(
+    let report = pipeline::object(
         rules,
         "t.json.gz",
         std::io::Cursor::new(bytes),
         u64::MAX,
-        &mut |a, _| alerts.push(a),
-    );
-    alerts.extend(correlate::decide_all(rules, report.correlation.events));
+        &mut |_, a| alerts.push(a),
+    )
+    .expect("a local read never breaks");
+    alerts.extend(correlate::decide_all(
+        rules,
+        report.correlation.into_events().collect(),
+    ));
     alerts
 }
 

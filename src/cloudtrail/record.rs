@@ -134,11 +134,6 @@ impl<'a> Record<'a> {
         found
     }
 
-    /// The record's JSON text, as it appeared in the log file.
-    pub fn raw(&self) -> &'a str {
-        self.raw
-    }
-
     /// The raw JSON at a dot-separated path of object keys, if every step is an object.
     fn raw_at(&self, path: &str) -> Option<&'a RawValue> {
         if let Some(v) = self.fields.get(path) {

@@ -20,18 +20,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::Daemon;
-use crate::alert::{Alert, UNREADABLE_RULE, clean};
-use crate::aws::{self, Fault};
-use crate::cloudtrail::{self, ReadError};
-use crate::incidents::commit::{CommitError, Committed, Findings, Progress};
-use crate::incidents::fold::{Fold, Folder};
-use crate::incidents::{self, IncidentKey};
+use crate::alert::clean;
+use crate::aws::Fault;
+use crate::cloudtrail;
+use crate::incidents::commit::{CommitError, Committed, Progress};
+use crate::incidents::correlate::Batch;
+use crate::incidents::fold::Folder;
 use crate::intake::SourceError;
 use crate::intake::notice::{self, Event, Notice, NoticeError, ObjectRef};
 use crate::intake::sqs::Received;
-use crate::pipeline::{self, Outcome};
-use crate::telemetry::Dependency;
+use crate::pipeline::{self, Broken, Findings, Outcome};
 use crate::telemetry::metrics::AlertLabels;
+use crate::telemetry::{Dependency, Dropped};
 
 /// Attempts that may hit the deadline before the message is handed back as refused.
 const MAX_DEADLINE_MISSES: u32 = 3;
@@ -51,12 +51,8 @@ enum WorkError {
     Source(#[from] SourceError),
     /// The connection broke while the object was read; the cause (a reset, a timeout, the
     /// SDK's stalled-stream protection) is deep in the error chain, so it is spelled out.
-    #[error("{object}: reading stopped: {source}{}", aws::causes(source))]
-    Read {
-        object: ObjectRef,
-        #[source]
-        source: ReadError,
-    },
+    #[error(transparent)]
+    Broken(#[from] Broken),
     #[error(transparent)]
     Commit(#[from] CommitError),
     #[error("internal error while reading {0}: the worker thread stopped")]
@@ -96,7 +92,7 @@ impl WorkError {
             | WorkError::Worker(_)
             | WorkError::Event { .. } => Disposition::Reject,
             WorkError::Source(e) => by_fault(e.fault(), Dependency::Objects),
-            WorkError::Read { .. } => Disposition::Hold(Dependency::Objects),
+            WorkError::Broken(_) => Disposition::Hold(Dependency::Objects),
             WorkError::Commit(CommitError::Store(e)) => by_fault(e.0.fault, Dependency::Store),
             WorkError::Commit(CommitError::Sink(e)) => by_fault(e.0.fault, Dependency::Sink),
             WorkError::Commit(CommitError::Busy { .. } | CommitError::Closing { .. })
@@ -391,18 +387,11 @@ impl Daemon {
     async fn read_event(&self, event: &Event) -> Result<Findings, WorkError> {
         let source = event.source();
         let mut folder = Folder::new();
-        let report = pipeline::read_record(
+        let report = pipeline::event(
             &self.rules,
             &source,
             event.record.as_bytes(),
-            &mut |alert, record| {
-                let key = IncidentKey {
-                    rule: alert.rule.clone(),
-                    account: incidents::account(record),
-                    principal: incidents::principal(record),
-                };
-                folder.add(key, alert);
-            },
+            &mut |key, alert| folder.add(key, alert),
         )
         .map_err(|e| WorkError::Event {
             event: source.clone(),
@@ -410,24 +399,20 @@ impl Daemon {
         })?;
         self.metrics.events.inc();
         self.metrics.records.inc();
-        let folds = folder.finish();
-        self.count_alerts(&folds);
+        let findings = self.findings(source, folder, report.correlation);
         info!(
-            incidents = folds.len(),
+            incidents = findings.folds.len(),
             duplicates = report.duplicates,
             "event processed"
         );
-        Ok(Findings {
-            source,
-            folds,
-            correlation: report.correlation,
-        })
+        Ok(findings)
     }
 
-    fn count_alerts(&self, folds: &[Fold]) -> u64 {
-        let mut alerts = 0;
-        for fold in folds {
-            alerts += fold.stats.count;
+    /// Folds a producer's alerts into findings, counting them and reporting what the
+    /// correlation batch left out.
+    fn findings(&self, source: String, folder: Folder, correlation: Batch) -> Findings {
+        let folds = folder.finish();
+        for fold in &folds {
             self.metrics
                 .alerts
                 .get_or_create(&AlertLabels {
@@ -436,16 +421,32 @@ impl Daemon {
                 })
                 .inc_by(fold.stats.count);
         }
-        alerts
+        for (correlation_index, count, group) in correlation.dropped() {
+            let rule = &self.rules.rules()[self.rules.correlations()[correlation_index].rule];
+            Dropped {
+                what: "correlation_events",
+                count,
+                source: &source,
+                detail: format!(
+                    "correlation {} kept its per-source share; first group left out: {:?}",
+                    rule.name, group.0
+                ),
+            }
+            .report(&self.metrics);
+        }
+        Findings {
+            source,
+            folds,
+            correlation,
+            standing: Vec::new(),
+        }
     }
 
     /// Reads one object: its findings and how many records it held.
     async fn read_object(&self, obj: &ObjectRef) -> Result<(Findings, u64), WorkError> {
         let started = Instant::now();
         let source = obj.to_string();
-        let reason =
-            cloudtrail::skip_reason(&obj.key).or_else(|| cloudtrail::skip_object_key(&obj.key));
-        if let Some(reason) = reason {
+        if let Some(reason) = cloudtrail::skip(&source) {
             self.metrics.objects.inc();
             info!(reason, "object skipped");
             return Ok((Findings::default(), 0));
@@ -467,79 +468,44 @@ impl Daemon {
         let rules = self.rules.clone();
         let cap = self.settings.max_decompressed_bytes;
         let name = source.clone();
-        let (mut folder, mut report) = tokio::task::spawn_blocking(move || {
+        let (folder, read) = tokio::task::spawn_blocking(move || {
             let mut folder = Folder::new();
-            let report = pipeline::read_log(&rules, &name, body, cap, &mut |alert, record| {
-                let key = IncidentKey {
-                    rule: alert.rule.clone(),
-                    account: incidents::account(record),
-                    principal: incidents::principal(record),
-                };
-                folder.add(key, alert);
+            let read = pipeline::object(&rules, &name, body, cap, &mut |key, alert| {
+                folder.add(key, alert)
             });
-            (folder, report)
+            (folder, read)
         })
         .await
         .map_err(|_| WorkError::Worker(obj.clone()))?;
         drop(permit);
         self.metrics.objects.inc();
+        let report = read?;
         self.metrics.records.inc_by(report.records);
-        self.metrics.records_skipped.inc_by(report.skipped.count);
-
-        let damage = |folder: &mut Folder, alert: Alert| {
-            let key = IncidentKey {
-                rule: UNREADABLE_RULE.to_owned(),
-                account: alert
-                    .account_id
-                    .clone()
-                    .unwrap_or_else(|| "unknown".to_owned()),
-                principal: source.clone(),
-            };
-            folder.add(key, alert);
-        };
-        match std::mem::replace(&mut report.outcome, Outcome::Complete) {
-            Outcome::Complete | Outcome::Skipped(_) => {}
-            Outcome::Failed(e) if is_transport(&e) => {
-                // The connection broke, not the file: read it again.
-                return Err(WorkError::Read {
-                    object: obj.clone(),
-                    source: e,
-                });
-            }
-            Outcome::Failed(e) => {
-                // A damaged log file can mean tampering: say so, after the alerts for the
-                // records that were readable.
-                warn!(error = %e, records = report.records, "log file is damaged; raising log-file-unreadable");
-                damage(
-                    &mut folder,
-                    Alert::unreadable(&source, report.records, &e.to_string()),
-                );
-            }
+        if let Outcome::Failed(e) = &report.outcome {
+            warn!(error = %e, records = report.records, "log file is damaged; raised log-file-unreadable");
         }
         if let Some(what) = report.skipped.describe() {
-            warn!(skipped = report.skipped.count, "{what}");
-            damage(&mut folder, Alert::damaged(&source, &what));
+            Dropped {
+                what: "records_unparseable",
+                count: report.skipped.count,
+                source: &source,
+                detail: what,
+            }
+            .report(&self.metrics);
         }
-        let folds = folder.finish();
-        let alerts = self.count_alerts(&folds);
+        let findings = self.findings(source, folder, report.correlation);
+        let alerts: u64 = findings.folds.iter().map(|f| f.stats.count).sum();
         info!(
             records = report.records,
             bytes = report.bytes,
             alerts,
-            incidents = folds.len(),
+            incidents = findings.folds.len(),
             skipped = report.skipped.count,
             duplicates = report.duplicates,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "object processed"
         );
-        Ok((
-            Findings {
-                source,
-                folds,
-                correlation: report.correlation,
-            },
-            report.records,
-        ))
+        Ok((findings, report.records))
     }
 }
 
@@ -565,70 +531,10 @@ impl Drop for Holding {
     }
 }
 
-/// Whether reading stopped because the S3 connection failed rather than because the bytes
-/// are bad. Corrupt gzip surfaces as InvalidInput/InvalidData, a cut-off stream as
-/// UnexpectedEof; anything else came from the transport.
-fn is_transport(e: &ReadError) -> bool {
-    match e {
-        ReadError::Io { source, .. } => !matches!(
-            source.kind(),
-            std::io::ErrorKind::InvalidInput
-                | std::io::ErrorKind::InvalidData
-                | std::io::ErrorKind::UnexpectedEof
-        ),
-        _ => false,
-    }
-}
-
 fn truncate(s: &str, max: usize) -> String {
     let cleaned = clean(s);
     if cleaned.chars().count() <= max {
         return cleaned.into_owned();
     }
     cleaned.chars().take(max).chain("…".chars()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_broken_read_names_its_cause() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("streaming error")]
-        struct Streaming(#[source] std::io::Error);
-        let cause = std::io::Error::other(Streaming(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "minimum throughput was specified at 1 B/s, but throughput of 0 B/s was observed",
-        )));
-        let e = WorkError::Read {
-            object: ObjectRef {
-                bucket: "b".into(),
-                key: "k".into(),
-            },
-            source: ReadError::Io {
-                offset: 10,
-                record: 2,
-                source: cause,
-            },
-        };
-        let text = e.to_string();
-        assert!(text.contains("streaming error"), "{text}");
-        assert!(text.contains("throughput of 0 B/s"), "{text}");
-    }
-
-    #[test]
-    fn transport_errors_are_told_apart_from_damage() {
-        let io = |kind| ReadError::Io {
-            offset: 0,
-            record: 0,
-            source: std::io::Error::from(kind),
-        };
-        assert!(is_transport(&io(std::io::ErrorKind::ConnectionReset)));
-        assert!(!is_transport(&io(std::io::ErrorKind::InvalidInput)));
-        assert!(!is_transport(&ReadError::Truncated {
-            offset: 1,
-            record: 1
-        }));
-    }
 }

@@ -30,6 +30,7 @@ use super::store::{Claim, Claimed, Due, Open, Part, Store, StoreError};
 use crate::alert::clean;
 use crate::detect::{Level, RuleSet};
 use crate::output::{FollowUp, Page, Sink, SinkError};
+use crate::pipeline::Findings;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::{Path, PathLabels};
 
@@ -53,16 +54,6 @@ impl Policy {
     pub fn grace(&self) -> Duration {
         (self.window / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
-}
-
-/// What one source raised: detections folded per incident, and correlation events.
-#[derive(Debug, Default)]
-pub struct Findings {
-    /// Names the source in alerts and in the state store: `s3://bucket/key`, a path, or
-    /// `eventbridge:<region>:<id>`.
-    pub source: String,
-    pub folds: Vec<Fold>,
-    pub correlation: Batch,
 }
 
 /// Work of one message already accepted downstream, kept across its retries.

@@ -66,6 +66,15 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// The incident a record's alert of `rule` belongs to: the one keying function.
+pub fn key(rule: &str, record: &Record<'_>) -> IncidentKey {
+    IncidentKey {
+        rule: rule.to_owned(),
+        account: account(record),
+        principal: principal(record),
+    }
+}
+
 /// The account a record belongs to: `recipientAccountId`, else the caller's account.
 pub fn account(record: &Record<'_>) -> String {
     record

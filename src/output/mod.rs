@@ -5,7 +5,8 @@
 //! accepted what came from it, so a sink's error says whether the sink is unavailable (hold
 //! the work and retry) or refused this message (it will never be accepted).
 //!
-//! - [`sns`]: the SNS topic (email, AWS Chatbot, pagers), with the message formats.
+//! - [`sns`]: the SNS topic (email, and SQS, HTTPS or Lambda subscribers), with the message
+//!   formats.
 
 pub mod sns;
 

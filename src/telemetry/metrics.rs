@@ -22,6 +22,12 @@ pub struct AlertLabels {
     pub level: String,
 }
 
+/// Labels of the counter of things left out on purpose.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    pub what: &'static str,
+}
+
 /// Labels of per-operation counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabels {
@@ -99,7 +105,8 @@ pub struct Metrics {
     /// CloudTrail events that arrived through EventBridge (the fast path).
     pub events: Counter,
     pub records: Counter,
-    pub records_skipped: Counter,
+    /// Things left out on purpose, by what: only [`super::Dropped`] counts here.
+    pub dropped: Family<DropLabels, Counter>,
     pub alerts: Family<AlertLabels, Counter>,
     pub incidents_paged: Counter,
     pub incidents_folded: Counter,
@@ -144,7 +151,7 @@ impl Metrics {
             objects: Counter::default(),
             events: Counter::default(),
             records: Counter::default(),
-            records_skipped: Counter::default(),
+            dropped: Family::default(),
             alerts: Family::default(),
             incidents_paged: Counter::default(),
             incidents_folded: Counter::default(),
@@ -163,7 +170,7 @@ impl Metrics {
             outage_since: Default::default(),
             registry: Registry::default(),
         };
-        let counters: [(&str, &str, &Counter); 12] = [
+        let counters: [(&str, &str, &Counter); 11] = [
             (
                 "sqs_messages_received",
                 "SQS messages received",
@@ -186,11 +193,6 @@ impl Metrics {
                 &m.events,
             ),
             ("records", "CloudTrail records evaluated", &m.records),
-            (
-                "records_skipped",
-                "Records that could not be parsed and were skipped",
-                &m.records_skipped,
-            ),
             (
                 "incidents_paged",
                 "Incidents opened with a page",
@@ -220,6 +222,11 @@ impl Metrics {
         for (name, help, c) in counters {
             registry.register(name, help, c.clone());
         }
+        registry.register(
+            "dropped",
+            "Things left out on purpose, each also logged: unparseable records, correlation events past a source's share, state reads past their bound",
+            m.dropped.clone(),
+        );
         registry.register(
             "sqs_messages_in_flight",
             "SQS messages in hand",

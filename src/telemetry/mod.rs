@@ -12,6 +12,40 @@ pub mod metrics;
 
 pub use metrics::{Dependency, Metrics};
 
+/// Something left out on purpose: unparseable records skipped, correlation events past a
+/// source's share, state reads past their bound. The one way to report a drop: it logs one
+/// line and counts, so the log and `/metrics` cannot drift apart.
+#[derive(Debug)]
+pub struct Dropped<'a> {
+    /// What was left out, a stable snake_case label (`records_unparseable`).
+    pub what: &'static str,
+    pub count: u64,
+    /// The log file, event or state item it was left out of.
+    pub source: &'a str,
+    /// One sentence: which group or record, and why.
+    pub detail: String,
+}
+
+impl Dropped<'_> {
+    /// Logs once and counts; nothing when nothing was dropped.
+    pub fn report(&self, metrics: &Metrics) {
+        if self.count == 0 {
+            return;
+        }
+        tracing::warn!(
+            dropped = self.what,
+            count = self.count,
+            source = %crate::alert::clean(self.source),
+            detail = %crate::alert::clean(&self.detail),
+            "left out on purpose"
+        );
+        metrics
+            .dropped
+            .get_or_create(&metrics::DropLabels { what: self.what })
+            .inc_by(self.count);
+    }
+}
+
 use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::fmt::format::debug_fn;
 

@@ -35,15 +35,20 @@ use crate::aws::{self, Answer, Edge};
 use crate::coalesce::Coalescer;
 use crate::incidents::correlate::{CorrEvent, Span};
 use crate::incidents::{IncidentKey, hex};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Dropped, Metrics};
 
 /// How long follow-up and part items outlive their due time, so a follow-up that could not
 /// be sent (all tasks down) can still go out when a task returns.
 const KEEP_SECS: i64 = 7 * 24 * 3600;
 /// BatchWriteItem takes at most 25 requests.
 const BATCH: usize = 25;
-/// Items read from one correlation group at most: a burst needs a handful.
+/// Items read from one correlation group at most: a burst needs a handful, and a source adds
+/// at most `Batch::MAX_PER_GROUP`.
 const MAX_WINDOW_ITEMS: usize = 10_000;
+/// Follow-ups read from one hour's schedule at most per sweep; the rest are read next sweep.
+const MAX_DUE_ITEMS: usize = 1_000;
+/// Parts read for one follow-up at most (one per source).
+const MAX_PARTS: usize = 10_000;
 
 /// The DynamoDB table.
 pub struct DynamoStore {
@@ -154,6 +159,7 @@ impl DynamoStore {
         E: aws::OperationError,
         R: aws::HttpStatus + std::fmt::Debug + 'static,
     {
+        self.metrics.store_errors.inc();
         store_error(operation, &self.table, e)
     }
 
@@ -223,12 +229,15 @@ impl DynamoStore {
         Ok(out.item)
     }
 
-    /// Every item of a key condition, following pages up to `limit` items.
+    /// Every item of a key condition, following pages up to `limit` items; past that, what
+    /// was left out is reported as a drop of `what` from `name`.
     async fn query(
         &self,
         condition: &str,
         values: Vec<(&str, AttributeValue)>,
         limit: usize,
+        what: &'static str,
+        name: &str,
     ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
@@ -248,7 +257,21 @@ impl DynamoStore {
             items.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
                 Some(key) if items.len() < limit => start = Some(key),
-                _ => return Ok(items),
+                Some(_) => {
+                    Dropped {
+                        what,
+                        count: 1,
+                        source: name,
+                        detail: format!(
+                            "read the first {} items of {name} in table {} and left the rest; a decision on them may be missed",
+                            items.len(),
+                            self.table
+                        ),
+                    }
+                    .report(&self.metrics);
+                    return Ok(items);
+                }
+                None => return Ok(items),
             }
         }
     }
@@ -521,8 +544,13 @@ impl Store for DynamoStore {
             let items = self
                 .query(
                     "pk = :pk AND sk <= :upper",
-                    vec![(":pk", s(pk)), (":upper", s(format!("{:011}#\u{7f}", now)))],
-                    1_000,
+                    vec![
+                        (":pk", s(&pk)),
+                        (":upper", s(format!("{:011}#\u{7f}", now))),
+                    ],
+                    MAX_DUE_ITEMS,
+                    "state_due_follow_ups",
+                    &pk,
                 )
                 .await?;
             out.extend(
@@ -577,7 +605,9 @@ impl Store for DynamoStore {
                     (":pk", s(incident_pk(&due.key))),
                     (":prefix", s(format!("part#{}#", due.incident.incident_id))),
                 ],
-                10_000,
+                MAX_PARTS,
+                "state_incident_parts",
+                &due.incident.incident_id,
             )
             .await?;
         Ok(items
@@ -645,6 +675,8 @@ impl Store for DynamoStore {
                     (":hi", s(format!("e#{:011}", to.saturating_add(1)))),
                 ],
                 MAX_WINDOW_ITEMS,
+                "state_correlation_events",
+                &pk,
             )
             .await?
             .into_iter()
@@ -660,6 +692,8 @@ impl Store for DynamoStore {
                     (":hi", s("f#~")),
                 ],
                 MAX_WINDOW_ITEMS,
+                "state_correlation_fires",
+                &pk,
             )
             .await?
             .into_iter()
@@ -712,7 +746,10 @@ async fn write_batch(
             .request_items(table, pending)
             .send()
             .await
-            .map_err(|e| store_error("BatchWriteItem", table, &e))?;
+            .map_err(|e| {
+                metrics.store_errors.inc();
+                store_error("BatchWriteItem", table, &e)
+            })?;
         pending = out
             .unprocessed_items
             .and_then(|mut u| u.remove(table))
@@ -723,6 +760,7 @@ async fn write_batch(
         // Unprocessed items are DynamoDB shedding load: back off, then give up as an outage
         // so the work is held and retried.
         if attempt >= 5 {
+            metrics.store_errors.inc();
             return Err(StoreError(aws::Failed::new(
                 Edge::Store,
                 Answer::Unavailable,
