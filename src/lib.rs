@@ -13,8 +13,9 @@
 //!   files.
 //! - [`cloudtrail`]: gunzip (size-capped) and stream the `Records` one at a time, lazily parsed.
 //! - [`detect`]: the Sigma rule set (builtin + user directories): record → rules fired.
-//! - [`pipeline`]: one log file → detections and correlation events; the only read-and-detect
-//!   path, shared by the daemon, `scan` and the tests.
+//! - [`pipeline`]: the producers: a log file or an event (bytes, no SDK type) → alerts keyed
+//!   by incident, correlation events and [`pipeline::Findings`], with the one skip rule and the
+//!   one damage policy; shared by the daemon, `scan` and the tests.
 //! - [`incidents`]: what pages and when: incident keys, folding, correlation on event time,
 //!   and the state store (memory or DynamoDB) that makes "page once" hold across tasks.
 //! - [`alert`]: the alert model and its one-sentence summary.
@@ -27,7 +28,8 @@
 //! - [`scan`]: the offline command over files, directories, stdin and S3 prefixes.
 //! - [`config`]: daemon settings from TOML and `TRAILWARDEN_*` variables, strictly validated.
 //! - [`telemetry`]: logs, Prometheus metrics, `/healthz` and the `healthcheck` probe.
-//! - [`aws`]: SDK timeouts and retries, and the one place a failed AWS call is described.
+//! - [`aws`]: SDK timeouts and retries, and the one table that says what a failed AWS call
+//!   means at each edge (outage, rejected, gone, setting).
 //! - [`coalesce`]: concurrent small writes (message deletes, page records) batched into one call.
 
 pub mod alert;
