@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::detect::Level;
+use crate::finding::Level;
 
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "TRAILWARDEN_";

@@ -2,26 +2,29 @@
 //!
 //! # Layout
 //!
-//! Work flows through the modules in this order:
+//! Work flows through the modules in this order, and no module imports from one later in it:
 //!
 //! ```text
-//! SQS message → S3 object → gunzip → records → rules → incidents → SNS → delete message
-//!   intake       intake     cloudtrail cloudtrail detect   incidents  output   daemon
+//! SQS message → S3 object → gunzip → records → rules → producer → incidents → SNS → delete
+//!   intake       intake     cloudtrail cloudtrail detect pipeline   incidents  output daemon
 //! ```
 //!
+//! - [`finding`]: the vocabulary below every stage: severity, the alert model and text
+//!   cleaning, incident keys, folds and stats, correlation events, [`finding::Findings`], and
+//!   the sink seam outputs implement.
 //! - [`intake`]: where work comes from: the SQS seam, notification bodies, S3 objects, local
 //!   files.
 //! - [`cloudtrail`]: gunzip (size-capped) and stream the `Records` one at a time, lazily parsed.
-//! - [`detect`]: the Sigma rule set (builtin + user directories): record → rules fired.
+//! - [`detect`]: the Sigma rule set (builtin + user directories): record → rules fired, and the
+//!   alerts they raise.
 //! - [`pipeline`]: the producers: a log file or an event (bytes, no SDK type) → alerts keyed
-//!   by incident, correlation events and [`pipeline::Findings`], with the one skip rule and the
-//!   one damage policy; shared by the daemon, `scan` and the tests.
-//! - [`incidents`]: what pages and when: incident keys, folding, correlation on event time,
-//!   and the state store (memory or DynamoDB) that makes "page once" hold across tasks.
-//! - [`alert`]: the alert model and its one-sentence summary.
-//! - [`output`]: pages and follow-ups, and the sinks they go to (SNS).
-//! - [`daemon`]: the loop: lease → pipeline → incidents → outputs → ack, with backpressure,
-//!   start-up checks and shutdown.
+//!   by incident and correlation events, with the one skip rule, the one damage policy and the
+//!   one keying function; shared by the daemon, `scan` and the tests.
+//! - [`incidents`]: what pages and when: correlation on event time, the commit protocol, and
+//!   the state store (memory or DynamoDB) that makes "page once" hold across tasks.
+//! - [`output`]: the sinks findings leave through (SNS), each with its renderer.
+//! - [`daemon`]: the loop: lease → producer → commit → ack, with backpressure, start-up checks
+//!   and shutdown.
 //!
 //! Around them:
 //!
@@ -32,13 +35,13 @@
 //!   means at each edge (outage, rejected, gone, setting).
 //! - [`coalesce`]: concurrent small writes (message deletes, page records) batched into one call.
 
-pub mod alert;
 pub mod aws;
 pub mod cloudtrail;
 pub mod coalesce;
 pub mod config;
 pub mod daemon;
 pub mod detect;
+pub mod finding;
 pub mod incidents;
 pub mod intake;
 pub mod output;

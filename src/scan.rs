@@ -13,8 +13,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::alert::Alert;
-use crate::detect::{Level, RuleSet};
+use crate::detect::RuleSet;
+use crate::finding::Level;
+use crate::finding::alert::Alert;
+use crate::finding::correlation::{CorrEvent, Group};
 use crate::incidents::correlate;
 use crate::intake::{LogSource, SourceError, local, s3};
 use crate::pipeline::{self, Outcome, RecentIds};
@@ -206,7 +208,7 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
         out: Mutex::new(io::stdout()),
     };
     let summary = Mutex::new(Summary::default());
-    let correlation: Mutex<Vec<(correlate::Group, correlate::CorrEvent)>> = Mutex::new(Vec::new());
+    let correlation: Mutex<Vec<(Group, CorrEvent)>> = Mutex::new(Vec::new());
     let seen = Mutex::new(RecentIds::new(SCAN_DUPLICATE_WINDOW));
     let next = AtomicUsize::new(0);
     let handle = runtime.as_ref().map(|rt| rt.handle().clone());

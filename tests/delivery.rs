@@ -22,14 +22,15 @@ use trailwarden::aws::{Answer, Edge, Failed};
 use trailwarden::config::Settings;
 use trailwarden::daemon::{self, Daemon, Edges};
 use trailwarden::detect::RuleSet;
-use trailwarden::incidents::IncidentKey;
-use trailwarden::incidents::correlate::{CorrEvent, Span};
+use trailwarden::finding::IncidentKey;
+use trailwarden::finding::correlation::CorrEvent;
+use trailwarden::finding::sink::{FollowUp, Page, Sink, SinkError};
+use trailwarden::incidents::correlate::Span;
 use trailwarden::incidents::store::memory::MemoryStore;
 use trailwarden::incidents::store::{Claim, Claimed, Due, Open, Part, Store, StoreError};
 use trailwarden::intake::sqs::{Queue, QueueError, Received};
 use trailwarden::intake::{Objects, SourceError};
 use trailwarden::output::sns::{render_follow_up, render_page};
-use trailwarden::output::{FollowUp, Page, Sink, SinkError};
 use trailwarden::telemetry::Metrics;
 
 const BUCKET: &str = "trail-bucket";

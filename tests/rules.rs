@@ -13,8 +13,8 @@ use std::path::Path;
 
 use rsigma_eval::event::JsonEvent;
 use serde_json::{Value, json};
-use trailwarden::alert::Alert;
 use trailwarden::detect::{RuleKind, RuleSet};
+use trailwarden::finding::alert::Alert;
 use trailwarden::incidents::correlate;
 use trailwarden::pipeline::{self, Outcome};
 
@@ -214,7 +214,13 @@ fn read_file(
     rules: &RuleSet,
     name: &str,
     records: &[Value],
-) -> (Vec<Alert>, Vec<(correlate::Group, correlate::CorrEvent)>) {
+) -> (
+    Vec<Alert>,
+    Vec<(
+        trailwarden::finding::correlation::Group,
+        trailwarden::finding::correlation::CorrEvent,
+    )>,
+) {
     let mut alerts = Vec::new();
     let report = pipeline::object(
         rules,

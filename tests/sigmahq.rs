@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use support::{record, role};
-use trailwarden::alert::Alert;
 use trailwarden::detect::{RuleKind, RuleSet};
+use trailwarden::finding::alert::Alert;
 use trailwarden::incidents::correlate;
 use trailwarden::pipeline;
 

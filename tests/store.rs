@@ -7,9 +7,9 @@ mod support;
 
 use serde_json::value::RawValue;
 use support::{Moto, Stack};
-use trailwarden::incidents::IncidentKey;
-use trailwarden::incidents::correlate::CorrEvent;
-use trailwarden::incidents::fold::Stats;
+use trailwarden::finding::IncidentKey;
+use trailwarden::finding::correlation::CorrEvent;
+use trailwarden::finding::fold::Stats;
 use trailwarden::incidents::store::dynamo::DynamoStore;
 use trailwarden::incidents::store::memory::MemoryStore;
 use trailwarden::incidents::store::{Claim, Claimed, Due, Open, Part, Store};

@@ -20,16 +20,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::Daemon;
-use crate::alert::clean;
 use crate::aws::Fault;
 use crate::cloudtrail;
+use crate::finding::Findings;
+use crate::finding::alert::clean;
+use crate::finding::correlation::Batch;
+use crate::finding::fold::Folder;
 use crate::incidents::commit::{CommitError, Committed, Progress};
-use crate::incidents::correlate::Batch;
-use crate::incidents::fold::Folder;
 use crate::intake::SourceError;
 use crate::intake::notice::{self, Event, Notice, NoticeError, ObjectRef};
 use crate::intake::sqs::Received;
-use crate::pipeline::{self, Broken, Findings, Outcome};
+use crate::pipeline::{self, Broken, Outcome};
 use crate::telemetry::metrics::AlertLabels;
 use crate::telemetry::{Dependency, Dropped};
 

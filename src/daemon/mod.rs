@@ -31,11 +31,11 @@ use tracing::{error, info, warn};
 
 use crate::config::Settings;
 use crate::detect::RuleSet;
+use crate::finding::sink::Sink;
 use crate::incidents::commit::{Committer, Policy};
 use crate::incidents::store::Store;
 use crate::intake::Objects;
 use crate::intake::sqs::Queue;
-use crate::output::Sink;
 use crate::telemetry::{Dependency, Metrics};
 
 /// How long correlation events are kept after they arrive: a log file can be hours late and

@@ -13,15 +13,16 @@
 //! `incident_window` (a Sigma timespan). A `value_count` correlation may name
 //! `trailwarden.value_fields` (see [`Correlation::value_sources`]).
 
+pub mod alerts;
 mod legacy;
 pub mod root_tasks;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
+use crate::finding::Level;
 use include_dir::{Dir, include_dir};
 use rsigma_eval::event::Event;
 use rsigma_eval::result::EvaluationResult;
@@ -30,7 +31,7 @@ use rsigma_parser::{
     CorrelationCondition, CorrelationRule, CorrelationType, FilterRule, FilterRuleTarget,
     LogSource, SigmaCollection, SigmaRule, Timespan, parse_sigma_yaml,
 };
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
 /// The builtin detections, one Sigma file each, compiled into the binary.
 static BUILTIN: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/rules");
@@ -42,53 +43,6 @@ const MAX_NEXT_STEPS: usize = 3;
 /// The custom attribute that lists, for a `value_count` correlation, where each record keeps
 /// the value to count (see [`Correlation::value_sources`]).
 const VALUE_FIELDS_ATTRIBUTE: &str = "trailwarden.value_fields";
-
-/// Alert severity, ordered from least to most severe. Sigma's levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Informational,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Level {
-    /// The lower-case Sigma spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Informational => "informational",
-            Level::Low => "low",
-            Level::Medium => "medium",
-            Level::High => "high",
-            Level::Critical => "critical",
-        }
-    }
-}
-
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Level {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "informational" | "info" => Ok(Level::Informational),
-            "low" => Ok(Level::Low),
-            "medium" => Ok(Level::Medium),
-            "high" => Ok(Level::High),
-            "critical" => Ok(Level::Critical),
-            other => Err(format!(
-                "unknown level {other:?}; expected informational, low, medium, high or critical"
-            )),
-        }
-    }
-}
 
 impl From<rsigma_parser::Level> for Level {
     fn from(level: rsigma_parser::Level) -> Self {
@@ -325,6 +279,11 @@ impl RuleSet {
     /// Every loaded correlation rule.
     pub fn correlations(&self) -> &[Correlation] {
         &self.correlations
+    }
+
+    /// The rule behind correlation `index`.
+    pub fn correlation_rule(&self, index: usize) -> &RuleInfo {
+        &self.rules[self.correlations[index].rule]
     }
 }
 

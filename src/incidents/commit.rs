@@ -23,14 +23,16 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::IncidentKey;
-use super::correlate::{self, Batch, Span};
-use super::fold::{Fold, Folder, Stats};
+use super::correlate::{self, Span};
 use super::store::{Claim, Claimed, Due, Open, Part, Store, StoreError};
-use crate::alert::clean;
-use crate::detect::{Level, RuleSet};
-use crate::output::{FollowUp, Page, Sink, SinkError};
-use crate::pipeline::Findings;
+use crate::detect::RuleSet;
+use crate::finding::Findings;
+use crate::finding::IncidentKey;
+use crate::finding::Level;
+use crate::finding::alert::clean;
+use crate::finding::correlation::Batch;
+use crate::finding::fold::{Fold, Folder, Stats};
+use crate::finding::sink::{FollowUp, Page, Sink, SinkError};
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::{Path, PathLabels};
 
@@ -189,7 +191,7 @@ impl Committer<'_> {
         for (group, events) in batch.groups() {
             let corr = &self.rules.correlations()[group.correlation].compiled;
             let span = corr.timespan_secs as i64;
-            let digest = group.digest(self.rules);
+            let digest = group.digest(&self.rules.correlation_rule(group.correlation).name);
             let lo = events.iter().map(|e| e.ts).min().unwrap_or(0);
             let hi = events.iter().map(|e| e.ts).max().unwrap_or(0);
             self.store

@@ -1,60 +1,7 @@
-//! Incidents → the messages people receive: a page when an incident opens, a follow-up when
-//! its window ends with more alerts.
-//!
-//! A [`Sink`] is where they go. The daemon deletes a queue message only after every sink
-//! accepted what came from it, so a sink's error says whether the sink is unavailable (hold
-//! the work and retry) or refused this message (it will never be accepted).
+//! The outputs: each renders findings as its destination expects and delivers them through the
+//! [`Sink`](crate::finding::sink::Sink) seam.
 //!
 //! - [`sns`]: the SNS topic (email, and SQS, HTTPS or Lambda subscribers), with the message
 //!   formats.
 
 pub mod sns;
-
-use async_trait::async_trait;
-use serde::Serialize;
-
-use crate::aws::Failed;
-use crate::detect::Level;
-use crate::incidents::IncidentKey;
-use crate::incidents::fold::{Fold, Stats};
-
-/// The first message of an incident.
-#[derive(Debug, Clone, Copy)]
-pub struct Page<'a> {
-    pub incident_id: &'a str,
-    /// The alerts of the source that opened the incident.
-    pub fold: &'a Fold,
-    /// What to do about it, from the rule.
-    pub next_steps: &'a [String],
-}
-
-/// The one message that closes an incident's window: what happened after the page.
-#[derive(Debug, Clone, Serialize)]
-pub struct FollowUp {
-    pub incident_id: String,
-    pub key: IncidentKey,
-    pub title: String,
-    pub level: Level,
-    /// The page's summary sentence.
-    pub paged_summary: String,
-    /// When the page went out, epoch seconds.
-    pub paged_at: i64,
-    /// The alerts folded into the incident after the page.
-    pub stats: Stats,
-    /// How many log files or events they came from.
-    pub sources: usize,
-}
-
-/// A message a sink could not take, classified at the [`Edge::Sink`](crate::aws::Edge::Sink)
-/// edge: whether the sink is unavailable, refused this message, or is misconfigured, and
-/// whether it may have taken the message after all.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error(transparent)]
-pub struct SinkError(#[from] pub Failed);
-
-/// Where pages and follow-ups go.
-#[async_trait]
-pub trait Sink: Send + Sync {
-    async fn page(&self, page: Page<'_>) -> Result<(), SinkError>;
-    async fn follow_up(&self, follow_up: &FollowUp) -> Result<(), SinkError>;
-}

@@ -23,11 +23,11 @@ use async_trait::async_trait;
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde::Serialize;
 
-use super::{FollowUp, Page, Sink, SinkError};
-use crate::alert::{Alert, clean};
 use crate::aws::{self, Edge};
-use crate::detect::Level;
-use crate::incidents::fold::Tally;
+use crate::finding::Level;
+use crate::finding::alert::{Alert, clean};
+use crate::finding::fold::Tally;
+use crate::finding::sink::{FollowUp, Page, Sink, SinkError};
 use crate::telemetry::Metrics;
 
 /// SNS's limit on a message, in bytes.
@@ -460,8 +460,8 @@ impl Sink for Topic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::incidents::IncidentKey;
-    use crate::incidents::fold::{Folder, Stats};
+    use crate::finding::IncidentKey;
+    use crate::finding::fold::{Folder, Stats};
 
     fn alert(rule: &str, level: Level, id: usize) -> Alert {
         Alert {
@@ -500,7 +500,7 @@ mod tests {
         }
     }
 
-    fn fold_of(alerts: Vec<Alert>) -> crate::incidents::fold::Fold {
+    fn fold_of(alerts: Vec<Alert>) -> crate::finding::fold::Fold {
         let mut folder = Folder::new();
         for a in alerts {
             folder.add(key(&a.rule.clone()), a);

@@ -35,8 +35,8 @@ impl Dropped<'_> {
         tracing::warn!(
             dropped = self.what,
             count = self.count,
-            source = %crate::alert::clean(self.source),
-            detail = %crate::alert::clean(&self.detail),
+            source = %crate::finding::alert::clean(self.source),
+            detail = %crate::finding::alert::clean(&self.detail),
             "left out on purpose"
         );
         metrics

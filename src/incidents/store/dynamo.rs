@@ -33,8 +33,9 @@ use sha2::{Digest, Sha256};
 use super::{Claim, Claimed, Due, Open, Part, Store, StoreError};
 use crate::aws::{self, Answer, Edge};
 use crate::coalesce::Coalescer;
-use crate::incidents::correlate::{CorrEvent, Span};
-use crate::incidents::{IncidentKey, hex};
+use crate::finding::correlation::CorrEvent;
+use crate::finding::{IncidentKey, hex};
+use crate::incidents::correlate::Span;
 use crate::telemetry::{Dropped, Metrics};
 
 /// How long follow-up and part items outlive their due time, so a follow-up that could not

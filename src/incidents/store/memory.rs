@@ -10,8 +10,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{Claim, Claimed, Due, Open, Part, Store, StoreError};
-use crate::incidents::IncidentKey;
-use crate::incidents::correlate::{CorrEvent, Span};
+use crate::finding::IncidentKey;
+use crate::finding::correlation::CorrEvent;
+use crate::incidents::correlate::Span;
 
 /// Mutations between two prunes of expired entries.
 const PRUNE_EVERY: u32 = 256;

@@ -19,10 +19,11 @@ pub mod memory;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::IncidentKey;
-use super::correlate::{CorrEvent, Span};
-use super::fold::Stats;
+use super::correlate::Span;
 use crate::aws::Failed;
+use crate::finding::IncidentKey;
+use crate::finding::correlation::CorrEvent;
+use crate::finding::fold::Stats;
 
 /// A request to page an incident, held by one message's work.
 #[derive(Debug, Clone)]

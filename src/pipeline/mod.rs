@@ -4,7 +4,7 @@
 //! Records are streamed one at a time and evaluated against the stateless rules. A detection
 //! is handed to the caller's sink as it is found (with the record, so the caller can key it
 //! into an incident), so a huge file never accumulates alerts here. Records that feed a
-//! correlation are kept, slimmed, in a bounded [`correlate::Batch`] for the caller to decide
+//! correlation are kept, slimmed, in a bounded [`Batch`] for the caller to decide
 //! on event time. Records that match nothing cost nothing beyond their evaluation.
 //!
 //! A record that cannot be parsed costs only itself: it is counted in [`Skips`] with where it
@@ -18,12 +18,17 @@ use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::io::Read;
 
-use crate::alert::{Alert, UNREADABLE_RULE};
+pub mod correlation;
+pub mod key;
+
+pub use key::key;
+
 use crate::aws;
 use crate::cloudtrail::{self, Finish, ReadError, Record};
-use crate::detect::{Level, RuleKind, RuleSet};
-use crate::incidents::fold::Fold;
-use crate::incidents::{IncidentKey, correlate, key};
+use crate::detect::{RuleKind, RuleSet};
+use crate::finding::IncidentKey;
+use crate::finding::alert::{Alert, UNREADABLE_RULE};
+use crate::finding::correlation::Batch;
 
 /// Default cap on the decompressed size of one log file: 4 GiB.
 pub const DEFAULT_MAX_DECOMPRESSED_BYTES: u64 = 4 << 30;
@@ -75,7 +80,7 @@ pub struct LogReport {
     /// Records dropped because their eventID already appeared in this source.
     pub duplicates: u64,
     /// The records that feed correlations.
-    pub correlation: correlate::Batch,
+    pub correlation: Batch,
 }
 
 impl LogReport {
@@ -86,7 +91,7 @@ impl LogReport {
             bytes: 0,
             skipped: Skips::default(),
             duplicates: 0,
-            correlation: correlate::Batch::default(),
+            correlation: Batch::default(),
         }
     }
 }
@@ -102,55 +107,6 @@ pub struct Broken {
     pub source: String,
     #[source]
     pub error: ReadError,
-}
-
-/// What one source raised, for the daemon to commit: alerts folded per incident, the events
-/// that feed correlations, and findings about standing state.
-#[derive(Debug, Default)]
-pub struct Findings {
-    /// Names the source in alerts and in the state store: `s3://bucket/key`, a path, or
-    /// `eventbridge:<region>:<id>`.
-    pub source: String,
-    pub folds: Vec<Fold>,
-    pub correlation: correlate::Batch,
-    /// Conditions that stand rather than happened (a root access key that exists, a user
-    /// without MFA): open until a later check no longer finds them.
-    pub standing: Vec<Standing>,
-}
-
-impl Findings {
-    /// Whether there is anything to commit.
-    pub fn is_empty(&self) -> bool {
-        self.folds.is_empty() && self.correlation.is_empty() && self.standing.is_empty()
-    }
-}
-
-/// A finding about standing state: one check failing for one resource of one account.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Standing {
-    /// The check's stable name, like a rule's (`root-access-key-present`).
-    pub check: String,
-    pub account: String,
-    /// What the finding is about: a user's, key's, trail's or policy's ARN or name.
-    pub resource: String,
-    pub level: Level,
-    /// The recommendation it enforces, in one sentence.
-    pub title: String,
-    /// What was found, with dates: which key, created when, last used when.
-    pub evidence: String,
-    /// What to do now, one short line each.
-    pub next_steps: Vec<String>,
-}
-
-impl Standing {
-    /// The incident a standing finding is: its check, account and resource.
-    pub fn key(&self) -> IncidentKey {
-        IncidentKey {
-            rule: self.check.clone(),
-            account: self.account.clone(),
-            principal: self.resource.clone(),
-        }
-    }
 }
 
 /// Reads one log file from `input`, evaluates every record against `rules`, and gives each

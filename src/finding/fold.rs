@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::IncidentKey;
-use crate::alert::Alert;
-use crate::detect::Level;
+use crate::finding::Level;
+use crate::finding::alert::Alert;
 
 /// Alerts kept in full per incident and source: the events a page lists.
 pub const LISTED: usize = 20;

@@ -1,77 +1,49 @@
-//! A record plus the rule it fired → an [`Alert`]: the JSON object operators read, with a
-//! one-sentence summary.
+//! A record plus the rule it fired → an [`Alert`] with a one-sentence summary; a correlation's
+//! window → its alert.
 //!
-//! Every value copied from a record is attacker-influenced (a user agent, a user name typed at
-//! the sign-in page), so anything rendered as text goes through [`clean`], which drops control
-//! characters and line breaks. JSON output escapes them on its own.
+//! Record text in summaries goes through [`clean`]: it is attacker-influenced.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use rsigma_eval::event::{Event, EventValue};
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::cloudtrail::Record;
 use crate::detect::root_tasks::{self, Task};
-use crate::detect::{CorrelationHit, Level, RuleInfo};
+use crate::detect::{CorrelationHit, RuleInfo};
+use crate::finding::alert::{Alert, clean};
+
+/// The fields alerts read from a record, and so the fields a correlation event keeps (plus its
+/// group-by and value fields): a correlation's alert is built from the kept fields alone. The
+/// one list of both; a test checks that [`Context::read`] reads nothing else.
+pub const ALERT_FIELDS: &[&str] = &[
+    "eventID",
+    "eventTime",
+    "eventName",
+    "eventSource",
+    "eventType",
+    "awsRegion",
+    "recipientAccountId",
+    "sourceIPAddress",
+    "userAgent",
+    "errorCode",
+    "errorMessage",
+    "userIdentity.type",
+    "userIdentity.arn",
+    "userIdentity.accountId",
+    "userIdentity.principalId",
+    "userIdentity.userName",
+    "userIdentity.invokedBy",
+    "userIdentity.sessionContext.sessionIssuer.arn",
+    "userIdentity.sessionContext.sessionIssuer.userName",
+    "userIdentity.sessionContext.assumedRoot",
+    "additionalEventData.MFAUsed",
+    "responseElements.ConsoleLogin",
+];
 
 /// Values named in one correlation summary; the alert's `distinct_values` holds them all.
 const VALUES_IN_SUMMARY: usize = 10;
-
-/// The rule name of the alert raised when a log file cannot be read to its end.
-pub const UNREADABLE_RULE: &str = "log-file-unreadable";
-
-/// One alert. Field names are stable: they are the output format.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct Alert {
-    /// The rule's stable name (Sigma `name`, else `id`).
-    pub rule: String,
-    pub title: String,
-    pub level: Level,
-    pub tags: Vec<String>,
-    pub event_id: Option<String>,
-    pub event_time: Option<String>,
-    pub event_name: Option<String>,
-    pub event_source: Option<String>,
-    pub aws_region: Option<String>,
-    /// `recipientAccountId`, else `userIdentity.accountId`.
-    pub account_id: Option<String>,
-    pub principal_type: Option<String>,
-    pub principal_arn: Option<String>,
-    pub source_ip: Option<String>,
-    pub user_agent: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
-    /// For console sign-ins: whether `additionalEventData.MFAUsed` said yes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mfa_used: Option<bool>,
-    /// One readable sentence.
-    pub summary: String,
-    /// The file path, or `s3://bucket/key`.
-    pub source: String,
-    /// Correlation alerts: how many events the window held.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<u64>,
-    /// Correlation alerts: the eventIDs involved (the most recent ones, if there were many).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event_ids: Option<Vec<String>>,
-    /// Correlations counting distinct values (`value_count`): the values seen, first seen
-    /// first, e.g. the user names of a password spray (from the events the window kept).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distinct_values: Option<Vec<String>>,
-    /// root-activity alerts: whether the call is one of the tasks only the root user can do
-    /// (`false`: an IAM role could have made it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub root_only_task: Option<bool>,
-    /// `true` when the root session was opened with sts AssumeRoot (centralized root access,
-    /// `userIdentity.sessionContext.assumedRoot`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub assumed_root: Option<bool>,
-    /// What to do now: the rule's `next_steps`, one short imperative line each.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub next_steps: Vec<String>,
-}
 
 /// The identity and context fields every alert carries, read from one record.
 struct Context {
@@ -297,94 +269,6 @@ impl Alert {
         alert.distinct_values = values;
         alert
     }
-
-    /// The alert raised when a log file breaks off: a damaged CloudTrail file can mean
-    /// tampering, and the records after the damage were not checked.
-    pub fn unreadable(source: &str, records_read: u64, error: &str) -> Alert {
-        Alert {
-            rule: UNREADABLE_RULE.to_owned(),
-            title: "CloudTrail log file could not be read".to_owned(),
-            level: Level::Medium,
-            tags: vec!["attack.defense-evasion".to_owned()],
-            event_id: None,
-            event_time: None,
-            event_name: None,
-            event_source: None,
-            aws_region: None,
-            account_id: account_from_key(source),
-            principal_type: None,
-            principal_arn: None,
-            source_ip: None,
-            user_agent: None,
-            error_code: None,
-            mfa_used: None,
-            summary: format!(
-                "CloudTrail log file {} could not be read after {records_read} records: {}",
-                clean(source),
-                clean(error)
-            ),
-            source: source.to_owned(),
-            count: None,
-            event_ids: None,
-            distinct_values: None,
-            root_only_task: None,
-            assumed_root: None,
-            // CloudTrail signs every log file in its hourly digest, so tampering shows there.
-            // <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-log-file-validation-intro.html>
-            next_steps: vec![
-                "Validate the file against its digest: aws cloudtrail validate-logs".to_owned(),
-                "Check who else can write to the log bucket and whether they did".to_owned(),
-            ],
-        }
-    }
-
-    /// The alert raised when a log file was read to its end but some of its records could
-    /// not be parsed and were skipped: `what` says how many and where.
-    pub fn damaged(source: &str, what: &str) -> Alert {
-        let mut alert = Alert::unreadable(source, 0, what);
-        alert.summary = format!(
-            "CloudTrail log file {} is damaged: {}",
-            clean(source),
-            clean(what)
-        );
-        alert
-    }
-
-    /// One readable line for terminals: level, rule, time, summary.
-    pub fn text_line(&self) -> String {
-        let mut line = format!(
-            "{:<8} {} {} {}",
-            self.level.as_str().to_uppercase(),
-            self.event_time.as_deref().unwrap_or("-"),
-            clean(&self.rule),
-            clean(&self.summary)
-        );
-        if let Some(id) = &self.event_id {
-            let _ = write!(line, " [{}]", clean(id));
-        }
-        line
-    }
-
-    /// [`Self::text_line`] followed by one indented line per next step.
-    pub fn text_block(&self) -> String {
-        let mut block = self.text_line();
-        for step in &self.next_steps {
-            let _ = write!(block, "\n    next: {}", clean(step));
-        }
-        block
-    }
-}
-
-/// The account from a CloudTrail key (`.../AWSLogs/[o-org/]<account>/CloudTrail/...`).
-fn account_from_key(key: &str) -> Option<String> {
-    let mut parts = key.split('/').skip_while(|p| *p != "AWSLogs").skip(1);
-    let first = parts.next()?;
-    let account = if first.starts_with("o-") {
-        parts.next()?
-    } else {
-        first
-    };
-    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then(|| account.to_owned())
 }
 
 /// The sentence for a detection. Builtin rules get tailored wording; others a generic one.
@@ -717,22 +601,11 @@ fn listing(values: &[String], count: u64) -> String {
     s
 }
 
-/// Removes control characters (newlines included) and Unicode direction overrides from text
-/// that came from a record, so it cannot forge lines or reorder what an operator reads.
-pub fn clean(s: &str) -> Cow<'_, str> {
-    let bad =
-        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-    if s.chars().any(bad) {
-        Cow::Owned(s.chars().map(|c| if bad(c) { ' ' } else { c }).collect())
-    } else {
-        Cow::Borrowed(s)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::detect::RuleKind;
+    use crate::finding::Level;
 
     fn rule(name: &str) -> RuleInfo {
         RuleInfo {
@@ -768,17 +641,31 @@ mod tests {
     }
 
     #[test]
-    fn clean_strips_controls() {
-        assert_eq!(clean("a\nb\u{202e}c\t"), "a b c ");
-        assert!(matches!(clean("plain"), Cow::Borrowed(_)));
-    }
-
-    #[test]
-    fn account_from_keys() {
-        let k = "prefix/AWSLogs/o-abc123/444455556666/CloudTrail/us-east-1/2026/x.json.gz";
-        assert_eq!(account_from_key(k).as_deref(), Some("444455556666"));
-        let k = "s3://b/AWSLogs/111122223333/CloudTrail/eu-west-1/x.json.gz";
-        assert_eq!(account_from_key(k).as_deref(), Some("111122223333"));
-        assert_eq!(account_from_key("local.json"), None);
+    fn alerts_read_only_the_fields_correlation_events_keep() {
+        // A correlation's alert is built from its events' kept fields alone: any field the
+        // context reads that is not kept would be missing from it.
+        struct Recorder(std::cell::RefCell<Vec<String>>);
+        impl Fields for Recorder {
+            fn text(&self, path: &str) -> Option<String> {
+                self.0.borrow_mut().push(path.to_owned());
+                // Answers that open every conditional read.
+                Some(match path {
+                    "eventName" => "ConsoleLogin".to_owned(),
+                    "userIdentity.type" => "Root".to_owned(),
+                    _ => "true".to_owned(),
+                })
+            }
+        }
+        let recorder = Recorder(Default::default());
+        let ctx = Context::read(&recorder);
+        let _ = (ctx.who(), ctx.account(), ctx.ip_suffix());
+        let read = recorder.0.into_inner();
+        assert!(read.len() > 10, "{read:?}");
+        for path in &read {
+            assert!(
+                ALERT_FIELDS.contains(&path.as_str()),
+                "{path} is read but not kept"
+            );
+        }
     }
 }
