@@ -1,5 +1,10 @@
 //! The state store in a DynamoDB table that every task of a service shares.
 //!
+//! These item formats are a contract between versions: during a rolling deploy the previous
+//! and the next version read each other's items. So a change must stay readable by the
+//! previous version and still read the previous version's items: add fields with defaults,
+//! never rename or retype one. tests/state_format.rs pins them.
+//!
 //! One table, string keys `pk` and `sk`, a TTL attribute `expires_at` (TTL deletes lazily, up
 //! to days late, so every read compares `expires_at` with now itself):
 //!
