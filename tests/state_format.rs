@@ -22,9 +22,10 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use support::{Moto, Stack};
 use trailwarden::detect::RuleSet;
-use trailwarden::incidents::IncidentKey;
-use trailwarden::incidents::correlate::{CorrEvent, Group, Span};
-use trailwarden::incidents::fold::{Stats, Tally};
+use trailwarden::finding::IncidentKey;
+use trailwarden::finding::correlation::{CorrEvent, Group};
+use trailwarden::finding::fold::{Stats, Tally};
+use trailwarden::incidents::correlate::Span;
 use trailwarden::incidents::store::dynamo::DynamoStore;
 use trailwarden::incidents::store::{Claim, Claimed, Due, Open, Part, Store};
 use trailwarden::telemetry::Metrics;
@@ -105,10 +106,13 @@ fn incident_key_digests_are_pinned() {
 fn correlation_group_digests_are_pinned() {
     let rules = RuleSet::load(&[]).expect("builtin rules");
     assert_eq!(
-        brute_force(&rules, Some("alice")).digest(&rules),
+        brute_force(&rules, Some("alice")).digest("console-login-brute-force"),
         ALICE_GROUP
     );
-    assert_eq!(brute_force(&rules, None).digest(&rules), ROOT_GROUP);
+    assert_eq!(
+        brute_force(&rules, None).digest("console-login-brute-force"),
+        ROOT_GROUP
+    );
 }
 
 // The items of one incident's life, and their golden JSON.
