@@ -673,3 +673,36 @@ async fn items_of_the_previous_version_are_read() {
     );
     assert!(store.fold(&old_due(), &new_part).await.expect("retry"));
 }
+
+/// An open incident whose record this version cannot read (a future format, or damage) must not
+/// stop paging until its window ends: the next claim replaces it, and the unreadable item is
+/// reported rather than silently skipped.
+#[tokio::test]
+async fn an_unreadable_open_incident_is_replaced_by_the_next_claim() {
+    let (_moto, stack, store, table) = table().await;
+    let root_pk = format!("inc#{ROOT_DIGEST}");
+    put_raw(
+        &stack.ddb,
+        &table,
+        &[
+            ("pk", s(&root_pk)),
+            ("sk", s("meta")),
+            ("state", s("open")),
+            ("incident_id", s("future-incident")),
+            ("incident", s(r#"{"incident_id":7}"#)),
+            ("window_end", n(T0 + 3600)),
+            ("expires_at", n(T0 + 3600 + 7 * 86_400)),
+        ],
+    )
+    .await;
+    let won = store
+        .claim(&root_key(), &claim("inc-new", "task-a", T0 + 60))
+        .await
+        .expect("claim");
+    assert_eq!(
+        won,
+        Claimed::Won {
+            incident_id: "inc-new".into()
+        }
+    );
+}

@@ -28,12 +28,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
 use sha2::{Digest, Sha256};
+use tracing::warn;
 
 use super::{Claim, Claimed, Due, Open, Part, Store, StoreError};
 use crate::aws::{self, Answer, Edge};
@@ -235,6 +237,35 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// The JSON in attribute `attr` of each item, read leniently; an item that cannot be read
+    /// (written by a version whose format this one does not know) is left out and reported.
+    fn read_json<'i, T: serde::de::DeserializeOwned>(
+        &self,
+        items: impl IntoIterator<Item = &'i Item>,
+        attr: &str,
+        name: &str,
+    ) -> Vec<T> {
+        let mut out = Vec::new();
+        let mut unreadable = 0;
+        for item in items {
+            match get_s(item, attr).map(serde_json::from_str::<T>) {
+                Some(Ok(value)) => out.push(value),
+                _ => unreadable += 1,
+            }
+        }
+        Dropped {
+            what: "state_unreadable_items",
+            count: unreadable,
+            source: name,
+            detail: format!(
+                "items of {name} in table {} whose {attr} this version cannot read",
+                self.table
+            ),
+        }
+        .report(&self.metrics);
+        out
+    }
+
     /// Every item of a key condition, following pages up to `limit` items; past that, what
     /// was left out is reported as a drop of `what` from `name`.
     async fn query(
@@ -302,6 +333,49 @@ impl DynamoStore {
         }
     }
 
+    /// A PutItem of `claim` as the incident's item, for a condition to be added.
+    fn claim_item(&self, pk: &str, key: &IncidentKey, claim: &Claim) -> PutItemFluentBuilder {
+        let until = claim.now + claim.lease_secs;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(pk))
+            .item("sk", s("meta"))
+            .item("state", s("claimed"))
+            .item("incident_id", s(&claim.incident_id))
+            .item("owner", s(&claim.owner))
+            .item("lease_until", n(until))
+            .item("rule", s(&key.rule))
+            .item("account", s(&key.account))
+            .item("principal", s(&key.principal))
+            .item("expires_at", n(until + KEEP_SECS))
+    }
+
+    /// Replaces an open incident whose record cannot be read with `claim`; false when it
+    /// changed meanwhile.
+    async fn replace_unreadable(
+        &self,
+        pk: &str,
+        held: &str,
+        key: &IncidentKey,
+        claim: &Claim,
+    ) -> Result<bool, StoreError> {
+        self.count("PutItem");
+        let put = self
+            .claim_item(pk, key, claim)
+            .condition_expression("#s = :open AND incident_id = :held")
+            .expression_attribute_names("#s", "state")
+            .expression_attribute_values(":open", s("open"))
+            .expression_attribute_values(":held", s(held))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(self.fail("PutItem", &e)),
+        }
+    }
+
     /// Takes over a claim that expired or is `claim.owner`'s own, keeping its incident id;
     /// false when it changed meanwhile.
     async fn take_over(&self, pk: &str, held: &str, claim: &Claim) -> Result<bool, StoreError> {
@@ -351,25 +425,12 @@ impl DynamoStore {
 impl Store for DynamoStore {
     async fn claim(&self, key: &IncidentKey, claim: &Claim) -> Result<Claimed, StoreError> {
         let pk = incident_pk(key);
-        let until = claim.now + claim.lease_secs;
         // A claim that loses reads the winner; if that one expired meanwhile, claim again.
         for _ in 0..3 {
             // A new incident: none yet, or the last one's window has ended.
             self.count("PutItem");
             let put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .item("pk", s(&pk))
-                .item("sk", s("meta"))
-                .item("state", s("claimed"))
-                .item("incident_id", s(&claim.incident_id))
-                .item("owner", s(&claim.owner))
-                .item("lease_until", n(until))
-                .item("rule", s(&key.rule))
-                .item("account", s(&key.account))
-                .item("principal", s(&key.principal))
-                .item("expires_at", n(until + KEEP_SECS))
+                .claim_item(&pk, key, claim)
                 .condition_expression(
                     "attribute_not_exists(pk) OR (#s = :open AND window_end < :now)",
                 )
@@ -396,8 +457,18 @@ impl Store for DynamoStore {
                         get_s(&item, "incident").and_then(|j| serde_json::from_str::<Open>(j).ok());
                     match open {
                         Some(open) => return Ok(Claimed::Open(open)),
-                        // Unreadable state must not stop paging: take it over.
-                        None => continue,
+                        // An incident this version cannot read must not stop paging until its
+                        // window ends: it is replaced by this claim, as if it were over.
+                        None => {
+                            let held = get_s(&item, "incident_id").unwrap_or_default();
+                            warn!(table = %self.table, incident_id = %held, "an open incident this version cannot read is replaced by a new claim");
+                            if self.replace_unreadable(&pk, held, key, claim).await? {
+                                return Ok(Claimed::Won {
+                                    incident_id: claim.incident_id.clone(),
+                                });
+                            }
+                            continue;
+                        }
                     }
                 }
                 Some("claimed")
@@ -559,13 +630,11 @@ impl Store for DynamoStore {
                     &pk,
                 )
                 .await?;
-            out.extend(
-                items
-                    .iter()
-                    .filter(|i| !i.contains_key("sent"))
-                    .filter_map(|i| get_s(i, "due"))
-                    .filter_map(|j| serde_json::from_str::<Due>(j).ok()),
-            );
+            out.extend(self.read_json::<Due>(
+                items.iter().filter(|i| !i.contains_key("sent")),
+                "due",
+                &pk,
+            ));
         }
         Ok(out)
     }
@@ -616,11 +685,7 @@ impl Store for DynamoStore {
                 &due.incident.incident_id,
             )
             .await?;
-        Ok(items
-            .iter()
-            .filter_map(|i| get_s(i, "part"))
-            .filter_map(|j| serde_json::from_str(j).ok())
-            .collect())
+        Ok(self.read_json(&items, "part", &due.incident.incident_id))
     }
 
     async fn followed_up(&self, due: &Due) -> Result<(), StoreError> {
@@ -671,7 +736,7 @@ impl Store for DynamoStore {
         let pk = format!("cor#{group}");
         let now = now();
         let live = |i: &Item| get_n(i, "expires_at").is_none_or(|e| e >= now);
-        let events = self
+        let items: Vec<Item> = self
             .query(
                 "pk = :pk AND sk BETWEEN :lo AND :hi",
                 vec![
@@ -687,8 +752,8 @@ impl Store for DynamoStore {
             .await?
             .into_iter()
             .filter(live)
-            .filter_map(|i| get_s(&i, "ev").and_then(|j| serde_json::from_str(j).ok()))
             .collect();
+        let events = self.read_json(&items, "ev", &pk);
         let fires = self
             .query(
                 "pk = :pk AND sk BETWEEN :lo AND :hi",
