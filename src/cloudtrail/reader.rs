@@ -355,7 +355,7 @@ impl LogReader {
                     }
                     b'"' => {
                         let key_end = self.value_end()?;
-                        let is_records = &self.buf[self.start..key_end] == b"\"Records\"";
+                        let is_records = is_records_key(&self.buf[self.start..key_end]);
                         self.start = key_end;
                         if self.peek_in_document()? != b':' {
                             return Err(self.syntax(self.start, "expected ':' after a key"));
@@ -433,6 +433,17 @@ impl LogReader {
             }
         }
     }
+}
+
+/// Whether a top-level key (its JSON text, quotes included) names `Records`. A key spelled
+/// with escapes (`"Re\u0063ords"`) is the same key to any JSON parser, so it is decoded
+/// rather than taken for another key, which would skip the file as holding no records.
+fn is_records_key(key: &[u8]) -> bool {
+    if key == b"\"Records\"" {
+        return true;
+    }
+    memchr::memchr(b'\\', key).is_some()
+        && serde_json::from_slice::<String>(key).is_ok_and(|k| k == "Records")
 }
 
 /// Scans the JSON value starting at `buf[from]`. `None` when no value starts there.
@@ -543,6 +554,14 @@ mod tests {
         bytes.extend(gzip(&doc[20..]));
         let (records, end) = read_all(bytes);
         assert_eq!(records, vec![r#"{"n":1}"#, r#"{"n":2}"#]);
+        assert_eq!(end.expect("complete"), Finish::Records);
+    }
+
+    #[test]
+    fn records_key_spelled_with_escapes() {
+        let doc = br#"{"x":1,"Re\u0063ords":[{"n":1}],"Record\u0073x":[{"n":2}]}"#;
+        let (records, end) = read_all(doc.to_vec());
+        assert_eq!(records, vec![r#"{"n":1}"#]);
         assert_eq!(end.expect("complete"), Finish::Records);
     }
 

@@ -29,8 +29,11 @@ impl<'a> Fields<'a> {
         serde_json::from_str(json)
     }
 
+    /// The value of `key`; of its last occurrence when the object repeats it, as serde_json
+    /// (and so the engine's view of the whole record) reads it, so that every path to a field
+    /// sees the same value.
     fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 }
 
@@ -331,6 +334,30 @@ mod tests {
                 "{path}"
             );
         }
+    }
+
+    #[test]
+    fn a_repeated_key_reads_as_its_last_value_on_every_path() {
+        let doc = r#"{"userIdentity":{"type":"IAMUser","type":"Root"},"userIdentity":{"type":"AssumedRole","arn":"a"},"items":[1],"items":[{"k":"v"}]}"#;
+        let record = Record::parse(doc.as_bytes()).expect("parse");
+        let value: Value = serde_json::from_str(doc).expect("json");
+        let reference = JsonEvent::borrow(&value);
+        for path in [
+            "userIdentity.type",
+            "userIdentity.arn",
+            "userIdentity",
+            "items.k",
+        ] {
+            assert_eq!(
+                record.get_field(path).map(into_owned),
+                reference.get_field(path).map(into_owned),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            record.str_at("userIdentity.type").as_deref(),
+            Some("AssumedRole")
+        );
     }
 
     #[test]
