@@ -59,5 +59,5 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = record.value();
     }
-    let _ = pipeline::read_record(&RULES, "eventbridge:fuzz", data, &mut |_, _| {});
+    let _ = pipeline::event(&RULES, "eventbridge:fuzz", data, &mut |_, _| {});
 });

@@ -61,6 +61,20 @@ pub enum ReadError {
     },
 }
 
+impl ReadError {
+    /// Index of the record that was being read when reading stopped: what the property tests
+    /// and fuzz targets hold every error to.
+    pub fn record_index(&self) -> u64 {
+        match self {
+            ReadError::Io { record, .. }
+            | ReadError::TooLarge { record, .. }
+            | ReadError::Syntax { record, .. }
+            | ReadError::Truncated { record, .. }
+            | ReadError::RecordTooLarge { record, .. } => *record,
+        }
+    }
+}
+
 /// Wraps the decompressed stream and fails once more than `cap` bytes come out of it.
 ///
 /// This is the only place a gzip decoder is built (see `clippy.toml`), so every inflate in the
