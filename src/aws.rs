@@ -24,6 +24,7 @@ use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::retry::ProvideErrorKind;
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
 use crate::telemetry::Metrics;
 
@@ -141,6 +142,23 @@ impl Failed {
     pub fn is_transient(&self) -> bool {
         self.answer == Answer::Unavailable
     }
+}
+
+/// The one backoff for the retries the SDK does not make (held work, receives, start-up checks,
+/// unprocessed batch items): waits doubling from `first` up to `max`, each stretched by a
+/// random share of up to itself, so tasks that failed together do not retry together.
+pub fn backoff(first: Duration, max: Duration) -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(first)
+        .with_max_delay(max)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// The next wait of `backoff`, which never runs out.
+pub fn next_wait(backoff: &mut ExponentialBackoff) -> Duration {
+    backoff.next().unwrap_or(Duration::from_secs(1))
 }
 
 /// Loads the shared SDK configuration with the daemon's timeouts and retry policy.
@@ -416,6 +434,16 @@ mod tests {
         let f = failed(Edge::Sink, "x", &service_error(400, "ThrottlingException"));
         assert_eq!((f.answer, f.fault), (Answer::Unavailable, Fault::Outage));
         assert!(!f.ambiguous, "throttled means not done");
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_its_cap() {
+        let mut b = backoff(Duration::from_secs(1), Duration::from_secs(8));
+        let waits: Vec<Duration> = (0..6).map(|_| next_wait(&mut b)).collect();
+        for (wait, base) in waits.iter().zip([1, 2, 4, 8, 8, 8]) {
+            let base = Duration::from_secs(base);
+            assert!(*wait >= base && *wait < base * 2, "{waits:?}");
+        }
     }
 
     #[test]

@@ -33,9 +33,11 @@
 //! - [`telemetry`]: logs, Prometheus metrics, `/healthz` and the `healthcheck` probe.
 //! - [`aws`]: SDK timeouts and retries, and the one table that says what a failed AWS call
 //!   means at each edge (outage, rejected, gone, setting).
+//! - [`clock`]: the one clock decisions read, which tests can pause and advance.
 //! - [`coalesce`]: concurrent small writes (message deletes, page records) batched into one call.
 
 pub mod aws;
+pub mod clock;
 pub mod cloudtrail;
 pub mod coalesce;
 pub mod config;

@@ -19,6 +19,7 @@ use support::{failed_login_at, key, log_file, root_login, root_login_in, s3_even
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use trailwarden::aws::{Answer, Edge, Failed};
+use trailwarden::clock::Clock;
 use trailwarden::config::Settings;
 use trailwarden::daemon::{self, Daemon, Edges};
 use trailwarden::detect::RuleSet;
@@ -388,6 +389,7 @@ impl Harness {
                 objects: objects.clone(),
                 store: store.clone(),
                 sink: sink.clone(),
+                clock: Clock::system(),
             },
             metrics.clone(),
         );

@@ -53,11 +53,13 @@ fuzz_target!(|data: &[u8]| {
             if let Some(text) = &text {
                 assert_eq!(value.as_ref().and_then(|v| v.as_str()), Some(text.as_ref()));
             }
-            if record.has(path) {
+            // serde_json cannot hold a number beyond f64's range (`1e400`) in a Value, though
+            // JSON allows it and the lazy parse accepts it: such a field is present but has no
+            // parsed value. Presence is compared only where serde_json reads the record whole.
+            if record.has(path) && !record.value().is_null() {
                 assert!(value.is_some(), "{path} is present but reads as nothing");
             }
         }
-        let _ = record.value();
     }
     let _ = pipeline::event(&RULES, "eventbridge:fuzz", data, &mut |_, _| {});
 });

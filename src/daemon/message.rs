@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::Daemon;
-use crate::aws::Fault;
+use crate::aws::{self, Fault};
 use crate::cloudtrail;
 use crate::finding::Findings;
 use crate::finding::alert::clean;
@@ -174,7 +174,7 @@ impl Daemon {
             let started = Instant::now();
             let lease = self.lease(msg.receipt.clone());
             let mut work = Work::new(&msg);
-            let mut backoff = Duration::from_secs(1);
+            let mut retry = aws::backoff(Duration::from_secs(1), MAX_HOLD_BACKOFF);
             let mut held = None;
             let mut deadline_misses = 0;
             let mut failing: Vec<Dependency> = Vec::new();
@@ -216,18 +216,18 @@ impl Daemon {
                         break;
                     }
                     Disposition::Hold(dependency) => {
+                        let pause = aws::next_wait(&mut retry);
+                        let retry_in_ms = pause.as_millis() as u64;
                         if held.is_none() {
-                            warn!(error = %e, retry_in_secs = backoff.as_secs(), "message held: a dependency is out; receiving pauses and the work is retried until it succeeds");
+                            warn!(error = %e, retry_in_ms, "message held: a dependency is out; receiving pauses and the work is retried until it succeeds");
                             held = Some(Holding::new(&self));
                         } else {
-                            debug!(error = %e, retry_in_secs = backoff.as_secs(), "message still held");
+                            debug!(error = %e, retry_in_ms, "message still held");
                         }
                         if !failing.contains(&dependency) {
                             failing.push(dependency);
                         }
                         self.metrics.outage(dependency, false);
-                        let pause = backoff;
-                        backoff = (backoff * 2).min(MAX_HOLD_BACKOFF);
                         pause
                     }
                     Disposition::Wait => {

@@ -29,6 +29,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::aws;
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::detect::RuleSet;
 use crate::finding::sink::Sink;
@@ -54,6 +56,8 @@ pub struct Edges {
     pub objects: Arc<dyn Objects>,
     pub store: Arc<dyn Store>,
     pub sink: Arc<dyn Sink>,
+    /// The one clock for claims, windows, expiry and follow-ups: the system's in production.
+    pub clock: Clock,
 }
 
 /// The running daemon's shared state.
@@ -112,6 +116,7 @@ impl Daemon {
             policy: &self.policy,
             owner,
             metrics: &self.metrics,
+            clock: &self.edges.clock,
         }
     }
 
@@ -165,7 +170,7 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: CancellationToken) {
     let in_hand = Arc::new(Semaphore::new(settings.workers + batch as usize));
     let mut tasks = JoinSet::new();
     let sweeper = tokio::spawn(follow_ups(daemon.clone(), shutdown.clone()));
-    let mut backoff = Duration::from_secs(1);
+    let mut retry = aws::backoff(Duration::from_secs(1), Duration::from_secs(30));
     info!(
         queue_url = %settings.queue_url,
         workers = settings.workers,
@@ -198,7 +203,7 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: CancellationToken) {
         match received {
             Ok(messages) => {
                 daemon.metrics.received(true);
-                backoff = Duration::from_secs(1);
+                retry = aws::backoff(Duration::from_secs(1), Duration::from_secs(30));
                 let mut permits = permits;
                 for msg in messages {
                     daemon.metrics.messages_received.inc();
@@ -212,13 +217,13 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: CancellationToken) {
             }
             Err(e) => {
                 daemon.metrics.received(false);
-                error!(error = %e, retry_in_secs = backoff.as_secs(), "cannot receive from SQS");
+                let wait = aws::next_wait(&mut retry);
+                error!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot receive from SQS");
                 drop(permits);
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
     }
@@ -274,7 +279,7 @@ async fn follow_ups(daemon: Arc<Daemon>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let now = chrono::Utc::now().timestamp();
+        let now = daemon.edges.clock.now();
         match daemon.committer(&owner).follow_ups(now, lookback).await {
             Ok(sent) => {
                 daemon.metrics.follow_ups.inc_by(sent);

@@ -14,6 +14,7 @@ use tracing::warn;
 
 use super::Edges;
 use crate::aws::{self, Fault};
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::incidents::store::dynamo::DynamoStore;
 use crate::incidents::store::memory::MemoryStore;
@@ -88,6 +89,7 @@ pub async fn connect(
         )),
         store,
         sink: Arc::new(topic),
+        clock: Clock::system(),
     })
 }
 
@@ -102,7 +104,7 @@ where
     Fut: Future<Output = Result<(), aws::Failed>>,
 {
     let deadline = tokio::time::Instant::now() + CHECK_PATIENCE;
-    let mut backoff = Duration::from_secs(1);
+    let mut retry = aws::backoff(Duration::from_secs(1), Duration::from_secs(15));
     loop {
         let failed = match call().await {
             Ok(()) => return Ok(()),
@@ -121,14 +123,14 @@ where
                 ),
             });
         }
-        if tokio::time::Instant::now() + backoff > deadline {
+        let wait = aws::next_wait(&mut retry);
+        if tokio::time::Instant::now() + wait > deadline {
             return Err(StartError::Unavailable(failed.sentence));
         }
-        warn!(setting, error = %failed.sentence, retry_in_secs = backoff.as_secs(), "start-up check failed; retrying");
+        warn!(setting, error = %failed.sentence, retry_in_ms = wait.as_millis() as u64, "start-up check failed; retrying");
         tokio::select! {
             _ = shutdown.cancelled() => return Err(StartError::Shutdown),
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(15));
     }
 }

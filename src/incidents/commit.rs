@@ -25,6 +25,7 @@ use tracing::{info, warn};
 
 use super::correlate::{self, Span};
 use super::store::{Claim, Claimed, Due, Open, Part, Store, StoreError};
+use crate::clock::Clock;
 use crate::detect::RuleSet;
 use crate::finding::Findings;
 use crate::finding::IncidentKey;
@@ -127,10 +128,8 @@ pub struct Committer<'a> {
     /// This task and the message being worked on.
     pub owner: &'a str,
     pub metrics: &'a Metrics,
-}
-
-fn unix_now() -> i64 {
-    chrono::Utc::now().timestamp()
+    /// Where "now" comes from for claims, windows and expiry.
+    pub clock: &'a Clock,
 }
 
 impl Committer<'_> {
@@ -168,7 +167,7 @@ impl Committer<'_> {
             progress.done.insert(id);
         }
         // The fires' alerts were accepted (or deliberately quiet): their events are consumed.
-        let expires = unix_now() + self.retention_secs();
+        let expires = self.clock.now() + self.retention_secs();
         for (group, span, _) in &fires {
             self.store.fired(group, *span, expires).await?;
         }
@@ -195,7 +194,11 @@ impl Committer<'_> {
             let lo = events.iter().map(|e| e.ts).min().unwrap_or(0);
             let hi = events.iter().map(|e| e.ts).max().unwrap_or(0);
             self.store
-                .add_events(&digest, &events, unix_now() + span + self.retention_secs())
+                .add_events(
+                    &digest,
+                    &events,
+                    self.clock.now() + span + self.retention_secs(),
+                )
                 .await?;
             // Twice the span before: the replay needs the window that could hold the first of
             // these events, and the events that came before that window to place it.
@@ -236,7 +239,7 @@ impl Committer<'_> {
         // A second round only when the incident closed while this source was being committed.
         let mut closed_once = false;
         loop {
-            let now = unix_now();
+            let now = self.clock.now();
             let incident_id = progress
                 .ids
                 .entry(fold.key.clone())
@@ -322,7 +325,7 @@ impl Committer<'_> {
             }
             return Err(e.into());
         }
-        let paged_at = unix_now();
+        let paged_at = self.clock.now();
         self.observe_lag(source, fold, paged_at);
         let window = rule
             .and_then(|r| r.incident_window)

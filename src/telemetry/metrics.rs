@@ -15,6 +15,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
+use crate::clock::Clock;
+
 /// Labels of the alert counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AlertLabels {
@@ -128,14 +130,17 @@ pub struct Metrics {
     last_receive: AtomicI64,
     /// Per dependency: unix time its current outage started, 0 when it works.
     outage_since: [AtomicI64; 4],
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
+    clock: Clock,
 }
 
 impl Metrics {
+    /// Metrics on the system clock.
     pub fn new() -> Arc<Metrics> {
+        Metrics::with_clock(Clock::system())
+    }
+
+    /// Metrics whose times (last publish, health, outages) are read from `clock`.
+    pub fn with_clock(clock: Clock) -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("trailwarden");
         let lag = || {
             Histogram::new([
@@ -168,6 +173,7 @@ impl Metrics {
             loop_alive: AtomicI64::new(0),
             last_receive: AtomicI64::new(0),
             outage_since: Default::default(),
+            clock,
             registry: Registry::default(),
         };
         let counters: [(&str, &str, &Counter); 11] = [
@@ -288,18 +294,18 @@ impl Metrics {
 
     /// Records an accepted publish.
     pub fn published(&self) {
-        self.last_publish.set(now());
+        self.last_publish.set(self.clock.now());
         self.outage(Dependency::Sink, true);
     }
 
     /// The receive loop went round (it is alive even while it waits).
     pub fn loop_alive(&self) {
-        self.loop_alive.store(now(), Ordering::Relaxed);
+        self.loop_alive.store(self.clock.now(), Ordering::Relaxed);
     }
 
     /// Records the outcome of a ReceiveMessage call.
     pub fn received(&self, ok: bool) {
-        let t = now();
+        let t = self.clock.now();
         if ok {
             self.last_receive.store(t, Ordering::Relaxed);
         } else {
@@ -314,7 +320,7 @@ impl Metrics {
     pub fn healthy(&self, max_silence: i64) -> bool {
         let alive = self.loop_alive.load(Ordering::Relaxed);
         let received = self.last_receive.load(Ordering::Relaxed);
-        alive > 0 && now() - alive <= max_silence && received > 0
+        alive > 0 && self.clock.now() - alive <= max_silence && received > 0
     }
 
     /// Notes whether a dependency works. The first failure of an outage is logged by the
@@ -324,7 +330,7 @@ impl Metrics {
         if ok {
             let since = slot.swap(0, Ordering::Relaxed);
             if since > 0 {
-                let secs = (now() - since).max(0);
+                let secs = (self.clock.now() - since).max(0);
                 info!(
                     dependency = dependency.name(),
                     outage_secs = secs,
@@ -334,7 +340,7 @@ impl Metrics {
                 );
             }
         } else if slot
-            .compare_exchange(0, now(), Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(0, self.clock.now(), Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
             warn!(

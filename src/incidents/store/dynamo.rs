@@ -39,6 +39,7 @@ use tracing::warn;
 
 use super::{Claim, Claimed, Due, Open, Part, Store, StoreError};
 use crate::aws::{self, Answer, Edge};
+use crate::clock::Clock;
 use crate::coalesce::Coalescer;
 use crate::finding::correlation::CorrEvent;
 use crate::finding::{IncidentKey, hex};
@@ -65,6 +66,8 @@ pub struct DynamoStore {
     metrics: Arc<Metrics>,
     /// Pages recorded by concurrent workers go out together (BatchWriteItem).
     opened: Coalescer<Item, Result<(), StoreError>>,
+    /// What expiry checks compare with.
+    clock: Clock,
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -104,10 +107,6 @@ fn due_pk(at: i64) -> String {
 
 fn due_sk(due: &Due) -> String {
     format!("{:011}#{}", due.due_at, due.incident.incident_id)
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
 }
 
 /// Describes a failed DynamoDB call; [`aws::failed`] classifies it.
@@ -159,7 +158,13 @@ impl DynamoStore {
             table,
             metrics,
             opened,
+            clock: Clock::system(),
         }
+    }
+
+    /// The same store, comparing expiry times with `clock`.
+    pub fn with_clock(self, clock: Clock) -> DynamoStore {
+        DynamoStore { clock, ..self }
     }
 
     fn fail<E, R>(&self, operation: &'static str, e: &SdkError<E, R>) -> StoreError
@@ -734,7 +739,7 @@ impl Store for DynamoStore {
         to: i64,
     ) -> Result<(Vec<CorrEvent>, Vec<Span>), StoreError> {
         let pk = format!("cor#{group}");
-        let now = now();
+        let now = self.clock.now();
         let live = |i: &Item| get_n(i, "expires_at").is_none_or(|e| e >= now);
         let items: Vec<Item> = self
             .query(
@@ -808,7 +813,10 @@ async fn write_batch(
     metrics: &Metrics,
     mut pending: Vec<WriteRequest>,
 ) -> Result<(), StoreError> {
-    let mut delay = std::time::Duration::from_millis(50);
+    let mut retry = aws::backoff(
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_secs(1),
+    );
     let mut attempt = 0;
     loop {
         metrics.aws_request("BatchWriteItem");
@@ -842,8 +850,7 @@ async fn write_batch(
                 ),
             )));
         }
-        tokio::time::sleep(delay).await;
-        delay *= 2;
+        tokio::time::sleep(aws::next_wait(&mut retry)).await;
         attempt += 1;
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{Claim, Claimed, Due, Open, Part, Store, StoreError};
+use crate::clock::Clock;
 use crate::finding::IncidentKey;
 use crate::finding::correlation::CorrEvent;
 use crate::incidents::correlate::Span;
@@ -83,21 +84,27 @@ impl Inner {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    clock: Clock,
 }
 
 impl MemoryStore {
+    /// A store on the system clock.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// A store whose expiry checks read `clock`.
+    pub fn with_clock(clock: Clock) -> MemoryStore {
+        MemoryStore {
+            inner: Mutex::default(),
+            clock,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic elsewhere must not take the state with it.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
 }
 
 #[async_trait]
@@ -160,7 +167,7 @@ impl Store for MemoryStore {
 
     async fn fold(&self, due: &Due, part: &Part) -> Result<bool, StoreError> {
         let mut inner = self.lock();
-        inner.prune(now());
+        inner.prune(self.clock.now());
         let scheduled = inner
             .scheduled
             .entry((due.due_at, due.incident.incident_id.clone()))
@@ -253,7 +260,7 @@ impl Store for MemoryStore {
         expires_at: i64,
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        inner.prune(now());
+        inner.prune(self.clock.now());
         let state = inner.groups.entry(group.to_owned()).or_default();
         for e in events {
             state
@@ -274,7 +281,7 @@ impl Store for MemoryStore {
         let Some(state) = inner.groups.get(group) else {
             return Ok((Vec::new(), Vec::new()));
         };
-        let now = now();
+        let now = self.clock.now();
         let events = state
             .events
             .range((from, String::new())..(to.saturating_add(1), String::new()))

@@ -1,0 +1,176 @@
+//! The commit protocol on a paused clock: windows, leases and follow-ups that take an hour in
+//! production run here in milliseconds, through the same committer, memory store and metrics
+//! the daemon uses, all reading one clock.
+
+mod support;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use support::root_login;
+use trailwarden::clock::Clock;
+use trailwarden::detect::RuleSet;
+use trailwarden::finding::Findings;
+use trailwarden::finding::fold::Folder;
+use trailwarden::finding::sink::{FollowUp, Page, Sink, SinkError};
+use trailwarden::finding::{IncidentKey, Level};
+use trailwarden::incidents::commit::{Committer, Policy, Progress};
+use trailwarden::incidents::store::memory::MemoryStore;
+use trailwarden::incidents::store::{Claim, Claimed, Store};
+use trailwarden::pipeline;
+use trailwarden::telemetry::Metrics;
+
+/// 2026-11-20T09:00:00Z.
+const T0: i64 = 1_795_165_200;
+
+/// What reached the sink: (kind, incident id, count).
+#[derive(Default)]
+struct Recorded(Mutex<Vec<(&'static str, String, u64)>>);
+
+#[async_trait]
+impl Sink for Recorded {
+    async fn page(&self, page: Page<'_>) -> Result<(), SinkError> {
+        let entry = ("page", page.incident_id.to_owned(), page.fold.stats.count);
+        self.0.lock().expect("sink").push(entry);
+        Ok(())
+    }
+
+    async fn follow_up(&self, f: &FollowUp) -> Result<(), SinkError> {
+        let entry = ("follow-up", f.incident_id.clone(), f.stats.count);
+        self.0.lock().expect("sink").push(entry);
+        Ok(())
+    }
+}
+
+/// The findings of one root sign-in that arrived through EventBridge.
+fn sign_in(rules: &RuleSet, id: &str, time: &str) -> Findings {
+    let mut record: Value = root_login(id);
+    record["eventTime"] = Value::from(time);
+    let source = format!("eventbridge:us-east-1:{id}");
+    let mut folder = Folder::new();
+    let report = pipeline::event(
+        rules,
+        &source,
+        record.to_string().as_bytes(),
+        &mut |key, alert| folder.add(key, alert),
+    )
+    .expect("a record");
+    Findings {
+        source,
+        folds: folder.finish(),
+        correlation: report.correlation,
+        standing: Vec::new(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_hour_long_window_and_its_follow_up_on_a_paused_clock() {
+    let clock = Clock::tokio(T0);
+    let rules = RuleSet::load(&[]).expect("rules");
+    let store = MemoryStore::with_clock(clock.clone());
+    let sink = Recorded::default();
+    let metrics = Metrics::with_clock(clock.clone());
+    let policy = Policy {
+        window: Duration::from_secs(3600),
+        lease: Duration::from_secs(120),
+        min_level: Level::Medium,
+        retention: Duration::from_secs(24 * 3600),
+    };
+    let committer = Committer {
+        rules: &rules,
+        store: &store,
+        sink: &sink,
+        policy: &policy,
+        owner: "task-a/m1",
+        metrics: &metrics,
+        clock: &clock,
+    };
+
+    committer
+        .commit(
+            &sign_in(&rules, "first", "2026-11-20T09:00:00Z"),
+            &mut Progress::default(),
+        )
+        .await
+        .expect("page");
+    // Twenty minutes later, another sign-in folds into the open incident.
+    tokio::time::advance(Duration::from_secs(20 * 60)).await;
+    committer
+        .commit(
+            &sign_in(&rules, "second", "2026-11-20T09:20:00Z"),
+            &mut Progress::default(),
+        )
+        .await
+        .expect("fold");
+    // Nothing is due before the window ends...
+    let sent = committer.follow_ups(clock.now(), 2).await.expect("sweep");
+    assert_eq!(sent, 0);
+    // ...and one follow-up once it has, with its grace period.
+    tokio::time::advance(Duration::from_secs(41 * 60 + policy.grace().as_secs())).await;
+    let sent = committer.follow_ups(clock.now(), 2).await.expect("sweep");
+    assert_eq!(sent, 1);
+    let recorded = sink.0.lock().expect("sink").clone();
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert_eq!((recorded[0].0, recorded[0].2), ("page", 1));
+    assert_eq!((recorded[1].0, recorded[1].2), ("follow-up", 1));
+    assert_eq!(recorded[0].1, recorded[1].1, "one incident");
+    // The metrics read the same clock.
+    metrics.published();
+    assert!(
+        metrics.encode().contains(&format!(
+            "trailwarden_last_publish_timestamp_seconds {}",
+            clock.now()
+        )),
+        "{}",
+        metrics.encode()
+    );
+
+    // After the window, the same key opens a new incident.
+    committer
+        .commit(
+            &sign_in(&rules, "third", "2026-11-20T10:05:00Z"),
+            &mut Progress::default(),
+        )
+        .await
+        .expect("page");
+    let recorded = sink.0.lock().expect("sink").clone();
+    assert_eq!(recorded.len(), 3);
+    assert_ne!(recorded[2].1, recorded[0].1, "a new incident");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claim_expires_after_its_lease_on_the_store_clock() {
+    let clock = Clock::tokio(T0);
+    let store = MemoryStore::with_clock(clock.clone());
+    let key = IncidentKey {
+        rule: "root-console-login".into(),
+        account: "111122223333".into(),
+        principal: "arn:aws:iam::111122223333:root".into(),
+    };
+    let claim = |owner: &str| Claim {
+        incident_id: format!("inc-{owner}"),
+        owner: owner.into(),
+        source: "s3://trail/a".into(),
+        now: clock.now(),
+        lease_secs: 120,
+    };
+    assert!(matches!(
+        store.claim(&key, &claim("a")).await.expect("claim"),
+        Claimed::Won { .. }
+    ));
+    tokio::time::advance(Duration::from_secs(119)).await;
+    assert!(matches!(
+        store.claim(&key, &claim("b")).await.expect("claim"),
+        Claimed::Busy { .. }
+    ));
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(
+        store.claim(&key, &claim("b")).await.expect("claim"),
+        Claimed::Won {
+            incident_id: "inc-a".into()
+        },
+        "taken over under the stopped task's id"
+    );
+}
