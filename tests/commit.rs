@@ -13,6 +13,7 @@ use support::root_login;
 use trailwarden::clock::Clock;
 use trailwarden::detect::RuleSet;
 use trailwarden::finding::Findings;
+use trailwarden::finding::alert::{Alert, UNREADABLE_RULE};
 use trailwarden::finding::fold::Folder;
 use trailwarden::finding::sink::{FollowUp, Page, Sink, SinkError};
 use trailwarden::finding::{IncidentKey, Level};
@@ -27,7 +28,10 @@ const T0: i64 = 1_795_165_200;
 
 /// What reached the sink: (kind, incident id, count).
 #[derive(Default)]
-struct Recorded(Mutex<Vec<(&'static str, String, u64)>>);
+struct Recorded(
+    Mutex<Vec<(&'static str, String, u64)>>,
+    Mutex<Vec<FollowUp>>,
+);
 
 #[async_trait]
 impl Sink for Recorded {
@@ -40,6 +44,7 @@ impl Sink for Recorded {
     async fn follow_up(&self, f: &FollowUp) -> Result<(), SinkError> {
         let entry = ("follow-up", f.incident_id.clone(), f.stats.count);
         self.0.lock().expect("sink").push(entry);
+        self.1.lock().expect("sink").push(f.clone());
         Ok(())
     }
 }
@@ -173,4 +178,64 @@ async fn a_claim_expires_after_its_lease_on_the_store_clock() {
         },
         "taken over under the stopped task's id"
     );
+}
+
+/// A follow-up says what its page said, whatever raised it: a damaged log file is no rule, and
+/// its follow-up still has its level and next steps.
+#[tokio::test(start_paused = true)]
+async fn a_follow_up_keeps_the_level_and_next_steps_of_its_page() {
+    let clock = Clock::tokio(T0);
+    let rules = RuleSet::load(&[]).expect("rules");
+    let store = MemoryStore::with_clock(clock.clone());
+    let sink = Recorded::default();
+    let metrics = Metrics::with_clock(clock.clone());
+    let policy = Policy {
+        window: Duration::from_secs(600),
+        lease: Duration::from_secs(120),
+        min_level: Level::Medium,
+        retention: Duration::from_secs(3600),
+    };
+    let committer = Committer {
+        rules: &rules,
+        store: &store,
+        sink: &sink,
+        policy: &policy,
+        owner: "task-a/m1",
+        metrics: &metrics,
+        clock: &clock,
+    };
+    let damaged = |name: &str| {
+        let source = format!("s3://trail/AWSLogs/111122223333/CloudTrail/us-east-1/{name}");
+        let alert = Alert::unreadable(&source, 3, "file is truncated");
+        let mut folder = Folder::new();
+        folder.add(
+            IncidentKey {
+                rule: UNREADABLE_RULE.into(),
+                account: "111122223333".into(),
+                principal: "trail".into(),
+            },
+            alert,
+        );
+        Findings {
+            source,
+            folds: folder.finish(),
+            ..Findings::default()
+        }
+    };
+    for name in ["a.json.gz", "b.json.gz"] {
+        committer
+            .commit(&damaged(name), &mut Progress::default())
+            .await
+            .expect("commit");
+    }
+    tokio::time::advance(Duration::from_secs(600) + policy.grace()).await;
+    assert_eq!(
+        committer.follow_ups(clock.now(), 2).await.expect("sweep"),
+        1
+    );
+    let follow_ups = sink.1.lock().expect("sink").clone();
+    assert_eq!(follow_ups.len(), 1);
+    assert_eq!(follow_ups[0].level, Level::Medium);
+    assert_eq!(follow_ups[0].title, "CloudTrail log file could not be read");
+    assert!(!follow_ups[0].next_steps.is_empty(), "{:?}", follow_ups[0]);
 }

@@ -22,12 +22,12 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use support::{Moto, Stack};
 use trailwarden::detect::RuleSet;
-use trailwarden::finding::IncidentKey;
 use trailwarden::finding::correlation::{CorrEvent, Group};
 use trailwarden::finding::fold::{Stats, Tally};
+use trailwarden::finding::{IncidentKey, Level};
 use trailwarden::incidents::correlate::Span;
 use trailwarden::incidents::store::dynamo::DynamoStore;
-use trailwarden::incidents::store::{Claim, Claimed, Due, Open, Part, Store};
+use trailwarden::incidents::store::{Claim, Claimed, Due, Meta, Open, Part, Store};
 use trailwarden::telemetry::Metrics;
 
 /// 2026-11-20T09:00:00Z: "now" for every store call, so stored times are fixed.
@@ -129,6 +129,11 @@ fn open() -> Open {
         window_end: T0 + 3600,
         summary: "Root user called ListBuckets".into(),
         event_ids: vec!["ev-1".into(), "ev-2".into()],
+        meta: Some(Meta {
+            title: "Root user activity".into(),
+            level: Level::High,
+            next_steps: vec!["Confirm who used root and why".into()],
+        }),
     }
 }
 
@@ -140,6 +145,11 @@ fn golden_open() -> Value {
         "window_end": 1_795_168_800,
         "summary": "Root user called ListBuckets",
         "event_ids": ["ev-1", "ev-2"],
+        "meta": {
+            "title": "Root user activity",
+            "level": "high",
+            "next_steps": ["Confirm who used root and why"],
+        },
     })
 }
 
@@ -478,6 +488,8 @@ fn old_open() -> Open {
     Open {
         incident_id: "old-incident".into(),
         event_ids: vec![],
+        // Written before incidents kept their description.
+        meta: None,
         ..open()
     }
 }

@@ -98,6 +98,7 @@ async fn keeps_the_contract(store: &dyn Store) {
         window_end: t0 + 300,
         summary: "Root user called ListBuckets".into(),
         event_ids: vec!["e1".into()],
+        meta: None,
     };
     store.paged(&k, &a, &open).await.expect("paged");
     assert_eq!(

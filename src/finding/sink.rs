@@ -30,6 +30,8 @@ pub struct FollowUp {
     pub key: IncidentKey,
     pub title: String,
     pub level: Level,
+    /// What to do, as the page said.
+    pub next_steps: Vec<String>,
     /// The page's summary sentence.
     pub paged_summary: String,
     /// When the page went out, epoch seconds.

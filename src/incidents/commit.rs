@@ -24,7 +24,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::correlate::{self, Span};
-use super::store::{Claim, Claimed, Due, Open, Part, Store, StoreError};
+use super::store::{Claim, Claimed, Due, Meta, Open, Part, Store, StoreError};
 use crate::clock::Clock;
 use crate::detect::RuleSet;
 use crate::finding::Findings;
@@ -330,13 +330,19 @@ impl Committer<'_> {
         let window = rule
             .and_then(|r| r.incident_window)
             .unwrap_or(self.policy.window);
+        let first = &fold.alerts[0];
         let open = Open {
             incident_id: claim.incident_id.clone(),
             paged_by: source.to_owned(),
             paged_at,
             window_end: paged_at + window.as_secs() as i64,
-            summary: fold.alerts[0].summary.clone(),
+            summary: first.summary.clone(),
             event_ids: fold.event_ids(),
+            meta: Some(Meta {
+                title: first.title.clone(),
+                level: fold.level(),
+                next_steps: first.next_steps.clone(),
+            }),
         };
         log_incident(fold, "paged");
         info!(
@@ -387,12 +393,22 @@ impl Committer<'_> {
             let parts = self.store.parts(&due).await?;
             let (stats, sources) = merge(&due.incident, &parts);
             if stats.count > 0 {
-                let rule = self.rules.by_name(&due.key.rule);
+                // The incident's own description; records written before it was kept fall
+                // back on the rule, and only an unknown rule on its name.
+                let meta = due.incident.meta.clone().unwrap_or_else(|| {
+                    let rule = self.rules.by_name(&due.key.rule);
+                    Meta {
+                        title: rule.map_or_else(|| due.key.rule.clone(), |r| r.title.clone()),
+                        level: rule.map_or(Level::Medium, |r| r.level),
+                        next_steps: rule.map(|r| r.next_steps.clone()).unwrap_or_default(),
+                    }
+                });
                 let follow_up = FollowUp {
                     incident_id: due.incident.incident_id.clone(),
                     key: due.key.clone(),
-                    title: rule.map_or_else(|| due.key.rule.clone(), |r| r.title.clone()),
-                    level: rule.map_or(Level::Medium, |r| r.level),
+                    title: meta.title,
+                    level: meta.level,
+                    next_steps: meta.next_steps,
                     paged_summary: due.incident.summary.clone(),
                     paged_at: due.incident.paged_at,
                     stats,

@@ -116,6 +116,8 @@ struct FollowUpDocument<'a> {
     source_ips: Vec<Counted<'a>>,
     sessions: Vec<Counted<'a>>,
     sources: usize,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    next_steps: &'a [String],
 }
 
 fn shorten(field: &mut Option<String>) {
@@ -338,6 +340,7 @@ pub fn render_follow_up(f: &FollowUp) -> Rendered {
         source_ips: top(&f.stats.source_ips),
         sessions: top(&f.stats.sessions),
         sources: f.sources,
+        next_steps: &f.next_steps,
     };
     let json = serde_json::to_string_pretty(&doc).unwrap_or_default();
     let mut t = String::new();
@@ -355,6 +358,9 @@ pub fn render_follow_up(f: &FollowUp) -> Rendered {
     let _ = writeln!(t, "Regions:     {}", listing(&f.stats.regions));
     let _ = writeln!(t, "Source IPs:  {}", listing(&f.stats.source_ips));
     let _ = writeln!(t, "Sessions:    {}", listing(&f.stats.sessions));
+    for step in &f.next_steps {
+        let _ = writeln!(t, "Next:        {}", clean(step));
+    }
     let email = format!("{t}\n---- follow-up as JSON ----\n{json}\n");
     Rendered {
         subject: subject(format!(
@@ -594,6 +600,7 @@ mod tests {
             key: key("root-activity"),
             title: "Root user activity".into(),
             level: Level::High,
+            next_steps: vec!["Confirm who used root and why".into()],
             paged_summary: "Root user called ListBuckets".into(),
             paged_at: 1_763_629_200,
             stats,
@@ -611,5 +618,11 @@ mod tests {
         assert_eq!(d["regions"][0]["count"], 18);
         assert_eq!(d["message_id"], "inc-9:follow-up");
         assert!(r.attributes.contains(&("kind", "follow-up".to_owned())));
+        assert_eq!(d["next_steps"][0], "Confirm who used root and why");
+        let email = serde_json::from_str::<serde_json::Value>(&r.message).expect("body")["default"]
+            .as_str()
+            .expect("email")
+            .to_owned();
+        assert!(email.contains("Next:        Confirm who used root and why"));
     }
 }

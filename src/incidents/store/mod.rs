@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use super::correlate::Span;
 use crate::aws::Failed;
-use crate::finding::IncidentKey;
 use crate::finding::correlation::CorrEvent;
 use crate::finding::fold::Stats;
+use crate::finding::{IncidentKey, Level};
 
 /// A request to page an incident, held by one message's work.
 #[derive(Debug, Clone)]
@@ -57,6 +57,20 @@ pub struct Open {
     /// the other path) are not counted as more alerts.
     #[serde(default)]
     pub event_ids: Vec<String>,
+    /// What the page said the incident is: its title, level and next steps, so its follow-up
+    /// says the same whatever raised it (a rule, a damaged file, a posture check) and whatever
+    /// rules the sending task loaded. Absent from records written before they were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+}
+
+/// The description every kind of finding carries, for the messages about its incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    pub title: String,
+    pub level: Level,
+    #[serde(default)]
+    pub next_steps: Vec<String>,
 }
 
 /// What a claim found.
