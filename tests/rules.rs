@@ -1,6 +1,7 @@
 //! Every builtin rule against CloudTrail records shaped after AWS's documented examples,
 //! through the same engine path `scan` and the daemon use (gzip → reader → lazy record →
-//! rsigma → alerts → correlator).
+//! rsigma → alerts → correlator). Correlation sequences run through both deciders: `scan`'s,
+//! and the daemon's commit over the state store.
 //!
 //! `tests/fixtures/rule_cases/<rule>.json` holds each rule's cases: `cases` (one record, fires
 //! or not) for detections, `sequences` (records in order, how many alerts) for correlations.
@@ -13,10 +14,17 @@ use std::path::Path;
 
 use rsigma_eval::event::JsonEvent;
 use serde_json::{Value, json};
+use trailwarden::clock::Clock;
 use trailwarden::detect::{RuleKind, RuleSet};
 use trailwarden::finding::alert::Alert;
+use trailwarden::finding::fold::Folder;
+use trailwarden::finding::sink::{FollowUp, Page, Sink, SinkError};
+use trailwarden::finding::{Findings, Level};
+use trailwarden::incidents::commit::{Committer, Policy, Progress};
 use trailwarden::incidents::correlate;
+use trailwarden::incidents::store::memory::MemoryStore;
 use trailwarden::pipeline::{self, Outcome};
+use trailwarden::telemetry::Metrics;
 
 /// Builtin rules: the 25 CIS-era rules, 15 more, and secret-value-read (feeds
 /// secrets-mass-read).
@@ -167,6 +175,14 @@ fn every_correlation_rule_raises_the_expected_alerts() {
                 .filter(|a| a.rule == rule.name)
                 .collect();
             let want = seq["expect_alerts"].as_u64().expect("n");
+            // The daemon decides through the state store, on its own path: it must agree.
+            let committed = committed_alerts(&rules, records, &rule.name);
+            if committed != want {
+                failures.push(format!(
+                    "{}: {}: the daemon's commit path raised {committed} alerts, expected {want}",
+                    rule.name, seq["name"],
+                ));
+            }
             if alerts.len() as u64 != want {
                 failures.push(format!(
                     "{}: {}: {} alerts, expected {want}",
@@ -207,6 +223,87 @@ fn every_correlation_rule_raises_the_expected_alerts() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Pages of the incidents a commit opened, and follow-ups' counts: what the daemon raised.
+#[derive(Default)]
+struct Raised(std::sync::Mutex<Vec<(String, u64)>>);
+
+#[async_trait::async_trait]
+impl Sink for Raised {
+    async fn page(&self, page: Page<'_>) -> Result<(), SinkError> {
+        let entry = (page.fold.key.rule.clone(), page.fold.stats.count);
+        self.0.lock().expect("sink").push(entry);
+        Ok(())
+    }
+
+    async fn follow_up(&self, f: &FollowUp) -> Result<(), SinkError> {
+        let entry = (f.key.rule.clone(), f.stats.count);
+        self.0.lock().expect("sink").push(entry);
+        Ok(())
+    }
+}
+
+/// Runs records as one log file through the daemon's decider: the producer, then the
+/// committer over a memory store (events stored by eventID, windows replayed on event time,
+/// fires recorded), then every follow-up; returns how many alerts of `rule` were raised.
+fn committed_alerts(rules: &RuleSet, records: &[Value], rule: &str) -> u64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let clock = Clock::tokio(chrono::Utc::now().timestamp());
+        let store = MemoryStore::with_clock(clock.clone());
+        let sink = Raised::default();
+        let metrics = Metrics::with_clock(clock.clone());
+        let policy = Policy {
+            window: std::time::Duration::from_secs(3600),
+            lease: std::time::Duration::from_secs(120),
+            min_level: Level::Informational,
+            retention: std::time::Duration::from_secs(24 * 3600),
+        };
+        let committer = Committer {
+            rules,
+            store: &store,
+            sink: &sink,
+            policy: &policy,
+            owner: "task/case",
+            metrics: &metrics,
+            clock: &clock,
+        };
+        let mut folder = Folder::new();
+        let report = pipeline::object(
+            rules,
+            "s3://trail/case.json.gz",
+            std::io::Cursor::new(gz(records)),
+            u64::MAX,
+            &mut |key, alert| folder.add(key, alert),
+        )
+        .expect("an in-memory read never breaks");
+        let findings = Findings {
+            source: "s3://trail/case.json.gz".into(),
+            folds: folder.finish(),
+            correlation: report.correlation,
+            standing: Vec::new(),
+        };
+        committer
+            .commit(&findings, &mut Progress::default())
+            .await
+            .expect("commit");
+        tokio::time::advance(std::time::Duration::from_secs(2 * 3600)).await;
+        committer
+            .follow_ups(clock.now(), 4)
+            .await
+            .expect("follow-ups");
+        let raised = sink.0.lock().expect("sink").clone();
+        raised
+            .iter()
+            .filter(|(r, _)| r == rule)
+            .map(|(_, n)| n)
+            .sum()
+    })
 }
 
 /// Reads records as one gzipped log file and returns its alerts and correlation events.
