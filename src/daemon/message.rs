@@ -1,8 +1,8 @@
 //! One message in hand: its lease, its attempts, and the one place a failure decides between
 //! ack, hold, wait and hand back.
 //!
-//! An attempt reads every object the message names (once: a read object's findings are kept
-//! across attempts) and commits what they raised. Then:
+//! An attempt runs the producer of every job the message names (once: a job's findings are
+//! kept across attempts; see `produce`) and commits what they found. Then:
 //! - done: the message is deleted — only now, when every object was read or deliberately
 //!   skipped and every incident it raised was paged or folded and recorded;
 //! - a dependency is out ([`Disposition::Hold`]): the message stays in hand, its lease
@@ -21,18 +21,14 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::Daemon;
 use crate::aws::{self, Fault};
-use crate::cloudtrail;
 use crate::finding::Findings;
 use crate::finding::alert::clean;
-use crate::finding::correlation::Batch;
-use crate::finding::fold::Folder;
 use crate::incidents::commit::{CommitError, Committed, Progress};
 use crate::intake::SourceError;
-use crate::intake::notice::{self, Event, Notice, NoticeError, ObjectRef};
-use crate::intake::sqs::Received;
-use crate::pipeline::{self, Broken, Outcome};
-use crate::telemetry::metrics::AlertLabels;
-use crate::telemetry::{Dependency, Dropped};
+use crate::intake::notice::{self, Notice, NoticeError, ObjectRef};
+use crate::intake::sqs::{Lease, Received};
+use crate::pipeline::Broken;
+use crate::telemetry::Dependency;
 
 /// Attempts that may hit the deadline before the message is handed back as refused.
 const MAX_DEADLINE_MISSES: u32 = 3;
@@ -43,7 +39,7 @@ const BUSY_WAIT: Duration = Duration::from_secs(2);
 
 /// Why an attempt did not complete.
 #[derive(Debug, thiserror::Error)]
-enum WorkError {
+pub(super) enum WorkError {
     #[error("unrecognised message body: {0}")]
     Body(#[from] NoticeError),
     #[error("refused {0}: its bucket is not in allowed_buckets; nothing was fetched")]
@@ -132,33 +128,7 @@ impl Work {
     }
 }
 
-/// Extends a message's visibility while its work goes on; stops when dropped.
-struct Lease(tokio::task::JoinHandle<()>);
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 impl Daemon {
-    fn lease(self: &Arc<Self>, receipt: String) -> Lease {
-        let daemon = self.clone();
-        let secs = self.settings.visibility_timeout_secs;
-        let every = Duration::from_secs((secs / 3).max(1));
-        Lease(tokio::spawn(
-            async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    if let Err(e) = daemon.edges.queue.set_visibility(&receipt, secs).await {
-                        warn!(error = %e, "cannot extend the message's visibility; another task may take it");
-                    }
-                }
-            }
-            .in_current_span(),
-        ))
-    }
-
     /// Handles one message until it is deleted, handed back, or shutdown takes it back.
     /// `permit` holds the message's place among those in hand; it is given up as soon as the
     /// work is done, before the (batched) delete.
@@ -172,7 +142,11 @@ impl Daemon {
         async {
             self.metrics.messages_in_flight.inc();
             let started = Instant::now();
-            let lease = self.lease(msg.receipt.clone());
+            let lease = Lease::start(
+                self.edges.queue.clone(),
+                msg.receipt.clone(),
+                self.settings.visibility_timeout_secs,
+            );
             let mut work = Work::new(&msg);
             let mut retry = aws::backoff(Duration::from_secs(1), MAX_HOLD_BACKOFF);
             let mut held = None;
@@ -186,13 +160,12 @@ impl Daemon {
                 };
                 let e = match result {
                     Ok(done) => {
-                        drop(lease);
                         drop(held);
                         for d in failing {
                             self.metrics.outage(d, true);
                         }
                         drop(permit);
-                        self.finish(&msg, &work, done, started).await;
+                        self.finish(lease, &work, done, started).await;
                         break;
                     }
                     Err(e) => e,
@@ -210,9 +183,8 @@ impl Daemon {
                 };
                 let pause = match disposition {
                     Disposition::Reject => {
-                        drop(lease);
                         drop(held);
-                        self.reject(&msg, &e).await;
+                        self.reject(lease, &msg, &e).await;
                         break;
                     }
                     Disposition::Hold(dependency) => {
@@ -237,9 +209,8 @@ impl Daemon {
                 };
                 tokio::select! {
                     _ = shutdown.cancelled() => {
-                        drop(lease);
                         drop(held);
-                        self.hand_back(&msg).await;
+                        hand_back(lease).await;
                         break;
                     }
                     _ = tokio::time::sleep(pause) => {}
@@ -253,11 +224,11 @@ impl Daemon {
     }
 
     /// Deletes a message whose work is complete.
-    async fn finish(&self, msg: &Received, work: &Work, done: Committed, started: Instant) {
+    async fn finish(&self, lease: Lease, work: &Work, done: Committed, started: Instant) {
         // Every object was read (or deliberately skipped) and every incident it raised was
         // paged or folded and recorded: only now may the message go.
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        match self.edges.queue.delete(&msg.receipt).await {
+        match lease.ack().await {
             Ok(()) => {
                 self.metrics.messages_deleted.inc();
                 self.metrics
@@ -283,7 +254,7 @@ impl Daemon {
 
     /// Hands a refused message back with a delay that grows with each delivery; after
     /// maxReceiveCount deliveries the queue's redrive policy moves it to the DLQ.
-    async fn reject(&self, msg: &Received, e: &WorkError) {
+    async fn reject(&self, lease: Lease, msg: &Received, e: &WorkError) {
         self.metrics.messages_rejected.inc();
         let retry_secs = (5u64 << msg.receive_count.clamp(1, 12).saturating_sub(1)).min(900);
         match e {
@@ -299,23 +270,8 @@ impl Daemon {
                 "message refused; fix the cause, it is retried and moves to the dead-letter queue after maxReceiveCount"
             ),
         }
-        if let Err(e) = self
-            .edges
-            .queue
-            .set_visibility(&msg.receipt, retry_secs)
-            .await
-        {
+        if let Err(e) = lease.release(retry_secs).await {
             warn!(error = %e, "cannot delay the refused message; it returns after its visibility timeout");
-        }
-    }
-
-    /// Makes a message visible again at once (shutdown).
-    async fn hand_back(&self, msg: &Received) {
-        match self.edges.queue.set_visibility(&msg.receipt, 0).await {
-            Ok(()) => info!("message handed back to the queue for another task"),
-            Err(e) => {
-                warn!(error = %e, "cannot hand the message back; it returns after its visibility timeout")
-            }
         }
     }
 
@@ -383,130 +339,15 @@ impl Daemon {
             None => Ok(done),
         }
     }
+}
 
-    /// Evaluates a CloudTrail event that EventBridge delivered: no log file to read.
-    async fn read_event(&self, event: &Event) -> Result<Findings, WorkError> {
-        let source = event.source();
-        let mut folder = Folder::new();
-        let report = pipeline::event(
-            &self.rules,
-            &source,
-            event.record.as_bytes(),
-            &mut |key, alert| folder.add(key, alert),
-        )
-        .map_err(|e| WorkError::Event {
-            event: source.clone(),
-            message: e.to_string(),
-        })?;
-        self.metrics.events.inc();
-        self.metrics.records.inc();
-        let findings = self.findings(source, folder, report.correlation);
-        info!(
-            incidents = findings.folds.len(),
-            duplicates = report.duplicates,
-            "event processed"
-        );
-        Ok(findings)
-    }
-
-    /// Folds a producer's alerts into findings, counting them and reporting what the
-    /// correlation batch left out.
-    fn findings(&self, source: String, folder: Folder, correlation: Batch) -> Findings {
-        let folds = folder.finish();
-        for fold in &folds {
-            self.metrics
-                .alerts
-                .get_or_create(&AlertLabels {
-                    rule: fold.key.rule.clone(),
-                    level: fold.level().to_string(),
-                })
-                .inc_by(fold.stats.count);
+/// Makes a message visible again at once (shutdown), for another task.
+async fn hand_back(lease: Lease) {
+    match lease.release(0).await {
+        Ok(()) => info!("message handed back to the queue for another task"),
+        Err(e) => {
+            warn!(error = %e, "cannot hand the message back; it returns after its visibility timeout")
         }
-        for (correlation_index, count, group) in correlation.dropped() {
-            let rule = &self.rules.rules()[self.rules.correlations()[correlation_index].rule];
-            Dropped {
-                what: "correlation_events",
-                count,
-                source: &source,
-                detail: format!(
-                    "correlation {} kept its per-source share; first group left out: {:?}",
-                    rule.name, group.0
-                ),
-            }
-            .report(&self.metrics);
-        }
-        Findings {
-            source,
-            folds,
-            correlation,
-            standing: Vec::new(),
-        }
-    }
-
-    /// Reads one object: its findings and how many records it held.
-    async fn read_object(&self, obj: &ObjectRef) -> Result<(Findings, u64), WorkError> {
-        let started = Instant::now();
-        let source = obj.to_string();
-        if let Some(reason) = cloudtrail::skip(&source) {
-            self.metrics.objects.inc();
-            info!(reason, "object skipped");
-            return Ok((Findings::default(), 0));
-        }
-        let permit = self
-            .readers
-            .acquire()
-            .await
-            .expect("the reader semaphore is never closed");
-        let body = match self.edges.objects.open(&obj.bucket, &obj.key).await {
-            Ok(body) => body,
-            Err(e) if e.fault() == Fault::Gone => {
-                self.metrics.objects.inc();
-                warn!(error = %e, "object is gone; nothing to read");
-                return Ok((Findings::default(), 0));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let rules = self.rules.clone();
-        let cap = self.settings.max_decompressed_bytes;
-        let name = source.clone();
-        let (folder, read) = tokio::task::spawn_blocking(move || {
-            let mut folder = Folder::new();
-            let read = pipeline::object(&rules, &name, body, cap, &mut |key, alert| {
-                folder.add(key, alert)
-            });
-            (folder, read)
-        })
-        .await
-        .map_err(|_| WorkError::Worker(obj.clone()))?;
-        drop(permit);
-        self.metrics.objects.inc();
-        let report = read?;
-        self.metrics.records.inc_by(report.records);
-        if let Outcome::Failed(e) = &report.outcome {
-            warn!(error = %e, records = report.records, "log file is damaged; raised log-file-unreadable");
-        }
-        if let Some(what) = report.skipped.describe() {
-            Dropped {
-                what: "records_unparseable",
-                count: report.skipped.count,
-                source: &source,
-                detail: what,
-            }
-            .report(&self.metrics);
-        }
-        let findings = self.findings(source, folder, report.correlation);
-        let alerts: u64 = findings.folds.iter().map(|f| f.stats.count).sum();
-        info!(
-            records = report.records,
-            bytes = report.bytes,
-            alerts,
-            incidents = findings.folds.len(),
-            skipped = report.skipped.count,
-            duplicates = report.duplicates,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "object processed"
-        );
-        Ok((findings, report.records))
     }
 }
 

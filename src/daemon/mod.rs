@@ -1,8 +1,10 @@
-//! `trailwarden run`: messages in hand → log records → rules → incidents → outputs → ack.
+//! `trailwarden run`: a message in hand (a lease) → its jobs' producers → findings → commit →
+//! ack. The daemon dispatches; producers (`pipeline`) read, the committer (`incidents`) pages.
 //!
 //! The promises, and where each is kept:
 //! - A message is deleted only when every object it names was read (or deliberately skipped)
-//!   and every incident it raised was paged or folded and recorded ([`message`]).
+//!   and every incident it raised was paged or folded and recorded ([`message`]); the
+//!   producers run in [`produce`].
 //! - While a dependency (S3, KMS, SNS, the state store) is out, work in hand is held and
 //!   retried, and no new message is received: an outage costs no receive count and sends
 //!   nothing to the dead-letter queue ([`Gate`]). Only a message that fails on its own (a body
@@ -16,6 +18,7 @@
 //! - Follow-ups of incidents whose window ended are sent from here as well ([`follow_ups`]).
 
 mod message;
+mod produce;
 pub mod start;
 
 use std::collections::HashMap;

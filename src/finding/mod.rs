@@ -77,7 +77,8 @@ pub struct IncidentKey {
     pub rule: String,
     /// The account the events were recorded in, or `unknown`.
     pub account: String,
-    /// The normalised principal (see [`principal`]), or a correlation's group-by values.
+    /// The normalised principal (see `pipeline::key::principal`), or a correlation's group-by
+    /// values, or a standing finding's resource.
     pub principal: String,
 }
 

@@ -1,6 +1,8 @@
 //! The SQS queue work arrives on: receive, change visibility (extend a lease, hand a message
 //! back), delete (in batches, when several workers finish at once).
 //!
+//! A message in hand is a [`Lease`]: heartbeat, ack, release.
+//!
 //! [`Queue`] is the seam between the daemon and aws-sdk-sqs: the daemon sees plain
 //! [`Received`] messages and [`QueueError`]s that say whether a retry may succeed, so its
 //! delivery rules can be tested in process with faults moto cannot make.
@@ -12,6 +14,8 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
+
+use tracing::Instrument;
 
 use crate::aws::{self, Answer, Edge};
 use crate::coalesce::Coalescer;
@@ -40,6 +44,60 @@ pub trait Queue: Send + Sync {
     async fn set_visibility(&self, receipt: &str, secs: u64) -> Result<(), QueueError>;
     /// Deletes a message whose work is complete.
     async fn delete(&self, receipt: &str) -> Result<(), QueueError>;
+}
+
+/// One message in hand, at the queue's edge: while its work goes on its visibility is extended
+/// (a heartbeat every third of the timeout), and it ends in exactly one way: acknowledged
+/// (deleted) when its work is done, or released back to the queue, at once or after a delay.
+/// Dropping it only stops the heartbeat: the message returns after its visibility timeout.
+pub struct Lease {
+    queue: Arc<dyn Queue>,
+    receipt: String,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    /// Starts extending `receipt`'s visibility to `visibility_secs`, in the caller's span.
+    pub fn start(queue: Arc<dyn Queue>, receipt: String, visibility_secs: u64) -> Lease {
+        let every = std::time::Duration::from_secs((visibility_secs / 3).max(1));
+        let heartbeat = {
+            let (queue, receipt) = (queue.clone(), receipt.clone());
+            tokio::spawn(
+                async move {
+                    loop {
+                        tokio::time::sleep(every).await;
+                        if let Err(e) = queue.set_visibility(&receipt, visibility_secs).await {
+                            tracing::warn!(error = %e, "cannot extend the message's visibility; another task may take it");
+                        }
+                    }
+                }
+                .in_current_span(),
+            )
+        };
+        Lease {
+            queue,
+            receipt,
+            heartbeat,
+        }
+    }
+
+    /// Deletes the message: call only when its work is done and recorded.
+    pub async fn ack(self) -> Result<(), QueueError> {
+        self.heartbeat.abort();
+        self.queue.delete(&self.receipt).await
+    }
+
+    /// Makes the message visible again after `secs` (0: at once, for another task).
+    pub async fn release(self, secs: u64) -> Result<(), QueueError> {
+        self.heartbeat.abort();
+        self.queue.set_visibility(&self.receipt, secs).await
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
 }
 
 /// How long a delete waits for others to share its DeleteMessageBatch call.

@@ -11,7 +11,7 @@
 //! was, and the records after it are read. The same eventID twice in one file is one event.
 //!
 //! The producers here ([`object`], [`event`]) take bytes, never an SDK type, and give each
-//! alert with its incident key; the daemon folds them into [`Findings`] to commit, `scan`
+//! alert with its incident key; the daemon folds them into [`Findings`](crate::finding::Findings) to commit, `scan`
 //! prints them.
 
 use std::collections::{HashSet, VecDeque};
