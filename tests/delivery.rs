@@ -45,8 +45,8 @@ struct FakeQueue {
 #[derive(Default)]
 struct QueueState {
     next: usize,
-    /// id → (body, visible at, receive count).
-    messages: HashMap<String, (String, Instant, u32)>,
+    /// id → (body, visible at, receive count), on tokio's clock so paused time moves it.
+    messages: HashMap<String, (String, tokio::time::Instant, u32)>,
     deleted: Vec<String>,
     /// (id, seconds) of every visibility change.
     visibility: Vec<(String, u64)>,
@@ -58,8 +58,10 @@ impl FakeQueue {
         let mut q = self.inner.lock().expect("queue");
         q.next += 1;
         let id = format!("m{}", q.next);
-        q.messages
-            .insert(id.clone(), (body.to_owned(), Instant::now(), 0));
+        q.messages.insert(
+            id.clone(),
+            (body.to_owned(), tokio::time::Instant::now(), 0),
+        );
         id
     }
 
@@ -69,6 +71,15 @@ impl FakeQueue {
 
     fn receives(&self) -> usize {
         self.inner.lock().expect("queue").receives
+    }
+
+    fn receive_count(&self, id: &str) -> u32 {
+        self.inner
+            .lock()
+            .expect("queue")
+            .messages
+            .get(id)
+            .map_or(0, |m| m.2)
     }
 
     fn handed_back(&self, id: &str) -> bool {
@@ -87,7 +98,7 @@ impl Queue for FakeQueue {
         let out = {
             let mut q = self.inner.lock().expect("queue");
             q.receives += 1;
-            let now = Instant::now();
+            let now = tokio::time::Instant::now();
             let mut out = Vec::new();
             let mut ids: Vec<String> = q.messages.keys().cloned().collect();
             ids.sort();
@@ -120,7 +131,7 @@ impl Queue for FakeQueue {
         let mut q = self.inner.lock().expect("queue");
         q.visibility.push((receipt.to_owned(), secs));
         if let Some(m) = q.messages.get_mut(receipt) {
-            m.1 = Instant::now() + Duration::from_secs(secs);
+            m.1 = tokio::time::Instant::now() + Duration::from_secs(secs);
         }
         Ok(())
     }
@@ -372,15 +383,18 @@ impl Harness {
         let queue = Arc::new(FakeQueue::default());
         let objects = Arc::new(FakeObjects::default());
         let sink = Arc::new(FakeSink::default());
+        // Tokio's clock: real time in the multi-threaded tests, paused time where a test
+        // pauses it.
+        let clock = Clock::tokio(chrono::Utc::now().timestamp());
         let store = Arc::new(FlakyStore {
-            inner: MemoryStore::new(),
+            inner: MemoryStore::with_clock(clock.clone()),
             down: false.into(),
             failures: AtomicUsize::new(0),
             stale_claims: AtomicUsize::new(0),
             lose_fold_reply: AtomicUsize::new(0),
             hold_folds: Mutex::new(None),
         });
-        let metrics = Metrics::new();
+        let metrics = Metrics::with_clock(clock.clone());
         let daemon = Daemon::new(
             settings,
             Arc::new(RuleSet::load(&[]).expect("rules")),
@@ -389,7 +403,7 @@ impl Harness {
                 objects: objects.clone(),
                 store: store.clone(),
                 sink: sink.clone(),
-                clock: Clock::system(),
+                clock,
             },
             metrics.clone(),
         );
@@ -824,5 +838,59 @@ async fn a_failed_follow_up_is_retried_at_the_next_sweep_not_after_its_lease() {
     );
     // The lease is 120 s; the given-back follow-up went out within a few sweeps.
     assert!(started.elapsed() < Duration::from_secs(20));
+    h.stop().await;
+}
+
+/// An EventBridge delivery of a CloudTrail record, as SQS receives it from the rule.
+fn eventbridge_body(record: &Value) -> String {
+    serde_json::json!({
+        "version": "0",
+        "id": format!("eb-{}", record["eventID"].as_str().unwrap_or("x")),
+        "detail-type": support::detail_type_of(record),
+        "source": support::eventbridge_source_of(record),
+        "account": record["recipientAccountId"],
+        "time": record["eventTime"],
+        "region": "us-east-1",
+        "resources": [],
+        "detail": record,
+    })
+    .to_string()
+}
+
+/// An hour-long SNS outage, on a paused clock: the message is held in hand the whole hour, its
+/// visibility extended, and never received again, so it spends no receive count and cannot
+/// reach the dead-letter queue; when SNS answers again, it pages once. (An event needs no
+/// worker thread, so paused time moves only when the daemon waits.)
+#[tokio::test(start_paused = true)]
+async fn an_hour_long_outage_spends_no_receive_count() {
+    let h = Harness::start(&[]);
+    h.sink.fail.store(usize::MAX, Ordering::SeqCst);
+    let id = h
+        .queue
+        .send(&eventbridge_body(&root_login("through-the-outage")));
+    h.until("the message to be held", Duration::from_secs(10), |h| {
+        h.metrics
+            .encode()
+            .contains("trailwarden_sqs_messages_held 1")
+    })
+    .await;
+    let attempts = h.sink.attempts.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert!(
+        h.sink.attempts.load(Ordering::SeqCst) > attempts + 30,
+        "retried with backoff all hour"
+    );
+    assert_eq!(h.queue.receive_count(&id), 1, "never received again");
+    assert!(h.queue.deleted().is_empty());
+    assert!(h.metrics.healthy(60), "held work is not ill health");
+    h.sink.fail.store(0, Ordering::SeqCst);
+    h.until("the message deleted", Duration::from_secs(10), |h| {
+        h.queue.deleted().len() == 1
+    })
+    .await;
+    assert_eq!(
+        paged_ids(&h.sink.delivered(), "root-console-login"),
+        vec!["through-the-outage"]
+    );
     h.stop().await;
 }
