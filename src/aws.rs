@@ -260,13 +260,17 @@ impl Intercept for RetryCounter {
 
 /// How a service's error code reads, where the status alone does not say.
 fn answer_of_code(code: &str) -> Option<Answer> {
-    // The SDK's own lists of throttling and transient codes, which its retry layer uses.
-    if THROTTLING_ERRORS.contains(&code) || TRANSIENT_ERRORS.contains(&code) {
+    // The SDK's own lists of throttling and transient codes, which its retry layer uses, and
+    // the services' own spellings of throttling (SNS's KMSThrottling).
+    let bare = code.rsplit('.').next().unwrap_or(code);
+    if THROTTLING_ERRORS.contains(&code)
+        || TRANSIENT_ERRORS.contains(&code)
+        || bare.contains("Throttl")
+    {
         return Some(Answer::Unavailable);
     }
     // AWS spells "not found" per service: NoSuchKey, NoSuchBucket, NotFound,
     // ResourceNotFoundException, AWS.SimpleQueueService.NonExistentQueue.
-    let bare = code.rsplit('.').next().unwrap_or(code);
     if bare.starts_with("NoSuch") || bare.contains("NotFound") || bare.starts_with("NonExistent") {
         return Some(Answer::Missing);
     }
@@ -277,9 +281,10 @@ fn answer_of_code(code: &str) -> Option<Answer> {
         || bare.starts_with("InvalidClientTokenId")
         || bare.starts_with("ExpiredToken")
         || bare.starts_with("Disabled")
-        || bare.starts_with("KMSDisabled")
-        || bare.starts_with("KMSAccessDenied")
         || bare.starts_with("InvalidSecurity")
+        // SNS's refusals for the topic's KMS key (KMSDisabled, KMSInvalidState,
+        // KMSOptInRequired, ...): the key, not the message, must be fixed.
+        || code.starts_with("KMS")
     {
         return Some(Answer::Denied);
     }
@@ -462,6 +467,12 @@ mod tests {
         );
         assert_eq!(at(Edge::Sink, 403, "AuthorizationError"), Fault::Setting);
         assert_eq!(at(Edge::Sink, 400, "KMSDisabled"), Fault::Setting);
+        assert_eq!(at(Edge::Sink, 400, "KMSInvalidState"), Fault::Setting);
+        assert_eq!(at(Edge::Sink, 400, "KMSThrottling"), Fault::Outage);
+        assert_eq!(
+            at(Edge::Object, 400, "KMS.ThrottlingException"),
+            Fault::Outage
+        );
         // The request itself is wrong: only this work fails.
         assert_eq!(at(Edge::Sink, 400, "InvalidParameter"), Fault::Rejected);
         assert_eq!(at(Edge::Store, 400, "ValidationException"), Fault::Rejected);
