@@ -327,7 +327,7 @@ impl Daemon {
         let committer = self.committer(&owner);
         let mut done = Committed::default();
         for findings in work.findings.iter().flatten() {
-            if findings.folds.is_empty() && findings.correlation.is_empty() {
+            if findings.is_empty() {
                 continue;
             }
             done.add(committer.commit(findings, &mut work.progress).await?);

@@ -34,7 +34,7 @@ use crate::finding::alert::clean;
 use crate::finding::correlation::Batch;
 use crate::finding::fold::{Fold, Folder, Stats};
 use crate::finding::sink::{FollowUp, Page, Sink, SinkError};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Dropped, Metrics};
 use crate::telemetry::metrics::{Path, PathLabels};
 
 /// How incidents behave; from the daemon's settings.
@@ -146,6 +146,15 @@ impl Committer<'_> {
             progress.unconfirmed.remove(0);
         }
 
+        // No producer fills `standing` yet; until the commit pages them, they are reported,
+        // never dropped in silence.
+        Dropped {
+            what: "standing_findings",
+            count: findings.standing.len() as u64,
+            source: &findings.source,
+            detail: "findings about standing state are not paged by this version".to_owned(),
+        }
+        .report(self.metrics);
         let (corr_folds, fires) = self.correlate(&findings.correlation).await?;
         let mut folds: Vec<&Fold> = findings.folds.iter().chain(&corr_folds).collect();
         folds.sort_by_key(|f| std::cmp::Reverse(f.level()));
