@@ -491,6 +491,9 @@ pub struct DaemonOptions {
     /// The shared DynamoDB state table; `None` keeps state in the daemon's memory.
     pub state_table: Option<String>,
     pub extra_env: Vec<(String, String)>,
+    /// Where the daemon sends its AWS requests; `None` is moto itself. A test puts a
+    /// fault-injecting proxy in front of moto here (tests/faults.rs).
+    pub endpoint_url: Option<String>,
 }
 
 impl Default for DaemonOptions {
@@ -500,6 +503,7 @@ impl Default for DaemonOptions {
             workers: 4,
             state_table: None,
             extra_env: Vec::new(),
+            endpoint_url: None,
         }
     }
 }
@@ -518,7 +522,10 @@ impl Daemon {
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("RUST_LOG", "info")
-            .env("TRAILWARDEN_ENDPOINT_URL", &moto.endpoint)
+            .env(
+                "TRAILWARDEN_ENDPOINT_URL",
+                opts.endpoint_url.as_deref().unwrap_or(&moto.endpoint),
+            )
             .env("TRAILWARDEN_QUEUE_URL", &stack.queue_url)
             .env("TRAILWARDEN_TOPIC_ARN", &stack.topic_arn)
             .env("TRAILWARDEN_ALLOWED_BUCKETS", &stack.bucket)
@@ -605,6 +612,13 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash or an out-of-memory kill would: no shutdown,
+    /// no hand-back. Its log stays readable until the `Daemon` is dropped.
+    pub fn kill(&mut self) -> std::process::ExitStatus {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait for the killed daemon")
     }
 
     /// Freezes (`STOP`) or resumes (`CONT`) the daemon, so a test decides which of several
