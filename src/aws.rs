@@ -50,6 +50,9 @@ pub enum Edge {
     Sink,
     /// The shared state table.
     Store,
+    /// The account settings the posture audit reads (IAM, CloudTrail, IAM Access Analyzer,
+    /// Organizations, STS).
+    Posture,
 }
 
 /// What a service's answer says, read from the SDK's own error kinds: its retry
@@ -104,6 +107,14 @@ impl Edge {
             // The service refused this request as malformed (a message or an item too large):
             // the same work fails the same way every time.
             (Edge::Queue | Edge::Sink | Edge::Store, Answer::Invalid) => Fault::Rejected,
+            // The audit's role lacks a permission: an operator grants it; until then the
+            // checks that need it are could-not-check and the others still run.
+            (Edge::Posture, Answer::Denied) => Fault::Setting,
+            // What the audit listed went away before it was read (a trail deleted between
+            // DescribeTrails and GetTrailStatus): there is nothing left to check.
+            (Edge::Posture, Answer::Missing) => Fault::Gone,
+            // The same read fails the same way until something changes.
+            (Edge::Posture, Answer::Invalid) => Fault::Rejected,
         }
     }
 }
@@ -483,6 +494,14 @@ mod tests {
         assert_eq!(at(Edge::Object, 502, "SomethingNew"), Fault::Outage);
         assert_eq!(at(Edge::Sink, 502, "SomethingNew"), Fault::Outage);
         assert!(failed(Edge::Sink, "x", &service_error(500, "InternalError")).ambiguous);
+        // The audit: a missing permission is a setting, IAM's throttling an outage.
+        assert_eq!(at(Edge::Posture, 403, "AccessDenied"), Fault::Setting);
+        assert_eq!(
+            at(Edge::Posture, 400, "AccessDeniedException"),
+            Fault::Setting
+        );
+        assert_eq!(at(Edge::Posture, 400, "Throttling"), Fault::Outage);
+        assert_eq!(at(Edge::Posture, 404, "NoSuchEntity"), Fault::Gone);
     }
 
     #[tokio::test]

@@ -28,7 +28,11 @@
 //!
 //! Around them:
 //!
+//! - [`posture`]: the posture audit as a producer: the account's IAM, CloudTrail, Access
+//!   Analyzer and Organizations settings (read through a small view trait) → standing
+//!   findings per check, or could-not-check naming the refused call.
 //! - [`scan`]: the offline command over files, directories, stdin and S3 prefixes.
+//! - [`audit`]: the `audit` command over the posture producer.
 //! - [`config`]: daemon settings from TOML and `TRAILWARDEN_*` variables, strictly validated.
 //! - [`telemetry`]: logs, Prometheus metrics, `/healthz` and the `healthcheck` probe.
 //! - [`aws`]: SDK timeouts and retries, and the one table that says what a failed AWS call
@@ -36,6 +40,7 @@
 //! - [`clock`]: the one clock decisions read, which tests can pause and advance.
 //! - [`coalesce`]: concurrent small writes (message deletes, page records) batched into one call.
 
+pub mod audit;
 pub mod aws;
 pub mod clock;
 pub mod cloudtrail;
@@ -48,5 +53,6 @@ pub mod incidents;
 pub mod intake;
 pub mod output;
 pub mod pipeline;
+pub mod posture;
 pub mod scan;
 pub mod telemetry;

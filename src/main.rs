@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use trailwarden::audit;
 use trailwarden::config::{ProcessEnv, Settings};
 use trailwarden::daemon::{self, start};
 use trailwarden::detect::RuleSet;
@@ -40,6 +41,28 @@ enum Command {
     Run(RunArgs),
     /// Exit 0 if the running daemon's /healthz answers OK, 1 otherwise (for container health checks).
     Healthcheck(HealthcheckArgs),
+    /// Audit the account's IAM and CloudTrail posture (root, users, keys, password policy,
+    /// trails, Access Analyzer); exit 1 when a check at or above --min-level fails.
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    format: audit::Format,
+    /// Only print, and only fail on, checks at or above this level.
+    #[arg(long, value_name = "LEVEL", default_value = "informational")]
+    min_level: Level,
+    /// Count credential ages from this time instead of the clock (for testing).
+    #[arg(long, value_name = "RFC3339")]
+    now: Option<chrono::DateTime<chrono::Utc>>,
+    /// Region of the regional checks (trails listed, Access Analyzer); default: the SDK's chain.
+    #[arg(long, env = "TRAILWARDEN_REGION")]
+    region: Option<String>,
+    /// Endpoint for every AWS client (an emulator); unset in production.
+    #[arg(long, env = "TRAILWARDEN_ENDPOINT_URL", hide = true)]
+    endpoint_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -100,6 +123,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => run_scan(args),
         Command::Rules(args) => run_rules(args),
         Command::Run(args) => run_daemon(args),
+        Command::Audit(args) => run_audit(args),
         Command::Healthcheck(args) => match telemetry::health::probe(args.addr) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -244,6 +268,62 @@ fn run_scan(args: ScanArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+fn run_audit(args: AuditArgs) -> ExitCode {
+    let options = audit::Options {
+        format: args.format,
+        min_level: args.min_level,
+        now: args.now.unwrap_or_else(chrono::Utc::now),
+        settings: Default::default(),
+        region: args.region,
+        endpoint_url: args.endpoint_url,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = match runtime.block_on(audit::run(&options)) {
+        Ok(result) => result,
+        Err(e) => {
+            // Without the account's identity nothing can be read: credentials, region or
+            // endpoint are wrong, which is the caller's to fix.
+            eprintln!("cannot audit: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let summary = match audit::write(
+        &result,
+        options.format,
+        options.min_level,
+        &mut std::io::stdout().lock(),
+    ) {
+        Ok(summary) => summary,
+        Err(e) => {
+            eprintln!("cannot write the results: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    eprintln!(
+        "audit of {} ({}) at {}: {}",
+        result.account,
+        result.region,
+        result
+            .now
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        summary.line()
+    );
+    if summary.any_failed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn run_rules(args: RulesArgs) -> ExitCode {
