@@ -34,8 +34,8 @@ use crate::finding::alert::clean;
 use crate::finding::correlation::Batch;
 use crate::finding::fold::{Fold, Folder, Stats};
 use crate::finding::sink::{FollowUp, Page, Sink, SinkError};
-use crate::telemetry::{Dropped, Metrics};
 use crate::telemetry::metrics::{Path, PathLabels};
+use crate::telemetry::{Dropped, Metrics};
 
 /// How incidents behave; from the daemon's settings.
 #[derive(Debug, Clone)]

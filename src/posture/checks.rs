@@ -639,6 +639,10 @@ pub fn management_events(selectors: &Selectors) -> (bool, bool) {
     let mut read = false;
     let mut write = false;
     match selectors {
+        // A trail created without selectors logs all management events, read and write
+        // (https://docs.aws.amazon.com/awscloudtrail/latest/userguide/logging-management-events-with-cloudtrail.html);
+        // AWS then shows that default selector, moto shows none.
+        Selectors::Basic(list) if list.is_empty() => (read, write) = (true, true),
         Selectors::Basic(list) => {
             for s in list.iter().filter(|s| s.include_management_events) {
                 match s.read_write.as_str() {
@@ -1296,6 +1300,10 @@ mod tests {
     #[test]
     fn management_events_from_basic_and_advanced_selectors() {
         assert_eq!(management_events(&basic("All")), (true, true));
+        assert_eq!(
+            management_events(&Selectors::Basic(Vec::new())),
+            (true, true)
+        );
         assert_eq!(management_events(&basic("WriteOnly")), (false, true));
         assert_eq!(
             management_events(&Selectors::Basic(vec![

@@ -89,10 +89,16 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::start_with(&[])
+    }
+
+    /// A moto server with extra environment, e.g. `MOTO_IAM_LOAD_MANAGED_POLICIES=true`.
+    pub fn start_with(env: &[(&str, &str)]) -> Moto {
         let port = free_port();
         let bin = moto_binary();
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
