@@ -77,7 +77,11 @@ impl Summary {
                 .iter()
                 .map(|(level, n)| format!("{n} {level}"))
                 .collect();
-            s.push_str(&format!(" ({total} findings: {})", by_level.join(", ")));
+            let plural = if total == 1 { "" } else { "s" };
+            s.push_str(&format!(
+                " ({total} finding{plural}: {})",
+                by_level.join(", ")
+            ));
         }
         s.push_str(&format!(", {} could not be checked", self.unchecked));
         s
@@ -158,7 +162,8 @@ fn json_line(audit: &Audit, result: &CheckResult) -> serde_json::Value {
         "audited_at": audit.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
     let fields = match &result.outcome {
-        Outcome::Pass { note } => json!({"status": "pass", "note": note}),
+        Outcome::Pass { note: None } => json!({"status": "pass"}),
+        Outcome::Pass { note: Some(note) } => json!({"status": "pass", "note": note}),
         Outcome::Fail(found) => json!({"status": "fail", "findings": found}),
         Outcome::Unchecked(unread) => json!({
             "status": "could-not-check",

@@ -337,7 +337,8 @@ where
                 (None, Some(message)) => message.to_owned(),
                 (None, None) => format!("the service answered HTTP {status}"),
             };
-            if code.is_none() || ProvideErrorMetadata::message(ctx.err()).is_none() {
+            // The status adds to a bare code or message; a bare status is already the reason.
+            if code.is_some() != ProvideErrorMetadata::message(ctx.err()).is_some() {
                 let _ = write!(reason, " (HTTP {status})");
             }
             // A 5xx may come after the work was done (AWS documents InternalError as "may
@@ -443,6 +444,14 @@ mod tests {
         assert_eq!(
             f.sentence,
             "S3 GetObject s3://b/k failed: SlowDown: the message"
+        );
+        let bare = SdkError::service_error(
+            GetObjectError::generic(ErrorMetadata::builder().build()),
+            Response::new(StatusCode::try_from(500).expect("status"), SdkBody::empty()),
+        );
+        assert_eq!(
+            failed(Edge::Posture, "access-analyzer:ListAnalyzers", &bare).sentence,
+            "access-analyzer:ListAnalyzers failed: the service answered HTTP 500"
         );
         let f = failed(Edge::Object, "x", &service_error(403, "AccessDenied"));
         assert_eq!((f.answer, f.fault), (Answer::Denied, Fault::Rejected));

@@ -596,12 +596,12 @@ async fn root_findings_from_the_real_sdk_parsing_iam_answers() {
     assert!(asked.contains(&"GetCredentialReport".to_owned()));
 
     let root = format!("arn:aws:iam::{ACCOUNT}:root");
-    assert_eq!(failing(&audit, "root-access-key-present"), [root.clone()]);
+    assert_eq!(failing(&audit, "root-access-key-present"), [root.as_str()]);
     assert_eq!(
         evidence(&audit, "root-access-key-present"),
         "root access key 1 created 2021-05-06T07:08:09Z (2024 days ago), last used 2026-11-20T11:00:00Z (1 hours ago) with iam (active)"
     );
-    assert_eq!(failing(&audit, "root-mfa-disabled"), [root.clone()]);
+    assert_eq!(failing(&audit, "root-mfa-disabled"), [root.as_str()]);
     assert_eq!(failing(&audit, "root-used-recently"), [root]);
     let used = evidence(&audit, "root-used-recently");
     assert!(
