@@ -11,9 +11,10 @@ use aws_sdk_iam::types::{EntityType, ReportStateType, SummaryKeyType};
 use aws_sdk_s3::error::SdkError;
 use aws_smithy_runtime_api::http::Response;
 
+use super::report::{Key, Row};
 use super::{
-    AccountSummary, AccountView, Analyzer, BasicSelector, FieldSelector, Grants, Organization,
-    PasswordPolicy, Read, Selectors, Trail, Unread, UserGrants,
+    AccountSummary, AccountView, Analyzer, BasicSelector, FieldSelector, Grants, LiveUser,
+    Organization, PasswordPolicy, Read, Selectors, Trail, Unread, UserGrants,
 };
 use crate::aws::{self, Answer, Edge, Failed, OperationError};
 
@@ -64,6 +65,14 @@ fn unread<E: OperationError>(action: &'static str, err: &SdkError<E, Response>) 
         failed: aws::failed(Edge::Posture, action, err),
     }
 }
+
+/// An SDK timestamp as chrono's.
+fn time(t: &aws_smithy_types::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+/// AWS managed policies' ARNs: their documents are AWS's, known by ARN.
+const AWS_MANAGED: &str = "arn:aws:iam::aws:policy/";
 
 /// A call that answered without what it must carry.
 fn malformed(action: &'static str, what: &str) -> Unread {
@@ -390,6 +399,43 @@ impl AccountView for AwsAccount {
         Ok(services)
     }
 
+    async fn user(&self, name: &str) -> Read<Option<LiveUser>> {
+        const GET_USER: &str = "iam:GetUser";
+        let user = match self.iam.get_user().user_name(name).send().await {
+            Ok(out) => out
+                .user
+                .ok_or_else(|| malformed(GET_USER, "a User"))?,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(unread(GET_USER, &e)),
+        };
+        let (password, mfa, keys, grants) = tokio::join!(
+            self.login_profile(name),
+            self.has_mfa(name),
+            self.keys(name),
+            self.user_grants(name, user.arn()),
+        );
+        let password = password?;
+        let row = Row {
+            user: name.to_owned(),
+            arn: user.arn().to_owned(),
+            created: time(user.create_date()),
+            password_enabled: Some(password.is_some()),
+            password_last_used: user.password_last_used().and_then(time),
+            password_last_changed: password.flatten(),
+            mfa_active: mfa?,
+            keys: keys?,
+        };
+        Ok(Some(LiveUser {
+            row,
+            grants: grants?,
+        }))
+    }
+
     async fn organization_features(&self) -> Read<Vec<String>> {
         const ACTION: &str = "iam:ListOrganizationsFeatures";
         let out = self
@@ -403,5 +449,176 @@ impl AccountView for AwsAccount {
             .iter()
             .map(|f| f.as_str().to_owned())
             .collect())
+    }
+}
+
+/// The live reads of one user behind [`AccountView::user`].
+impl AwsAccount {
+    /// The user's console password: `None` without one, else when it was set (if IAM says).
+    async fn login_profile(
+        &self,
+        name: &str,
+    ) -> Read<Option<Option<chrono::DateTime<chrono::Utc>>>> {
+        const ACTION: &str = "iam:GetLoginProfile";
+        match self.iam.get_login_profile().user_name(name).send().await {
+            Ok(out) => Ok(Some(out.login_profile().and_then(|p| time(p.create_date())))),
+            // NoSuchEntity: the user has no console password.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(unread(ACTION, &e)),
+        }
+    }
+
+    async fn has_mfa(&self, name: &str) -> Read<bool> {
+        const ACTION: &str = "iam:ListMFADevices";
+        let out = self
+            .iam
+            .list_mfa_devices()
+            .user_name(name)
+            .send()
+            .await
+            .map_err(|e| unread(ACTION, &e))?;
+        Ok(!out.mfa_devices().is_empty())
+    }
+
+    /// The user's keys as the report's two slots, oldest first, with their last use.
+    async fn keys(&self, name: &str) -> Read<[Key; 2]> {
+        const LIST: &str = "iam:ListAccessKeys";
+        const LAST_USED: &str = "iam:GetAccessKeyLastUsed";
+        let out = self
+            .iam
+            .list_access_keys()
+            .user_name(name)
+            .send()
+            .await
+            .map_err(|e| unread(LIST, &e))?;
+        let mut listed: Vec<_> = out.access_key_metadata().to_vec();
+        listed.sort_by_key(|k| k.create_date().map(|d| d.secs()));
+        let mut keys = [1u8, 2].map(|slot| Key {
+            slot,
+            active: false,
+            last_rotated: None,
+            last_used: None,
+            last_used_service: None,
+        });
+        // IAM allows two keys per user.
+        for (key, meta) in keys.iter_mut().zip(&listed) {
+            key.active = meta.status().is_some_and(|s| s.as_str() == "Active");
+            key.last_rotated = meta.create_date().and_then(time);
+            let Some(id) = meta.access_key_id() else {
+                continue;
+            };
+            let used = self
+                .iam
+                .get_access_key_last_used()
+                .access_key_id(id)
+                .send()
+                .await
+                .map_err(|e| unread(LAST_USED, &e))?;
+            if let Some(used) = used.access_key_last_used() {
+                key.last_used = used.last_used_date().and_then(time);
+                // "N/A" when the key was never used.
+                key.last_used_service = Some(used.service_name().to_owned())
+                    .filter(|s| !s.is_empty() && s != "N/A");
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The user's groups and own policies, with the documents of its customer managed ones.
+    async fn user_grants(&self, name: &str, arn: &str) -> Read<Grants> {
+        const GROUPS: &str = "iam:ListGroupsForUser";
+        const ATTACHED: &str = "iam:ListAttachedUserPolicies";
+        const INLINE: &str = "iam:ListUserPolicies";
+        const INLINE_DOC: &str = "iam:GetUserPolicy";
+        const POLICY: &str = "iam:GetPolicy";
+        const VERSION: &str = "iam:GetPolicyVersion";
+        let mut user = UserGrants {
+            user: name.to_owned(),
+            arn: arn.to_owned(),
+            ..UserGrants::default()
+        };
+        let mut pages = self
+            .iam
+            .list_groups_for_user()
+            .user_name(name)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| unread(GROUPS, &e))?;
+            user.groups
+                .extend(page.groups().iter().map(|g| g.group_name().to_owned()));
+        }
+        let mut pages = self
+            .iam
+            .list_attached_user_policies()
+            .user_name(name)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| unread(ATTACHED, &e))?;
+            user.attached.extend(page.attached_policies().iter().map(|p| {
+                (
+                    p.policy_name().unwrap_or_default().to_owned(),
+                    p.policy_arn().unwrap_or_default().to_owned(),
+                )
+            }));
+        }
+        let mut pages = self
+            .iam
+            .list_user_policies()
+            .user_name(name)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| unread(INLINE, &e))?;
+            for policy in page.policy_names() {
+                let out = self
+                    .iam
+                    .get_user_policy()
+                    .user_name(name)
+                    .policy_name(policy)
+                    .send()
+                    .await
+                    .map_err(|e| unread(INLINE_DOC, &e))?;
+                user.inline
+                    .push((policy.clone(), out.policy_document().to_owned()));
+            }
+        }
+        let mut grants = Grants::default();
+        for (_, policy_arn) in &user.attached {
+            if policy_arn.starts_with(AWS_MANAGED) {
+                continue;
+            }
+            let policy = self
+                .iam
+                .get_policy()
+                .policy_arn(policy_arn)
+                .send()
+                .await
+                .map_err(|e| unread(POLICY, &e))?;
+            let Some(version) = policy.policy().and_then(|p| p.default_version_id()) else {
+                continue;
+            };
+            let out = self
+                .iam
+                .get_policy_version()
+                .policy_arn(policy_arn)
+                .version_id(version)
+                .send()
+                .await
+                .map_err(|e| unread(VERSION, &e))?;
+            if let Some(doc) = out.policy_version().and_then(|v| v.document()) {
+                grants
+                    .policy_documents
+                    .insert(policy_arn.clone(), doc.to_owned());
+            }
+        }
+        grants.users.push(user);
+        Ok(grants)
     }
 }

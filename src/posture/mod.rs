@@ -4,6 +4,7 @@
 //!
 //! - [`report`]: the credential report's CSV → rows.
 //! - [`checks`]: the checks, pure functions over plain data.
+//! - [`recheck`]: the CloudTrail records that change posture, and the checks each runs again.
 //! - [`aws`]: the view over the real SDK clients; the only file here that knows an SDK type.
 //!
 //! One refused call costs only the checks that need it: a role without
@@ -12,6 +13,7 @@
 
 pub mod aws;
 pub mod checks;
+pub mod recheck;
 pub mod report;
 
 use std::collections::HashMap;
@@ -20,8 +22,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::aws::{Answer, Failed};
-use crate::finding::Standing;
+use crate::finding::{Findings, Scope, Standing, Target};
 use checks::Check;
+use report::Row;
 
 /// Trails whose status and selectors are read at once: CloudTrail allows 5 trails per region,
 /// but shadow and organization trails add to what one region lists.
@@ -80,6 +83,17 @@ pub trait AccountView: Send + Sync {
     /// IAM's centralized root access features enabled for the organization
     /// (`RootCredentialsManagement`, `RootSessions`).
     async fn organization_features(&self) -> Read<Vec<String>>;
+    /// One user read live, as the credential report would show it once regenerated, with
+    /// its grants; `None` when the user does not exist (any more).
+    async fn user(&self, name: &str) -> Read<Option<LiveUser>>;
+}
+
+/// One user as live calls show it: its report row (password, MFA, keys with their last use)
+/// and its grants (one user, and the documents of its customer managed policies).
+#[derive(Debug, Clone)]
+pub struct LiveUser {
+    pub row: Row,
+    pub grants: Grants,
 }
 
 /// Thresholds of the checks. The defaults are the CIS AWS Foundations Benchmark's.
@@ -267,6 +281,125 @@ impl Audit {
             _ => &[],
         })
     }
+
+    /// The audit as findings to commit: each failing check's findings, and every check that
+    /// was evaluated (passed or failed) in scope for the whole account.
+    pub fn findings(&self, source: String) -> Findings {
+        findings(source, &self.account, &self.results, None)
+    }
+}
+
+/// Check results → findings whose scope is every evaluated check, for `resource` (or the
+/// whole account). Could-not-check results have no scope: they resolve nothing.
+pub fn findings(
+    source: String,
+    account: &str,
+    results: &[CheckResult],
+    resource: Option<&str>,
+) -> Findings {
+    let mut out = Findings {
+        source,
+        ..Findings::default()
+    };
+    for r in results {
+        let found = match &r.outcome {
+            Outcome::Pass { .. } => &[][..],
+            Outcome::Fail(found) => found.as_slice(),
+            Outcome::Unchecked(_) | Outcome::Unreadable(_) => continue,
+        };
+        out.standing.extend(found.iter().cloned());
+        out.scope.push(Scope {
+            check: r.check.name.to_owned(),
+            level: r.check.level,
+            account: account.to_owned(),
+            resource: resource.map(str::to_owned),
+        });
+    }
+    out
+}
+
+/// Runs the checks of `target` again in `account` with live reads, for the resource the
+/// target names: what a record that changed posture asks for. Returns the results and the
+/// resource they cover (`None`: the account's whole password policy or trails).
+pub async fn recheck(
+    view: &dyn AccountView,
+    settings: &Settings,
+    now: DateTime<Utc>,
+    account: &str,
+    target: &Target,
+) -> (Vec<CheckResult>, Option<String>) {
+    let region = view.region();
+    let ctx = checks::Context {
+        account,
+        region: &region,
+        now,
+        settings,
+    };
+    let wanted = recheck::checks_of(target);
+    let mut results = Vec::new();
+    let mut push = |check: &'static Check, outcome: Outcome| {
+        if wanted.contains(&check) {
+            results.push(CheckResult { check, outcome });
+        }
+    };
+    let resource = match target {
+        Target::Root => {
+            let summary = view.account_summary().await;
+            for (check, run) in checks::ROOT_CHECKS {
+                push(
+                    check,
+                    match &summary {
+                        Ok(summary) => outcome(run(&ctx, None, Some(summary))),
+                        Err(e) => Outcome::Unchecked(e.clone()),
+                    },
+                );
+            }
+            Some(format!("arn:aws:iam::{account}:root"))
+        }
+        Target::User(name) => match view.user(name).await {
+            Ok(Some(user)) => {
+                for (check, run) in checks::REPORT_CHECKS {
+                    push(check, outcome(run(&ctx, std::slice::from_ref(&user.row))));
+                }
+                for (check, run) in checks::GRANT_CHECKS {
+                    push(check, outcome(run(&ctx, &user.grants)));
+                }
+                Some(user.row.arn)
+            }
+            // A deleted user has nothing left to find. Its findings are addressed by the ARN
+            // a user without a path has; a user created under a path is resolved by the
+            // next audit instead.
+            Ok(None) => {
+                for check in wanted {
+                    push(check, Outcome::Pass { note: None });
+                }
+                Some(format!("arn:aws:iam::{account}:user/{name}"))
+            }
+            Err(e) => {
+                for check in wanted {
+                    push(check, Outcome::Unchecked(e.clone()));
+                }
+                None
+            }
+        },
+        Target::PasswordPolicy => {
+            push(
+                &checks::PASSWORD_POLICY_WEAK,
+                match view.password_policy().await {
+                    Ok(policy) => outcome(checks::password_policy(&ctx, policy.as_ref())),
+                    Err(e) => Outcome::Unchecked(e),
+                },
+            );
+            None
+        }
+        Target::Trails => {
+            for (check, result) in trail_results(&ctx, &read_trails(view).await) {
+                push(check, result);
+            }
+            None
+        }
+    };
+    (results, resource)
 }
 
 /// Audits the account `view` reads, counting ages from `now`. Fails only when the account
@@ -346,30 +479,8 @@ pub async fn audit(view: &dyn AccountView, settings: &Settings, now: DateTime<Ut
         );
     }
 
-    match &trails {
-        Ok(trails) => {
-            push(
-                &checks::TRAIL_COVERAGE_MISSING,
-                checks::trail_coverage(&ctx, trails),
-            );
-            push(
-                &checks::TRAIL_VALIDATION_OFF,
-                outcome(checks::trail_validation(&ctx, trails)),
-            );
-            push(
-                &checks::TRAIL_NOT_ENCRYPTED,
-                outcome(checks::trail_encryption(&ctx, trails)),
-            );
-        }
-        Err(e) => {
-            for check in [
-                &checks::TRAIL_COVERAGE_MISSING,
-                &checks::TRAIL_VALIDATION_OFF,
-                &checks::TRAIL_NOT_ENCRYPTED,
-            ] {
-                push(check, Outcome::Unchecked(e.clone()));
-            }
-        }
+    for (check, result) in trail_results(&ctx, &trails) {
+        push(check, result);
     }
 
     push(
@@ -394,6 +505,35 @@ pub async fn audit(view: &dyn AccountView, settings: &Settings, now: DateTime<Ut
         now,
         results,
     })
+}
+
+/// The trail checks over what the trails read gave.
+fn trail_results(
+    ctx: &checks::Context,
+    trails: &Read<Vec<TrailState>>,
+) -> [(&'static Check, Outcome); 3] {
+    match trails {
+        Ok(trails) => [
+            (
+                &checks::TRAIL_COVERAGE_MISSING,
+                checks::trail_coverage(ctx, trails),
+            ),
+            (
+                &checks::TRAIL_VALIDATION_OFF,
+                outcome(checks::trail_validation(ctx, trails)),
+            ),
+            (
+                &checks::TRAIL_NOT_ENCRYPTED,
+                outcome(checks::trail_encryption(ctx, trails)),
+            ),
+        ],
+        Err(e) => [
+            &checks::TRAIL_COVERAGE_MISSING,
+            &checks::TRAIL_VALIDATION_OFF,
+            &checks::TRAIL_NOT_ENCRYPTED,
+        ]
+        .map(|check| (check, Outcome::Unchecked(e.clone()))),
+    }
 }
 
 /// Findings → fail, none → pass.
@@ -533,6 +673,21 @@ mod tests {
         }
         async fn organization_features(&self) -> Read<Vec<String>> {
             Err(denied("iam:ListOrganizationsFeatures"))
+        }
+        async fn user(&self, name: &str) -> Read<Option<LiveUser>> {
+            if name == "gone" {
+                return Ok(None);
+            }
+            let mut row = report::parse(&self.report.clone()?)
+                .expect("the fixture's report parses")
+                .into_iter()
+                .find(|r| r.user == name)
+                .expect("the user is in the fixture's report");
+            row.mfa_active = false;
+            Ok(Some(LiveUser {
+                grants: Grants::default(),
+                row,
+            }))
         }
     }
 
