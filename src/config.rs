@@ -95,6 +95,23 @@ pub struct Settings {
     /// as the outage lasts.
     #[serde(default = "defaults::message_timeout_secs")]
     pub message_timeout_secs: u64,
+    /// Whether the daemon audits the posture of the account its credentials are in (root,
+    /// users, keys, password policy, trails) and re-checks it when a record changes it. The
+    /// task role needs the read-only actions listed in deploy/template.yaml.
+    #[serde(default = "defaults::posture")]
+    pub posture: bool,
+    /// Seconds between two posture audits (at least 900). With a shared state table one task
+    /// audits per interval, whatever the number of tasks and restarts; records that change
+    /// posture are re-checked within seconds in between.
+    #[serde(default = "defaults::posture_interval_secs")]
+    pub posture_interval_secs: u64,
+    /// Active access keys older than this many days are findings (CIS 1.14: 90).
+    #[serde(default = "defaults::key_max_age_days")]
+    pub key_max_age_days: u32,
+    /// Console passwords and active keys unused for this many days are findings (CIS 1.12:
+    /// 45).
+    #[serde(default = "defaults::unused_credential_days")]
+    pub unused_credential_days: u32,
 }
 
 mod defaults {
@@ -136,13 +153,30 @@ mod defaults {
     pub fn message_timeout_secs() -> u64 {
         600
     }
+    pub fn posture() -> bool {
+        true
+    }
+    pub fn posture_interval_secs() -> u64 {
+        86_400
+    }
+    pub fn key_max_age_days() -> u32 {
+        90
+    }
+    pub fn unused_credential_days() -> u32 {
+        45
+    }
 }
+
+/// The shortest interval between posture audits: an audit generates the credential report and
+/// reads every user's grants, and IAM reuses a report for 4 hours anyway.
+pub const MIN_POSTURE_INTERVAL_SECS: u64 = 900;
 
 /// The type of each key, used to turn environment strings into TOML values.
 #[derive(Clone, Copy)]
 enum Kind {
     Str,
     Int,
+    Bool,
     List,
 }
 
@@ -166,6 +200,10 @@ const KEYS: &[(&str, Kind)] = &[
     ("state_table", Kind::Str),
     ("incident_window_secs", Kind::Int),
     ("message_timeout_secs", Kind::Int),
+    ("posture", Kind::Bool),
+    ("posture_interval_secs", Kind::Int),
+    ("key_max_age_days", Kind::Int),
+    ("unused_credential_days", Kind::Int),
 ];
 
 /// A setting that stops start-up.
@@ -259,6 +297,16 @@ impl Settings {
                         message: format!("expected a whole number, got {raw:?}"),
                     })?)
                 }
+                Kind::Bool => match raw.trim() {
+                    "true" => toml::Value::Boolean(true),
+                    "false" => toml::Value::Boolean(false),
+                    _ => {
+                        return Err(ConfigError::Env {
+                            var,
+                            message: format!("expected true or false, got {raw:?}"),
+                        });
+                    }
+                },
                 Kind::List => toml::Value::Array(
                     raw.split(',')
                         .map(str::trim)
@@ -360,7 +408,28 @@ impl Settings {
         if self.max_decompressed_bytes == 0 {
             return bad("max_decompressed_bytes", "must be positive");
         }
+        if self.posture_interval_secs < MIN_POSTURE_INTERVAL_SECS {
+            return bad(
+                "posture_interval_secs",
+                "must be at least 900 (15 minutes); records that change posture are re-checked at once in between",
+            );
+        }
+        if !(1..=3650).contains(&self.key_max_age_days) {
+            return bad("key_max_age_days", "must be 1-3650");
+        }
+        if !(1..=3650).contains(&self.unused_credential_days) {
+            return bad("unused_credential_days", "must be 1-3650");
+        }
         Ok(())
+    }
+
+    /// The thresholds of the posture checks.
+    pub fn posture_settings(&self) -> crate::posture::Settings {
+        crate::posture::Settings {
+            key_max_age_days: i64::from(self.key_max_age_days),
+            unused_days: i64::from(self.unused_credential_days),
+            ..crate::posture::Settings::default()
+        }
     }
 }
 
@@ -443,6 +512,17 @@ mod tests {
         assert_eq!(s.max_messages, 10);
         assert_eq!(s.min_level, Level::Low);
         assert_eq!(s.shutdown_grace_secs, 25);
+        assert!(s.posture);
+        assert_eq!(s.posture_interval_secs, 86_400);
+        assert_eq!(s.posture_settings().key_max_age_days, 90);
+        let mut env = REQUIRED.to_vec();
+        env.extend([
+            ("TRAILWARDEN_POSTURE", "false"),
+            ("TRAILWARDEN_POSTURE_INTERVAL_SECS", "900"),
+        ]);
+        let s = Settings::load(None, &env[..]).expect("valid");
+        assert!(!s.posture);
+        assert_eq!(s.posture_interval_secs, 900);
     }
 
     #[test]
@@ -519,6 +599,13 @@ mod tests {
                 "0",
                 "incident_window_secs",
             ),
+            (
+                "TRAILWARDEN_POSTURE_INTERVAL_SECS",
+                "899",
+                "posture_interval_secs",
+            ),
+            ("TRAILWARDEN_POSTURE", "yes", "TRAILWARDEN_POSTURE"),
+            ("TRAILWARDEN_KEY_MAX_AGE_DAYS", "0", "key_max_age_days"),
         ] {
             let mut env = REQUIRED.to_vec();
             env.retain(|(k, _)| *k != var);

@@ -15,7 +15,7 @@ use trailwarden::detect::RuleSet;
 use trailwarden::finding::Findings;
 use trailwarden::finding::alert::{Alert, UNREADABLE_RULE};
 use trailwarden::finding::fold::Folder;
-use trailwarden::finding::sink::{FollowUp, Page, Sink, SinkError};
+use trailwarden::finding::sink::{FollowUp, Opened, Page, Resolved, Sink, SinkError};
 use trailwarden::finding::{IncidentKey, Level};
 use trailwarden::incidents::commit::{Committer, Policy, Progress};
 use trailwarden::incidents::store::memory::MemoryStore;
@@ -47,6 +47,18 @@ impl Sink for Recorded {
         self.1.lock().expect("sink").push(f.clone());
         Ok(())
     }
+
+    async fn finding(&self, f: Opened<'_>) -> Result<(), SinkError> {
+        let entry = ("finding", f.incident_id.to_owned(), 1);
+        self.0.lock().expect("sink").push(entry);
+        Ok(())
+    }
+
+    async fn resolved(&self, r: &Resolved) -> Result<(), SinkError> {
+        let entry = ("resolved", r.incident_id.clone(), 0);
+        self.0.lock().expect("sink").push(entry);
+        Ok(())
+    }
 }
 
 /// The findings of one root sign-in that arrived through EventBridge.
@@ -66,7 +78,7 @@ fn sign_in(rules: &RuleSet, id: &str, time: &str) -> Findings {
         source,
         folds: folder.finish(),
         correlation: report.correlation,
-        standing: Vec::new(),
+        ..Findings::default()
     }
 }
 

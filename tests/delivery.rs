@@ -25,13 +25,15 @@ use trailwarden::daemon::{self, Daemon, Edges};
 use trailwarden::detect::RuleSet;
 use trailwarden::finding::IncidentKey;
 use trailwarden::finding::correlation::CorrEvent;
-use trailwarden::finding::sink::{FollowUp, Page, Sink, SinkError};
+use trailwarden::finding::sink::{FollowUp, Opened, Page, Resolved, Sink, SinkError};
 use trailwarden::incidents::correlate::Span;
 use trailwarden::incidents::store::memory::MemoryStore;
-use trailwarden::incidents::store::{Claim, Claimed, Due, Open, Part, Store, StoreError};
+use trailwarden::incidents::store::{
+    Claim, Claimed, Due, Open, OpenFinding, Part, Store, StoreError,
+};
 use trailwarden::intake::sqs::{Queue, QueueError, Received};
 use trailwarden::intake::{Objects, SourceError};
-use trailwarden::output::sns::{render_follow_up, render_page};
+use trailwarden::output::sns::{render_finding, render_follow_up, render_page, render_resolved};
 use trailwarden::telemetry::Metrics;
 
 const BUCKET: &str = "trail-bucket";
@@ -232,6 +234,14 @@ impl Sink for FakeSink {
     async fn follow_up(&self, follow_up: &FollowUp) -> Result<(), SinkError> {
         self.deliver(&render_follow_up(follow_up).message).await
     }
+
+    async fn finding(&self, finding: Opened<'_>) -> Result<(), SinkError> {
+        self.deliver(&render_finding(finding).message).await
+    }
+
+    async fn resolved(&self, resolved: &Resolved) -> Result<(), SinkError> {
+        self.deliver(&render_resolved(resolved).message).await
+    }
 }
 
 /// The memory store, failing every call while `down` is set.
@@ -351,6 +361,26 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.fired(g, s, x).await
     }
+    async fn finding_opened(&self, claim: &Claim, open: &OpenFinding) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.finding_opened(claim, open).await
+    }
+    async fn open_findings(&self, a: &str, c: &str) -> Result<Vec<OpenFinding>, StoreError> {
+        self.check()?;
+        self.inner.open_findings(a, c).await
+    }
+    async fn finding_resolved(&self, open: &OpenFinding) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.finding_resolved(open).await
+    }
+    async fn take_audit(&self, a: &str, o: &str, now: i64, hold: i64) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.take_audit(a, o, now, hold).await
+    }
+    async fn audited(&self, a: &str, o: &str, next_due: i64) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.audited(a, o, next_due).await
+    }
 }
 
 struct Harness {
@@ -403,6 +433,7 @@ impl Harness {
                 objects: objects.clone(),
                 store: store.clone(),
                 sink: sink.clone(),
+                account: None,
                 clock,
             },
             metrics.clone(),

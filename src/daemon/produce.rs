@@ -142,8 +142,12 @@ impl Daemon {
             }
             .report(&self.metrics);
         }
-        let (records, bytes, skipped, duplicates) =
-            (report.records, report.bytes, report.skipped.count, report.duplicates);
+        let (records, bytes, skipped, duplicates) = (
+            report.records,
+            report.bytes,
+            report.skipped.count,
+            report.duplicates,
+        );
         let findings = self.findings(source, folder, report);
         let alerts: u64 = findings.folds.iter().map(|f| f.stats.count).sum();
         info!(

@@ -21,6 +21,7 @@ use crate::incidents::store::memory::MemoryStore;
 use crate::intake::s3::S3Objects;
 use crate::intake::sqs::SqsQueue;
 use crate::output::sns::Topic;
+use crate::posture::aws::AwsAccount;
 use crate::telemetry::Metrics;
 
 /// How long start-up retries a check that fails for a passing reason.
@@ -89,6 +90,11 @@ pub async fn connect(
         )),
         store,
         sink: Arc::new(topic),
+        // The audit's reads are checked by the audit itself: a refused one makes its checks
+        // could-not-check, named by the permission to grant.
+        account: settings
+            .posture
+            .then(|| Arc::new(AwsAccount::new(&sdk)) as Arc<dyn crate::posture::AccountView>),
         clock: Clock::system(),
     })
 }

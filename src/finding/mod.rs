@@ -160,7 +160,10 @@ impl Scope {
         match &self.resource {
             None => true,
             Some(r) => {
-                resource == r || resource.strip_prefix(r.as_str()).is_some_and(|rest| rest.starts_with('#'))
+                resource == r
+                    || resource
+                        .strip_prefix(r.as_str())
+                        .is_some_and(|rest| rest.starts_with('#'))
             }
         }
     }

@@ -33,11 +33,11 @@ use super::correlate::{self, Span};
 use super::store::{Claim, Claimed, Due, Meta, Open, OpenFinding, Part, Store, StoreError};
 use crate::clock::Clock;
 use crate::detect::RuleSet;
-use crate::finding::{Findings, IncidentKey, Level, Scope, Standing};
 use crate::finding::alert::clean;
 use crate::finding::correlation::Batch;
 use crate::finding::fold::{Fold, Folder, Stats};
 use crate::finding::sink::{FollowUp, Opened, Page, Resolved, Sink, SinkError};
+use crate::finding::{Findings, IncidentKey, Level, Scope, Standing};
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::{FindingLabels, Path, PathLabels};
 
@@ -233,8 +233,7 @@ impl Committer<'_> {
             let mut still_open = open.len() as i64;
             for o in open {
                 let resource = &o.finding.resource;
-                if found.contains(&o.finding.key()) || !scopes.iter().any(|s| s.covers(resource))
-                {
+                if found.contains(&o.finding.key()) || !scopes.iter().any(|s| s.covers(resource)) {
                     continue;
                 }
                 if progress.resolved.insert(o.incident_id.clone()) {

@@ -26,9 +26,9 @@ use serde::Serialize;
 
 use crate::aws::{self, Edge};
 use crate::finding::Level;
+use crate::finding::Standing;
 use crate::finding::alert::{Alert, clean};
 use crate::finding::fold::Tally;
-use crate::finding::Standing;
 use crate::finding::sink::{FollowUp, Opened, Page, Resolved, Sink, SinkError};
 use crate::telemetry::Metrics;
 
@@ -430,12 +430,12 @@ fn render_standing(doc: &FindingDocument<'_>, f: &Standing, subject_text: String
     let _ = writeln!(t, "Evidence:  {}", clean(evidence.as_deref().unwrap_or("")));
     let _ = writeln!(t, "Incident:  {}", clean(doc.incident_id));
     if let Some(at) = &doc.resolved_at {
+        let _ = writeln!(t, "Opened:    {}", doc.opened_at.as_deref().unwrap_or("-"));
         let _ = writeln!(
             t,
-            "Opened:    {}",
-            doc.opened_at.as_deref().unwrap_or("-")
+            "Fixed:     {at} (seen by {})",
+            doc.resolved_by.unwrap_or("-")
         );
-        let _ = writeln!(t, "Fixed:     {at} (seen by {})", doc.resolved_by.unwrap_or("-"));
     }
     if !doc.next_steps.is_empty() {
         let _ = writeln!(t);
@@ -740,7 +740,10 @@ mod tests {
             incident_id: "inc-3",
             finding: &f,
         });
-        assert_eq!(r.subject, "[HIGH] finding: user-without-mfa in 111122223333");
+        assert_eq!(
+            r.subject,
+            "[HIGH] finding: user-without-mfa in 111122223333"
+        );
         let d = doc(&r);
         assert_eq!(d["kind"], "finding");
         assert_eq!(d["message_id"], "inc-3:finding");
@@ -749,7 +752,10 @@ mod tests {
         assert_eq!(d["next_steps"][0], "Have the user assign an MFA device");
         assert!(d.get("resolved_at").is_none());
         assert!(r.attributes.contains(&("kind", "finding".to_owned())));
-        assert!(r.attributes.contains(&("rule", "user-without-mfa".to_owned())));
+        assert!(
+            r.attributes
+                .contains(&("rule", "user-without-mfa".to_owned()))
+        );
         let email = serde_json::from_str::<serde_json::Value>(&r.message).expect("body")["default"]
             .as_str()
             .expect("email")

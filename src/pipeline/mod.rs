@@ -30,9 +30,9 @@ pub use key::key;
 use crate::aws;
 use crate::cloudtrail::{self, Finish, ReadError, Record};
 use crate::detect::{RuleKind, RuleSet};
-use crate::finding::{IncidentKey, Recheck};
 use crate::finding::alert::{Alert, UNREADABLE_RULE};
 use crate::finding::correlation::Batch;
+use crate::finding::{IncidentKey, Recheck};
 
 /// Default cap on the decompressed size of one log file: 4 GiB.
 pub const DEFAULT_MAX_DECOMPRESSED_BYTES: u64 = 4 << 30;

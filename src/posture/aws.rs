@@ -402,9 +402,7 @@ impl AccountView for AwsAccount {
     async fn user(&self, name: &str) -> Read<Option<LiveUser>> {
         const GET_USER: &str = "iam:GetUser";
         let user = match self.iam.get_user().user_name(name).send().await {
-            Ok(out) => out
-                .user
-                .ok_or_else(|| malformed(GET_USER, "a User"))?,
+            Ok(out) => out.user.ok_or_else(|| malformed(GET_USER, "a User"))?,
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_no_such_entity_exception()) =>
@@ -461,7 +459,9 @@ impl AwsAccount {
     ) -> Read<Option<Option<chrono::DateTime<chrono::Utc>>>> {
         const ACTION: &str = "iam:GetLoginProfile";
         match self.iam.get_login_profile().user_name(name).send().await {
-            Ok(out) => Ok(Some(out.login_profile().and_then(|p| time(p.create_date())))),
+            Ok(out) => Ok(Some(
+                out.login_profile().and_then(|p| time(p.create_date())),
+            )),
             // NoSuchEntity: the user has no console password.
             Err(e)
                 if e.as_service_error()
@@ -522,8 +522,8 @@ impl AwsAccount {
             if let Some(used) = used.access_key_last_used() {
                 key.last_used = used.last_used_date().and_then(time);
                 // "N/A" when the key was never used.
-                key.last_used_service = Some(used.service_name().to_owned())
-                    .filter(|s| !s.is_empty() && s != "N/A");
+                key.last_used_service =
+                    Some(used.service_name().to_owned()).filter(|s| !s.is_empty() && s != "N/A");
             }
         }
         Ok(keys)
@@ -561,12 +561,13 @@ impl AwsAccount {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| unread(ATTACHED, &e))?;
-            user.attached.extend(page.attached_policies().iter().map(|p| {
-                (
-                    p.policy_name().unwrap_or_default().to_owned(),
-                    p.policy_arn().unwrap_or_default().to_owned(),
-                )
-            }));
+            user.attached
+                .extend(page.attached_policies().iter().map(|p| {
+                    (
+                        p.policy_name().unwrap_or_default().to_owned(),
+                        p.policy_arn().unwrap_or_default().to_owned(),
+                    )
+                }));
         }
         let mut pages = self
             .iam

@@ -769,6 +769,71 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_recheck_reads_one_resource_and_scopes_only_what_it_evaluated() {
+        const ACCOUNT: &str = "111122223333";
+        let report = b"user,arn,password_enabled,mfa_active\nalice,arn:aws:iam::111122223333:user/alice,true,true\n".to_vec();
+        let view = Fixed {
+            report: Ok(report),
+            summary: Err(denied("iam:GetAccountSummary")),
+            trails: Ok(Vec::new()),
+            organization: Ok(None),
+            trusted: Ok(Vec::new()),
+        };
+        let settings = Settings::default();
+        let alice = Target::User("alice".into());
+        let (results, resource) = recheck(&view, &settings, now(), ACCOUNT, &alice).await;
+        let names: Vec<&str> = results.iter().map(|r| r.check.name).collect();
+        let wanted: Vec<&str> = recheck::checks_of(&alice).iter().map(|c| c.name).collect();
+        assert_eq!(
+            names, wanted,
+            "only the user's checks, root-used-recently left out"
+        );
+        // The fixture's live read has lost alice's MFA device since the report.
+        let found = findings("r".into(), ACCOUNT, &results, resource.as_deref());
+        assert_eq!(found.standing.len(), 1);
+        assert_eq!(found.standing[0].check, "user-without-mfa");
+        assert_eq!(found.scope.len(), wanted.len());
+        assert!(found.scope.iter().all(|s| {
+            s.covers("arn:aws:iam::111122223333:user/alice#access-key-1")
+                && !s.covers("arn:aws:iam::111122223333:user/alice2")
+        }));
+
+        // A deleted user: every check passes for the ARN it had, so its findings resolve.
+        let (results, resource) = recheck(
+            &view,
+            &settings,
+            now(),
+            ACCOUNT,
+            &Target::User("gone".into()),
+        )
+        .await;
+        let found = findings("r".into(), ACCOUNT, &results, resource.as_deref());
+        assert!(found.standing.is_empty());
+        assert_eq!(
+            found.scope[0].resource.as_deref(),
+            Some("arn:aws:iam::111122223333:user/gone")
+        );
+
+        // A refused read evaluates nothing, so it resolves nothing.
+        let (results, _) = recheck(&view, &settings, now(), ACCOUNT, &Target::Root).await;
+        assert_eq!(results.len(), 2);
+        assert!(
+            findings("r".into(), ACCOUNT, &results, None)
+                .scope
+                .is_empty()
+        );
+
+        // Account-wide targets cover every resource of their checks.
+        let (results, resource) =
+            recheck(&view, &settings, now(), ACCOUNT, &Target::PasswordPolicy).await;
+        let found = findings("r".into(), ACCOUNT, &results, resource.as_deref());
+        assert_eq!(found.standing[0].check, "password-policy-weak");
+        assert_eq!(found.scope[0].resource, None);
+        let (results, _) = recheck(&view, &settings, now(), ACCOUNT, &Target::Trails).await;
+        assert_eq!(results.len(), 3);
+    }
+
+    #[tokio::test]
     async fn root_checks_fall_back_on_whichever_read_answered() {
         let report = b"user,arn,mfa_active,access_key_1_active\n<root_account>,arn:aws:iam::111122223333:root,true,false\n".to_vec();
         let view = Fixed {

@@ -31,7 +31,11 @@ const CHANGES: &[(&str, &str, About)] = &[
     ("iam.amazonaws.com", "UpdateAccessKey", About::KeyOwner),
     ("iam.amazonaws.com", "EnableMFADevice", About::MfaOwner),
     ("iam.amazonaws.com", "DeactivateMFADevice", About::MfaOwner),
-    ("iam.amazonaws.com", "DeleteVirtualMFADevice", About::MfaOwner),
+    (
+        "iam.amazonaws.com",
+        "DeleteVirtualMFADevice",
+        About::MfaOwner,
+    ),
     (
         "iam.amazonaws.com",
         "UpdateAccountPasswordPolicy",
@@ -56,7 +60,11 @@ const CHANGES: &[(&str, &str, About)] = &[
     ("cloudtrail.amazonaws.com", "DeleteTrail", About::Trails),
     ("cloudtrail.amazonaws.com", "StartLogging", About::Trails),
     ("cloudtrail.amazonaws.com", "StopLogging", About::Trails),
-    ("cloudtrail.amazonaws.com", "PutEventSelectors", About::Trails),
+    (
+        "cloudtrail.amazonaws.com",
+        "PutEventSelectors",
+        About::Trails,
+    ),
 ];
 
 /// How IAM names root in MFA calls' `userName`.
@@ -154,7 +162,11 @@ mod tests {
         of(&Record::parse(&bytes).expect("record"))
     }
 
-    fn call(name: &str, identity: serde_json::Value, params: serde_json::Value) -> serde_json::Value {
+    fn call(
+        name: &str,
+        identity: serde_json::Value,
+        params: serde_json::Value,
+    ) -> serde_json::Value {
         json!({
             "eventSource": "iam.amazonaws.com", "eventName": name, "eventID": "e1",
             "recipientAccountId": "111122223333", "userIdentity": identity,
@@ -182,14 +194,25 @@ mod tests {
             Some(Target::User("alice".into()))
         );
         assert_eq!(
-            target(recheck(call("UpdateAccessKey", admin.clone(), json!({"userName": "bob"})))),
+            target(recheck(call(
+                "UpdateAccessKey",
+                admin.clone(),
+                json!({"userName": "bob"})
+            ))),
             Some(Target::User("bob".into()))
         );
         // A role acting on a key without a userName names no one.
-        assert_eq!(target(recheck(call("CreateAccessKey", admin.clone(), json!({})))), None);
+        assert_eq!(
+            target(recheck(call("CreateAccessKey", admin.clone(), json!({})))),
+            None
+        );
         // Root's MFA, by IAM's spelling or by serial.
         assert_eq!(
-            target(recheck(call("DeactivateMFADevice", admin.clone(), json!({"userName": "AWS ROOT USER"})))),
+            target(recheck(call(
+                "DeactivateMFADevice",
+                admin.clone(),
+                json!({"userName": "AWS ROOT USER"})
+            ))),
             Some(Target::Root)
         );
         assert_eq!(
@@ -201,16 +224,31 @@ mod tests {
             Some(Target::Root)
         );
         assert_eq!(
-            target(recheck(call("EnableMFADevice", admin.clone(), json!({"userName": "carol"})))),
+            target(recheck(call(
+                "EnableMFADevice",
+                admin.clone(),
+                json!({"userName": "carol"})
+            ))),
             Some(Target::User("carol".into()))
         );
         assert_eq!(
-            target(recheck(call("CreateLoginProfile", admin.clone(), json!({"userName": "dave"})))),
+            target(recheck(call(
+                "CreateLoginProfile",
+                admin.clone(),
+                json!({"userName": "dave"})
+            ))),
             Some(Target::User("dave".into()))
         );
-        assert_eq!(target(recheck(call("DeleteUser", admin.clone(), json!({})))), None);
         assert_eq!(
-            target(recheck(call("DeleteAccountPasswordPolicy", admin.clone(), json!(null)))),
+            target(recheck(call("DeleteUser", admin.clone(), json!({})))),
+            None
+        );
+        assert_eq!(
+            target(recheck(call(
+                "DeleteAccountPasswordPolicy",
+                admin.clone(),
+                json!(null)
+            ))),
             Some(Target::PasswordPolicy)
         );
         let mut trail = call("StopLogging", admin.clone(), json!({"name": "t"}));
@@ -221,7 +259,11 @@ mod tests {
     #[test]
     fn failed_and_unrelated_calls_ask_for_nothing() {
         let admin = json!({"type": "AssumedRole", "accountId": "111122223333"});
-        let mut failed = call("CreateLoginProfile", admin.clone(), json!({"userName": "dave"}));
+        let mut failed = call(
+            "CreateLoginProfile",
+            admin.clone(),
+            json!({"userName": "dave"}),
+        );
         failed["errorCode"] = json!("AccessDenied");
         assert_eq!(recheck(failed), None);
         assert_eq!(recheck(call("ListUsers", admin.clone(), json!({}))), None);

@@ -530,16 +530,19 @@ impl Store for DynamoStore {
         // open incident replaces it without a condition: that lets the records of pages
         // published at the same moment go out in one BatchWriteItem. (Were the lease to run
         // out first, another task would page too, and one of the two records would stay.)
-        self.opened.submit(open_item(key, claim, incident)).await.unwrap_or_else(|| {
-            Err(StoreError(aws::Failed::new(
-                Edge::Store,
-                Answer::Unavailable,
-                format!(
-                    "DynamoDB BatchWriteItem on table {} was not sent: shutting down",
-                    self.table
-                ),
-            )))
-        })
+        self.opened
+            .submit(open_item(key, claim, incident))
+            .await
+            .unwrap_or_else(|| {
+                Err(StoreError(aws::Failed::new(
+                    Edge::Store,
+                    Answer::Unavailable,
+                    format!(
+                        "DynamoDB BatchWriteItem on table {} was not sent: shutting down",
+                        self.table
+                    ),
+                )))
+            })
     }
 
     async fn release(&self, key: &IncidentKey, claim: &Claim) -> Result<(), StoreError> {
@@ -796,11 +799,7 @@ impl Store for DynamoStore {
         self.put(item).await
     }
 
-    async fn finding_opened(
-        &self,
-        claim: &Claim,
-        finding: &OpenFinding,
-    ) -> Result<(), StoreError> {
+    async fn finding_opened(&self, claim: &Claim, finding: &OpenFinding) -> Result<(), StoreError> {
         let f = &finding.finding;
         let incident = finding.incident(&claim.source);
         let expires = incident.window_end + KEEP_SECS;

@@ -310,17 +310,12 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn finding_opened(
-        &self,
-        claim: &Claim,
-        finding: &OpenFinding,
-    ) -> Result<(), StoreError> {
+    async fn finding_opened(&self, claim: &Claim, finding: &OpenFinding) -> Result<(), StoreError> {
         let f = &finding.finding;
         let mut inner = self.lock();
-        inner.incidents.insert(
-            f.key(),
-            Incident::Open(finding.incident(&claim.source)),
-        );
+        inner
+            .incidents
+            .insert(f.key(), Incident::Open(finding.incident(&claim.source)));
         inner
             .findings
             .entry((f.account.clone(), f.check.clone()))

@@ -223,8 +223,7 @@ pub trait Store: Send + Sync {
     /// Records that a standing finding's claimed message was accepted: its incident is open
     /// (see [`OpenFinding::incident`]) and the finding is listed under its check and account,
     /// in one step.
-    async fn finding_opened(&self, claim: &Claim, finding: &OpenFinding)
-    -> Result<(), StoreError>;
+    async fn finding_opened(&self, claim: &Claim, finding: &OpenFinding) -> Result<(), StoreError>;
 
     /// The open findings of one check in one account.
     async fn open_findings(
