@@ -20,6 +20,20 @@ FORWARD_PATH = REPO / "deploy" / "forward-events.yaml"
 DOCKERFILE_PATH = REPO / "Dockerfile"
 
 HEALTHCHECK = ["/usr/local/bin/trailwarden", "healthcheck"]
+# The posture audit's reads that IAM authorizes on no resource type, so only on "*"
+# (https://docs.aws.amazon.com/service-authorization/latest/reference/reference_policies_actions-resources-contextkeys.html).
+ACCOUNT_WIDE_READS = {
+    "iam:GenerateCredentialReport",
+    "iam:GetCredentialReport",
+    "iam:GetAccountSummary",
+    "iam:GetAccountPasswordPolicy",
+    "iam:GetAccountAuthorizationDetails",
+    "iam:ListOrganizationsFeatures",
+    "cloudtrail:DescribeTrails",
+    "access-analyzer:ListAnalyzers",
+    "organizations:DescribeOrganization",
+    "organizations:ListAWSServiceAccessForOrganization",
+}
 NO_VALUE = {"Ref": "AWS::NoValue"}
 
 
@@ -195,8 +209,55 @@ def test_task_role_has_exactly_the_daemon_permissions(template):
             "Condition": {"StringEquals": {"kms:ViaService": {"Fn::Sub": "sns.${AWS::Region}.amazonaws.com"}}},
             "Guard": None,
         },
+        # The posture audit's account-wide reads: actions without a resource type.
+        {
+            "Effect": "Allow",
+            "Action": sorted(ACCOUNT_WIDE_READS),
+            "Resource": "*",
+            "Guard": None,
+        },
+        # A re-check's reads of one user, on the account's users only.
+        {
+            "Effect": "Allow",
+            "Action": sorted(
+                [
+                    "iam:GetUser",
+                    "iam:GetLoginProfile",
+                    "iam:ListMFADevices",
+                    "iam:ListAccessKeys",
+                    "iam:GetAccessKeyLastUsed",
+                    "iam:ListGroupsForUser",
+                    "iam:ListAttachedUserPolicies",
+                    "iam:ListUserPolicies",
+                    "iam:GetUserPolicy",
+                ]
+            ),
+            "Resource": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user/*"},
+            "Guard": None,
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["iam:GetPolicy", "iam:GetPolicyVersion"],
+            "Resource": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/*"},
+            "Guard": None,
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["cloudtrail:GetEventSelectors", "cloudtrail:GetTrailStatus"],
+            "Resource": {"Fn::Sub": "arn:${AWS::Partition}:cloudtrail:*:*:trail/*"},
+            "Guard": None,
+        },
     ]
     assert canonical(role_statements(template, "TaskRole")) == canonical(expected)
+
+
+def test_posture_permissions_are_read_only(template):
+    actions = [a for s in role_statements(template, "TaskRole") for a in s["Action"]]
+    posture = [a for a in actions if a.split(":")[0] in ("iam", "cloudtrail", "access-analyzer", "organizations")]
+    assert posture, "the task role carries the posture reads"
+    for action in posture:
+        verb = action.split(":")[1]
+        assert verb.startswith(("Get", "List", "Describe", "GenerateCredentialReport")), action
 
 
 def test_task_role_targets_are_the_stack_resources(template):
@@ -295,9 +356,9 @@ def test_resource_star_only_for_ecr_authorization_token(template):
                 assert resources == ["*"], f"{name}: key policy resource {resources}"
                 continue
             if "*" in resources:
-                assert as_list(stmt["Action"]) == ["ecr:GetAuthorizationToken"], (
-                    f"{name}: Resource '*' for {stmt['Action']}"
-                )
+                assert as_list(stmt["Action"]) == ["ecr:GetAuthorizationToken"] or (
+                    name == "TaskRole" and set(as_list(stmt["Action"])) == ACCOUNT_WIDE_READS
+                ), f"{name}: Resource '*' for {stmt['Action']}"
 
 
 def test_wildcard_principal_only_denies(template):
