@@ -86,6 +86,7 @@ async fn a_finding_pages_once_survives_a_restart_and_resolves_once_when_fixed() 
     let events = stack.eventbridge(&moto).await;
     let options = || DaemonOptions {
         state_table: Some(table.clone()),
+        posture: true,
         ..DaemonOptions::default()
     };
 
@@ -239,6 +240,7 @@ async fn two_daemons_sharing_the_table_audit_once() {
     user_without_mfa(&moto).await;
     let options = || DaemonOptions {
         state_table: Some(table.clone()),
+        posture: true,
         ..DaemonOptions::default()
     };
     let a = Daemon::start(&moto, &stack, options());

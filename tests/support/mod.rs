@@ -496,6 +496,9 @@ pub struct DaemonOptions {
     pub workers: usize,
     /// The shared DynamoDB state table; `None` keeps state in the daemon's memory.
     pub state_table: Option<String>,
+    /// Whether the daemon audits posture. Off unless a test is about it: the audit's findings
+    /// in moto's account would otherwise join every test's alerts.
+    pub posture: bool,
     pub extra_env: Vec<(String, String)>,
 }
 
@@ -505,6 +508,7 @@ impl Default for DaemonOptions {
             visibility_timeout_secs: 30,
             workers: 4,
             state_table: None,
+            posture: false,
             extra_env: Vec::new(),
         }
     }
@@ -537,6 +541,7 @@ impl Daemon {
             .env("TRAILWARDEN_LOG_FORMAT", "json")
             .env("TRAILWARDEN_HEALTH_LISTEN", health.to_string())
             .env("TRAILWARDEN_SHUTDOWN_GRACE_SECS", "20")
+            .env("TRAILWARDEN_POSTURE", opts.posture.to_string())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
         if let Some(table) = &opts.state_table {
