@@ -24,13 +24,14 @@
 //!   the state store (memory or DynamoDB) that makes "page once" hold across tasks.
 //! - [`output`]: the sinks findings leave through (SNS), each with its renderer.
 //! - [`daemon`]: the loop: lease → producer → commit → ack, with backpressure, start-up checks
-//!   and shutdown.
+//!   and shutdown; and the posture audit on an interval, with re-checks as records change it.
 //!
 //! Around them:
 //!
 //! - [`posture`]: the posture audit as a producer: the account's IAM, CloudTrail, Access
 //!   Analyzer and Organizations settings (read through a small view trait) → standing
-//!   findings per check, or could-not-check naming the refused call.
+//!   findings per check, or could-not-check naming the refused call; and the one table of
+//!   records that change posture, which the log-file and event producers turn into re-checks.
 //! - [`scan`]: the offline command over files, directories, stdin and S3 prefixes.
 //! - [`audit`]: the `audit` command over the posture producer.
 //! - [`config`]: daemon settings from TOML and `TRAILWARDEN_*` variables, strictly validated.
