@@ -167,6 +167,35 @@ async fn a_finding_pages_once_survives_a_restart_and_resolves_once_when_fixed() 
     let docs = stack.alerts_for(Duration::from_secs(2)).await;
     assert!(about_alice(&docs, "finding").is_empty(), "{docs:#?}");
 
+    // bob is created without MFA, then given a console password: his re-check (live reads,
+    // not the credential report) makes him a finding at once.
+    iam.create_user()
+        .user_name("bob")
+        .send()
+        .await
+        .expect("create bob");
+    iam.create_login_profile()
+        .user_name("bob")
+        .password("another-horse-battery-staple-2B!")
+        .send()
+        .await
+        .expect("bob's console password");
+    support::put_event(
+        &events,
+        &iam_call("ev-bob", "CreateLoginProfile", json!({"userName": "bob"})),
+        None,
+    )
+    .await;
+    let bob = |d: &Value| {
+        d["doc"]["kind"] == "finding"
+            && d["doc"]["check"] == "user-without-mfa"
+            && d["doc"]["resource"] == "arn:aws:iam::123456789012:user/bob"
+    };
+    let docs = stack
+        .alerts_until(Duration::from_secs(30), |d| d.iter().any(bob))
+        .await;
+    assert_eq!(docs.iter().filter(|d| bob(d)).count(), 1, "{docs:#?}");
+
     // She assigns an MFA device; the record arrives in a log file and its re-check sends
     // exactly one resolution.
     let serial = format!("arn:aws:iam::{ACCOUNT}:mfa/alice");
@@ -216,13 +245,14 @@ async fn a_finding_pages_once_survives_a_restart_and_resolves_once_when_fixed() 
             .any(|l| l.contains("\"message\":\"finding resolved\"") && l.contains(ALICE_ARN)),
         "{logs}"
     );
+    // bob's finding still stands.
     let metrics = daemon.metrics();
     assert!(
-        metrics.contains("trailwarden_findings_open{check=\"user-without-mfa\",level=\"high\"} 0"),
+        metrics.contains("trailwarden_findings_open{check=\"user-without-mfa\",level=\"high\"} 1"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("trailwarden_posture_rechecks_total 2"),
+        metrics.contains("trailwarden_posture_rechecks_total 3"),
         "{metrics}"
     );
 }
