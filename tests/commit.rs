@@ -281,8 +281,23 @@ fn evaluated(source: &str, user: Option<&str>, found: Vec<Standing>) -> Findings
     }
 }
 
-/// Delivers to a [`Recorded`] sink, then loses the response of the next `lose` findings.
-struct Losing<'a>(&'a Recorded, std::sync::atomic::AtomicUsize);
+/// Delivers to a [`Recorded`] sink, then loses the response of the next findings counted by
+/// the first number; refuses the next resolutions counted by the second.
+struct Losing<'a>(
+    &'a Recorded,
+    std::sync::atomic::AtomicUsize,
+    std::sync::atomic::AtomicUsize,
+);
+
+/// Takes one from `n` if it is not zero.
+fn take(n: &std::sync::atomic::AtomicUsize) -> bool {
+    n.fetch_update(
+        std::sync::atomic::Ordering::SeqCst,
+        std::sync::atomic::Ordering::SeqCst,
+        |n| n.checked_sub(1),
+    )
+    .is_ok()
+}
 
 #[async_trait]
 impl Sink for Losing<'_> {
@@ -294,15 +309,7 @@ impl Sink for Losing<'_> {
     }
     async fn finding(&self, f: Opened<'_>) -> Result<(), SinkError> {
         self.0.finding(f).await?;
-        let lost = self
-            .1
-            .fetch_update(
-                std::sync::atomic::Ordering::SeqCst,
-                std::sync::atomic::Ordering::SeqCst,
-                |n| n.checked_sub(1),
-            )
-            .is_ok();
-        if lost {
+        if take(&self.1) {
             let mut failed = Failed::new(Edge::Sink, Answer::Unavailable, "response lost".into());
             failed.ambiguous = true;
             return Err(SinkError(failed));
@@ -310,6 +317,10 @@ impl Sink for Losing<'_> {
         Ok(())
     }
     async fn resolved(&self, r: &Resolved) -> Result<(), SinkError> {
+        if take(&self.2) {
+            let failed = Failed::new(Edge::Sink, Answer::Unavailable, "throttled".into());
+            return Err(SinkError(failed));
+        }
         self.0.resolved(r).await
     }
 }
@@ -320,7 +331,7 @@ async fn a_standing_finding_pages_once_resolves_once_and_pages_again_when_it_ret
     let rules = RuleSet::load(&[]).expect("rules");
     let store = MemoryStore::with_clock(clock.clone());
     let recorded = Recorded::default();
-    let sink = Losing(&recorded, 1.into());
+    let sink = Losing(&recorded, 1.into(), 1.into());
     let metrics = Metrics::with_clock(clock.clone());
     let policy = Policy {
         window: Duration::from_secs(3600),
@@ -399,12 +410,28 @@ async fn a_standing_finding_pages_once_resolves_once_and_pages_again_when_it_ret
         metrics.encode()
     );
 
-    // She assigns an MFA device; the re-check of her resolves it, once.
+    // She assigns an MFA device. The re-check's resolution fails to publish; another task's
+    // audit seeing the fix at the same moment leaves it to the re-check, whose retry sends it.
     let fixed = evaluated("posture:recheck:EnableMFADevice", Some("alice"), Vec::new());
-    let done = committer
-        .commit(&fixed, &mut Progress::default())
+    let mut progress = Progress::default();
+    committer
+        .commit(&fixed, &mut progress)
         .await
-        .expect("re-check");
+        .expect_err("SNS refused the resolution");
+    let other = Committer {
+        owner: "task-b/posture",
+        ..committer
+    };
+    let fixed_too = evaluated("posture:audit", None, Vec::new());
+    let done = other
+        .commit(&fixed_too, &mut Progress::default())
+        .await
+        .expect("the other task's audit");
+    assert_eq!(done.resolved, 0, "the re-check is resolving it");
+    let done = committer
+        .commit(&fixed, &mut progress)
+        .await
+        .expect("retry");
     assert_eq!(done.resolved, 1);
     let done = committer
         .commit(&fixed, &mut Progress::default())

@@ -374,6 +374,16 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.open_findings(a, c).await
     }
+    async fn take_resolution(
+        &self,
+        open: &OpenFinding,
+        owner: &str,
+        now: i64,
+        lease: i64,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.take_resolution(open, owner, now, lease).await
+    }
     async fn finding_resolved(&self, open: &OpenFinding) -> Result<(), StoreError> {
         self.check()?;
         self.inner.finding_resolved(open).await

@@ -587,6 +587,18 @@ async fn dynamodb_posture_items_are_pinned() {
     ];
     assert_items(&scan(&stack.ddb, &table).await, &golden);
 
+    // Taking the resolution marks the listing with its holder and lease.
+    assert!(
+        store
+            .take_resolution(&open_finding(), "task-b/posture", T0 + 60, 120)
+            .await
+            .expect("take")
+    );
+    let mut taken = golden.clone();
+    taken[1]["resolving"] = json!({"S": "task-b/posture"});
+    taken[1]["resolving_until"] = json!({"N": (T0 + 180).to_string()});
+    assert_items(&scan(&stack.ddb, &table).await, &taken);
+
     // Resolving removes both of the finding's items and leaves the lease.
     store
         .finding_resolved(&open_finding())

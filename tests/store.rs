@@ -343,9 +343,48 @@ async fn keeps_the_posture_contract(store: &dyn Store) {
         1
     );
 
+    // Of two tasks seeing the fix at once, one resolves; the other may once the first's take
+    // has run out (it stopped before saying so). A stale incident id takes nothing.
+    assert!(
+        store
+            .take_resolution(&open, "task-a", now, 60)
+            .await
+            .expect("a")
+    );
+    assert!(
+        !store
+            .take_resolution(&open, "task-b", now + 1, 60)
+            .await
+            .expect("b")
+    );
+    assert!(
+        store
+            .take_resolution(&open, "task-a", now + 2, 60)
+            .await
+            .expect("a again")
+    );
+    assert!(
+        !store
+            .take_resolution(&stale, "task-c", now + 100, 60)
+            .await
+            .expect("stale")
+    );
+    assert!(
+        store
+            .take_resolution(&open, "task-b", now + 100, 60)
+            .await
+            .expect("b after")
+    );
+
     // Resolved: unlisted, and the same finding coming back claims anew; resolving twice is
-    // harmless.
+    // harmless, and there is nothing left to take.
     store.finding_resolved(&open).await.expect("resolved");
+    assert!(
+        !store
+            .take_resolution(&open, "task-c", now + 200, 60)
+            .await
+            .expect("gone")
+    );
     store.finding_resolved(&open).await.expect("again");
     assert!(
         store

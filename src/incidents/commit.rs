@@ -19,7 +19,8 @@
 //! its message published, and only then recorded as open with the finding listed under its
 //! check ([`Store::finding_opened`]); while it stays open, its claim answers "open" and a later
 //! audit pages nothing. For every check and account the source evaluated ([`Scope`]), an open
-//! finding the source no longer holds gets one `resolved` message, and only then is removed.
+//! finding the source no longer holds has its resolution taken (one task at a time), gets one
+//! `resolved` message, and only then is removed.
 //!
 //! [`Progress`] survives the retries of one message, so a retry neither repeats a page that
 //! was accepted nor forgets to record it.
@@ -236,7 +237,16 @@ impl Committer<'_> {
                 if found.contains(&o.finding.key()) || !scopes.iter().any(|s| s.covers(resource)) {
                     continue;
                 }
-                if progress.resolved.insert(o.incident_id.clone()) {
+                if !progress.resolved.contains(&o.incident_id) {
+                    let lease = self.policy.lease.as_secs() as i64;
+                    if !self
+                        .store
+                        .take_resolution(&o, self.owner, self.clock.now(), lease)
+                        .await?
+                    {
+                        // Resolved meanwhile, or another task is saying so right now.
+                        continue;
+                    }
                     let resolved = Resolved {
                         incident_id: o.incident_id.clone(),
                         finding: o.finding.clone(),
@@ -244,11 +254,10 @@ impl Committer<'_> {
                         resolved_at: self.clock.now(),
                         by: source.clone(),
                     };
-                    // A repeat after a lost response carries the same message id.
-                    if let Err(e) = self.sink.resolved(&resolved).await {
-                        progress.resolved.remove(&o.incident_id);
-                        return Err(e.into());
-                    }
+                    // A failed publish keeps the take until its lease ends, so only this
+                    // owner's retry repeats it, under the same message id.
+                    self.sink.resolved(&resolved).await?;
+                    progress.resolved.insert(o.incident_id.clone());
                     log_finding(&o.finding, &o.incident_id, "resolved");
                     done.resolved += 1;
                 }

@@ -15,7 +15,7 @@
 //! | follow-up | `due#<YYYYMMDDHH>` | `<due time>#<incident id>` | TransactWriteItems (scheduled and the part's source listed, unless taken), UpdateItem (leased to send, given back, marked sent) |
 //! | correlation event | `cor#<group digest>` | `e#<event time>#<eventID>` | BatchWriteItem (idempotent by key) |
 //! | committed fire | `cor#<group digest>` | `f#<end>#<start>` | PutItem |
-//! | open finding | `fnd#<digest of account and check>` | `<resource digest>` | TransactWriteItems with its incident's open record; deleted with it, on the incident id, when resolved |
+//! | open finding | `fnd#<digest of account and check>` | `<resource digest>` | TransactWriteItems with its incident's open record; conditional UpdateItem (resolution taken); deleted with it, on the incident id, when resolved |
 //! | audit lease | `audit#<account>` | `lease` | conditional UpdateItem (`next_due` passed: taken), UpdateItem by its owner (next due) |
 //!
 //! Claims are `PutItem` with `attribute_not_exists(pk)` or an expired window, so of two tasks
@@ -848,6 +848,39 @@ impl Store for DynamoStore {
             )
             .await?;
         Ok(self.read_json(&items, "finding", &pk))
+    }
+
+    async fn take_resolution(
+        &self,
+        finding: &OpenFinding,
+        owner: &str,
+        now: i64,
+        lease_secs: i64,
+    ) -> Result<bool, StoreError> {
+        let f = &finding.finding;
+        self.count("UpdateItem");
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(findings_pk(&f.account, &f.check)))
+            .key("sk", s(finding_sk(&f.resource)))
+            .update_expression("SET resolving = :owner, resolving_until = :until")
+            .condition_expression(
+                "incident_id = :id AND (attribute_not_exists(resolving) \
+                 OR resolving_until < :now OR resolving = :owner)",
+            )
+            .expression_attribute_values(":id", s(&finding.incident_id))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", n(now + lease_secs))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match update {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(self.fail("UpdateItem", &e)),
+        }
     }
 
     async fn finding_resolved(&self, finding: &OpenFinding) -> Result<(), StoreError> {

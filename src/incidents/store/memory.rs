@@ -54,8 +54,8 @@ struct Inner {
     /// `(due_at, incident id)` → the follow-up and its parts.
     scheduled: BTreeMap<(i64, String), Scheduled>,
     groups: HashMap<String, GroupState>,
-    /// `(account, check)` → resource → the open finding.
-    findings: HashMap<(String, String), BTreeMap<String, OpenFinding>>,
+    /// `(account, check)` → resource → the open finding, and who is resolving it until when.
+    findings: HashMap<(String, String), BTreeMap<String, (OpenFinding, Option<(String, i64)>)>>,
     /// Account → (the audit's holder, when it is next due).
     audits: HashMap<String, (String, i64)>,
     mutations: u32,
@@ -320,7 +320,7 @@ impl Store for MemoryStore {
             .findings
             .entry((f.account.clone(), f.check.clone()))
             .or_default()
-            .insert(f.resource.clone(), finding.clone());
+            .insert(f.resource.clone(), (finding.clone(), None));
         Ok(())
     }
 
@@ -333,8 +333,35 @@ impl Store for MemoryStore {
             .lock()
             .findings
             .get(&(account.to_owned(), check.to_owned()))
-            .map(|by_resource| by_resource.values().cloned().collect())
+            .map(|by_resource| by_resource.values().map(|(o, _)| o.clone()).collect())
             .unwrap_or_default())
+    }
+
+    async fn take_resolution(
+        &self,
+        finding: &OpenFinding,
+        owner: &str,
+        now: i64,
+        lease_secs: i64,
+    ) -> Result<bool, StoreError> {
+        let f = &finding.finding;
+        let mut inner = self.lock();
+        let Some((open, taken)) = inner
+            .findings
+            .get_mut(&(f.account.clone(), f.check.clone()))
+            .and_then(|by_resource| by_resource.get_mut(&f.resource))
+        else {
+            return Ok(false);
+        };
+        if open.incident_id != finding.incident_id
+            || taken
+                .as_ref()
+                .is_some_and(|(holder, until)| holder != owner && *until >= now)
+        {
+            return Ok(false);
+        }
+        *taken = Some((owner.to_owned(), now + lease_secs));
+        Ok(true)
     }
 
     async fn finding_resolved(&self, finding: &OpenFinding) -> Result<(), StoreError> {
@@ -349,7 +376,7 @@ impl Store for MemoryStore {
         if let Some(by_resource) = inner.findings.get_mut(&listed)
             && by_resource
                 .get(&f.resource)
-                .is_some_and(|o| o.incident_id == finding.incident_id)
+                .is_some_and(|(o, _)| o.incident_id == finding.incident_id)
         {
             by_resource.remove(&f.resource);
             if by_resource.is_empty() {

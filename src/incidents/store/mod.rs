@@ -232,6 +232,17 @@ pub trait Store: Send + Sync {
         check: &str,
     ) -> Result<Vec<OpenFinding>, StoreError>;
 
+    /// Takes the resolution of an open finding for `owner`, for `lease_secs`: false when it is
+    /// no longer open under this incident id, or another owner's unexpired take holds it. Of
+    /// two tasks that see the same fix at once (an audit and a re-check), one says so.
+    async fn take_resolution(
+        &self,
+        finding: &OpenFinding,
+        owner: &str,
+        now: i64,
+        lease_secs: i64,
+    ) -> Result<bool, StoreError>;
+
     /// Closes a finding whose resolution was accepted: its incident and its listing go, in one
     /// step, unless the incident has been opened again under another id meanwhile. The same
     /// finding coming back later claims and pages anew.
