@@ -48,14 +48,21 @@ struct Scheduled {
     listed: HashSet<String>,
 }
 
+/// An open finding, and who is resolving it until when.
+#[derive(Debug)]
+struct Listed {
+    open: OpenFinding,
+    resolving: Option<(String, i64)>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     incidents: HashMap<IncidentKey, Incident>,
     /// `(due_at, incident id)` → the follow-up and its parts.
     scheduled: BTreeMap<(i64, String), Scheduled>,
     groups: HashMap<String, GroupState>,
-    /// `(account, check)` → resource → the open finding, and who is resolving it until when.
-    findings: HashMap<(String, String), BTreeMap<String, (OpenFinding, Option<(String, i64)>)>>,
+    /// `(account, check)` → resource → the open finding.
+    findings: HashMap<(String, String), BTreeMap<String, Listed>>,
     /// Account → (the audit's holder, when it is next due).
     audits: HashMap<String, (String, i64)>,
     mutations: u32,
@@ -320,7 +327,13 @@ impl Store for MemoryStore {
             .findings
             .entry((f.account.clone(), f.check.clone()))
             .or_default()
-            .insert(f.resource.clone(), (finding.clone(), None));
+            .insert(
+                f.resource.clone(),
+                Listed {
+                    open: finding.clone(),
+                    resolving: None,
+                },
+            );
         Ok(())
     }
 
@@ -333,7 +346,7 @@ impl Store for MemoryStore {
             .lock()
             .findings
             .get(&(account.to_owned(), check.to_owned()))
-            .map(|by_resource| by_resource.values().map(|(o, _)| o.clone()).collect())
+            .map(|by_resource| by_resource.values().map(|l| l.open.clone()).collect())
             .unwrap_or_default())
     }
 
@@ -346,21 +359,22 @@ impl Store for MemoryStore {
     ) -> Result<bool, StoreError> {
         let f = &finding.finding;
         let mut inner = self.lock();
-        let Some((open, taken)) = inner
+        let Some(listed) = inner
             .findings
             .get_mut(&(f.account.clone(), f.check.clone()))
             .and_then(|by_resource| by_resource.get_mut(&f.resource))
         else {
             return Ok(false);
         };
-        if open.incident_id != finding.incident_id
-            || taken
+        if listed.open.incident_id != finding.incident_id
+            || listed
+                .resolving
                 .as_ref()
                 .is_some_and(|(holder, until)| holder != owner && *until >= now)
         {
             return Ok(false);
         }
-        *taken = Some((owner.to_owned(), now + lease_secs));
+        listed.resolving = Some((owner.to_owned(), now + lease_secs));
         Ok(true)
     }
 
@@ -376,7 +390,7 @@ impl Store for MemoryStore {
         if let Some(by_resource) = inner.findings.get_mut(&listed)
             && by_resource
                 .get(&f.resource)
-                .is_some_and(|(o, _)| o.incident_id == finding.incident_id)
+                .is_some_and(|l| l.open.incident_id == finding.incident_id)
         {
             by_resource.remove(&f.resource);
             if by_resource.is_empty() {
