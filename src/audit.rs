@@ -1,7 +1,8 @@
-//! `trailwarden audit`: the account the default credential chain reaches → one line per
-//! posture check on stdout (pass, FAIL with its findings, or could-not-check with the call
-//! that was refused), a summary on stderr, and an exit code that says whether anything at or
-//! above the chosen level failed.
+//! `trailwarden audit`: the account the default credential chain reaches (and with
+//! `--organization`, every member account entered through a role) → one line per posture
+//! check on stdout (pass, FAIL with its findings, or could-not-check with the call that was
+//! refused), grouped by account, a summary per account on stderr, and an exit code that says
+//! whether anything at or above the chosen level failed.
 
 use std::io::{self, Write};
 
@@ -9,7 +10,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::finding::Level;
-use crate::posture::aws::AwsAccount;
+use crate::posture::aws::{AwsAccount, AwsMembers};
+use crate::posture::organization::{self, MemberRole};
 use crate::posture::{self, Audit, CheckResult, Outcome, Read};
 
 /// How check results are written to stdout.
@@ -34,15 +36,30 @@ pub struct Options {
     pub region: Option<String>,
     /// An endpoint for every client (an emulator); unset in production.
     pub endpoint_url: Option<String>,
+    /// Audit every member account of the organization too, through this role.
+    pub organization: Option<MemberRole>,
+    /// The `sts:ExternalId` the member role asks for, if any.
+    pub external_id: Option<String>,
 }
 
-/// Reads the account with the default credential chain and audits it. Fails only when the
-/// account cannot be identified (no credentials, no region, no endpoint).
-pub async fn run(options: &Options) -> Read<Audit> {
+/// Reads the account with the default credential chain and audits it, and with
+/// [`Options::organization`] every member account after it. Fails only when the account
+/// cannot be identified (no credentials, no region, no endpoint) or the organization's
+/// accounts cannot be listed.
+pub async fn run(options: &Options) -> Read<Vec<Audit>> {
     let sdk =
         crate::aws::sdk_config(options.region.as_deref(), options.endpoint_url.as_deref()).await;
     let account = AwsAccount::new(&sdk);
-    posture::audit(&account, &options.settings, options.now).await
+    match &options.organization {
+        None => Ok(vec![
+            posture::audit(&account, &options.settings, options.now).await?,
+        ]),
+        Some(role) => {
+            let members = AwsMembers::new(&sdk, role.clone(), options.external_id.clone());
+            organization::audit_organization(&account, &members, &options.settings, options.now)
+                .await
+        }
+    }
 }
 
 /// What was printed, for the summary and the exit code.
@@ -86,6 +103,26 @@ impl Summary {
         s.push_str(&format!(", {} could not be checked", self.unchecked));
         s
     }
+}
+
+/// Writes each account's results at or above `min_level` to `out`, as [`write`] does; in
+/// text, each account's lines under a `== account <id> ==` heading when there are several.
+/// Returns what was written for each account.
+pub fn write_all(
+    audits: &[Audit],
+    format: Format,
+    min_level: Level,
+    out: &mut impl Write,
+) -> io::Result<Vec<Summary>> {
+    let grouped = format == Format::Text && audits.len() > 1;
+    let mut summaries = Vec::with_capacity(audits.len());
+    for audit in audits {
+        if grouped {
+            writeln!(out, "== account {} ==", audit.account)?;
+        }
+        summaries.push(write(audit, format, min_level, out)?);
+    }
+    Ok(summaries)
 }
 
 /// Writes the results at or above `min_level` to `out`; returns what was written.

@@ -14,6 +14,7 @@ use trailwarden::daemon::{self, start};
 use trailwarden::detect::RuleSet;
 use trailwarden::finding::Level;
 use trailwarden::pipeline::DEFAULT_MAX_DECOMPRESSED_BYTES;
+use trailwarden::posture::organization::MemberRole;
 use trailwarden::scan;
 use trailwarden::telemetry::{self, Metrics};
 
@@ -63,6 +64,17 @@ struct AuditArgs {
     /// Endpoint for every AWS client (an emulator); unset in production.
     #[arg(long, env = "TRAILWARDEN_ENDPOINT_URL", hide = true)]
     endpoint_url: Option<String>,
+    /// Also audit every ACTIVE member account of the organization (run from the management
+    /// account), entering each through --account-role.
+    #[arg(long, requires = "account_role")]
+    organization: bool,
+    /// The read-only role assumed in each member account: a name, or an ARN whose account is
+    /// replaced by each member's (deploy/audit-member-role.yaml creates it).
+    #[arg(long, value_name = "ROLE_NAME_OR_ARN", requires = "organization")]
+    account_role: Option<String>,
+    /// The sts:ExternalId the member role's trust policy asks for.
+    #[arg(long, value_name = "ID", requires = "account_role")]
+    external_id: Option<String>,
 }
 
 #[derive(Args)]
@@ -271,6 +283,14 @@ fn run_scan(args: ScanArgs) -> ExitCode {
 }
 
 fn run_audit(args: AuditArgs) -> ExitCode {
+    let organization = match args.account_role.as_deref().map(MemberRole::parse) {
+        None => None,
+        Some(Ok(role)) => Some(role),
+        Some(Err(e)) => {
+            eprintln!("error: --account-role: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let options = audit::Options {
         format: args.format,
         min_level: args.min_level,
@@ -278,6 +298,8 @@ fn run_audit(args: AuditArgs) -> ExitCode {
         settings: Default::default(),
         region: args.region,
         endpoint_url: args.endpoint_url,
+        organization,
+        external_id: args.external_id,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -289,37 +311,47 @@ fn run_audit(args: AuditArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = match runtime.block_on(audit::run(&options)) {
-        Ok(result) => result,
+    let audits = match runtime.block_on(audit::run(&options)) {
+        Ok(audits) => audits,
         Err(e) => {
-            // Without the account's identity nothing can be read: credentials, region or
-            // endpoint are wrong, which is the caller's to fix.
+            // Without the account's identity (or the organization's accounts) nothing can be
+            // read: credentials, region, endpoint or a permission are wrong, which is the
+            // caller's to fix.
             eprintln!("cannot audit: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let summary = match audit::write(
-        &result,
+    let summaries = match audit::write_all(
+        &audits,
         options.format,
         options.min_level,
         &mut std::io::stdout().lock(),
     ) {
-        Ok(summary) => summary,
+        Ok(summaries) => summaries,
         Err(e) => {
             eprintln!("cannot write the results: {e}");
             return ExitCode::from(1);
         }
     };
-    eprintln!(
-        "audit of {} ({}) at {}: {}",
-        result.account,
-        result.region,
-        result
-            .now
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        summary.line()
-    );
-    if summary.any_failed() {
+    for (result, summary) in audits.iter().zip(&summaries) {
+        eprintln!(
+            "audit of {} ({}) at {}: {}",
+            result.account,
+            result.region,
+            result
+                .now
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            summary.line()
+        );
+    }
+    if summaries.len() > 1 {
+        let failing = summaries.iter().filter(|s| s.any_failed()).count();
+        eprintln!(
+            "{} accounts audited, {failing} with failing checks",
+            summaries.len()
+        );
+    }
+    if summaries.iter().any(audit::Summary::any_failed) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -846,3 +846,299 @@ fn the_audit_command_exits_0_when_nothing_at_the_level_fails() {
             .contains("pass            low           access-analyzer-off")
     );
 }
+
+/// STS on loopback: AssumeRole into `denied`'s role answers AccessDenied as STS's query API
+/// does (403, an ErrorResponse document); every other request is passed to moto unchanged.
+struct StsProxy {
+    endpoint: String,
+    stop: Arc<AtomicBool>,
+}
+
+impl StsProxy {
+    fn start(moto: &Moto, denied: &str) -> StsProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let upstream = moto.endpoint.trim_start_matches("http://").to_owned();
+        let denied = denied.to_owned();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !flag.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let (upstream, denied) = (upstream.clone(), denied.clone());
+                        std::thread::spawn(move || proxy(conn, &upstream, &denied));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        StsProxy { endpoint, stop }
+    }
+}
+
+impl Drop for StsProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn proxy(conn: TcpStream, upstream: &str, denied: &str) {
+    let _ = conn.set_nonblocking(false);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut reader = BufReader::new(&conn);
+    let mut head = String::new();
+    if reader.read_line(&mut head).is_err() {
+        return;
+    }
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+            break;
+        }
+        let name = header.split(':').next().unwrap_or("").trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            length = header
+                .split_once(':')
+                .map_or(0, |(_, v)| v.trim().parse().unwrap_or(0));
+        }
+        // One request per connection, both ways.
+        if !name.eq_ignore_ascii_case("connection") {
+            head.push_str(&header);
+        }
+    }
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let text = String::from_utf8_lossy(&body);
+    let mut out = &conn;
+    if text.contains("Action=AssumeRole") && text.contains(denied) {
+        let payload = format!(
+            r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:iam::{ACCOUNT}:user/auditor is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::{denied}:role/trailwarden-audit</Message></Error><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>"#
+        );
+        let _ = write!(
+            out,
+            "HTTP/1.1 403 Forbidden\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+            payload.len()
+        );
+        return;
+    }
+    let Ok(mut moto) = TcpStream::connect(upstream) else {
+        return;
+    };
+    head.push_str("Connection: close\r\n\r\n");
+    let mut answer = Vec::new();
+    if moto.write_all(head.as_bytes()).is_ok()
+        && moto.write_all(&body).is_ok()
+        && moto.read_to_end(&mut answer).is_ok()
+    {
+        let _ = out.write_all(&answer);
+    }
+}
+
+/// An organization of the moto account and two members created in it; returns their ids.
+async fn organization_of_two(moto: &Moto) -> (String, String) {
+    let sdk = moto.sdk().await;
+    let org = aws_sdk_organizations::Client::new(&sdk);
+    org.create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("organization");
+    let mut ids = Vec::new();
+    for name in ["workloads", "sandbox"] {
+        let status = org
+            .create_account()
+            .account_name(name)
+            .email(format!("{name}@example.com"))
+            .send()
+            .await
+            .expect("create account")
+            .create_account_status
+            .expect("status");
+        ids.push(status.account_id.expect("account id"));
+    }
+    (ids.remove(0), ids.remove(0))
+}
+
+/// IAM in `account`, with credentials moto ties to it (moto scopes every resource to the
+/// account of the credentials that made it; an assumed role's credentials are its account's).
+async fn iam_in(moto: &Moto, account: &str) -> aws_sdk_iam::Client {
+    let sdk = moto.sdk().await;
+    let c = aws_sdk_sts::Client::new(&sdk)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/setup"))
+        .role_session_name("setup")
+        .send()
+        .await
+        .expect("assume role")
+        .credentials
+        .expect("credentials");
+    let config = sdk
+        .to_builder()
+        .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
+            aws_sdk_sts::config::Credentials::new(
+                c.access_key_id,
+                c.secret_access_key,
+                Some(c.session_token),
+                None,
+                "setup",
+            ),
+        ))
+        .build();
+    aws_sdk_iam::Client::new(&config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_audit_enters_each_member_and_reports_the_one_it_cannot_enter() {
+    use trailwarden::posture::aws::AwsMembers;
+    use trailwarden::posture::organization::{MemberRole, audit_organization};
+
+    let moto = Moto::start();
+    let (workloads, sandbox) = organization_of_two(&moto).await;
+    // In the workloads account only: a console user without MFA.
+    let iam = iam_in(&moto, &workloads).await;
+    iam.create_user()
+        .user_name("mallory")
+        .send()
+        .await
+        .expect("user");
+    iam.create_login_profile()
+        .user_name("mallory")
+        .password("Correct-Horse-1")
+        .send()
+        .await
+        .expect("login profile");
+
+    let proxy = StsProxy::start(&moto, &sandbox);
+    let sdk = moto.sdk().await;
+    let mut members = AwsMembers::new(
+        &sdk,
+        MemberRole::parse("trailwarden-audit").expect("role"),
+        None,
+    );
+    members.sts = aws_sdk_sts::Client::new(&sdk_at(&proxy.endpoint).await);
+    let audits = audit_organization(
+        &AwsAccount::new(&sdk),
+        &members,
+        &Settings::default(),
+        Utc::now(),
+    )
+    .await
+    .expect("organization audit");
+    let mut order = vec![workloads.clone(), sandbox.clone()];
+    order.sort();
+    order.insert(0, ACCOUNT.to_owned());
+    assert_eq!(
+        audits.iter().map(|a| a.account.clone()).collect::<Vec<_>>(),
+        order,
+        "the management account first, then the members by id"
+    );
+
+    let management = &audits[0];
+    assert!(
+        passes(management, "user-without-mfa"),
+        "mallory lives elsewhere"
+    );
+    assert!(
+        management
+            .results
+            .iter()
+            .all(|r| r.check.name != "audit-account-unreachable"),
+        "the management account is read with the caller's own credentials"
+    );
+
+    let entered = audits
+        .iter()
+        .find(|a| a.account == workloads)
+        .expect("workloads");
+    assert_eq!(entered.results.len(), 16);
+    assert_eq!(
+        failing(entered, "user-without-mfa"),
+        [format!("arn:aws:iam::{workloads}:user/mallory")]
+    );
+    assert!(entered.standing().all(|s| s.account == workloads));
+    assert!(matches!(
+        outcome(entered, "audit-account-unreachable"),
+        Outcome::Pass { note: Some(n) } if *n == format!("entered as arn:aws:iam::{workloads}:role/trailwarden-audit")
+    ));
+    // The pass is in scope, so it resolves an earlier unreachable finding.
+    let scope = entered.findings("posture:audit".into()).scope;
+    assert!(
+        scope
+            .iter()
+            .any(|s| s.check == "audit-account-unreachable" && s.account == workloads)
+    );
+
+    let refused = audits
+        .iter()
+        .find(|a| a.account == sandbox)
+        .expect("sandbox");
+    assert_eq!(refused.results.len(), 1, "nothing else could be read");
+    assert_eq!(
+        failing(refused, "audit-account-unreachable"),
+        [sandbox.clone()]
+    );
+    let why = evidence(refused, "audit-account-unreachable");
+    assert_eq!(
+        why,
+        format!(
+            "cannot enter {sandbox} as arn:aws:iam::{sandbox}:role/trailwarden-audit: sts:AssumeRole failed: AccessDenied: User: arn:aws:iam::{ACCOUNT}:user/auditor is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::{sandbox}:role/trailwarden-audit"
+        )
+    );
+    let found = refused.findings("posture:audit".into());
+    assert_eq!(found.standing[0].level, trailwarden::finding::Level::Medium);
+    assert!(found.standing[0].next_steps[0].contains("audit-member-role.yaml"));
+    // Only the unreachable check is in scope: the account's other findings stay as they were.
+    assert_eq!(found.scope.len(), 1);
+
+    // The command: grouped by account, a summary per account and one for the organization.
+    let out = audit_command(&["--organization", "--account-role", "trailwarden-audit"])
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_ENDPOINT_URL_STS", &proxy.endpoint)
+        .output()
+        .expect("run audit");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let headings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("== account "))
+        .collect();
+    assert_eq!(
+        headings,
+        order
+            .iter()
+            .map(|a| format!("== account {a} =="))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        stdout.contains(&format!(
+            "FAIL            medium        audit-account-unreachable         1 finding: The posture audit can enter every member account of the organization\n    {sandbox}: cannot enter {sandbox}"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("audit of {sandbox} (us-east-1)"))
+            && stderr.contains(
+                ": 1 checks: 0 pass, 1 fail (1 finding: 1 medium), 0 could not be checked"
+            )
+            && stderr.contains("3 accounts audited, 3 with failing checks"),
+        "{stderr}"
+    );
+    // A role that is neither a name nor an ARN is a usage error; so is a role without
+    // --organization.
+    let out = audit_command(&["--organization", "--account-role", "not a role"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--account-role"));
+    let out = audit_command(&["--account-role", "trailwarden-audit"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,8 +1,10 @@
 //! The account as the SDK reads it: IAM, CloudTrail, IAM Access Analyzer, Organizations and
 //! STS clients → the plain data of [`AccountView`]. Every failed call is described and
 //! classified by [`crate::aws::failed`] at [`Edge::Posture`] and named by the IAM action it
-//! needs, so a refused permission reads as the permission to grant.
+//! needs, so a refused permission reads as the permission to grant. [`AwsMembers`] lists an
+//! organization's accounts and enters each through sts AssumeRole.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,6 +13,7 @@ use aws_sdk_iam::types::{EntityType, ReportStateType, SummaryKeyType};
 use aws_sdk_s3::error::SdkError;
 use aws_smithy_runtime_api::http::Response;
 
+use super::organization::{MemberRole, Members, SESSION_NAME};
 use super::report::{Key, Row};
 use super::{
     AccountSummary, AccountView, Analyzer, BasicSelector, FieldSelector, Grants, LiveUser,
@@ -55,6 +58,98 @@ impl AwsAccount {
                 .region()
                 .map_or_else(|| "unknown".to_owned(), |r| r.to_string()),
         }
+    }
+}
+
+/// An organization's accounts through Organizations ListAccounts, each entered with
+/// credentials from sts AssumeRole of the member role.
+#[derive(Debug, Clone)]
+pub struct AwsMembers {
+    pub organizations: aws_sdk_organizations::Client,
+    pub sts: aws_sdk_sts::Client,
+    /// What member accounts' clients are built from: region, endpoint, timeouts and retries,
+    /// with the assumed role's credentials in place of the caller's.
+    pub config: SdkConfig,
+    pub role: MemberRole,
+    /// The `sts:ExternalId` the member role's trust policy asks for, when it asks.
+    pub external_id: Option<String>,
+}
+
+impl AwsMembers {
+    /// Lists with the caller's credentials and assumes `role` in each member account.
+    pub fn new(config: &SdkConfig, role: MemberRole, external_id: Option<String>) -> AwsMembers {
+        AwsMembers {
+            organizations: aws_sdk_organizations::Client::new(config),
+            sts: aws_sdk_sts::Client::new(config),
+            config: config.clone(),
+            role,
+            external_id,
+        }
+    }
+}
+
+#[async_trait]
+impl Members for AwsMembers {
+    async fn accounts(&self) -> Read<Vec<String>> {
+        const ACTION: &str = "organizations:ListAccounts";
+        let mut pages = self.organizations.list_accounts().into_paginator().send();
+        let mut accounts = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| unread(ACTION, &e))?;
+            accounts.extend(
+                page.accounts()
+                    .iter()
+                    // `State` replaces `Status` (retired in September 2026); either says
+                    // ACTIVE. Suspended, closing and closed accounts cannot be entered.
+                    .filter(|a| {
+                        let state = a.state().map(|s| s.as_str());
+                        state.or(a.status().map(|s| s.as_str())) == Some("ACTIVE")
+                    })
+                    .filter_map(|a| a.id().map(str::to_owned)),
+            );
+        }
+        Ok(accounts)
+    }
+
+    fn role_arn(&self, account: &str) -> String {
+        self.role.arn(account)
+    }
+
+    async fn enter(&self, account: &str) -> Read<Arc<dyn AccountView>> {
+        const ACTION: &str = "sts:AssumeRole";
+        let role = self.role.arn(account);
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(&role)
+            .role_session_name(SESSION_NAME)
+            .set_external_id(self.external_id.clone())
+            .send()
+            .await
+            .map_err(|e| Unread {
+                action: ACTION,
+                failed: aws::failed(Edge::Posture, ACTION, &e),
+            })?;
+        let c = out
+            .credentials()
+            .ok_or_else(|| malformed(ACTION, "credentials"))?;
+        // Fixed credentials, not a refreshing provider: an audit takes minutes, AssumeRole's
+        // default session lasts an hour, and each audit enters anew.
+        let credentials = aws_sdk_sts::config::Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            std::time::SystemTime::try_from(*c.expiration()).ok(),
+            SESSION_NAME,
+        );
+        let config = self
+            .config
+            .to_builder()
+            .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
+                credentials,
+            ))
+            .build();
+        Ok(Arc::new(AwsAccount::new(&config)))
     }
 }
 

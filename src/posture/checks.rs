@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::report::Row;
 use super::{
     AccountSummary, Analyzer, Grants, OrgState, Outcome, PasswordPolicy, Selectors, Settings,
-    TrailState, UserGrants,
+    TrailState, Unread, UserGrants,
 };
 use crate::finding::{Level, Standing};
 
@@ -226,6 +226,18 @@ pub const ROOT_CREDENTIALS_NOT_CENTRALIZED: Check = Check {
     ],
 };
 
+/// Not one of [`ALL`]: an organization audit's check that it could enter a member account
+/// at all, by assuming the member role there. Reported for member accounts only.
+pub const ACCOUNT_UNREACHABLE: Check = Check {
+    name: "audit-account-unreachable",
+    level: Level::Medium,
+    title: "The posture audit can enter every member account of the organization",
+    next_steps: &[
+        "Deploy deploy/audit-member-role.yaml to the organization's accounts as a StackSet",
+        "Check that its trusted principal is the auditing role and that no SCP denies sts:AssumeRole",
+    ],
+};
+
 /// Every check, in the order the audit reports them.
 pub const ALL: [&Check; 15] = [
     &ROOT_ACCESS_KEY_PRESENT,
@@ -269,6 +281,19 @@ pub const GRANT_CHECKS: [(&Check, GrantCheck); 2] = [
     (&USER_HAS_DIRECT_POLICIES, direct_policies),
     (&USER_ADMIN_DIRECT, admin_direct),
 ];
+
+/// A member account the audit could not enter: the refusal is the evidence, the account
+/// itself the resource.
+pub fn account_unreachable(ctx: &Context, role_arn: &str, refusal: &Unread) -> Standing {
+    ctx.finding(
+        &ACCOUNT_UNREACHABLE,
+        ctx.account.to_owned(),
+        format!(
+            "cannot enter {} as {role_arn}: {}",
+            ctx.account, refusal.failed.sentence
+        ),
+    )
+}
 
 /// Root's ARN: from its report row, else built from the account.
 fn root_arn(ctx: &Context, row: Option<&Row>) -> String {
@@ -1510,7 +1535,7 @@ mod tests {
     #[test]
     fn every_check_has_a_title_and_one_to_three_steps() {
         let mut seen = std::collections::HashSet::new();
-        for check in ALL {
+        for check in ALL.into_iter().chain([&ACCOUNT_UNREACHABLE]) {
             assert!(seen.insert(check.name), "{} twice", check.name);
             assert!(!check.title.ends_with('.'), "{}", check.name);
             assert!((1..=3).contains(&check.next_steps.len()), "{}", check.name);

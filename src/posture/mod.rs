@@ -5,6 +5,7 @@
 //! - [`report`]: the credential report's CSV → rows.
 //! - [`checks`]: the checks, pure functions over plain data.
 //! - [`recheck`]: the CloudTrail records that change posture, and the checks each runs again.
+//! - [`organization`]: every member account of an organization, entered through a role.
 //! - [`aws`]: the view over the real SDK clients; the only file here that knows an SDK type.
 //!
 //! One refused call costs only the checks that need it: a role without
@@ -13,6 +14,7 @@
 
 pub mod aws;
 pub mod checks;
+pub mod organization;
 pub mod recheck;
 pub mod report;
 
