@@ -28,6 +28,18 @@ pub enum LogFormat {
     Text,
 }
 
+/// Which accounts the posture audit covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum AuditAccounts {
+    /// The account the task's credentials are in.
+    #[serde(rename = "self")]
+    Own,
+    /// That account (the organization's management account) and every ACTIVE member account,
+    /// entered through `audit_role_name`.
+    #[serde(rename = "organization")]
+    Organization,
+}
+
 /// Every daemon setting. See `config/trailwarden.toml` for the documented example.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,6 +124,18 @@ pub struct Settings {
     /// 45).
     #[serde(default = "defaults::unused_credential_days")]
     pub unused_credential_days: u32,
+    /// `self` audits the task's own account; `organization` (from the management account)
+    /// also audits every ACTIVE member account through `audit_role_name`, and re-checks
+    /// members' records through it.
+    #[serde(default = "defaults::audit_accounts")]
+    pub audit_accounts: AuditAccounts,
+    /// The read-only role assumed in each member account (deploy/audit-member-role.yaml): a
+    /// name, or an ARN whose account each member's replaces. Only with `organization`.
+    #[serde(default)]
+    pub audit_role_name: Option<String>,
+    /// The `sts:ExternalId` the member role's trust policy asks for, if it asks.
+    #[serde(default)]
+    pub audit_external_id: Option<String>,
 }
 
 mod defaults {
@@ -165,6 +189,9 @@ mod defaults {
     pub fn unused_credential_days() -> u32 {
         45
     }
+    pub fn audit_accounts() -> AuditAccounts {
+        AuditAccounts::Own
+    }
 }
 
 /// The shortest interval between posture audits: an audit generates the credential report and
@@ -204,6 +231,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("posture_interval_secs", Kind::Int),
     ("key_max_age_days", Kind::Int),
     ("unused_credential_days", Kind::Int),
+    ("audit_accounts", Kind::Str),
+    ("audit_role_name", Kind::Str),
+    ("audit_external_id", Kind::Str),
 ];
 
 /// A setting that stops start-up.
@@ -319,7 +349,7 @@ impl Settings {
         }
         let settings: Settings = table
             .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string().trim().to_owned()))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -420,7 +450,57 @@ impl Settings {
         if !(1..=3650).contains(&self.unused_credential_days) {
             return bad("unused_credential_days", "must be 1-3650");
         }
+        match (self.audit_accounts, &self.audit_role_name) {
+            (AuditAccounts::Organization, None) => {
+                return bad(
+                    "audit_role_name",
+                    "name the member accounts' role (e.g. trailwarden-audit) when audit_accounts = \"organization\"",
+                );
+            }
+            (AuditAccounts::Organization, Some(role)) => {
+                if let Err(e) = crate::posture::organization::MemberRole::parse(role) {
+                    return Err(ConfigError::Value {
+                        key: "audit_role_name",
+                        message: e,
+                    });
+                }
+            }
+            (AuditAccounts::Own, Some(_)) => {
+                return bad(
+                    "audit_role_name",
+                    "is used only with audit_accounts = \"organization\"",
+                );
+            }
+            (AuditAccounts::Own, None) => {}
+        }
+        // https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html: 2-1224
+        // characters of [\w+=,.@:\/-].
+        if let Some(id) = &self.audit_external_id {
+            if self.audit_role_name.is_none() {
+                return bad("audit_external_id", "is used only with audit_role_name");
+            }
+            if !(2..=1224).contains(&id.len())
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@:/-".contains(&b))
+            {
+                return bad(
+                    "audit_external_id",
+                    "must be 2-1224 of A-Z a-z 0-9 _ + = , . @ : / -",
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// The role assumed in member accounts, when the audit covers the organization.
+    pub fn member_role(&self) -> Option<crate::posture::organization::MemberRole> {
+        match (self.audit_accounts, &self.audit_role_name) {
+            (AuditAccounts::Organization, Some(role)) => {
+                crate::posture::organization::MemberRole::parse(role).ok()
+            }
+            _ => None,
+        }
     }
 
     /// The thresholds of the posture checks.
@@ -606,6 +686,18 @@ mod tests {
             ),
             ("TRAILWARDEN_POSTURE", "yes", "TRAILWARDEN_POSTURE"),
             ("TRAILWARDEN_KEY_MAX_AGE_DAYS", "0", "key_max_age_days"),
+            (
+                "TRAILWARDEN_AUDIT_ACCOUNTS",
+                "organization",
+                "audit_role_name",
+            ),
+            ("TRAILWARDEN_AUDIT_ACCOUNTS", "everything", "audit_accounts"),
+            (
+                "TRAILWARDEN_AUDIT_ROLE_NAME",
+                "trailwarden-audit",
+                "audit_role_name",
+            ),
+            ("TRAILWARDEN_AUDIT_EXTERNAL_ID", "x", "audit_external_id"),
         ] {
             let mut env = REQUIRED.to_vec();
             env.retain(|(k, _)| *k != var);
@@ -624,5 +716,29 @@ mod tests {
             ("TRAILWARDEN_ENDPOINT_URL", "http://127.0.0.1:5000"),
         ]);
         Settings::load(None, &env[..]).expect("a longer stop timeout allows a longer grace");
+
+        let mut env = REQUIRED.to_vec();
+        env.extend([
+            ("TRAILWARDEN_AUDIT_ACCOUNTS", "organization"),
+            ("TRAILWARDEN_AUDIT_ROLE_NAME", "not a role"),
+        ]);
+        let e = Settings::load(None, &env[..]).expect_err("bad role");
+        assert!(e.to_string().contains("audit_role_name"), "{e}");
+        env.pop();
+        env.extend([
+            ("TRAILWARDEN_AUDIT_ROLE_NAME", "trailwarden-audit"),
+            ("TRAILWARDEN_AUDIT_EXTERNAL_ID", "o-abc123/trailwarden"),
+        ]);
+        let s = Settings::load(None, &env[..]).expect("organization mode");
+        assert_eq!(
+            s.member_role().map(|r| r.arn("111122223333")).as_deref(),
+            Some("arn:aws:iam::111122223333:role/trailwarden-audit")
+        );
+        assert_eq!(
+            Settings::load(None, REQUIRED)
+                .expect("valid")
+                .audit_accounts,
+            AuditAccounts::Own
+        );
     }
 }
