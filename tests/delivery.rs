@@ -454,6 +454,7 @@ impl Harness {
                 store: store.clone(),
                 sink: sink.clone(),
                 account,
+                members: None,
                 clock,
             },
             metrics.clone(),

@@ -296,3 +296,104 @@ async fn two_daemons_sharing_the_table_audit_once() {
         b.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_organization_mode_the_audit_covers_each_member_account() {
+    let moto = Moto::start();
+    let stack = Stack::create(&moto, 5).await;
+    let sdk = moto.sdk().await;
+    let org = aws_sdk_organizations::Client::new(&sdk);
+    org.create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("organization");
+    let member = org
+        .create_account()
+        .account_name("workloads")
+        .email("workloads@example.com")
+        .send()
+        .await
+        .expect("create account")
+        .create_account_status
+        .and_then(|s| s.account_id)
+        .expect("account id");
+    // mallory lives in the member account: moto keeps what assumed-role credentials create
+    // in the role's account.
+    let c = aws_sdk_sts::Client::new(&sdk)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{member}:role/setup"))
+        .role_session_name("setup")
+        .send()
+        .await
+        .expect("assume role")
+        .credentials
+        .expect("credentials");
+    let in_member = sdk
+        .to_builder()
+        .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
+            aws_sdk_sts::config::Credentials::new(
+                c.access_key_id,
+                c.secret_access_key,
+                Some(c.session_token),
+                None,
+                "setup",
+            ),
+        ))
+        .build();
+    let iam = aws_sdk_iam::Client::new(&in_member);
+    iam.create_user()
+        .user_name("mallory")
+        .send()
+        .await
+        .expect("user");
+    iam.create_login_profile()
+        .user_name("mallory")
+        .password("correct-horse-battery-staple-1A!")
+        .send()
+        .await
+        .expect("console password");
+
+    let daemon = Daemon::start(
+        &moto,
+        &stack,
+        DaemonOptions {
+            posture: true,
+            extra_env: vec![
+                ("TRAILWARDEN_AUDIT_ACCOUNTS".into(), "organization".into()),
+                (
+                    "TRAILWARDEN_AUDIT_ROLE_NAME".into(),
+                    "trailwarden-audit".into(),
+                ),
+            ],
+            ..DaemonOptions::default()
+        },
+    );
+    let mallory = format!("arn:aws:iam::{member}:user/mallory");
+    let docs = stack
+        .alerts_until(Duration::from_secs(60), |d| {
+            d.iter().any(|d| d["doc"]["resource"] == mallory.as_str())
+        })
+        .await;
+    let found: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["doc"]["resource"] == mallory.as_str())
+        .collect();
+    assert_eq!(found.len(), 1, "{docs:#?}");
+    assert_eq!(found[0]["doc"]["check"], "user-without-mfa");
+    assert_eq!(found[0]["doc"]["account_id"], member.as_str());
+    // One audit covered both accounts: the management account's findings came too, and
+    // each account's were committed under its own source.
+    assert!(docs.iter().any(|d| d["doc"]["account_id"] == ACCOUNT));
+    wait_logged(&daemon, "posture audited", 2, Duration::from_secs(30));
+    let logs = daemon.logs();
+    assert!(
+        logs.contains(&format!("\"audited_account_id\":\"{member}\"")),
+        "{logs}"
+    );
+    assert!(
+        daemon
+            .metrics()
+            .contains("trailwarden_posture_audits_total 1")
+    );
+}

@@ -45,6 +45,7 @@ use crate::incidents::store::Store;
 use crate::intake::Objects;
 use crate::intake::sqs::Queue;
 use crate::posture::AccountView;
+use crate::posture::organization::Members;
 use crate::telemetry::{Dependency, Metrics};
 
 /// How long correlation events are kept after they arrive: a log file can be hours late and
@@ -65,6 +66,9 @@ pub struct Edges {
     pub sink: Arc<dyn Sink>,
     /// The account whose posture is audited; `None` when `posture` is off.
     pub account: Option<Arc<dyn AccountView>>,
+    /// The organization's member accounts, audited too; `None` unless `audit_accounts` is
+    /// `organization`.
+    pub members: Option<Arc<dyn Members>>,
     /// The one clock for claims, windows, expiry and follow-ups: the system's in production.
     pub clock: Clock,
 }
@@ -201,6 +205,7 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: CancellationToken) {
         (Some(view), Some(requests)) => Some(tokio::spawn(posture::run(
             daemon.clone(),
             view.clone(),
+            daemon.edges.members.clone(),
             requests,
             shutdown.clone(),
         ))),

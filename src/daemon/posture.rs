@@ -7,8 +7,13 @@
 //!   within the interval audits nothing). A task that stops mid-audit holds the lease only
 //!   for [`AUDIT_HOLD`], after which another task audits.
 //! - Re-checks: requests from the producers arrive on a bounded channel; each distinct one is
-//!   run once per batch, and only for this task's own account: other accounts' records (an
-//!   organization trail) are read, but their posture is not this task's to check.
+//!   run once per batch, for this task's own account, and in organization mode for a member
+//!   account's record too, through the member role (the accounts are those ListAccounts gave
+//!   at most [`MEMBERS_MAX_AGE`] ago). Other accounts' records (a trail bucket shared beyond
+//!   the organization) are read, but their posture is not this task's to check.
+//! - Organization mode (`audit_accounts = "organization"`): the audit covers every ACTIVE
+//!   member account under the one lease of the task's own account, and each account's
+//!   findings are committed on their own, scoped to that account.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +27,7 @@ use super::Daemon;
 use crate::aws;
 use crate::finding::{Findings, Recheck, Target};
 use crate::incidents::commit::Progress;
+use crate::posture::organization::{self, Members};
 use crate::posture::{self, AccountView};
 use crate::telemetry::Dropped;
 
@@ -36,6 +42,9 @@ const AUDIT_POLL: Duration = Duration::from_secs(300);
 pub const RECHECK_QUEUE: usize = 256;
 /// Attempts at committing one audit's or re-check's findings before it is given up.
 const COMMIT_ATTEMPTS: u32 = 5;
+/// How old the list of member accounts may be before a member's re-check lists them again:
+/// an account that joined since is re-checked within this, and audited at the next audit.
+pub const MEMBERS_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// Where the message handlers send re-check requests.
 pub type Rechecks = mpsc::Sender<Recheck>;
@@ -69,6 +78,7 @@ impl Daemon {
 pub(super) async fn run(
     daemon: Arc<Daemon>,
     view: Arc<dyn AccountView>,
+    members: Option<Arc<dyn Members>>,
     mut requests: mpsc::Receiver<Recheck>,
     shutdown: CancellationToken,
 ) {
@@ -79,12 +89,13 @@ pub(super) async fn run(
     let interval = Duration::from_secs(daemon.settings.posture_interval_secs);
     // The first try is at once: start-up audits when the interval has passed.
     let mut next_try = tokio::time::Instant::now();
+    let mut known = KnownMembers::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep_until(next_try) => {
                 next_try = tokio::time::Instant::now() + AUDIT_POLL.min(interval);
-                audit(&daemon, view.as_ref(), &account, &owner, interval, &shutdown)
+                audit(&daemon, view.as_ref(), members.as_deref(), &account, &owner, interval, &shutdown)
                     .instrument(info_span!("posture_audit", account_id = %account))
                     .await;
             }
@@ -98,14 +109,68 @@ pub(super) async fn run(
                     next = requests.try_recv().ok();
                 }
                 for ((_, target), request) in batch {
-                    if request.account != account {
-                        debug!(account_id = %request.account, event = %request.event, "a posture change in another account; not this task's to re-check");
+                    let span = info_span!("posture_recheck", account_id = %request.account, event = %request.event);
+                    if request.account == account {
+                        recheck(&daemon, view.as_ref(), &account, &owner, &target, &request.event, &shutdown)
+                            .instrument(span)
+                            .await;
                         continue;
                     }
-                    recheck(&daemon, view.as_ref(), &account, &owner, &target, &request.event, &shutdown)
-                        .instrument(info_span!("posture_recheck", account_id = %account, event = %request.event))
+                    let member = match &members {
+                        Some(members) => known.enter(members.as_ref(), &request.account).instrument(span.clone()).await,
+                        None => None,
+                    };
+                    let Some(member) = member else {
+                        debug!(account_id = %request.account, event = %request.event, "a posture change in an account outside the organization audit; not this task's to re-check");
+                        continue;
+                    };
+                    recheck(&daemon, member.as_ref(), &request.account, &owner, &target, &request.event, &shutdown)
+                        .instrument(span)
                         .await;
                 }
+            }
+        }
+    }
+}
+
+/// The organization's member accounts as last listed, for re-checks of members' records.
+#[derive(Default)]
+struct KnownMembers {
+    accounts: std::collections::HashSet<String>,
+    listed_at: Option<tokio::time::Instant>,
+}
+
+impl KnownMembers {
+    /// `account` entered through the member role, when it is a member; `None` (logged) when
+    /// it is not, or cannot be listed or entered: the next audit reports that.
+    async fn enter(
+        &mut self,
+        members: &dyn Members,
+        account: &str,
+    ) -> Option<Arc<dyn AccountView>> {
+        let stale = self
+            .listed_at
+            .is_none_or(|at| at.elapsed() >= MEMBERS_MAX_AGE);
+        if stale && !self.accounts.contains(account) {
+            match members.accounts().await {
+                Ok(accounts) => {
+                    self.accounts = accounts.into_iter().collect();
+                    self.listed_at = Some(tokio::time::Instant::now());
+                }
+                Err(e) => {
+                    warn!(error = %e, action = e.action, "cannot list the organization's accounts; a member's change waits for the next audit");
+                    return None;
+                }
+            }
+        }
+        if !self.accounts.contains(account) {
+            return None;
+        }
+        match members.enter(account).await {
+            Ok(view) => Some(view),
+            Err(e) => {
+                warn!(error = %e, action = e.action, role = %members.role_arn(account), "cannot enter the member account to re-check it; the next audit reports it");
+                None
             }
         }
     }
@@ -133,6 +198,7 @@ async fn identify(view: &dyn AccountView, shutdown: &CancellationToken) -> Optio
 async fn audit(
     daemon: &Daemon,
     view: &dyn AccountView,
+    members: Option<&dyn Members>,
     account: &str,
     owner: &str,
     interval: Duration,
@@ -154,38 +220,52 @@ async fn audit(
     daemon.metrics.audits.inc();
     let settings = daemon.settings.posture_settings();
     let at = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default();
-    let audit = match posture::audit(view, &settings, at).await {
-        Ok(audit) => audit,
+    let audits = match members {
+        None => posture::audit(view, &settings, at).await.map(|a| vec![a]),
+        Some(members) => organization::audit_organization(view, members, &settings, at).await,
+    };
+    let audits = match audits {
+        Ok(audits) => audits,
         Err(e) => {
             // The lease runs out after AUDIT_HOLD, and a task tries again.
             daemon.metrics.audits_failed.inc();
-            warn!(error = %e, action = e.action, "the posture audit could not identify the account");
+            warn!(error = %e, action = e.action, "the posture audit could not identify the account or list the organization's accounts");
             return;
         }
     };
-    let unchecked = audit
-        .results
-        .iter()
-        .filter(|r| {
-            matches!(
-                r.outcome,
-                posture::Outcome::Unchecked(_) | posture::Outcome::Unreadable(_)
-            )
-        })
-        .count();
-    let findings = audit.findings(format!("posture:audit:{account}"));
-    let Some(done) = commit(daemon, owner, &findings, shutdown).await else {
+    // Each account's findings are committed on their own: one account's failed commit
+    // leaves the others' done, and the next audit commits it again.
+    let mut failed = false;
+    for audit in &audits {
+        let unchecked = audit
+            .results
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.outcome,
+                    posture::Outcome::Unchecked(_) | posture::Outcome::Unreadable(_)
+                )
+            })
+            .count();
+        let findings = audit.findings(format!("posture:audit:{}", audit.account));
+        let Some(done) = commit(daemon, owner, &findings, shutdown).await else {
+            failed = true;
+            continue;
+        };
+        info!(
+            audited_account_id = %audit.account,
+            checks = audit.results.len(),
+            could_not_check = unchecked,
+            findings = findings.standing.len(),
+            opened = done.opened,
+            resolved = done.resolved,
+            "posture audited"
+        );
+    }
+    if failed {
         daemon.metrics.audits_failed.inc();
         return;
-    };
-    info!(
-        checks = audit.results.len(),
-        could_not_check = unchecked,
-        findings = findings.standing.len(),
-        opened = done.opened,
-        resolved = done.resolved,
-        "posture audited"
-    );
+    }
     let next_due = daemon.edges.clock.now() + interval.as_secs() as i64;
     if let Err(e) = store.audited(account, owner, next_due).await {
         warn!(error = %e, "cannot record the audit as done; another task may audit again after the lease");
