@@ -1081,7 +1081,7 @@ async fn an_organization_audit_enters_each_member_and_reports_the_one_it_cannot_
     assert_eq!(refused.results.len(), 1, "nothing else could be read");
     assert_eq!(
         failing(refused, "audit-account-unreachable"),
-        [sandbox.clone()]
+        std::slice::from_ref(&sandbox)
     );
     let why = evidence(refused, "audit-account-unreachable");
     assert_eq!(
