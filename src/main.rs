@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use trailwarden::audit;
 use trailwarden::config::{ProcessEnv, Settings};
 use trailwarden::daemon::{self, start};
 use trailwarden::detect::RuleSet;
 use trailwarden::finding::Level;
 use trailwarden::pipeline::DEFAULT_MAX_DECOMPRESSED_BYTES;
+use trailwarden::posture::organization::MemberRole;
 use trailwarden::scan;
 use trailwarden::telemetry::{self, Metrics};
 
@@ -40,6 +42,39 @@ enum Command {
     Run(RunArgs),
     /// Exit 0 if the running daemon's /healthz answers OK, 1 otherwise (for container health checks).
     Healthcheck(HealthcheckArgs),
+    /// Audit the account's IAM and CloudTrail posture (root, users, keys, password policy,
+    /// trails, Access Analyzer); exit 1 when a check at or above --min-level fails.
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    format: audit::Format,
+    /// Only print, and only fail on, checks at or above this level.
+    #[arg(long, value_name = "LEVEL", default_value = "informational")]
+    min_level: Level,
+    /// Count credential ages from this time instead of the clock (for testing).
+    #[arg(long, value_name = "RFC3339")]
+    now: Option<chrono::DateTime<chrono::Utc>>,
+    /// Region of the regional checks (trails listed, Access Analyzer); default: the SDK's chain.
+    #[arg(long, env = "TRAILWARDEN_REGION")]
+    region: Option<String>,
+    /// Endpoint for every AWS client (an emulator); unset in production.
+    #[arg(long, env = "TRAILWARDEN_ENDPOINT_URL", hide = true)]
+    endpoint_url: Option<String>,
+    /// Also audit every ACTIVE member account of the organization (run from the management
+    /// account), entering each through --account-role.
+    #[arg(long, requires = "account_role")]
+    organization: bool,
+    /// The read-only role assumed in each member account: a name, or an ARN whose account is
+    /// replaced by each member's (deploy/audit-member-role.yaml creates it).
+    #[arg(long, value_name = "ROLE_NAME_OR_ARN", requires = "organization")]
+    account_role: Option<String>,
+    /// The sts:ExternalId the member role's trust policy asks for.
+    #[arg(long, value_name = "ID", requires = "account_role")]
+    external_id: Option<String>,
 }
 
 #[derive(Args)]
@@ -100,6 +135,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => run_scan(args),
         Command::Rules(args) => run_rules(args),
         Command::Run(args) => run_daemon(args),
+        Command::Audit(args) => run_audit(args),
         Command::Healthcheck(args) => match telemetry::health::probe(args.addr) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -244,6 +280,82 @@ fn run_scan(args: ScanArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+fn run_audit(args: AuditArgs) -> ExitCode {
+    let organization = match args.account_role.as_deref().map(MemberRole::parse) {
+        None => None,
+        Some(Ok(role)) => Some(role),
+        Some(Err(e)) => {
+            eprintln!("error: --account-role: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let options = audit::Options {
+        format: args.format,
+        min_level: args.min_level,
+        now: args.now.unwrap_or_else(chrono::Utc::now),
+        settings: Default::default(),
+        region: args.region,
+        endpoint_url: args.endpoint_url,
+        organization,
+        external_id: args.external_id,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let audits = match runtime.block_on(audit::run(&options)) {
+        Ok(audits) => audits,
+        Err(e) => {
+            // Without the account's identity (or the organization's accounts) nothing can be
+            // read: credentials, region, endpoint or a permission are wrong, which is the
+            // caller's to fix.
+            eprintln!("cannot audit: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let summaries = match audit::write_all(
+        &audits,
+        options.format,
+        options.min_level,
+        &mut std::io::stdout().lock(),
+    ) {
+        Ok(summaries) => summaries,
+        Err(e) => {
+            eprintln!("cannot write the results: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for (result, summary) in audits.iter().zip(&summaries) {
+        eprintln!(
+            "audit of {} ({}) at {}: {}",
+            result.account,
+            result.region,
+            result
+                .now
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            summary.line()
+        );
+    }
+    if summaries.len() > 1 {
+        let failing = summaries.iter().filter(|s| s.any_failed()).count();
+        eprintln!(
+            "{} accounts audited, {failing} with failing checks",
+            summaries.len()
+        );
+    }
+    if summaries.iter().any(audit::Summary::any_failed) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn run_rules(args: RulesArgs) -> ExitCode {

@@ -18,7 +18,7 @@ use trailwarden::clock::Clock;
 use trailwarden::detect::{RuleKind, RuleSet};
 use trailwarden::finding::alert::Alert;
 use trailwarden::finding::fold::Folder;
-use trailwarden::finding::sink::{FollowUp, Page, Sink, SinkError};
+use trailwarden::finding::sink::{FollowUp, Opened, Page, Resolved, Sink, SinkError};
 use trailwarden::finding::{Findings, Level};
 use trailwarden::incidents::commit::{Committer, Policy, Progress};
 use trailwarden::incidents::correlate;
@@ -242,6 +242,18 @@ impl Sink for Raised {
         self.0.lock().expect("sink").push(entry);
         Ok(())
     }
+
+    async fn finding(&self, f: Opened<'_>) -> Result<(), SinkError> {
+        let entry = (f.finding.check.clone(), 1);
+        self.0.lock().expect("sink").push(entry);
+        Ok(())
+    }
+
+    async fn resolved(&self, r: &Resolved) -> Result<(), SinkError> {
+        let entry = (r.finding.check.clone(), 0);
+        self.0.lock().expect("sink").push(entry);
+        Ok(())
+    }
 }
 
 /// Runs records as one log file through the daemon's decider: the producer, then the
@@ -286,7 +298,7 @@ fn committed_alerts(rules: &RuleSet, records: &[Value], rule: &str) -> u64 {
             source: "s3://trail/case.json.gz".into(),
             folds: folder.finish(),
             correlation: report.correlation,
-            standing: Vec::new(),
+            ..Findings::default()
         };
         committer
             .commit(&findings, &mut Progress::default())
