@@ -86,6 +86,11 @@ impl<'e, E: Event + ?Sized> Derived<'e, E> {
         }
     }
 
+    /// What the derived fields are computed from.
+    pub fn derivation(&self) -> &Derivation {
+        self.ctx
+    }
+
     fn text(&self, path: &str) -> Option<Cow<'_, str>> {
         match self.event.get_field(path)? {
             EventValue::Str(s) => Some(s),
@@ -115,7 +120,9 @@ impl<'e, E: Event + ?Sized> Derived<'e, E> {
                         if name.as_str() != Some("Policy") {
                             return None;
                         }
-                        Some(policy::grants(&*policy::document(&request("attributeValue")?)?))
+                        Some(policy::grants(&*policy::document(&request(
+                            "attributeValue",
+                        )?)?))
                     }
                     PolicySource::LambdaPermission => {
                         Some(policy::lambda_grants(&field("requestParameters")?))
@@ -173,7 +180,9 @@ impl<'e, E: Event + ?Sized> Derived<'e, E> {
         let session = arn.rsplit('/').next()?;
         let hex = session.strip_prefix("i-")?;
         let is_id = matches!(hex.len(), 8 | 17)
-            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         is_id.then(|| session.to_owned())
     }
 
@@ -318,24 +327,60 @@ mod tests {
         assert_eq!(field(&trust(json!(ours)), "foreignAccounts"), None);
         assert_eq!(field(&trust(json!(ours)), "grantsAnyone"), None);
         let anyone = r#"{"Statement":[{"Effect":"Allow","Principal":"*"}]}"#;
-        assert_eq!(field(&trust(json!(anyone)), "grantsAnyone"), Some(json!(true)));
+        assert_eq!(
+            field(&trust(json!(anyone)), "grantsAnyone"),
+            Some(json!(true))
+        );
     }
 
     #[test]
     fn policies_of_every_service_are_found() {
         let open = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"*"}]}"#;
         for (source, name, params) in [
-            ("s3.amazonaws.com", "PutBucketPolicy", json!({"bucketName": "b", "bucketPolicy": serde_json::from_str::<Value>(open).expect("json")})),
-            ("kms.amazonaws.com", "PutKeyPolicy", json!({"keyId": "k", "policyName": "default", "policy": open})),
+            (
+                "s3.amazonaws.com",
+                "PutBucketPolicy",
+                json!({"bucketName": "b", "bucketPolicy": serde_json::from_str::<Value>(open).expect("json")}),
+            ),
+            (
+                "kms.amazonaws.com",
+                "PutKeyPolicy",
+                json!({"keyId": "k", "policyName": "default", "policy": open}),
+            ),
             ("kms.amazonaws.com", "CreateKey", json!({"policy": open})),
-            ("secretsmanager.amazonaws.com", "PutResourcePolicy", json!({"secretId": "s", "resourcePolicy": open})),
-            ("sns.amazonaws.com", "SetTopicAttributes", json!({"topicArn": "t", "attributeName": "Policy", "attributeValue": open})),
-            ("sns.amazonaws.com", "CreateTopic", json!({"name": "t", "attributes": {"Policy": open}})),
-            ("sqs.amazonaws.com", "SetQueueAttributes", json!({"queueUrl": "q", "attributes": {"Policy": open}})),
-            ("ecr.amazonaws.com", "SetRepositoryPolicy", json!({"repositoryName": "r", "policyText": open})),
-            ("lambda.amazonaws.com", "AddPermission20150331v2", json!({"functionName": "f", "principal": "*", "action": "lambda:InvokeFunction"})),
+            (
+                "secretsmanager.amazonaws.com",
+                "PutResourcePolicy",
+                json!({"secretId": "s", "resourcePolicy": open}),
+            ),
+            (
+                "sns.amazonaws.com",
+                "SetTopicAttributes",
+                json!({"topicArn": "t", "attributeName": "Policy", "attributeValue": open}),
+            ),
+            (
+                "sns.amazonaws.com",
+                "CreateTopic",
+                json!({"name": "t", "attributes": {"Policy": open}}),
+            ),
+            (
+                "sqs.amazonaws.com",
+                "SetQueueAttributes",
+                json!({"queueUrl": "q", "attributes": {"Policy": open}}),
+            ),
+            (
+                "ecr.amazonaws.com",
+                "SetRepositoryPolicy",
+                json!({"repositoryName": "r", "policyText": open}),
+            ),
+            (
+                "lambda.amazonaws.com",
+                "AddPermission20150331v2",
+                json!({"functionName": "f", "principal": "*", "action": "lambda:InvokeFunction"}),
+            ),
         ] {
-            let record = json!({"eventSource": source, "eventName": name, "requestParameters": params});
+            let record =
+                json!({"eventSource": source, "eventName": name, "requestParameters": params});
             assert_eq!(field(&record, "grantsAnyone"), Some(json!(true)), "{name}");
         }
         let other_attribute = json!({"eventSource": "sns.amazonaws.com", "eventName": "SetTopicAttributes",
@@ -353,8 +398,17 @@ mod tests {
                 "userIdentity": identity, "requestParameters": params})
         };
         let alice = json!({"type": "IAMUser", "userName": "alice"});
-        assert_eq!(field(&key(alice.clone(), Value::Null), "actsOnOtherUser"), None);
-        assert_eq!(field(&key(alice.clone(), json!({"userName": "Alice"})), "actsOnOtherUser"), None);
+        assert_eq!(
+            field(&key(alice.clone(), Value::Null), "actsOnOtherUser"),
+            None
+        );
+        assert_eq!(
+            field(
+                &key(alice.clone(), json!({"userName": "Alice"})),
+                "actsOnOtherUser"
+            ),
+            None
+        );
         assert_eq!(
             field(&key(alice, json!({"userName": "bob"})), "actsOnOtherUser"),
             Some(json!(true))
@@ -369,7 +423,10 @@ mod tests {
     #[test]
     fn trail_buckets_instances_and_addresses() {
         let bucket = |name: &str| json!({"requestParameters": {"bucketName": name}});
-        assert_eq!(field(&bucket("trail-logs"), "trailBucket"), Some(json!(true)));
+        assert_eq!(
+            field(&bucket("trail-logs"), "trailBucket"),
+            Some(json!(true))
+        );
         assert_eq!(field(&bucket("other"), "trailBucket"), None);
 
         let session = |name: &str, ip: &str| {
@@ -381,13 +438,21 @@ mod tests {
             assert_eq!(field(&session(id, "x"), "instanceSession"), Some(json!(id)));
         }
         for not_id in ["i-0abc123", "i-0ABC1234", "alice", "i-0123456789abcdef"] {
-            assert_eq!(field(&session(not_id, "x"), "instanceSession"), None, "{not_id}");
+            assert_eq!(
+                field(&session(not_id, "x"), "instanceSession"),
+                None,
+                "{not_id}"
+            );
         }
         let outside = |ip: &str| field(&session("i-0abc1234", ip), "sourceOutsideAws");
         assert_eq!(outside("198.51.100.7"), Some(json!(true)));
         assert_eq!(outside("3.5.141.10"), None, "in AWS's ranges");
         assert_eq!(outside("10.1.2.3"), None, "private");
-        assert_eq!(outside("ec2.amazonaws.com"), None, "a service, not an address");
+        assert_eq!(
+            outside("ec2.amazonaws.com"),
+            None,
+            "a service, not an address"
+        );
     }
 
     #[test]
@@ -404,7 +469,10 @@ mod tests {
         let ctx = ctx();
         let event = JsonEvent::borrow(&record);
         let derived = Derived::new(&event, &ctx);
-        assert_eq!(derived.get_field("eventName").map(json), Some(json!("CreateRole")));
+        assert_eq!(
+            derived.get_field("eventName").map(json),
+            Some(json!("CreateRole"))
+        );
         assert_eq!(derived.get_field("trailwarden.unknown").map(json), None);
     }
 }

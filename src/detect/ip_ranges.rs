@@ -74,16 +74,16 @@ impl AwsIpRanges {
     /// Parses the file's bytes; `name` says where they came from.
     pub fn parse(bytes: &[u8], name: &str) -> Result<AwsIpRanges, String> {
         let file: File = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        let v4 = file
-            .prefixes
-            .iter()
-            .map(|p| {
-                let net: Ipv4Net = p.ip_prefix.trim().parse().map_err(|_| {
-                    format!("ip_prefix {:?} is not an IPv4 network", p.ip_prefix)
-                })?;
-                Ok((u32::from(net.network()), u32::from(net.broadcast())))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let v4 =
+            file.prefixes
+                .iter()
+                .map(|p| {
+                    let net: Ipv4Net = p.ip_prefix.trim().parse().map_err(|_| {
+                        format!("ip_prefix {:?} is not an IPv4 network", p.ip_prefix)
+                    })?;
+                    Ok((u32::from(net.network()), u32::from(net.broadcast())))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
         let v6 = file
             .ipv6_prefixes
             .iter()
@@ -204,10 +204,22 @@ mod tests {
         let ranges = AwsIpRanges::parse(RANGES.as_bytes(), "ranges.json").expect("ranges");
         assert_eq!(ranges.v4.len(), 2, "{:?}", ranges.v4);
         assert_eq!(ranges.label, "ranges.json (created 2026-11-20-10-00-00)");
-        for inside in ["3.5.140.0", "3.5.143.255", "3.5.144.9", "52.94.3.255", "2600:1f18::1"] {
+        for inside in [
+            "3.5.140.0",
+            "3.5.143.255",
+            "3.5.144.9",
+            "52.94.3.255",
+            "2600:1f18::1",
+        ] {
             assert!(ranges.contains(inside.parse().expect("ip")), "{inside}");
         }
-        for outside in ["3.5.139.255", "3.5.145.0", "52.94.4.0", "198.51.100.7", "2600:1f19::1"] {
+        for outside in [
+            "3.5.139.255",
+            "3.5.145.0",
+            "52.94.4.0",
+            "198.51.100.7",
+            "2600:1f19::1",
+        ] {
             assert!(!ranges.contains(outside.parse().expect("ip")), "{outside}");
         }
     }
@@ -223,10 +235,25 @@ mod tests {
 
     #[test]
     fn public_and_private_addresses() {
-        for public in ["198.51.100.7", "8.8.8.8", "2001:db8::1", "::ffff:198.51.100.7"] {
+        for public in [
+            "198.51.100.7",
+            "8.8.8.8",
+            "2001:db8::1",
+            "::ffff:198.51.100.7",
+        ] {
             assert!(is_public(public.parse().expect("ip")), "{public}");
         }
-        for private in ["10.0.0.1", "172.16.3.4", "192.168.1.1", "100.64.0.1", "127.0.0.1", "169.254.169.254", "fd00::1", "fe80::1", "::1"] {
+        for private in [
+            "10.0.0.1",
+            "172.16.3.4",
+            "192.168.1.1",
+            "100.64.0.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "fd00::1",
+            "fe80::1",
+            "::1",
+        ] {
             assert!(!is_public(private.parse().expect("ip")), "{private}");
         }
     }

@@ -109,7 +109,9 @@ pub fn document(logged: &Value) -> Option<Cow<'_, Value>> {
             }
             // IAM wrote policies form-encoded until about 2019: `+` for space, `%XX` escapes.
             let plus = text.replace('+', " ");
-            let decoded = percent_encoding::percent_decode_str(&plus).decode_utf8().ok()?;
+            let decoded = percent_encoding::percent_decode_str(&plus)
+                .decode_utf8()
+                .ok()?;
             match serde_json::from_str(&decoded) {
                 Ok(v @ Value::Object(_)) => Some(Cow::Owned(v)),
                 _ => None,
@@ -252,7 +254,8 @@ mod tests {
 
     #[test]
     fn principals_in_every_shape() {
-        let star = of(r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"sts:AssumeRole"}]}"#);
+        let star =
+            of(r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"sts:AssumeRole"}]}"#);
         assert!(star.anyone);
         let aws_star = of(r#"{"Statement":{"Effect":"Allow","Principal":{"AWS":"*"}}}"#);
         assert!(aws_star.anyone);
@@ -262,9 +265,8 @@ mod tests {
         );
         assert!(!list.anyone);
         assert_eq!(list.accounts, ["999988887777", "444455556666"]);
-        let service = of(
-            r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"}}]}"#,
-        );
+        let service =
+            of(r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"}}]}"#);
         assert_eq!(service, Grants::default());
     }
 
@@ -319,7 +321,10 @@ mod tests {
     #[test]
     fn accounts_of_ids_and_arns() {
         assert_eq!(account_of("999988887777"), Some("999988887777"));
-        assert_eq!(account_of("arn:aws:iam::999988887777:root"), Some("999988887777"));
+        assert_eq!(
+            account_of("arn:aws:iam::999988887777:root"),
+            Some("999988887777")
+        );
         assert_eq!(
             account_of("arn:aws-us-gov:sts::999988887777:assumed-role/r/s"),
             Some("999988887777")
