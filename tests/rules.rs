@@ -391,6 +391,58 @@ fn a_spray_split_across_two_log_files_is_one_alert() {
     assert_eq!(spray.source, "late.json.gz", "the newest record's file");
 }
 
+#[test]
+fn derived_findings_are_named_in_summaries() {
+    let rules = builtin();
+    let stolen = alert_for(
+        &rules,
+        "instance-credentials-outside-aws",
+        "instance credentials used from an address outside AWS",
+    );
+    for part in [
+        "EC2 instance i-0a1b2c3d4e5f60718",
+        "role web-server-role",
+        "from 198.51.100.23",
+        "not in AWS's IP ranges",
+        "(created 2026-11-25-10-00-05)",
+        "user agent aws-cli/2.22.4",
+    ] {
+        assert!(stolen.summary.contains(part), "{part}: {}", stolen.summary);
+    }
+    // With no ranges loaded the rule still fires, and says the check was not made.
+    let unchecked = alert_for(
+        &RuleSet::load(&[]).expect("builtin rules"),
+        "instance-credentials-outside-aws",
+        "the instance's own public address, in AWS's EC2 range",
+    );
+    assert!(
+        unchecked.summary.contains("none were loaded"),
+        "{}",
+        unchecked.summary
+    );
+
+    let shared = alert_for(
+        &rules,
+        "resource-policy-opened",
+        "KMS key policy letting a foreign account decrypt",
+    );
+    assert!(
+        shared.summary.contains("to account 999988887777 with PutKeyPolicy"),
+        "{}",
+        shared.summary
+    );
+    let trust = alert_for(
+        &rules,
+        "role-trust-opened",
+        "trust replaced to let one foreign account's root assume the role",
+    );
+    assert!(
+        trust.summary.contains("let account 999988887777 assume role ops-admin"),
+        "{}",
+        trust.summary
+    );
+}
+
 /// The alert a rule raises on the case named `case` of its fixture file.
 fn alert_for(rules: &RuleSet, rule: &str, case: &str) -> Alert {
     let file = load(rule);
