@@ -427,7 +427,9 @@ fn derived_findings_are_named_in_summaries() {
         "KMS key policy letting a foreign account decrypt",
     );
     assert!(
-        shared.summary.contains("to account 999988887777 with PutKeyPolicy"),
+        shared
+            .summary
+            .contains("to account 999988887777 with PutKeyPolicy"),
         "{}",
         shared.summary
     );
@@ -437,7 +439,9 @@ fn derived_findings_are_named_in_summaries() {
         "trust replaced to let one foreign account's root assume the role",
     );
     assert!(
-        trust.summary.contains("let account 999988887777 assume role ops-admin"),
+        trust
+            .summary
+            .contains("let account 999988887777 assume role ops-admin"),
         "{}",
         trust.summary
     );
