@@ -136,6 +136,15 @@ pub struct Settings {
     /// The `sts:ExternalId` the member role's trust policy asks for, if it asks.
     #[serde(default)]
     pub audit_external_id: Option<String>,
+    /// Accounts that are ours besides each record's own (12-digit ids): a trust or resource
+    /// policy granting one of them is not reported as opened to a foreign account.
+    #[serde(default)]
+    pub trusted_accounts: Vec<String>,
+    /// AWS's published ip-ranges.json, read at start-up, so that instance credentials used
+    /// from an AWS address are not reported as used outside AWS. Unset, every public address
+    /// counts as outside AWS, and the alert says the check was not made.
+    #[serde(default)]
+    pub aws_ip_ranges_file: Option<PathBuf>,
 }
 
 mod defaults {
@@ -234,6 +243,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("audit_accounts", Kind::Str),
     ("audit_role_name", Kind::Str),
     ("audit_external_id", Kind::Str),
+    ("trusted_accounts", Kind::List),
+    ("aws_ip_ranges_file", Kind::Str),
 ];
 
 /// A setting that stops start-up.
@@ -396,6 +407,16 @@ impl Settings {
         }
         if self.allowed_buckets.is_empty() {
             return bad("allowed_buckets", "name at least one bucket");
+        }
+        if let Some(id) = self
+            .trusted_accounts
+            .iter()
+            .find(|id| !crate::detect::policy::is_account_id(id))
+        {
+            return Err(ConfigError::Value {
+                key: "trusted_accounts",
+                message: format!("{id:?} is not a 12-digit AWS account id"),
+            });
         }
         // https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ReceiveMessage.html
         if self.wait_time_secs > 20 {
@@ -654,6 +675,28 @@ mod tests {
 
         let e = Settings::load(None, &REQUIRED[1..]).expect_err("missing queue");
         assert!(e.to_string().contains("queue_url"), "{e}");
+
+        let mut env = REQUIRED.to_vec();
+        env.push(("TRAILWARDEN_TRUSTED_ACCOUNTS", "444455556666, 12345"));
+        let e = Settings::load(None, &env[..]).expect_err("short account id");
+        assert!(e.to_string().contains("trusted_accounts"), "{e}");
+        assert!(e.to_string().contains("\"12345\""), "{e}");
+    }
+
+    #[test]
+    fn trusted_accounts_and_ip_ranges_file() {
+        let mut env = REQUIRED.to_vec();
+        env.push(("TRAILWARDEN_TRUSTED_ACCOUNTS", "444455556666,999988887777"));
+        env.push((
+            "TRAILWARDEN_AWS_IP_RANGES_FILE",
+            "/etc/trailwarden/ip-ranges.json",
+        ));
+        let s = Settings::load(None, &env[..]).expect("valid");
+        assert_eq!(s.trusted_accounts, ["444455556666", "999988887777"]);
+        assert_eq!(
+            s.aws_ip_ranges_file.as_deref(),
+            Some(Path::new("/etc/trailwarden/ip-ranges.json"))
+        );
     }
 
     #[test]

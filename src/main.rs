@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use trailwarden::audit;
 use trailwarden::config::{ProcessEnv, Settings};
 use trailwarden::daemon::{self, start};
-use trailwarden::detect::RuleSet;
+use trailwarden::detect::{Derivation, RuleSet};
 use trailwarden::finding::Level;
 use trailwarden::pipeline::DEFAULT_MAX_DECOMPRESSED_BYTES;
 use trailwarden::posture::organization::MemberRole;
@@ -118,6 +118,18 @@ struct ScanArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// An account that is ours besides each record's own (repeatable): policies granting it
+    /// are not reported as opened to a foreign account.
+    #[arg(long = "trusted-account", value_name = "ID", value_parser = account_id)]
+    trusted_accounts: Vec<String>,
+    /// A bucket that holds CloudTrail logs (repeatable), for trail-bucket-tampered; the
+    /// buckets of s3:// paths count as trail buckets too.
+    #[arg(long = "trail-bucket", value_name = "NAME")]
+    trail_buckets: Vec<String>,
+    /// AWS's published ip-ranges.json, so that instance credentials used from AWS addresses
+    /// are not reported as used outside AWS.
+    #[arg(long = "aws-ip-ranges", value_name = "FILE")]
+    aws_ip_ranges: Option<PathBuf>,
     /// Files, directories (recursive), - for stdin, or s3://bucket/prefix/.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<String>,
@@ -177,6 +189,19 @@ fn run_daemon(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let ip_ranges = match Derivation::load_ip_ranges(settings.aws_ip_ranges_file.as_deref()) {
+        Ok(ranges) => ranges,
+        Err(e) => {
+            tracing::error!(setting = "aws_ip_ranges_file", error = %e, "cannot start: fix this setting");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    // The trail buckets are the ones the daemon reads logs from.
+    let rules = rules.with_derivation(Derivation::new(
+        settings.trusted_accounts.iter().cloned(),
+        settings.allowed_buckets.iter().cloned(),
+        ip_ranges,
+    ));
     for e in rules.errors() {
         // The other rules still run; an operator must fix this one.
         tracing::error!(origin = %e.origin, title = e.title.as_deref().unwrap_or(""), reason = %e.reason, "rule failed to load");
@@ -252,10 +277,41 @@ fn load_rules(dirs: &RuleDirs) -> Option<RuleSet> {
     }
 }
 
+/// A 12-digit AWS account id, for `--trusted-account`.
+fn account_id(s: &str) -> Result<String, String> {
+    if trailwarden::detect::policy::is_account_id(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?} is not a 12-digit AWS account id"))
+    }
+}
+
 fn run_scan(args: ScanArgs) -> ExitCode {
     let Some(rules) = load_rules(&args.rules) else {
         return ExitCode::from(EXIT_USAGE);
     };
+    let ip_ranges = match Derivation::load_ip_ranges(args.aws_ip_ranges.as_deref()) {
+        Ok(ranges) => ranges,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let s3_buckets = args.paths.iter().filter_map(|p| {
+        let rest = p.strip_prefix("s3://")?;
+        Some(rest.split('/').next().unwrap_or(rest).to_owned())
+    });
+    let trail_buckets: Vec<String> = args
+        .trail_buckets
+        .iter()
+        .cloned()
+        .chain(s3_buckets)
+        .collect();
+    let rules = rules.with_derivation(Derivation::new(
+        args.trusted_accounts,
+        trail_buckets,
+        ip_ranges,
+    ));
     let options = scan::Options {
         format: args.format,
         min_level: args.min_level,

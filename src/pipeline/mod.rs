@@ -310,7 +310,7 @@ fn evaluate(
         if rule.kind == RuleKind::Detection && rule.alerts {
             sink(
                 key(&rule.name, record),
-                Alert::from_detection(rule, record, source),
+                Alert::from_detection(rule, record, source, rules.derivation()),
             );
         }
         let feeds = rules.feeds(index);
