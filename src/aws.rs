@@ -50,6 +50,9 @@ pub enum Edge {
     Sink,
     /// The shared state table.
     Store,
+    /// The account settings the posture audit reads (IAM, CloudTrail, IAM Access Analyzer,
+    /// Organizations, STS).
+    Posture,
 }
 
 /// What a service's answer says, read from the SDK's own error kinds: its retry
@@ -104,6 +107,14 @@ impl Edge {
             // The service refused this request as malformed (a message or an item too large):
             // the same work fails the same way every time.
             (Edge::Queue | Edge::Sink | Edge::Store, Answer::Invalid) => Fault::Rejected,
+            // The audit's role lacks a permission: an operator grants it; until then the
+            // checks that need it are could-not-check and the others still run.
+            (Edge::Posture, Answer::Denied) => Fault::Setting,
+            // What the audit listed went away before it was read (a trail deleted between
+            // DescribeTrails and GetTrailStatus): there is nothing left to check.
+            (Edge::Posture, Answer::Missing) => Fault::Gone,
+            // The same read fails the same way until something changes.
+            (Edge::Posture, Answer::Invalid) => Fault::Rejected,
         }
     }
 }
@@ -326,7 +337,8 @@ where
                 (None, Some(message)) => message.to_owned(),
                 (None, None) => format!("the service answered HTTP {status}"),
             };
-            if code.is_none() || ProvideErrorMetadata::message(ctx.err()).is_none() {
+            // The status adds to a bare code or message; a bare status is already the reason.
+            if code.is_some() != ProvideErrorMetadata::message(ctx.err()).is_some() {
                 let _ = write!(reason, " (HTTP {status})");
             }
             // A 5xx may come after the work was done (AWS documents InternalError as "may
@@ -433,6 +445,14 @@ mod tests {
             f.sentence,
             "S3 GetObject s3://b/k failed: SlowDown: the message"
         );
+        let bare = SdkError::service_error(
+            GetObjectError::generic(ErrorMetadata::builder().build()),
+            Response::new(StatusCode::try_from(500).expect("status"), SdkBody::empty()),
+        );
+        assert_eq!(
+            failed(Edge::Posture, "access-analyzer:ListAnalyzers", &bare).sentence,
+            "access-analyzer:ListAnalyzers failed: the service answered HTTP 500"
+        );
         let f = failed(Edge::Object, "x", &service_error(403, "AccessDenied"));
         assert_eq!((f.answer, f.fault), (Answer::Denied, Fault::Rejected));
         assert_eq!(f.code.as_deref(), Some("AccessDenied"));
@@ -483,6 +503,14 @@ mod tests {
         assert_eq!(at(Edge::Object, 502, "SomethingNew"), Fault::Outage);
         assert_eq!(at(Edge::Sink, 502, "SomethingNew"), Fault::Outage);
         assert!(failed(Edge::Sink, "x", &service_error(500, "InternalError")).ambiguous);
+        // The audit: a missing permission is a setting, IAM's throttling an outage.
+        assert_eq!(at(Edge::Posture, 403, "AccessDenied"), Fault::Setting);
+        assert_eq!(
+            at(Edge::Posture, 400, "AccessDeniedException"),
+            Fault::Setting
+        );
+        assert_eq!(at(Edge::Posture, 400, "Throttling"), Fault::Outage);
+        assert_eq!(at(Edge::Posture, 404, "NoSuchEntity"), Fault::Gone);
     }
 
     #[tokio::test]

@@ -28,6 +28,18 @@ pub enum LogFormat {
     Text,
 }
 
+/// Which accounts the posture audit covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum AuditAccounts {
+    /// The account the task's credentials are in.
+    #[serde(rename = "self")]
+    Own,
+    /// That account (the organization's management account) and every ACTIVE member account,
+    /// entered through `audit_role_name`.
+    #[serde(rename = "organization")]
+    Organization,
+}
+
 /// Every daemon setting. See `config/trailwarden.toml` for the documented example.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,6 +107,44 @@ pub struct Settings {
     /// as the outage lasts.
     #[serde(default = "defaults::message_timeout_secs")]
     pub message_timeout_secs: u64,
+    /// Whether the daemon audits the posture of the account its credentials are in (root,
+    /// users, keys, password policy, trails) and re-checks it when a record changes it. The
+    /// task role needs the read-only actions listed in deploy/template.yaml.
+    #[serde(default = "defaults::posture")]
+    pub posture: bool,
+    /// Seconds between two posture audits (at least 900). With a shared state table one task
+    /// audits per interval, whatever the number of tasks and restarts; records that change
+    /// posture are re-checked within seconds in between.
+    #[serde(default = "defaults::posture_interval_secs")]
+    pub posture_interval_secs: u64,
+    /// Active access keys older than this many days are findings (CIS 1.14: 90).
+    #[serde(default = "defaults::key_max_age_days")]
+    pub key_max_age_days: u32,
+    /// Console passwords and active keys unused for this many days are findings (CIS 1.12:
+    /// 45).
+    #[serde(default = "defaults::unused_credential_days")]
+    pub unused_credential_days: u32,
+    /// `self` audits the task's own account; `organization` (from the management account)
+    /// also audits every ACTIVE member account through `audit_role_name`, and re-checks
+    /// members' records through it.
+    #[serde(default = "defaults::audit_accounts")]
+    pub audit_accounts: AuditAccounts,
+    /// The read-only role assumed in each member account (deploy/audit-member-role.yaml): a
+    /// name, or an ARN whose account each member's replaces. Only with `organization`.
+    #[serde(default)]
+    pub audit_role_name: Option<String>,
+    /// The `sts:ExternalId` the member role's trust policy asks for, if it asks.
+    #[serde(default)]
+    pub audit_external_id: Option<String>,
+    /// Accounts that are ours besides each record's own (12-digit ids): a trust or resource
+    /// policy granting one of them is not reported as opened to a foreign account.
+    #[serde(default)]
+    pub trusted_accounts: Vec<String>,
+    /// AWS's published ip-ranges.json, read at start-up, so that instance credentials used
+    /// from an AWS address are not reported as used outside AWS. Unset, every public address
+    /// counts as outside AWS, and the alert says the check was not made.
+    #[serde(default)]
+    pub aws_ip_ranges_file: Option<PathBuf>,
 }
 
 mod defaults {
@@ -136,13 +186,33 @@ mod defaults {
     pub fn message_timeout_secs() -> u64 {
         600
     }
+    pub fn posture() -> bool {
+        true
+    }
+    pub fn posture_interval_secs() -> u64 {
+        86_400
+    }
+    pub fn key_max_age_days() -> u32 {
+        90
+    }
+    pub fn unused_credential_days() -> u32 {
+        45
+    }
+    pub fn audit_accounts() -> AuditAccounts {
+        AuditAccounts::Own
+    }
 }
+
+/// The shortest interval between posture audits: an audit generates the credential report and
+/// reads every user's grants, and IAM reuses a report for 4 hours anyway.
+pub const MIN_POSTURE_INTERVAL_SECS: u64 = 900;
 
 /// The type of each key, used to turn environment strings into TOML values.
 #[derive(Clone, Copy)]
 enum Kind {
     Str,
     Int,
+    Bool,
     List,
 }
 
@@ -166,6 +236,15 @@ const KEYS: &[(&str, Kind)] = &[
     ("state_table", Kind::Str),
     ("incident_window_secs", Kind::Int),
     ("message_timeout_secs", Kind::Int),
+    ("posture", Kind::Bool),
+    ("posture_interval_secs", Kind::Int),
+    ("key_max_age_days", Kind::Int),
+    ("unused_credential_days", Kind::Int),
+    ("audit_accounts", Kind::Str),
+    ("audit_role_name", Kind::Str),
+    ("audit_external_id", Kind::Str),
+    ("trusted_accounts", Kind::List),
+    ("aws_ip_ranges_file", Kind::Str),
 ];
 
 /// A setting that stops start-up.
@@ -259,6 +338,16 @@ impl Settings {
                         message: format!("expected a whole number, got {raw:?}"),
                     })?)
                 }
+                Kind::Bool => match raw.trim() {
+                    "true" => toml::Value::Boolean(true),
+                    "false" => toml::Value::Boolean(false),
+                    _ => {
+                        return Err(ConfigError::Env {
+                            var,
+                            message: format!("expected true or false, got {raw:?}"),
+                        });
+                    }
+                },
                 Kind::List => toml::Value::Array(
                     raw.split(',')
                         .map(str::trim)
@@ -271,7 +360,7 @@ impl Settings {
         }
         let settings: Settings = table
             .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string().trim().to_owned()))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -319,6 +408,16 @@ impl Settings {
         if self.allowed_buckets.is_empty() {
             return bad("allowed_buckets", "name at least one bucket");
         }
+        if let Some(id) = self
+            .trusted_accounts
+            .iter()
+            .find(|id| !crate::detect::policy::is_account_id(id))
+        {
+            return Err(ConfigError::Value {
+                key: "trusted_accounts",
+                message: format!("{id:?} is not a 12-digit AWS account id"),
+            });
+        }
         // https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ReceiveMessage.html
         if self.wait_time_secs > 20 {
             return bad("wait_time_secs", "must be 0-20 (SQS long-poll limit)");
@@ -360,7 +459,78 @@ impl Settings {
         if self.max_decompressed_bytes == 0 {
             return bad("max_decompressed_bytes", "must be positive");
         }
+        if self.posture_interval_secs < MIN_POSTURE_INTERVAL_SECS {
+            return bad(
+                "posture_interval_secs",
+                "must be at least 900 (15 minutes); records that change posture are re-checked at once in between",
+            );
+        }
+        if !(1..=3650).contains(&self.key_max_age_days) {
+            return bad("key_max_age_days", "must be 1-3650");
+        }
+        if !(1..=3650).contains(&self.unused_credential_days) {
+            return bad("unused_credential_days", "must be 1-3650");
+        }
+        match (self.audit_accounts, &self.audit_role_name) {
+            (AuditAccounts::Organization, None) => {
+                return bad(
+                    "audit_role_name",
+                    "name the member accounts' role (e.g. trailwarden-audit) when audit_accounts = \"organization\"",
+                );
+            }
+            (AuditAccounts::Organization, Some(role)) => {
+                if let Err(e) = crate::posture::organization::MemberRole::parse(role) {
+                    return Err(ConfigError::Value {
+                        key: "audit_role_name",
+                        message: e,
+                    });
+                }
+            }
+            (AuditAccounts::Own, Some(_)) => {
+                return bad(
+                    "audit_role_name",
+                    "is used only with audit_accounts = \"organization\"",
+                );
+            }
+            (AuditAccounts::Own, None) => {}
+        }
+        // https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html: 2-1224
+        // characters of [\w+=,.@:\/-].
+        if let Some(id) = &self.audit_external_id {
+            if self.audit_role_name.is_none() {
+                return bad("audit_external_id", "is used only with audit_role_name");
+            }
+            if !(2..=1224).contains(&id.len())
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@:/-".contains(&b))
+            {
+                return bad(
+                    "audit_external_id",
+                    "must be 2-1224 of A-Z a-z 0-9 _ + = , . @ : / -",
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// The role assumed in member accounts, when the audit covers the organization.
+    pub fn member_role(&self) -> Option<crate::posture::organization::MemberRole> {
+        match (self.audit_accounts, &self.audit_role_name) {
+            (AuditAccounts::Organization, Some(role)) => {
+                crate::posture::organization::MemberRole::parse(role).ok()
+            }
+            _ => None,
+        }
+    }
+
+    /// The thresholds of the posture checks.
+    pub fn posture_settings(&self) -> crate::posture::Settings {
+        crate::posture::Settings {
+            key_max_age_days: i64::from(self.key_max_age_days),
+            unused_days: i64::from(self.unused_credential_days),
+            ..crate::posture::Settings::default()
+        }
     }
 }
 
@@ -443,6 +613,17 @@ mod tests {
         assert_eq!(s.max_messages, 10);
         assert_eq!(s.min_level, Level::Low);
         assert_eq!(s.shutdown_grace_secs, 25);
+        assert!(s.posture);
+        assert_eq!(s.posture_interval_secs, 86_400);
+        assert_eq!(s.posture_settings().key_max_age_days, 90);
+        let mut env = REQUIRED.to_vec();
+        env.extend([
+            ("TRAILWARDEN_POSTURE", "false"),
+            ("TRAILWARDEN_POSTURE_INTERVAL_SECS", "900"),
+        ]);
+        let s = Settings::load(None, &env[..]).expect("valid");
+        assert!(!s.posture);
+        assert_eq!(s.posture_interval_secs, 900);
     }
 
     #[test]
@@ -494,6 +675,28 @@ mod tests {
 
         let e = Settings::load(None, &REQUIRED[1..]).expect_err("missing queue");
         assert!(e.to_string().contains("queue_url"), "{e}");
+
+        let mut env = REQUIRED.to_vec();
+        env.push(("TRAILWARDEN_TRUSTED_ACCOUNTS", "444455556666, 12345"));
+        let e = Settings::load(None, &env[..]).expect_err("short account id");
+        assert!(e.to_string().contains("trusted_accounts"), "{e}");
+        assert!(e.to_string().contains("\"12345\""), "{e}");
+    }
+
+    #[test]
+    fn trusted_accounts_and_ip_ranges_file() {
+        let mut env = REQUIRED.to_vec();
+        env.push(("TRAILWARDEN_TRUSTED_ACCOUNTS", "444455556666,999988887777"));
+        env.push((
+            "TRAILWARDEN_AWS_IP_RANGES_FILE",
+            "/etc/trailwarden/ip-ranges.json",
+        ));
+        let s = Settings::load(None, &env[..]).expect("valid");
+        assert_eq!(s.trusted_accounts, ["444455556666", "999988887777"]);
+        assert_eq!(
+            s.aws_ip_ranges_file.as_deref(),
+            Some(Path::new("/etc/trailwarden/ip-ranges.json"))
+        );
     }
 
     #[test]
@@ -519,6 +722,25 @@ mod tests {
                 "0",
                 "incident_window_secs",
             ),
+            (
+                "TRAILWARDEN_POSTURE_INTERVAL_SECS",
+                "899",
+                "posture_interval_secs",
+            ),
+            ("TRAILWARDEN_POSTURE", "yes", "TRAILWARDEN_POSTURE"),
+            ("TRAILWARDEN_KEY_MAX_AGE_DAYS", "0", "key_max_age_days"),
+            (
+                "TRAILWARDEN_AUDIT_ACCOUNTS",
+                "organization",
+                "audit_role_name",
+            ),
+            ("TRAILWARDEN_AUDIT_ACCOUNTS", "everything", "audit_accounts"),
+            (
+                "TRAILWARDEN_AUDIT_ROLE_NAME",
+                "trailwarden-audit",
+                "audit_role_name",
+            ),
+            ("TRAILWARDEN_AUDIT_EXTERNAL_ID", "x", "audit_external_id"),
         ] {
             let mut env = REQUIRED.to_vec();
             env.retain(|(k, _)| *k != var);
@@ -537,5 +759,29 @@ mod tests {
             ("TRAILWARDEN_ENDPOINT_URL", "http://127.0.0.1:5000"),
         ]);
         Settings::load(None, &env[..]).expect("a longer stop timeout allows a longer grace");
+
+        let mut env = REQUIRED.to_vec();
+        env.extend([
+            ("TRAILWARDEN_AUDIT_ACCOUNTS", "organization"),
+            ("TRAILWARDEN_AUDIT_ROLE_NAME", "not a role"),
+        ]);
+        let e = Settings::load(None, &env[..]).expect_err("bad role");
+        assert!(e.to_string().contains("audit_role_name"), "{e}");
+        env.pop();
+        env.extend([
+            ("TRAILWARDEN_AUDIT_ROLE_NAME", "trailwarden-audit"),
+            ("TRAILWARDEN_AUDIT_EXTERNAL_ID", "o-abc123/trailwarden"),
+        ]);
+        let s = Settings::load(None, &env[..]).expect("organization mode");
+        assert_eq!(
+            s.member_role().map(|r| r.arn("111122223333")).as_deref(),
+            Some("arn:aws:iam::111122223333:role/trailwarden-audit")
+        );
+        assert_eq!(
+            Settings::load(None, REQUIRED)
+                .expect("valid")
+                .audit_accounts,
+            AuditAccounts::Own
+        );
     }
 }

@@ -24,11 +24,16 @@
 //!   the state store (memory or DynamoDB) that makes "page once" hold across tasks.
 //! - [`output`]: the sinks findings leave through (SNS), each with its renderer.
 //! - [`daemon`]: the loop: lease → producer → commit → ack, with backpressure, start-up checks
-//!   and shutdown.
+//!   and shutdown; and the posture audit on an interval, with re-checks as records change it.
 //!
 //! Around them:
 //!
+//! - [`posture`]: the posture audit as a producer: the account's IAM, CloudTrail, Access
+//!   Analyzer and Organizations settings (read through a small view trait) → standing
+//!   findings per check, or could-not-check naming the refused call; and the one table of
+//!   records that change posture, which the log-file and event producers turn into re-checks.
 //! - [`scan`]: the offline command over files, directories, stdin and S3 prefixes.
+//! - [`audit`]: the `audit` command over the posture producer.
 //! - [`config`]: daemon settings from TOML and `TRAILWARDEN_*` variables, strictly validated.
 //! - [`telemetry`]: logs, Prometheus metrics, `/healthz` and the `healthcheck` probe.
 //! - [`aws`]: SDK timeouts and retries, and the one table that says what a failed AWS call
@@ -36,6 +41,7 @@
 //! - [`clock`]: the one clock decisions read, which tests can pause and advance.
 //! - [`coalesce`]: concurrent small writes (message deletes, page records) batched into one call.
 
+pub mod audit;
 pub mod aws;
 pub mod clock;
 pub mod cloudtrail;
@@ -48,5 +54,6 @@ pub mod incidents;
 pub mod intake;
 pub mod output;
 pub mod pipeline;
+pub mod posture;
 pub mod scan;
 pub mod telemetry;

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use trailwarden::audit;
 use trailwarden::config::{ProcessEnv, Settings};
 use trailwarden::daemon::{self, start};
-use trailwarden::detect::RuleSet;
+use trailwarden::detect::{Derivation, RuleSet};
 use trailwarden::finding::Level;
 use trailwarden::pipeline::DEFAULT_MAX_DECOMPRESSED_BYTES;
+use trailwarden::posture::organization::MemberRole;
 use trailwarden::scan;
 use trailwarden::telemetry::{self, Metrics};
 
@@ -40,6 +42,39 @@ enum Command {
     Run(RunArgs),
     /// Exit 0 if the running daemon's /healthz answers OK, 1 otherwise (for container health checks).
     Healthcheck(HealthcheckArgs),
+    /// Audit the account's IAM and CloudTrail posture (root, users, keys, password policy,
+    /// trails, Access Analyzer); exit 1 when a check at or above --min-level fails.
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    format: audit::Format,
+    /// Only print, and only fail on, checks at or above this level.
+    #[arg(long, value_name = "LEVEL", default_value = "informational")]
+    min_level: Level,
+    /// Count credential ages from this time instead of the clock (for testing).
+    #[arg(long, value_name = "RFC3339")]
+    now: Option<chrono::DateTime<chrono::Utc>>,
+    /// Region of the regional checks (trails listed, Access Analyzer); default: the SDK's chain.
+    #[arg(long, env = "TRAILWARDEN_REGION")]
+    region: Option<String>,
+    /// Endpoint for every AWS client (an emulator); unset in production.
+    #[arg(long, env = "TRAILWARDEN_ENDPOINT_URL", hide = true)]
+    endpoint_url: Option<String>,
+    /// Also audit every ACTIVE member account of the organization (run from the management
+    /// account), entering each through --account-role.
+    #[arg(long, requires = "account_role")]
+    organization: bool,
+    /// The read-only role assumed in each member account: a name, or an ARN whose account is
+    /// replaced by each member's (deploy/audit-member-role.yaml creates it).
+    #[arg(long, value_name = "ROLE_NAME_OR_ARN", requires = "organization")]
+    account_role: Option<String>,
+    /// The sts:ExternalId the member role's trust policy asks for.
+    #[arg(long, value_name = "ID", requires = "account_role")]
+    external_id: Option<String>,
 }
 
 #[derive(Args)]
@@ -83,6 +118,18 @@ struct ScanArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// An account that is ours besides each record's own (repeatable): policies granting it
+    /// are not reported as opened to a foreign account.
+    #[arg(long = "trusted-account", value_name = "ID", value_parser = account_id)]
+    trusted_accounts: Vec<String>,
+    /// A bucket that holds CloudTrail logs (repeatable), for trail-bucket-tampered; the
+    /// buckets of s3:// paths count as trail buckets too.
+    #[arg(long = "trail-bucket", value_name = "NAME")]
+    trail_buckets: Vec<String>,
+    /// AWS's published ip-ranges.json, so that instance credentials used from AWS addresses
+    /// are not reported as used outside AWS.
+    #[arg(long = "aws-ip-ranges", value_name = "FILE")]
+    aws_ip_ranges: Option<PathBuf>,
     /// Files, directories (recursive), - for stdin, or s3://bucket/prefix/.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<String>,
@@ -100,6 +147,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => run_scan(args),
         Command::Rules(args) => run_rules(args),
         Command::Run(args) => run_daemon(args),
+        Command::Audit(args) => run_audit(args),
         Command::Healthcheck(args) => match telemetry::health::probe(args.addr) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -141,6 +189,19 @@ fn run_daemon(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let ip_ranges = match Derivation::load_ip_ranges(settings.aws_ip_ranges_file.as_deref()) {
+        Ok(ranges) => ranges,
+        Err(e) => {
+            tracing::error!(setting = "aws_ip_ranges_file", error = %e, "cannot start: fix this setting");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    // The trail buckets are the ones the daemon reads logs from.
+    let rules = rules.with_derivation(Derivation::new(
+        settings.trusted_accounts.iter().cloned(),
+        settings.allowed_buckets.iter().cloned(),
+        ip_ranges,
+    ));
     for e in rules.errors() {
         // The other rules still run; an operator must fix this one.
         tracing::error!(origin = %e.origin, title = e.title.as_deref().unwrap_or(""), reason = %e.reason, "rule failed to load");
@@ -216,10 +277,41 @@ fn load_rules(dirs: &RuleDirs) -> Option<RuleSet> {
     }
 }
 
+/// A 12-digit AWS account id, for `--trusted-account`.
+fn account_id(s: &str) -> Result<String, String> {
+    if trailwarden::detect::policy::is_account_id(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?} is not a 12-digit AWS account id"))
+    }
+}
+
 fn run_scan(args: ScanArgs) -> ExitCode {
     let Some(rules) = load_rules(&args.rules) else {
         return ExitCode::from(EXIT_USAGE);
     };
+    let ip_ranges = match Derivation::load_ip_ranges(args.aws_ip_ranges.as_deref()) {
+        Ok(ranges) => ranges,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let s3_buckets = args.paths.iter().filter_map(|p| {
+        let rest = p.strip_prefix("s3://")?;
+        Some(rest.split('/').next().unwrap_or(rest).to_owned())
+    });
+    let trail_buckets: Vec<String> = args
+        .trail_buckets
+        .iter()
+        .cloned()
+        .chain(s3_buckets)
+        .collect();
+    let rules = rules.with_derivation(Derivation::new(
+        args.trusted_accounts,
+        trail_buckets,
+        ip_ranges,
+    ));
     let options = scan::Options {
         format: args.format,
         min_level: args.min_level,
@@ -244,6 +336,82 @@ fn run_scan(args: ScanArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+fn run_audit(args: AuditArgs) -> ExitCode {
+    let organization = match args.account_role.as_deref().map(MemberRole::parse) {
+        None => None,
+        Some(Ok(role)) => Some(role),
+        Some(Err(e)) => {
+            eprintln!("error: --account-role: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let options = audit::Options {
+        format: args.format,
+        min_level: args.min_level,
+        now: args.now.unwrap_or_else(chrono::Utc::now),
+        settings: Default::default(),
+        region: args.region,
+        endpoint_url: args.endpoint_url,
+        organization,
+        external_id: args.external_id,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let audits = match runtime.block_on(audit::run(&options)) {
+        Ok(audits) => audits,
+        Err(e) => {
+            // Without the account's identity (or the organization's accounts) nothing can be
+            // read: credentials, region, endpoint or a permission are wrong, which is the
+            // caller's to fix.
+            eprintln!("cannot audit: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let summaries = match audit::write_all(
+        &audits,
+        options.format,
+        options.min_level,
+        &mut std::io::stdout().lock(),
+    ) {
+        Ok(summaries) => summaries,
+        Err(e) => {
+            eprintln!("cannot write the results: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for (result, summary) in audits.iter().zip(&summaries) {
+        eprintln!(
+            "audit of {} ({}) at {}: {}",
+            result.account,
+            result.region,
+            result
+                .now
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            summary.line()
+        );
+    }
+    if summaries.len() > 1 {
+        let failing = summaries.iter().filter(|s| s.any_failed()).count();
+        eprintln!(
+            "{} accounts audited, {failing} with failing checks",
+            summaries.len()
+        );
+    }
+    if summaries.iter().any(audit::Summary::any_failed) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn run_rules(args: RulesArgs) -> ExitCode {

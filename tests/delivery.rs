@@ -1,6 +1,7 @@
 //! The delivery loop in process, through its seams, for faults moto cannot make: a publish
 //! that hangs while a duplicate copy of its message arrives, responses lost after SNS accepted
-//! a message, a state store outage, shutdown with messages waiting.
+//! a message, a state store outage, shutdown with messages waiting; and the posture audit's
+//! interval on a paused clock, over an account in plain data.
 //!
 //! The queue, the objects, the store and the sink are in-process fakes here; the tests
 //! against moto server (tests/daemon.rs, tests/incidents.rs) prove the AWS paths.
@@ -25,13 +26,19 @@ use trailwarden::daemon::{self, Daemon, Edges};
 use trailwarden::detect::RuleSet;
 use trailwarden::finding::IncidentKey;
 use trailwarden::finding::correlation::CorrEvent;
-use trailwarden::finding::sink::{FollowUp, Page, Sink, SinkError};
+use trailwarden::finding::sink::{FollowUp, Opened, Page, Resolved, Sink, SinkError};
 use trailwarden::incidents::correlate::Span;
 use trailwarden::incidents::store::memory::MemoryStore;
-use trailwarden::incidents::store::{Claim, Claimed, Due, Open, Part, Store, StoreError};
+use trailwarden::incidents::store::{
+    Claim, Claimed, Due, Open, OpenFinding, Part, Store, StoreError,
+};
 use trailwarden::intake::sqs::{Queue, QueueError, Received};
 use trailwarden::intake::{Objects, SourceError};
-use trailwarden::output::sns::{render_follow_up, render_page};
+use trailwarden::output::sns::{render_finding, render_follow_up, render_page, render_resolved};
+use trailwarden::posture::{
+    self, AccountSummary, AccountView, Analyzer, Grants, LiveUser, Organization, PasswordPolicy,
+    Selectors, Trail,
+};
 use trailwarden::telemetry::Metrics;
 
 const BUCKET: &str = "trail-bucket";
@@ -232,6 +239,14 @@ impl Sink for FakeSink {
     async fn follow_up(&self, follow_up: &FollowUp) -> Result<(), SinkError> {
         self.deliver(&render_follow_up(follow_up).message).await
     }
+
+    async fn finding(&self, finding: Opened<'_>) -> Result<(), SinkError> {
+        self.deliver(&render_finding(finding).message).await
+    }
+
+    async fn resolved(&self, resolved: &Resolved) -> Result<(), SinkError> {
+        self.deliver(&render_resolved(resolved).message).await
+    }
 }
 
 /// The memory store, failing every call while `down` is set.
@@ -351,6 +366,36 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.fired(g, s, x).await
     }
+    async fn finding_opened(&self, claim: &Claim, open: &OpenFinding) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.finding_opened(claim, open).await
+    }
+    async fn open_findings(&self, a: &str, c: &str) -> Result<Vec<OpenFinding>, StoreError> {
+        self.check()?;
+        self.inner.open_findings(a, c).await
+    }
+    async fn take_resolution(
+        &self,
+        open: &OpenFinding,
+        owner: &str,
+        now: i64,
+        lease: i64,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.take_resolution(open, owner, now, lease).await
+    }
+    async fn finding_resolved(&self, open: &OpenFinding) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.finding_resolved(open).await
+    }
+    async fn take_audit(&self, a: &str, o: &str, now: i64, hold: i64) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.take_audit(a, o, now, hold).await
+    }
+    async fn audited(&self, a: &str, o: &str, next_due: i64) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.audited(a, o, next_due).await
+    }
 }
 
 struct Harness {
@@ -365,6 +410,11 @@ struct Harness {
 
 impl Harness {
     fn start(extra: &[(&str, &str)]) -> Harness {
+        Harness::start_with(extra, None)
+    }
+
+    /// A harness whose daemon audits `account`'s posture.
+    fn start_with(extra: &[(&str, &str)], account: Option<Arc<dyn AccountView>>) -> Harness {
         let mut env = vec![
             (
                 "TRAILWARDEN_QUEUE_URL",
@@ -403,6 +453,8 @@ impl Harness {
                 objects: objects.clone(),
                 store: store.clone(),
                 sink: sink.clone(),
+                account,
+                members: None,
                 clock,
             },
             metrics.clone(),
@@ -892,5 +944,130 @@ async fn an_hour_long_outage_spends_no_receive_count() {
         paged_ids(&h.sink.delivered(), "root-console-login"),
         vec!["through-the-outage"]
     );
+    h.stop().await;
+}
+
+/// An account whose only finding can be alice's missing MFA: a strong password policy, root
+/// with MFA and no keys, a logging multi-region trail, an active analyzer.
+#[derive(Default)]
+struct FakeAccount {
+    alice_has_mfa: std::sync::atomic::AtomicBool,
+    /// Credential reports read: one per audit.
+    audits: AtomicUsize,
+}
+
+#[async_trait]
+impl AccountView for FakeAccount {
+    async fn account(&self) -> posture::Read<String> {
+        Ok("123456789012".into())
+    }
+    fn region(&self) -> String {
+        "us-east-1".into()
+    }
+    async fn credential_report(&self) -> posture::Read<Vec<u8>> {
+        self.audits.fetch_add(1, Ordering::SeqCst);
+        let mfa = self.alice_has_mfa.load(Ordering::SeqCst);
+        Ok(format!(
+            "user,arn,password_enabled,mfa_active\nalice,arn:aws:iam::123456789012:user/alice,true,{mfa}\n"
+        )
+        .into_bytes())
+    }
+    async fn account_summary(&self) -> posture::Read<AccountSummary> {
+        Ok(AccountSummary {
+            root_mfa: true,
+            root_access_keys: false,
+        })
+    }
+    async fn password_policy(&self) -> posture::Read<Option<PasswordPolicy>> {
+        Ok(Some(PasswordPolicy {
+            min_length: Some(14),
+            require_symbols: true,
+            require_numbers: true,
+            require_uppercase: true,
+            require_lowercase: true,
+            reuse_prevention: Some(24),
+        }))
+    }
+    async fn grants(&self) -> posture::Read<Grants> {
+        Ok(Grants::default())
+    }
+    async fn trails(&self) -> posture::Read<Vec<Trail>> {
+        Ok(vec![Trail {
+            name: "main".into(),
+            arn: "arn:aws:cloudtrail:us-east-1:123456789012:trail/main".into(),
+            home_region: "us-east-1".into(),
+            multi_region: true,
+            organization: false,
+            log_file_validation: true,
+            kms_key_id: Some("arn:aws:kms:us-east-1:123456789012:key/k".into()),
+        }])
+    }
+    async fn trail_logging(&self, _: &str) -> posture::Read<bool> {
+        Ok(true)
+    }
+    async fn event_selectors(&self, _: &str) -> posture::Read<Selectors> {
+        Ok(Selectors::Basic(Vec::new()))
+    }
+    async fn analyzers(&self) -> posture::Read<Vec<Analyzer>> {
+        Ok(vec![Analyzer {
+            name: "account".into(),
+            arn: "arn:aws:access-analyzer:us-east-1:123456789012:analyzer/account".into(),
+            kind: "ACCOUNT".into(),
+            status: "ACTIVE".into(),
+        }])
+    }
+    async fn organization(&self) -> posture::Read<Option<Organization>> {
+        Ok(None)
+    }
+    async fn trusted_services(&self) -> posture::Read<Vec<String>> {
+        Ok(Vec::new())
+    }
+    async fn organization_features(&self) -> posture::Read<Vec<String>> {
+        Ok(Vec::new())
+    }
+    async fn user(&self, _: &str) -> posture::Read<Option<LiveUser>> {
+        Ok(None)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn audits_follow_the_interval_page_once_and_resolve_what_was_fixed() {
+    let account = Arc::new(FakeAccount::default());
+    let h = Harness::start_with(
+        &[("TRAILWARDEN_POSTURE_INTERVAL_SECS", "900")],
+        Some(account.clone()),
+    );
+    let of = |h: &Harness, kind: &str| {
+        h.sink
+            .delivered()
+            .into_iter()
+            .filter(|d| d["kind"] == kind)
+            .collect::<Vec<_>>()
+    };
+    h.until(
+        "the start-up audit's finding",
+        Duration::from_secs(10),
+        |h| !of(h, "finding").is_empty(),
+    )
+    .await;
+    assert_eq!(account.audits.load(Ordering::SeqCst), 1);
+    let found = of(&h, "finding");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0]["check"], "user-without-mfa");
+
+    // 1300 s later the interval (900 s) has passed once: one more audit, and nothing pages.
+    tokio::time::sleep(Duration::from_secs(1300)).await;
+    assert_eq!(account.audits.load(Ordering::SeqCst), 2);
+    assert_eq!(of(&h, "finding").len(), 1);
+
+    // alice assigns a device; the next audit resolves her finding, once.
+    account.alice_has_mfa.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(1300)).await;
+    assert_eq!(account.audits.load(Ordering::SeqCst), 3);
+    let resolved = of(&h, "resolved");
+    assert_eq!(resolved.len(), 1, "{resolved:#?}");
+    assert_eq!(resolved[0]["incident_id"], found[0]["incident_id"]);
+    assert_eq!(resolved[0]["resolved_by"], "posture:audit:123456789012");
+    assert_eq!(of(&h, "finding").len(), 1);
     h.stop().await;
 }

@@ -15,10 +15,10 @@ use std::path::Path;
 use rsigma_eval::event::JsonEvent;
 use serde_json::{Value, json};
 use trailwarden::clock::Clock;
-use trailwarden::detect::{RuleKind, RuleSet};
+use trailwarden::detect::{Derivation, RuleKind, RuleSet};
 use trailwarden::finding::alert::Alert;
 use trailwarden::finding::fold::Folder;
-use trailwarden::finding::sink::{FollowUp, Page, Sink, SinkError};
+use trailwarden::finding::sink::{FollowUp, Opened, Page, Resolved, Sink, SinkError};
 use trailwarden::finding::{Findings, Level};
 use trailwarden::incidents::commit::{Committer, Policy, Progress};
 use trailwarden::incidents::correlate;
@@ -26,9 +26,32 @@ use trailwarden::incidents::store::memory::MemoryStore;
 use trailwarden::pipeline::{self, Outcome};
 use trailwarden::telemetry::Metrics;
 
-/// Builtin rules: the 25 CIS-era rules, 15 more, and secret-value-read (feeds
+/// Builtin rules: the 25 CIS-era rules, 20 more, and secret-value-read (feeds
 /// secrets-mass-read).
-const BUILTIN_RULES: usize = 41;
+const BUILTIN_RULES: usize = 46;
+
+/// The account the cases' own policies may trust besides their own.
+const TRUSTED_ACCOUNT: &str = "444455556666";
+
+/// The bucket the cases treat as holding the trail's logs.
+const TRAIL_BUCKET: &str = "aws-cloudtrail-logs-111122223333-7f3a2b";
+
+/// The builtin rules, with the derivation context the cases are written for: one trusted
+/// account, one trail bucket, and a small AWS IP ranges file of the tests' own.
+fn builtin() -> RuleSet {
+    let ranges = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/ip-ranges.json"
+    ));
+    let ranges = Derivation::load_ip_ranges(Some(ranges)).expect("the tests' ranges file");
+    RuleSet::load(&[])
+        .expect("builtin rules")
+        .with_derivation(Derivation::new(
+            [TRUSTED_ACCOUNT.to_owned()],
+            [TRAIL_BUCKET.to_owned()],
+            ranges,
+        ))
+}
 
 fn gz(records: &[Value]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -75,7 +98,7 @@ fn load(name: &str) -> Value {
 
 #[test]
 fn builtin_rules_all_load() {
-    let rules = RuleSet::load(&[]).expect("builtin rules");
+    let rules = builtin();
     assert!(rules.errors().is_empty(), "{:?}", rules.errors());
     assert_eq!(rules.rules().len(), BUILTIN_RULES);
     let names: BTreeSet<_> = rules.rules().iter().map(|r| r.name.as_str()).collect();
@@ -84,7 +107,7 @@ fn builtin_rules_all_load() {
 
 #[test]
 fn every_builtin_rule_says_what_to_do_next() {
-    let rules = RuleSet::load(&[]).expect("builtin rules");
+    let rules = builtin();
     for rule in rules.rules() {
         assert!(
             (1..=3).contains(&rule.next_steps.len()),
@@ -104,7 +127,7 @@ fn every_builtin_rule_says_what_to_do_next() {
 
 #[test]
 fn every_detection_rule_fires_on_its_positives_and_not_its_negatives() {
-    let rules = RuleSet::load(&[]).expect("builtin rules");
+    let rules = builtin();
     let mut failures = Vec::new();
     for (index, rule) in rules
         .rules()
@@ -152,7 +175,7 @@ fn every_detection_rule_fires_on_its_positives_and_not_its_negatives() {
 
 #[test]
 fn every_correlation_rule_raises_the_expected_alerts() {
-    let rules = RuleSet::load(&[]).expect("builtin rules");
+    let rules = builtin();
     let mut failures = Vec::new();
     for rule in rules
         .rules()
@@ -242,6 +265,18 @@ impl Sink for Raised {
         self.0.lock().expect("sink").push(entry);
         Ok(())
     }
+
+    async fn finding(&self, f: Opened<'_>) -> Result<(), SinkError> {
+        let entry = (f.finding.check.clone(), 1);
+        self.0.lock().expect("sink").push(entry);
+        Ok(())
+    }
+
+    async fn resolved(&self, r: &Resolved) -> Result<(), SinkError> {
+        let entry = (r.finding.check.clone(), 0);
+        self.0.lock().expect("sink").push(entry);
+        Ok(())
+    }
 }
 
 /// Runs records as one log file through the daemon's decider: the producer, then the
@@ -286,7 +321,7 @@ fn committed_alerts(rules: &RuleSet, records: &[Value], rule: &str) -> u64 {
             source: "s3://trail/case.json.gz".into(),
             folds: folder.finish(),
             correlation: report.correlation,
-            standing: Vec::new(),
+            ..Findings::default()
         };
         committer
             .commit(&findings, &mut Progress::default())
@@ -333,7 +368,7 @@ fn read_file(
 
 #[test]
 fn a_spray_split_across_two_log_files_is_one_alert() {
-    let rules = RuleSet::load(&[]).expect("builtin rules");
+    let rules = builtin();
     let file = load("password-spraying");
     let seq = file["sequences"]
         .as_array()
@@ -368,6 +403,62 @@ fn a_spray_split_across_two_log_files_is_one_alert() {
     assert_eq!(spray.source, "late.json.gz", "the newest record's file");
 }
 
+#[test]
+fn derived_findings_are_named_in_summaries() {
+    let rules = builtin();
+    let stolen = alert_for(
+        &rules,
+        "instance-credentials-outside-aws",
+        "instance credentials used from an address outside AWS",
+    );
+    for part in [
+        "EC2 instance i-0a1b2c3d4e5f60718",
+        "role web-server-role",
+        "from 198.51.100.23",
+        "not in AWS's IP ranges",
+        "(created 2026-11-25-10-00-05)",
+        "user agent aws-cli/2.22.4",
+    ] {
+        assert!(stolen.summary.contains(part), "{part}: {}", stolen.summary);
+    }
+    // With no ranges loaded the rule still fires, and says the check was not made.
+    let unchecked = alert_for(
+        &RuleSet::load(&[]).expect("builtin rules"),
+        "instance-credentials-outside-aws",
+        "the instance's own public address, in AWS's EC2 range",
+    );
+    assert!(
+        unchecked.summary.contains("none were loaded"),
+        "{}",
+        unchecked.summary
+    );
+
+    let shared = alert_for(
+        &rules,
+        "resource-policy-opened",
+        "KMS key policy letting a foreign account decrypt",
+    );
+    assert!(
+        shared
+            .summary
+            .contains("to account 999988887777 with PutKeyPolicy"),
+        "{}",
+        shared.summary
+    );
+    let trust = alert_for(
+        &rules,
+        "role-trust-opened",
+        "trust replaced to let one foreign account's root assume the role",
+    );
+    assert!(
+        trust
+            .summary
+            .contains("let account 999988887777 assume role ops-admin"),
+        "{}",
+        trust.summary
+    );
+}
+
 /// The alert a rule raises on the case named `case` of its fixture file.
 fn alert_for(rules: &RuleSet, rule: &str, case: &str) -> Alert {
     let file = load(rule);
@@ -385,7 +476,7 @@ fn alert_for(rules: &RuleSet, rule: &str, case: &str) -> Alert {
 
 #[test]
 fn root_alerts_say_whether_only_root_could_do_it() {
-    let rules = RuleSet::load(&[]).expect("builtin rules");
+    let rules = builtin();
     let task = alert_for(
         &rules,
         "root-activity",
@@ -440,7 +531,7 @@ fn root_alerts_say_whether_only_root_could_do_it() {
 
 #[test]
 fn summaries_give_the_details_that_decide_the_response() {
-    let rules = RuleSet::load(&[]).expect("builtin rules");
+    let rules = builtin();
     let reset = alert_for(
         &rules,
         "console-password-set-for-other-user",
@@ -551,7 +642,7 @@ fn scan_text_output_shows_next_steps() {
 
 #[test]
 fn alerts_carry_the_documented_fields() {
-    let rules = RuleSet::load(&[]).expect("builtin rules");
+    let rules = builtin();
     let file = load("root-console-login");
     let positive = file["cases"]
         .as_array()
@@ -647,7 +738,7 @@ level: medium
 /// was left out is counted.
 #[test]
 fn a_flood_of_made_up_users_does_not_hide_a_burst_at_the_end() {
-    let rules = RuleSet::load(&[]).expect("rules");
+    let rules = builtin();
     for made_up in [
         |i: usize| format!("made-up-{i}"),
         |_: usize| "HIDDEN_DUE_TO_SECURITY_REASONS".to_owned(),

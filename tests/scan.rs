@@ -290,7 +290,23 @@ level: low
         "{listing}"
     );
     assert!(
-        stderr(&out).contains("42 rules loaded, 1 failed to load"),
+        stderr(&out).contains("47 rules loaded, 1 failed to load"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = trailwarden(&["scan", "--trusted-account", "12345", &log]);
+    assert_eq!(out.status.code(), Some(2), "not an account id");
+    assert!(stderr(&out).contains("12-digit"), "{}", stderr(&out));
+    let out = trailwarden(&[
+        "scan",
+        "--aws-ip-ranges",
+        "/nonexistent/ip-ranges.json",
+        &log,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "an unreadable ranges file");
+    assert!(
+        stderr(&out).contains("/nonexistent/ip-ranges.json"),
         "{}",
         stderr(&out)
     );

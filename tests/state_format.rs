@@ -24,10 +24,12 @@ use support::{Moto, Stack};
 use trailwarden::detect::RuleSet;
 use trailwarden::finding::correlation::{CorrEvent, Group};
 use trailwarden::finding::fold::{Stats, Tally};
-use trailwarden::finding::{IncidentKey, Level};
+use trailwarden::finding::{IncidentKey, Level, Standing};
 use trailwarden::incidents::correlate::Span;
 use trailwarden::incidents::store::dynamo::DynamoStore;
-use trailwarden::incidents::store::{Claim, Claimed, Due, Meta, Open, Part, Store};
+use trailwarden::incidents::store::{
+    Claim, Claimed, Due, Meta, Open, OpenFinding, Part, STANDING_OPEN_SECS, Store,
+};
 use trailwarden::telemetry::Metrics;
 
 /// 2026-11-20T09:00:00Z: "now" for every store call, so stored times are fixed.
@@ -278,7 +280,7 @@ fn item_json_is_pinned() {
 
 /// Attributes holding JSON text: shown parsed, since that is how both versions read them
 /// (field order and spacing are free; names, types and values are not).
-const JSON_ATTRIBUTES: &[&str] = &["incident", "part", "due", "ev"];
+const JSON_ATTRIBUTES: &[&str] = &["incident", "part", "due", "ev", "finding"];
 
 /// An item in DynamoDB's JSON notation (`{"S": ..}`, `{"N": ..}`, sets sorted).
 fn dynamo_json(item: &std::collections::HashMap<String, AttributeValue>) -> Value {
@@ -456,6 +458,153 @@ async fn dynamodb_items_are_pinned() {
         }),
     ];
     assert_items(&scan(&stack.ddb, &table).await, &golden);
+}
+
+// A standing finding's items, and the audit lease.
+
+/// `without_mfa().key().digest()`: a standing finding is claimed as an incident under it.
+const WITHOUT_MFA_DIGEST: &str = "f20e786adb666dae1e01f57df90a5451";
+/// The listing's partition: the first 12 bytes of SHA-256 over account, NUL, check. A change
+/// hides every open finding from the next version's resolutions.
+const WITHOUT_MFA_LISTING: &str = "aac6c05bbcb22f9af00591af";
+/// The listing's sort key: the first 12 bytes of SHA-256 over the resource.
+const ALICE_RESOURCE_DIGEST: &str = "5778c30d3fe8c123cb2ab0d5";
+
+fn without_mfa() -> Standing {
+    Standing {
+        check: "user-without-mfa".into(),
+        account: "111122223333".into(),
+        resource: "arn:aws:iam::111122223333:user/alice".into(),
+        level: Level::High,
+        title: "Every IAM user with a console password has MFA (CIS 1.10)".into(),
+        evidence: "alice has a console password and no MFA device".into(),
+        next_steps: vec!["Have the user assign an MFA device".into()],
+    }
+}
+
+fn open_finding() -> OpenFinding {
+    OpenFinding {
+        incident_id: "alice-finding".into(),
+        finding: without_mfa(),
+        opened_at: T0,
+    }
+}
+
+fn golden_open_finding() -> Value {
+    json!({
+        "incident_id": "alice-finding",
+        "finding": {
+            "check": "user-without-mfa",
+            "account": "111122223333",
+            "resource": "arn:aws:iam::111122223333:user/alice",
+            "level": "high",
+            "title": "Every IAM user with a console password has MFA (CIS 1.10)",
+            "evidence": "alice has a console password and no MFA device",
+            "next_steps": ["Have the user assign an MFA device"],
+        },
+        "opened_at": T0,
+    })
+}
+
+#[test]
+fn standing_finding_json_is_pinned() {
+    assert_eq!(without_mfa().key().digest(), WITHOUT_MFA_DIGEST);
+    assert_eq!(to_json(&open_finding()), golden_open_finding());
+}
+
+#[tokio::test]
+async fn dynamodb_posture_items_are_pinned() {
+    let (_moto, stack, store, table) = table().await;
+    let mut mine = claim("alice-finding", "task-a/posture", T0);
+    mine.source = "posture:audit:111122223333".into();
+    assert!(matches!(
+        store
+            .claim(&without_mfa().key(), &mine)
+            .await
+            .expect("claim"),
+        Claimed::Won { .. }
+    ));
+    store
+        .finding_opened(&mine, &open_finding())
+        .await
+        .expect("opened");
+    assert!(
+        store
+            .take_audit("111122223333", "task-a/posture", T0, 900)
+            .await
+            .expect("take")
+    );
+    store
+        .audited("111122223333", "task-a/posture", T0 + 86_400)
+        .await
+        .expect("audited");
+
+    let window_end = T0 + STANDING_OPEN_SECS;
+    let expires = (window_end + 7 * 24 * 3600).to_string();
+    let golden = [
+        json!({
+            "pk": {"S": "audit#111122223333"},
+            "sk": {"S": "lease"},
+            "owner": {"S": "task-a/posture"},
+            "next_due": {"N": (T0 + 86_400).to_string()},
+            // next_due + 7 days
+            "expires_at": {"N": (T0 + 86_400 + 7 * 24 * 3600).to_string()},
+        }),
+        json!({
+            "pk": {"S": format!("fnd#{WITHOUT_MFA_LISTING}")},
+            "sk": {"S": ALICE_RESOURCE_DIGEST},
+            "incident_id": {"S": "alice-finding"},
+            "finding": {"S": golden_open_finding()},
+            "expires_at": {"N": expires},
+        }),
+        json!({
+            "pk": {"S": format!("inc#{WITHOUT_MFA_DIGEST}")},
+            "sk": {"S": "meta"},
+            "state": {"S": "open"},
+            "incident_id": {"S": "alice-finding"},
+            "owner": {"S": "task-a/posture"},
+            // The incident a page records, open for good: the previous version reads it as
+            // any open incident.
+            "incident": {"S": {
+                "incident_id": "alice-finding",
+                "paged_by": "posture:audit:111122223333",
+                "paged_at": T0,
+                "window_end": window_end,
+                "summary": "alice has a console password and no MFA device",
+                "event_ids": [],
+                "meta": {
+                    "title": "Every IAM user with a console password has MFA (CIS 1.10)",
+                    "level": "high",
+                    "next_steps": ["Have the user assign an MFA device"],
+                },
+            }},
+            "window_end": {"N": window_end.to_string()},
+            "rule": {"S": "user-without-mfa"},
+            "account": {"S": "111122223333"},
+            "principal": {"S": "arn:aws:iam::111122223333:user/alice"},
+            "expires_at": {"N": expires},
+        }),
+    ];
+    assert_items(&scan(&stack.ddb, &table).await, &golden);
+
+    // Taking the resolution marks the listing with its holder and lease.
+    assert!(
+        store
+            .take_resolution(&open_finding(), "task-b/posture", T0 + 60, 120)
+            .await
+            .expect("take")
+    );
+    let mut taken = golden.clone();
+    taken[1]["resolving"] = json!({"S": "task-b/posture"});
+    taken[1]["resolving_until"] = json!({"N": (T0 + 180).to_string()});
+    assert_items(&scan(&stack.ddb, &table).await, &taken);
+
+    // Resolving removes both of the finding's items and leaves the lease.
+    store
+        .finding_resolved(&open_finding())
+        .await
+        .expect("resolved");
+    assert_items(&scan(&stack.ddb, &table).await, &golden[..1]);
 }
 
 // The previous version's items.

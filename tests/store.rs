@@ -7,12 +7,12 @@ mod support;
 
 use serde_json::value::RawValue;
 use support::{Moto, Stack};
-use trailwarden::finding::IncidentKey;
 use trailwarden::finding::correlation::CorrEvent;
 use trailwarden::finding::fold::Stats;
+use trailwarden::finding::{IncidentKey, Level, Standing};
 use trailwarden::incidents::store::dynamo::DynamoStore;
 use trailwarden::incidents::store::memory::MemoryStore;
-use trailwarden::incidents::store::{Claim, Claimed, Due, Open, Part, Store};
+use trailwarden::incidents::store::{Claim, Claimed, Due, Open, OpenFinding, Part, Store};
 use trailwarden::telemetry::Metrics;
 
 fn key(principal: &str) -> IncidentKey {
@@ -263,4 +263,197 @@ async fn the_dynamodb_store_keeps_the_contract() {
     let table = stack.state_table("trailwarden-state").await;
     let store = DynamoStore::new(stack.ddb.clone(), table, Metrics::new());
     keeps_the_contract(&store).await;
+}
+
+fn standing(user: &str) -> Standing {
+    Standing {
+        check: "user-without-mfa".into(),
+        account: "111122223333".into(),
+        resource: format!("arn:aws:iam::111122223333:user/{user}"),
+        level: Level::High,
+        title: "Every IAM user with a console password has MFA (CIS 1.10)".into(),
+        evidence: format!("{user} has a console password and no MFA device"),
+        next_steps: vec!["Have the user assign an MFA device".into()],
+    }
+}
+
+/// Open findings and the audit lease: a finding's claim answers "open" until it is resolved,
+/// resolving removes exactly the incident it names, and one owner at a time audits.
+async fn keeps_the_posture_contract(store: &dyn Store) {
+    let now = chrono::Utc::now().timestamp();
+    let alice = standing("alice");
+    let k = alice.key();
+    let mine = claim("task-a/posture", "posture:audit", now);
+    assert_eq!(
+        store.claim(&k, &mine).await.expect("claim"),
+        Claimed::Won {
+            incident_id: "inc-task-a/posture".into()
+        }
+    );
+    let open = OpenFinding {
+        incident_id: "inc-task-a/posture".into(),
+        finding: alice.clone(),
+        opened_at: now,
+    };
+    store.finding_opened(&mine, &open).await.expect("opened");
+    store
+        .finding_opened(&mine, &open)
+        .await
+        .expect("recording again is harmless");
+    // Found again a year later by another task: open, nothing to page.
+    let later = claim("task-b/posture", "posture:audit", now + 365 * 24 * 3600);
+    assert!(matches!(
+        store.claim(&k, &later).await.expect("claim"),
+        Claimed::Open(o) if o.incident_id == "inc-task-a/posture"
+    ));
+    assert_eq!(
+        store
+            .open_findings("111122223333", "user-without-mfa")
+            .await
+            .expect("listed"),
+        vec![open.clone()]
+    );
+    assert!(
+        store
+            .open_findings("111122223333", "user-admin-direct")
+            .await
+            .expect("other check")
+            .is_empty()
+    );
+    assert!(
+        store
+            .open_findings("444455556666", "user-without-mfa")
+            .await
+            .expect("other account")
+            .is_empty()
+    );
+
+    // A stale resolution (of an earlier incident) leaves the open one alone.
+    let stale = OpenFinding {
+        incident_id: "inc-earlier".into(),
+        ..open.clone()
+    };
+    store.finding_resolved(&stale).await.expect("stale");
+    assert_eq!(
+        store
+            .open_findings("111122223333", "user-without-mfa")
+            .await
+            .expect("still listed")
+            .len(),
+        1
+    );
+
+    // Of two tasks seeing the fix at once, one resolves; the other may once the first's take
+    // has run out (it stopped before saying so). A stale incident id takes nothing.
+    assert!(
+        store
+            .take_resolution(&open, "task-a", now, 60)
+            .await
+            .expect("a")
+    );
+    assert!(
+        !store
+            .take_resolution(&open, "task-b", now + 1, 60)
+            .await
+            .expect("b")
+    );
+    assert!(
+        store
+            .take_resolution(&open, "task-a", now + 2, 60)
+            .await
+            .expect("a again")
+    );
+    assert!(
+        !store
+            .take_resolution(&stale, "task-c", now + 100, 60)
+            .await
+            .expect("stale")
+    );
+    assert!(
+        store
+            .take_resolution(&open, "task-b", now + 100, 60)
+            .await
+            .expect("b after")
+    );
+
+    // Resolved: unlisted, and the same finding coming back claims anew; resolving twice is
+    // harmless, and there is nothing left to take.
+    store.finding_resolved(&open).await.expect("resolved");
+    assert!(
+        !store
+            .take_resolution(&open, "task-c", now + 200, 60)
+            .await
+            .expect("gone")
+    );
+    store.finding_resolved(&open).await.expect("again");
+    assert!(
+        store
+            .open_findings("111122223333", "user-without-mfa")
+            .await
+            .expect("unlisted")
+            .is_empty()
+    );
+    assert_eq!(
+        store.claim(&k, &later).await.expect("claim"),
+        Claimed::Won {
+            incident_id: "inc-task-b/posture".into()
+        }
+    );
+
+    // The audit lease: one of two tasks audits; nobody audits again before it is due; a
+    // holder that stopped leaves it to another after the hold.
+    let account = "111122223333";
+    assert!(store.take_audit(account, "a", now, 900).await.expect("a"));
+    assert!(
+        !store
+            .take_audit(account, "b", now + 1, 900)
+            .await
+            .expect("b")
+    );
+    assert!(
+        store
+            .take_audit(account, "b", now + 900, 900)
+            .await
+            .expect("b after the hold")
+    );
+    store
+        .audited(account, "a", now + 86_400)
+        .await
+        .expect("a's late record is ignored");
+    store
+        .audited(account, "b", now + 900 + 86_400)
+        .await
+        .expect("b done");
+    assert!(
+        !store
+            .take_audit(account, "c", now + 86_400, 900)
+            .await
+            .expect("not due")
+    );
+    assert!(
+        store
+            .take_audit(account, "c", now + 900 + 86_400, 900)
+            .await
+            .expect("due")
+    );
+    assert!(
+        store
+            .take_audit("444455556666", "a", now, 900)
+            .await
+            .expect("another account")
+    );
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_the_posture_contract() {
+    keeps_the_posture_contract(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn the_dynamodb_store_keeps_the_posture_contract() {
+    let moto = Moto::start();
+    let stack = Stack::create(&moto, 5).await;
+    let table = stack.state_table("trailwarden-state").await;
+    let store = DynamoStore::new(stack.ddb.clone(), table, Metrics::new());
+    keeps_the_posture_contract(&store).await;
 }

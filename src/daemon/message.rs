@@ -161,6 +161,7 @@ impl Daemon {
                 let e = match result {
                     Ok(done) => {
                         drop(held);
+                        self.request_rechecks(work.findings.iter().flatten());
                         for d in failing {
                             self.metrics.outage(d, true);
                         }

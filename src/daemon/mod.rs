@@ -16,8 +16,11 @@
 //!   once (visibility 0), and attempts in progress get the grace period, after which their
 //!   messages are handed back too.
 //! - Follow-ups of incidents whose window ended are sent from here as well ([`follow_ups`]).
+//! - The posture of the task's own account is audited on an interval and re-checked when a
+//!   record changes it ([`posture`]).
 
 mod message;
+mod posture;
 mod produce;
 pub mod start;
 
@@ -41,6 +44,8 @@ use crate::incidents::commit::{Committer, Policy};
 use crate::incidents::store::Store;
 use crate::intake::Objects;
 use crate::intake::sqs::Queue;
+use crate::posture::AccountView;
+use crate::posture::organization::Members;
 use crate::telemetry::{Dependency, Metrics};
 
 /// How long correlation events are kept after they arrive: a log file can be hours late and
@@ -59,6 +64,11 @@ pub struct Edges {
     pub objects: Arc<dyn Objects>,
     pub store: Arc<dyn Store>,
     pub sink: Arc<dyn Sink>,
+    /// The account whose posture is audited; `None` when `posture` is off.
+    pub account: Option<Arc<dyn AccountView>>,
+    /// The organization's member accounts, audited too; `None` unless `audit_accounts` is
+    /// `organization`.
+    pub members: Option<Arc<dyn Members>>,
     /// The one clock for claims, windows, expiry and follow-ups: the system's in production.
     pub clock: Clock,
 }
@@ -77,6 +87,10 @@ pub struct Daemon {
     gate: Gate,
     /// Receipts of the messages in hand, by message id, to hand back on shutdown.
     leases: Mutex<HashMap<String, String>>,
+    /// Where posture re-checks are requested; `None` when posture is off.
+    rechecks: Option<posture::Rechecks>,
+    /// The re-check requests, until the posture task takes them.
+    recheck_requests: Mutex<Option<tokio::sync::mpsc::Receiver<crate::finding::Recheck>>>,
 }
 
 impl Daemon {
@@ -98,8 +112,17 @@ impl Daemon {
                 .build_hasher()
                 .finish()
         );
+        let (rechecks, recheck_requests) = match &edges.account {
+            Some(_) if settings.posture => {
+                let (tx, rx) = tokio::sync::mpsc::channel(posture::RECHECK_QUEUE);
+                (Some(tx), Some(rx))
+            }
+            _ => (None, None),
+        };
         Arc::new(Daemon {
             readers: Semaphore::new(settings.workers),
+            rechecks,
+            recheck_requests: Mutex::new(recheck_requests),
             settings,
             rules,
             edges,
@@ -173,12 +196,28 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: CancellationToken) {
     let in_hand = Arc::new(Semaphore::new(settings.workers + batch as usize));
     let mut tasks = JoinSet::new();
     let sweeper = tokio::spawn(follow_ups(daemon.clone(), shutdown.clone()));
+    let requests = daemon
+        .recheck_requests
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let auditor = match (&daemon.edges.account, requests) {
+        (Some(view), Some(requests)) => Some(tokio::spawn(posture::run(
+            daemon.clone(),
+            view.clone(),
+            daemon.edges.members.clone(),
+            requests,
+            shutdown.clone(),
+        ))),
+        _ => None,
+    };
     let mut retry = aws::backoff(Duration::from_secs(1), Duration::from_secs(30));
     info!(
         queue_url = %settings.queue_url,
         workers = settings.workers,
         rules = daemon.rules.rules().len(),
         state = if settings.state_table.is_some() { "dynamodb" } else { "memory" },
+        posture = auditor.is_some(),
         task = %daemon.task,
         "trailwarden started"
     );
@@ -250,6 +289,10 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: CancellationToken) {
         hand_back(&daemon, left).await;
     }
     sweeper.abort();
+    if let Some(auditor) = auditor {
+        // An audit in progress is abandoned: its lease runs out and a task audits again.
+        auditor.abort();
+    }
     info!("trailwarden stopped");
 }
 

@@ -11,10 +11,9 @@ use super::message::WorkError;
 use crate::aws::Fault;
 use crate::cloudtrail;
 use crate::finding::Findings;
-use crate::finding::correlation::Batch;
 use crate::finding::fold::Folder;
 use crate::intake::notice::{Event, ObjectRef};
-use crate::pipeline::{self, Outcome};
+use crate::pipeline::{self, LogReport, Outcome};
 use crate::telemetry::Dropped;
 use crate::telemetry::metrics::AlertLabels;
 
@@ -35,18 +34,21 @@ impl Daemon {
         })?;
         self.metrics.events.inc();
         self.metrics.records.inc();
-        let findings = self.findings(source, folder, report.correlation);
+        let duplicates = report.duplicates;
+        let findings = self.findings(source, folder, report);
         info!(
             incidents = findings.folds.len(),
-            duplicates = report.duplicates,
+            rechecks = findings.rechecks.len(),
+            duplicates,
             "event processed"
         );
         Ok(findings)
     }
 
     /// Folds a producer's alerts into findings, counting them and reporting what the
-    /// correlation batch left out.
-    fn findings(&self, source: String, folder: Folder, correlation: Batch) -> Findings {
+    /// correlation batch and the re-checks left out.
+    fn findings(&self, source: String, folder: Folder, report: LogReport) -> Findings {
+        let correlation = report.correlation;
         let folds = folder.finish();
         for fold in &folds {
             self.metrics
@@ -70,11 +72,22 @@ impl Daemon {
             }
             .report(&self.metrics);
         }
+        Dropped {
+            what: "posture_rechecks",
+            count: report.rechecks_over,
+            source: &source,
+            detail: format!(
+                "re-checked the first {} resources whose posture changed; the next audit covers the rest",
+                report.rechecks.len()
+            ),
+        }
+        .report(&self.metrics);
         Findings {
             source,
             folds,
             correlation,
-            standing: Vec::new(),
+            rechecks: report.rechecks,
+            ..Findings::default()
         }
     }
 
@@ -129,18 +142,25 @@ impl Daemon {
             }
             .report(&self.metrics);
         }
-        let findings = self.findings(source, folder, report.correlation);
+        let (records, bytes, skipped, duplicates) = (
+            report.records,
+            report.bytes,
+            report.skipped.count,
+            report.duplicates,
+        );
+        let findings = self.findings(source, folder, report);
         let alerts: u64 = findings.folds.iter().map(|f| f.stats.count).sum();
         info!(
-            records = report.records,
-            bytes = report.bytes,
+            records,
+            bytes,
             alerts,
             incidents = findings.folds.len(),
-            skipped = report.skipped.count,
-            duplicates = report.duplicates,
+            rechecks = findings.rechecks.len(),
+            skipped,
+            duplicates,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "object processed"
         );
-        Ok((findings, report.records))
+        Ok((findings, records))
     }
 }

@@ -21,6 +21,7 @@ use crate::incidents::store::memory::MemoryStore;
 use crate::intake::s3::S3Objects;
 use crate::intake::sqs::SqsQueue;
 use crate::output::sns::Topic;
+use crate::posture::aws::{AwsAccount, AwsMembers};
 use crate::telemetry::Metrics;
 
 /// How long start-up retries a check that fails for a passing reason.
@@ -89,6 +90,23 @@ pub async fn connect(
         )),
         store,
         sink: Arc::new(topic),
+        // The audit's reads are checked by the audit itself: a refused one makes its checks
+        // could-not-check, named by the permission to grant.
+        account: settings
+            .posture
+            .then(|| Arc::new(AwsAccount::new(&sdk)) as Arc<dyn crate::posture::AccountView>),
+        // Organization mode: ListAccounts and AssumeRole are refused or not at each audit,
+        // and a refusal is that audit's warning or that account's finding.
+        members: settings
+            .member_role()
+            .filter(|_| settings.posture)
+            .map(|role| {
+                Arc::new(AwsMembers::new(
+                    &sdk,
+                    role,
+                    settings.audit_external_id.clone(),
+                )) as Arc<dyn crate::posture::organization::Members>
+            }),
         clock: Clock::system(),
     })
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::cloudtrail::Record;
 use crate::detect::root_tasks::{self, Task};
-use crate::detect::{CorrelationHit, RuleInfo};
+use crate::detect::{CorrelationHit, Derivation, Derived, RuleInfo};
 use crate::finding::alert::{Alert, clean};
 
 /// The fields alerts read from a record, and so the fields a correlation event keeps (plus its
@@ -187,13 +187,20 @@ impl Context {
 }
 
 impl Alert {
-    /// The alert for a detection rule that fired on `record`, read from `source`.
-    pub fn from_detection(rule: &RuleInfo, record: &Record<'_>, source: &str) -> Alert {
+    /// The alert for a detection rule that fired on `record`, read from `source`; the
+    /// derivation is the one the rule was evaluated with, for the sentences that name what a
+    /// derived field found.
+    pub fn from_detection(
+        rule: &RuleInfo,
+        record: &Record<'_>,
+        source: &str,
+        derivation: &Derivation,
+    ) -> Alert {
         let ctx = Context::read(record);
         let task = (rule.name == "root-activity").then(|| root_tasks::root_only_task(record));
         let summary = match task {
             Some(task) => root_activity_summary(&ctx, task),
-            None => summarize(rule, &ctx, record),
+            None => summarize(rule, &ctx, &Derived::new(record, derivation), record),
         };
         let mut alert = ctx.into_alert(rule, summary, source);
         alert.root_only_task = task.map(|t| t.is_some());
@@ -272,7 +279,12 @@ impl Alert {
 }
 
 /// The sentence for a detection. Builtin rules get tailored wording; others a generic one.
-fn summarize(rule: &RuleInfo, ctx: &Context, record: &Record<'_>) -> String {
+fn summarize(
+    rule: &RuleInfo,
+    ctx: &Context,
+    derived: &Derived<'_, Record<'_>>,
+    record: &Record<'_>,
+) -> String {
     let acct = ctx.account();
     let from = ctx.ip_suffix();
     let mfa = match ctx.mfa_used {
@@ -362,12 +374,91 @@ fn summarize(rule: &RuleInfo, ctx: &Context, record: &Record<'_>) -> String {
             )
         }
         "admin-policy-attached" => admin_policy_summary(ctx, record, &acct, &from),
-        "role-trust-opened" => format!(
-            "{} let any AWS principal assume role {} ({}) in {acct}{from}",
+        "role-trust-opened" => {
+            let foreign = derived.foreign_accounts();
+            // The any-principal regexes match regardless of conditions; name the foreign
+            // accounts when that is what opened it.
+            let whom = if foreign.is_empty() || derived.grants().is_some_and(|g| g.anyone) {
+                "any AWS principal".to_owned()
+            } else {
+                accounts(&foreign)
+            };
+            format!(
+                "{} let {whom} assume role {} ({}) in {acct}{from}",
+                ctx.who(),
+                req("requestParameters.roleName").unwrap_or_else(|| "(unknown)".into()),
+                clean(ctx.event_name.as_deref().unwrap_or("-"))
+            )
+        }
+        "resource-policy-opened" => {
+            let foreign = derived.foreign_accounts();
+            let mut whom = Vec::new();
+            if derived.grants().is_some_and(|g| g.anyone) {
+                whom.push("anyone".to_owned());
+            }
+            if !foreign.is_empty() {
+                whom.push(accounts(&foreign));
+            }
+            format!(
+                "{} opened {} to {} with {} in {acct}{from}",
+                ctx.who(),
+                policy_resource(record),
+                whom.join(" and "),
+                clean(ctx.event_name.as_deref().unwrap_or("-"))
+            )
+        }
+        "access-key-created-for-other-user" => format!(
+            "{} created access key {} for another IAM user, {}, in {acct}{from}; whoever \
+             created it holds its secret",
             ctx.who(),
-            req("requestParameters.roleName").unwrap_or_else(|| "(unknown)".into()),
-            clean(ctx.event_name.as_deref().unwrap_or("-"))
+            req("responseElements.accessKey.accessKeyId")
+                .unwrap_or_else(|| "(id not logged)".into()),
+            req("requestParameters.userName").unwrap_or_else(|| "(unknown)".into())
         ),
+        "cloudtrail-tamper-attempt" => format!(
+            "{} tried {} on trail {} in {acct}{from} and got {}",
+            ctx.who(),
+            clean(ctx.event_name.as_deref().unwrap_or("-")),
+            req("requestParameters.name")
+                .or_else(|| req("requestParameters.trailName"))
+                .unwrap_or_else(|| "(unknown)".into()),
+            clean(ctx.error_code.as_deref().unwrap_or("an error"))
+        ),
+        "trail-bucket-tampered" => {
+            let what = match ctx.event_name.as_deref() {
+                Some("PutBucketVersioning") => "suspended versioning on".to_owned(),
+                Some("DeleteObject") => format!(
+                    "deleted {} from",
+                    req("requestParameters.key").unwrap_or_else(|| "an object".into())
+                ),
+                Some(name) => format!("called {} on", clean(name)),
+                None => "changed".to_owned(),
+            };
+            format!(
+                "{} {what} CloudTrail log bucket {} in {acct}{from}",
+                ctx.who(),
+                req("requestParameters.bucketName").unwrap_or_else(|| "(unknown)".into())
+            )
+        }
+        "instance-credentials-outside-aws" => {
+            let checked = match derived.derivation().ip_ranges() {
+                Some(ranges) => format!("not in AWS's IP ranges ({})", clean(&ranges.label)),
+                None => "not checked against AWS's IP ranges, as none were loaded".to_owned(),
+            };
+            format!(
+                "Credentials of EC2 instance {} (role {}) called {} in {acct} from {}, {checked}, \
+                 with user agent {}",
+                derived
+                    .instance_session()
+                    .map(|i| clean(&i).into_owned())
+                    .unwrap_or_else(|| "(unknown)".into()),
+                req("userIdentity.sessionContext.sessionIssuer.userName")
+                    .unwrap_or_else(|| "(unknown)".into()),
+                clean(ctx.event_name.as_deref().unwrap_or("an API")),
+                clean(ctx.source_ip.as_deref().unwrap_or("(unknown)")),
+                clean(ctx.user_agent.as_deref().unwrap_or("(none)"))
+            )
+        }
         "iam-user-created" => format!(
             "{} created IAM user {} in {acct}{from}; AWS advises roles and an identity provider \
              instead of long-term IAM users",
@@ -491,6 +582,36 @@ fn admin_policy_summary(ctx: &Context, record: &Record<'_>, acct: &str, from: &s
         s.push_str("; granted straight to a user, where AWS advises groups or roles");
     }
     s
+}
+
+/// Accounts for a sentence: "account 999988887777" or "accounts 1, 2".
+fn accounts(ids: &[String]) -> String {
+    let ids: Vec<_> = ids.iter().map(|a| clean(a).into_owned()).collect();
+    match ids.as_slice() {
+        [one] => format!("account {one}"),
+        many => format!("accounts {}", many.join(", ")),
+    }
+}
+
+/// The resource whose policy a call set, e.g. "S3 bucket reports" or "Lambda function f".
+fn policy_resource(record: &Record<'_>) -> String {
+    [
+        ("requestParameters.bucketName", "S3 bucket"),
+        ("requestParameters.keyId", "KMS key"),
+        ("requestParameters.secretId", "secret"),
+        ("requestParameters.topicArn", "SNS topic"),
+        ("requestParameters.queueUrl", "SQS queue"),
+        ("requestParameters.repositoryName", "ECR repository"),
+        ("requestParameters.functionName", "Lambda function"),
+        ("requestParameters.name", "SNS topic or SQS queue"),
+    ]
+    .into_iter()
+    .find_map(|(path, kind)| {
+        record
+            .str_at(path)
+            .map(|name| format!("{kind} {}", clean(&name)))
+    })
+    .unwrap_or_else(|| "a new resource".to_owned())
 }
 
 /// The IAM user, group or role a request acts on, e.g. "IAM user alice".
@@ -627,7 +748,12 @@ mod tests {
     fn root_login_summary_and_fields() {
         let raw = r#"{"eventVersion":"1.08","userIdentity":{"type":"Root","principalId":"111122223333","arn":"arn:aws:iam::111122223333:root","accountId":"111122223333"},"eventTime":"2026-11-20T09:03:11Z","eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.7","userAgent":"Mozilla/5.0\r\nX-Injected: 1","responseElements":{"ConsoleLogin":"Success"},"additionalEventData":{"MFAUsed":"No"},"eventID":"e1","recipientAccountId":"111122223333"}"#;
         let record = Record::parse(raw.as_bytes()).expect("parse");
-        let alert = Alert::from_detection(&rule("root-console-login"), &record, "f.json.gz");
+        let alert = Alert::from_detection(
+            &rule("root-console-login"),
+            &record,
+            "f.json.gz",
+            &Derivation::default(),
+        );
         assert_eq!(
             alert.summary,
             "Root user signed in to the console of 111122223333 from 198.51.100.7 without MFA"

@@ -12,9 +12,16 @@
 //! in `custom_attributes`: `next_steps` (what an operator should do, shown in alerts) and
 //! `incident_window` (a Sigma timespan). A `value_count` correlation may name
 //! `trailwarden.value_fields` (see [`Correlation::value_sources`]).
+//!
+//! Records are evaluated with the derived fields of [`derived`] (`trailwarden.*`), computed on
+//! demand from the [`Derivation`] the rule set was given: our accounts, trail buckets and
+//! AWS's IP ranges.
 
 pub mod alerts;
+pub mod derived;
+pub mod ip_ranges;
 mod legacy;
+pub mod policy;
 pub mod root_tasks;
 
 use std::collections::{HashMap, HashSet};
@@ -23,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::finding::Level;
+pub use derived::{Derivation, Derived};
 use include_dir::{Dir, include_dir};
 use rsigma_eval::event::Event;
 use rsigma_eval::result::EvaluationResult;
@@ -191,6 +199,8 @@ pub struct RuleSet {
     /// Detection rule index → the correlations its matches count towards.
     feeds: HashMap<usize, Vec<Feed>>,
     errors: Vec<LoadError>,
+    /// What derived fields are computed from, besides the record.
+    derivation: Derivation,
 }
 
 /// One Sigma source file, read but not yet parsed.
@@ -249,9 +259,22 @@ impl RuleSet {
         &self.errors
     }
 
-    /// Evaluates the stateless detections against one record.
-    pub fn evaluate(&self, event: &impl Event) -> Vec<EvaluationResult> {
-        self.detector.evaluate(event)
+    /// Gives the rule set what derived fields are computed from (the default knows no
+    /// trusted accounts, no trail buckets and no AWS IP ranges).
+    pub fn with_derivation(mut self, derivation: Derivation) -> Self {
+        self.derivation = derivation;
+        self
+    }
+
+    /// What derived fields are computed from.
+    pub fn derivation(&self) -> &Derivation {
+        &self.derivation
+    }
+
+    /// Evaluates the stateless detections against one record, with its derived fields.
+    pub fn evaluate<E: Event + ?Sized>(&self, event: &E) -> Vec<EvaluationResult> {
+        self.detector
+            .evaluate(&Derived::new(event, &self.derivation))
     }
 
     /// The loaded rule a detection or correlation result belongs to.
@@ -536,6 +559,7 @@ impl Loader {
             correlations,
             feeds,
             errors: self.errors,
+            derivation: Derivation::default(),
         }
     }
 }

@@ -123,13 +123,72 @@ pub struct Findings {
     /// Conditions that stand rather than happened (a root access key that exists, a user
     /// without MFA): open until a later check no longer finds them.
     pub standing: Vec<Standing>,
+    /// What the posture checks evaluated: an open finding in scope that `standing` no longer
+    /// holds was fixed. A check that could not be made has no scope, so it resolves nothing.
+    pub scope: Vec<Scope>,
+    /// Records that changed posture (a root key created, MFA removed): the checks to run again
+    /// for their resource at once.
+    pub rechecks: Vec<Recheck>,
 }
 
 impl Findings {
-    /// Whether there is anything to commit.
+    /// Whether there is anything to commit (re-checks are run, not committed).
     pub fn is_empty(&self) -> bool {
-        self.folds.is_empty() && self.correlation.is_empty() && self.standing.is_empty()
+        self.folds.is_empty()
+            && self.correlation.is_empty()
+            && self.standing.is_empty()
+            && self.scope.is_empty()
     }
+}
+
+/// What one posture check evaluated: a whole account, or one resource of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    /// The check's stable name.
+    pub check: String,
+    /// The check's level, the level of each of its findings.
+    pub level: Level,
+    pub account: String,
+    /// Only this resource (a user's ARN covers its keys and password, `<arn>#...`); `None`
+    /// for every resource of the account.
+    pub resource: Option<String>,
+}
+
+impl Scope {
+    /// Whether an open finding of this check and account is about a resource evaluated here.
+    pub fn covers(&self, resource: &str) -> bool {
+        match &self.resource {
+            None => true,
+            Some(r) => {
+                resource == r
+                    || resource
+                        .strip_prefix(r.as_str())
+                        .is_some_and(|rest| rest.starts_with('#'))
+            }
+        }
+    }
+}
+
+/// What a re-check reads again: one part of an account's posture.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    /// Root's access keys and MFA.
+    Root,
+    /// One IAM user, by name: password, MFA, keys, directly granted policies.
+    User(String),
+    /// The account password policy.
+    PasswordPolicy,
+    /// The trails.
+    Trails,
+}
+
+/// A request to run the checks of `target` again in `account`, raised by `event` (an eventName
+/// with its eventID, for the log line).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Recheck {
+    pub account: String,
+    pub target: Target,
+    pub event: String,
 }
 
 /// A finding about standing state: one check failing for one resource of one account.

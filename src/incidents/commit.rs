@@ -15,27 +15,32 @@
 //! 3. Fires whose alerts were accepted are recorded, so later replays count their events as
 //!    consumed.
 //!
+//! Standing findings (posture checks) use the same claims: a finding's incident is claimed,
+//! its message published, and only then recorded as open with the finding listed under its
+//! check ([`Store::finding_opened`]); while it stays open, its claim answers "open" and a later
+//! audit pages nothing. For every check and account the source evaluated ([`Scope`]), an open
+//! finding the source no longer holds has its resolution taken (one task at a time), gets one
+//! `resolved` message, and only then is removed.
+//!
 //! [`Progress`] survives the retries of one message, so a retry neither repeats a page that
 //! was accepted nor forgets to record it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use tracing::{info, warn};
 
 use super::correlate::{self, Span};
-use super::store::{Claim, Claimed, Due, Meta, Open, Part, Store, StoreError};
+use super::store::{Claim, Claimed, Due, Meta, Open, OpenFinding, Part, Store, StoreError};
 use crate::clock::Clock;
 use crate::detect::RuleSet;
-use crate::finding::Findings;
-use crate::finding::IncidentKey;
-use crate::finding::Level;
 use crate::finding::alert::clean;
 use crate::finding::correlation::Batch;
 use crate::finding::fold::{Fold, Folder, Stats};
-use crate::finding::sink::{FollowUp, Page, Sink, SinkError};
-use crate::telemetry::metrics::{Path, PathLabels};
-use crate::telemetry::{Dropped, Metrics};
+use crate::finding::sink::{FollowUp, Opened, Page, Resolved, Sink, SinkError};
+use crate::finding::{Findings, IncidentKey, Level, Scope, Standing};
+use crate::telemetry::Metrics;
+use crate::telemetry::metrics::{FindingLabels, Path, PathLabels};
 
 /// How incidents behave; from the daemon's settings.
 #[derive(Debug, Clone)]
@@ -69,6 +74,10 @@ pub struct Progress {
     /// The incident id each claim of this message used: a page published again after a lost
     /// response carries the same incident and message ids, so subscribers can drop the repeat.
     ids: HashMap<IncidentKey, String>,
+    /// Findings whose message was accepted but which are not yet recorded as open.
+    unconfirmed_findings: Vec<(Claim, OpenFinding)>,
+    /// Incident ids of findings whose resolution was accepted: a retry only records it.
+    resolved: HashSet<String>,
 }
 
 /// Why a commit stopped; the work is retried.
@@ -100,6 +109,10 @@ pub struct Committed {
     pub repeated: u64,
     /// Correlation windows that fired.
     pub fires: u64,
+    /// Standing findings opened with a message.
+    pub opened: u64,
+    /// Standing findings resolved with a message.
+    pub resolved: u64,
 }
 
 impl Committed {
@@ -109,6 +122,8 @@ impl Committed {
         self.quiet += other.quiet;
         self.repeated += other.repeated;
         self.fires += other.fires;
+        self.opened += other.opened;
+        self.resolved += other.resolved;
     }
 }
 
@@ -146,15 +161,11 @@ impl Committer<'_> {
             progress.unconfirmed.remove(0);
         }
 
-        // No producer fills `standing` yet; until the commit pages them, they are reported,
-        // never dropped in silence.
-        Dropped {
-            what: "standing_findings",
-            count: findings.standing.len() as u64,
-            source: &findings.source,
-            detail: "findings about standing state are not paged by this version".to_owned(),
+        while let Some((claim, open)) = progress.unconfirmed_findings.first() {
+            self.store.finding_opened(claim, open).await?;
+            progress.unconfirmed_findings.remove(0);
         }
-        .report(self.metrics);
+        self.commit_standing(findings, progress, &mut done).await?;
         let (corr_folds, fires) = self.correlate(&findings.correlation).await?;
         let mut folds: Vec<&Fold> = findings.folds.iter().chain(&corr_folds).collect();
         folds.sort_by_key(|f| std::cmp::Reverse(f.level()));
@@ -182,6 +193,143 @@ impl Committer<'_> {
         }
         done.fires = fires.len() as u64;
         Ok(done)
+    }
+
+    /// Opens the findings that are new, then resolves the open findings of every evaluated
+    /// check and account that the source no longer holds.
+    async fn commit_standing(
+        &self,
+        findings: &Findings,
+        progress: &mut Progress,
+        done: &mut Committed,
+    ) -> Result<(), CommitError> {
+        let source = &findings.source;
+        for finding in &findings.standing {
+            let key = finding.key();
+            let id = (source.clone(), key.clone());
+            if progress.done.contains(&id) {
+                continue;
+            }
+            if finding.level < self.policy.min_level {
+                log_finding(finding, "", "below min_level: logged, not paged");
+                done.quiet += 1;
+            } else if self.open_finding(source, finding, progress).await? {
+                done.opened += 1;
+            } else {
+                done.repeated += 1;
+            }
+            progress.done.insert(id);
+        }
+
+        let found: HashSet<IncidentKey> = findings.standing.iter().map(Standing::key).collect();
+        let mut evaluated: BTreeMap<(&str, &str), Vec<&Scope>> = BTreeMap::new();
+        for scope in &findings.scope {
+            evaluated
+                .entry((scope.account.as_str(), scope.check.as_str()))
+                .or_default()
+                .push(scope);
+        }
+        for ((account, check), scopes) in evaluated {
+            let open = self.store.open_findings(account, check).await?;
+            let mut still_open = open.len() as i64;
+            for o in open {
+                let resource = &o.finding.resource;
+                if found.contains(&o.finding.key()) || !scopes.iter().any(|s| s.covers(resource)) {
+                    continue;
+                }
+                if !progress.resolved.contains(&o.incident_id) {
+                    let lease = self.policy.lease.as_secs() as i64;
+                    if !self
+                        .store
+                        .take_resolution(&o, self.owner, self.clock.now(), lease)
+                        .await?
+                    {
+                        // Resolved meanwhile, or another task is saying so right now.
+                        continue;
+                    }
+                    let resolved = Resolved {
+                        incident_id: o.incident_id.clone(),
+                        finding: o.finding.clone(),
+                        opened_at: o.opened_at,
+                        resolved_at: self.clock.now(),
+                        by: source.clone(),
+                    };
+                    // A failed publish keeps the take until its lease ends, so only this
+                    // owner's retry repeats it, under the same message id.
+                    self.sink.resolved(&resolved).await?;
+                    progress.resolved.insert(o.incident_id.clone());
+                    log_finding(&o.finding, &o.incident_id, "resolved");
+                    done.resolved += 1;
+                }
+                self.store.finding_resolved(&o).await?;
+                still_open -= 1;
+            }
+            self.metrics
+                .findings_open
+                .get_or_create(&FindingLabels {
+                    check: check.to_owned(),
+                    level: scopes[0].level.as_str(),
+                })
+                .set(still_open.max(0));
+        }
+        Ok(())
+    }
+
+    /// Claims a standing finding's incident; the winner publishes its message and records it
+    /// open. True when this call opened it; false when it was already open.
+    async fn open_finding(
+        &self,
+        source: &str,
+        finding: &Standing,
+        progress: &mut Progress,
+    ) -> Result<bool, CommitError> {
+        let key = finding.key();
+        let now = self.clock.now();
+        let incident_id = progress
+            .ids
+            .entry(key.clone())
+            .or_insert_with(|| format!("{}-{now}", &key.digest()[..16]))
+            .clone();
+        let mut claim = Claim {
+            incident_id,
+            owner: self.owner.to_owned(),
+            source: source.to_owned(),
+            now,
+            lease_secs: self.policy.lease.as_secs() as i64,
+        };
+        match self.store.claim(&key, &claim).await? {
+            Claimed::Open(_) => return Ok(false),
+            Claimed::Busy { owner, .. } => return Err(CommitError::Busy { key, owner }),
+            Claimed::Won { incident_id } => {
+                progress.ids.insert(key.clone(), incident_id.clone());
+                claim.incident_id = incident_id;
+            }
+        }
+        let opened = Opened {
+            incident_id: &claim.incident_id,
+            finding,
+        };
+        if let Err(e) = self.sink.finding(opened).await {
+            // As with pages: a message that may have gone out keeps its claim, so only a
+            // repeat under the same ids can follow.
+            if e.0.ambiguous {
+                warn!(error = %e, incident_id = %claim.incident_id, "the finding may have been published; its claim is kept so only a repeat with the same ids can follow");
+            } else if let Err(release) = self.store.release(&key, &claim).await {
+                warn!(error = %release, "cannot release a finding's claim; it expires after its lease");
+            }
+            return Err(e.into());
+        }
+        let open = OpenFinding {
+            incident_id: claim.incident_id.clone(),
+            finding: finding.clone(),
+            opened_at: self.clock.now(),
+        };
+        log_finding(finding, &open.incident_id, "opened");
+        if let Err(e) = self.store.finding_opened(&claim, &open).await {
+            progress.unconfirmed_findings.push((claim, open));
+            return Err(e.into());
+        }
+        Ok(true)
     }
 
     fn retention_secs(&self) -> i64 {
@@ -497,6 +645,21 @@ fn merge(open: &Open, parts: &[Part]) -> (Stats, usize) {
         }
     }
     (stats, sources)
+}
+
+/// One log line per standing finding opened, resolved or left quiet.
+fn log_finding(finding: &Standing, incident_id: &str, what: &str) {
+    info!(
+        target: "trailwarden::finding",
+        check = %finding.check,
+        finding_level = %finding.level,
+        account_id = %clean(&finding.account),
+        resource = %clean(&finding.resource),
+        incident_id = %incident_id,
+        evidence = %clean(&finding.evidence),
+        outcome = what,
+        "finding {what}"
+    );
 }
 
 /// One log line per incident and source, never one per alert.

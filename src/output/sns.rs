@@ -1,14 +1,15 @@
-//! Pages and follow-ups → SNS `Publish` on the alert topic.
+//! Pages, follow-ups, standing findings and their resolutions → SNS `Publish` on the alert
+//! topic.
 //!
 //! Each message:
 //! - has a subject under 100 printable ASCII characters, e.g.
 //!   `[CRITICAL] root-console-login in 111122223333`;
 //! - uses `MessageStructure=json`: email gets readable text followed by the JSON, while SQS,
 //!   HTTPS and Lambda subscribers get the JSON document alone;
-//! - carries String attributes `level`, `rule`, `account_id`, `incident_id` and `kind` (`page`
-//!   or `follow-up`) for subscription filter policies (e.g. the pager gets only critical) and
-//!   for grouping downstream;
-//! - names its incident and a stable `message_id` (`<incident id>:page`), so a subscriber can
+//! - carries String attributes `level`, `rule`, `account_id`, `incident_id` and `kind` (`page`,
+//!   `follow-up`, `finding` or `resolved`) for subscription filter policies (e.g. the pager
+//!   gets only critical) and for grouping downstream; a standing finding's check is its `rule`;
+//! - names its incident and a stable `message_id` (`<incident id>:<kind>`), so a subscriber can
 //!   recognise a repeat of the same message;
 //! - stays under SNS's 256 KB by listing fewer events, never by dropping the alert.
 //!
@@ -25,9 +26,10 @@ use serde::Serialize;
 
 use crate::aws::{self, Edge};
 use crate::finding::Level;
+use crate::finding::Standing;
 use crate::finding::alert::{Alert, clean};
 use crate::finding::fold::Tally;
-use crate::finding::sink::{FollowUp, Page, Sink, SinkError};
+use crate::finding::sink::{FollowUp, Opened, Page, Resolved, Sink, SinkError};
 use crate::telemetry::Metrics;
 
 /// SNS's limit on a message, in bytes.
@@ -381,6 +383,130 @@ pub fn render_follow_up(f: &FollowUp) -> Rendered {
     }
 }
 
+/// The JSON document subscribers receive for a standing finding and for its resolution.
+#[derive(Serialize)]
+struct FindingDocument<'a> {
+    /// `finding` or `resolved`.
+    kind: &'static str,
+    incident_id: &'a str,
+    message_id: String,
+    check: &'a str,
+    title: &'a str,
+    level: Level,
+    account_id: &'a str,
+    resource: &'a str,
+    summary: String,
+    evidence: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    next_steps: &'a [String],
+    /// When the finding was opened and fixed (resolutions only), RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    opened_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolved_at: Option<String>,
+    /// What saw it fixed (resolutions only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolved_by: Option<&'a str>,
+}
+
+fn rfc3339(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+/// Renders a finding or resolution document with its email text and attributes.
+fn render_standing(doc: &FindingDocument<'_>, f: &Standing, subject_text: String) -> Rendered {
+    let mut evidence = Some(f.evidence.clone());
+    shorten(&mut evidence);
+    let json = serde_json::to_string_pretty(doc).unwrap_or_default();
+    let mut t = String::new();
+    let _ = writeln!(t, "{}", clean(&doc.summary));
+    let _ = writeln!(t);
+    let _ = writeln!(t, "Check:     {} ({})", clean(&f.check), clean(&f.title));
+    let _ = writeln!(t, "Level:     {}", f.level);
+    let _ = writeln!(t, "Account:   {}", clean(&f.account));
+    let _ = writeln!(t, "Resource:  {}", clean(&f.resource));
+    let _ = writeln!(t, "Evidence:  {}", clean(evidence.as_deref().unwrap_or("")));
+    let _ = writeln!(t, "Incident:  {}", clean(doc.incident_id));
+    if let Some(at) = &doc.resolved_at {
+        let _ = writeln!(t, "Opened:    {}", doc.opened_at.as_deref().unwrap_or("-"));
+        let _ = writeln!(
+            t,
+            "Fixed:     {at} (seen by {})",
+            doc.resolved_by.unwrap_or("-")
+        );
+    }
+    if !doc.next_steps.is_empty() {
+        let _ = writeln!(t);
+        let _ = writeln!(t, "Next steps:");
+        for step in doc.next_steps {
+            let _ = writeln!(t, "- {}", clean(step));
+        }
+    }
+    let email = format!("{t}\n---- {} as JSON ----\n{json}\n", doc.kind);
+    Rendered {
+        subject: subject(subject_text),
+        message: body(&email, &json),
+        attributes: attributes(f.level, &f.check, &f.account, doc.incident_id, doc.kind),
+    }
+}
+
+/// Renders the message that opens a standing finding.
+pub fn render_finding(opened: Opened<'_>) -> Rendered {
+    let f = opened.finding;
+    let doc = FindingDocument {
+        kind: "finding",
+        incident_id: opened.incident_id,
+        message_id: format!("{}:finding", opened.incident_id),
+        check: &f.check,
+        title: &f.title,
+        level: f.level,
+        account_id: &f.account,
+        resource: &f.resource,
+        summary: format!("{}: {}", f.check, f.evidence),
+        evidence: &f.evidence,
+        next_steps: &f.next_steps,
+        opened_at: None,
+        resolved_at: None,
+        resolved_by: None,
+    };
+    let subject_text = format!(
+        "[{}] finding: {} in {}",
+        f.level.as_str().to_uppercase(),
+        f.check,
+        f.account
+    );
+    render_standing(&doc, f, subject_text)
+}
+
+/// Renders the message that says a standing finding was fixed.
+pub fn render_resolved(r: &Resolved) -> Rendered {
+    let f = &r.finding;
+    let resolved_at = rfc3339(r.resolved_at);
+    let doc = FindingDocument {
+        kind: "resolved",
+        incident_id: &r.incident_id,
+        message_id: format!("{}:resolved", r.incident_id),
+        check: &f.check,
+        title: &f.title,
+        level: f.level,
+        account_id: &f.account,
+        resource: &f.resource,
+        summary: format!(
+            "fixed: {} for {} no longer fails (seen {resolved_at})",
+            f.check, f.resource
+        ),
+        evidence: &f.evidence,
+        next_steps: &[],
+        opened_at: Some(rfc3339(r.opened_at)),
+        resolved_at: Some(resolved_at),
+        resolved_by: Some(&r.by),
+    };
+    let subject_text = format!("[RESOLVED] {} in {}", f.check, f.account);
+    render_standing(&doc, f, subject_text)
+}
+
 /// The SNS topic alerts go to.
 pub struct Topic {
     client: aws_sdk_sns::Client,
@@ -460,6 +586,14 @@ impl Sink for Topic {
 
     async fn follow_up(&self, follow_up: &FollowUp) -> Result<(), SinkError> {
         self.publish(&render_follow_up(follow_up)).await
+    }
+
+    async fn finding(&self, finding: Opened<'_>) -> Result<(), SinkError> {
+        self.publish(&render_finding(finding)).await
+    }
+
+    async fn resolved(&self, resolved: &Resolved) -> Result<(), SinkError> {
+        self.publish(&render_resolved(resolved)).await
     }
 }
 
@@ -585,6 +719,64 @@ mod tests {
         let s = subject(format!("[X] {} in 1\n2", "r\u{7}ü".repeat(60)));
         assert!(s.len() < 100);
         assert!(s.chars().all(|c| c.is_ascii_graphic() || c == ' '), "{s:?}");
+    }
+
+    fn standing() -> Standing {
+        Standing {
+            check: "user-without-mfa".into(),
+            account: "111122223333".into(),
+            resource: "arn:aws:iam::111122223333:user/alice".into(),
+            level: Level::High,
+            title: "Every IAM user with a console password has MFA (CIS 1.10)".into(),
+            evidence: "alice has a console password and no MFA device\r\nSubject: x".into(),
+            next_steps: vec!["Have the user assign an MFA device".into()],
+        }
+    }
+
+    #[test]
+    fn findings_and_resolutions_say_what_stands_and_when_it_was_fixed() {
+        let f = standing();
+        let r = render_finding(Opened {
+            incident_id: "inc-3",
+            finding: &f,
+        });
+        assert_eq!(
+            r.subject,
+            "[HIGH] finding: user-without-mfa in 111122223333"
+        );
+        let d = doc(&r);
+        assert_eq!(d["kind"], "finding");
+        assert_eq!(d["message_id"], "inc-3:finding");
+        assert_eq!(d["check"], "user-without-mfa");
+        assert_eq!(d["resource"], "arn:aws:iam::111122223333:user/alice");
+        assert_eq!(d["next_steps"][0], "Have the user assign an MFA device");
+        assert!(d.get("resolved_at").is_none());
+        assert!(r.attributes.contains(&("kind", "finding".to_owned())));
+        assert!(
+            r.attributes
+                .contains(&("rule", "user-without-mfa".to_owned()))
+        );
+        let email = serde_json::from_str::<serde_json::Value>(&r.message).expect("body")["default"]
+            .as_str()
+            .expect("email")
+            .to_owned();
+        assert!(!email.contains("\r\nSubject"), "{email}");
+
+        let r = render_resolved(&Resolved {
+            incident_id: "inc-3".into(),
+            finding: f,
+            opened_at: 1_763_629_200,
+            resolved_at: 1_763_632_800,
+            by: "re-check after EnableMFADevice".into(),
+        });
+        assert_eq!(r.subject, "[RESOLVED] user-without-mfa in 111122223333");
+        let d = doc(&r);
+        assert_eq!(d["kind"], "resolved");
+        assert_eq!(d["message_id"], "inc-3:resolved");
+        assert_eq!(d["opened_at"], "2025-11-20T09:00:00Z");
+        assert_eq!(d["resolved_at"], "2025-11-20T10:00:00Z");
+        assert_eq!(d["resolved_by"], "re-check after EnableMFADevice");
+        assert!(r.attributes.contains(&("kind", "resolved".to_owned())));
     }
 
     #[test]

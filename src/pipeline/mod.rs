@@ -7,6 +7,10 @@
 //! correlation are kept, slimmed, in a bounded [`Batch`] for the caller to decide
 //! on event time. Records that match nothing cost nothing beyond their evaluation.
 //!
+//! A record that changes posture (a root key created, MFA removed; the table is
+//! `posture::recheck`) is also returned as a re-check request, so the daemon can run the
+//! affected checks at once.
+//!
 //! A record that cannot be parsed costs only itself: it is counted in [`Skips`] with where it
 //! was, and the records after it are read. The same eventID twice in one file is one event.
 //!
@@ -26,15 +30,18 @@ pub use key::key;
 use crate::aws;
 use crate::cloudtrail::{self, Finish, ReadError, Record};
 use crate::detect::{RuleKind, RuleSet};
-use crate::finding::IncidentKey;
 use crate::finding::alert::{Alert, UNREADABLE_RULE};
 use crate::finding::correlation::Batch;
+use crate::finding::{IncidentKey, Recheck};
 
 /// Default cap on the decompressed size of one log file: 4 GiB.
 pub const DEFAULT_MAX_DECOMPRESSED_BYTES: u64 = 4 << 30;
 
 /// EventIDs remembered per file to drop duplicates.
 const FILE_DUPLICATE_WINDOW: usize = 100_000;
+/// Distinct re-checks one source asks for at most: a file of IAM changes names a handful of
+/// users; a bulk change past this is left to the next audit.
+pub const MAX_RECHECKS: usize = 100;
 
 /// How reading one log file ended.
 #[derive(Debug)]
@@ -81,6 +88,10 @@ pub struct LogReport {
     pub duplicates: u64,
     /// The records that feed correlations.
     pub correlation: Batch,
+    /// What posture changes the records asked to re-check, each once.
+    pub rechecks: Vec<Recheck>,
+    /// Re-checks left out past [`MAX_RECHECKS`].
+    pub rechecks_over: u64,
 }
 
 impl LogReport {
@@ -92,7 +103,28 @@ impl LogReport {
             skipped: Skips::default(),
             duplicates: 0,
             correlation: Batch::default(),
+            rechecks: Vec::new(),
+            rechecks_over: 0,
         }
+    }
+
+    /// Notes the re-check a record asks for, once per source and within the bound.
+    fn note_recheck(&mut self, record: &Record<'_>) {
+        let Some(recheck) = crate::posture::recheck::of(record) else {
+            return;
+        };
+        if self
+            .rechecks
+            .iter()
+            .any(|r| r.account == recheck.account && r.target == recheck.target)
+        {
+            return;
+        }
+        if self.rechecks.len() >= MAX_RECHECKS {
+            self.rechecks_over += 1;
+            return;
+        }
+        self.rechecks.push(recheck);
     }
 }
 
@@ -190,7 +222,10 @@ fn read_records(
             }
         };
         match Record::parse(raw.bytes) {
-            Ok(record) => evaluate(rules, &record, source, &mut seen, sink, report),
+            Ok(record) => {
+                report.note_recheck(&record);
+                evaluate(rules, &record, source, &mut seen, sink, report)
+            }
             Err(e) => {
                 report.skipped.count += 1;
                 report.skipped.first.get_or_insert_with(|| {
@@ -220,6 +255,7 @@ pub fn event(
     let mut report = LogReport::new();
     report.records = 1;
     report.bytes = json.len() as u64;
+    report.note_recheck(&record);
     evaluate(
         rules,
         &record,
@@ -274,7 +310,7 @@ fn evaluate(
         if rule.kind == RuleKind::Detection && rule.alerts {
             sink(
                 key(&rule.name, record),
-                Alert::from_detection(rule, record, source),
+                Alert::from_detection(rule, record, source, rules.derivation()),
             );
         }
         let feeds = rules.feeds(index);

@@ -24,6 +24,13 @@ pub struct AlertLabels {
     pub level: String,
 }
 
+/// Labels of the open findings gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    pub check: String,
+    pub level: &'static str,
+}
+
 /// Labels of the counter of things left out on purpose.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DropLabels {
@@ -113,6 +120,13 @@ pub struct Metrics {
     pub incidents_paged: Counter,
     pub incidents_folded: Counter,
     pub follow_ups: Counter,
+    /// Standing findings open, by check and level, as this task last evaluated them.
+    pub findings_open: Family<FindingLabels, Gauge>,
+    /// Posture audits this task ran, and those that failed before committing.
+    pub audits: Counter,
+    pub audits_failed: Counter,
+    /// Re-checks run after a record changed posture.
+    pub rechecks: Counter,
     pub publish_failures: Counter,
     pub store_errors: Counter,
     pub aws_requests: Family<OperationLabels, Counter>,
@@ -161,6 +175,10 @@ impl Metrics {
             incidents_paged: Counter::default(),
             incidents_folded: Counter::default(),
             follow_ups: Counter::default(),
+            findings_open: Family::default(),
+            audits: Counter::default(),
+            audits_failed: Counter::default(),
+            rechecks: Counter::default(),
             publish_failures: Counter::default(),
             store_errors: Counter::default(),
             aws_requests: Family::default(),
@@ -176,7 +194,7 @@ impl Metrics {
             clock,
             registry: Registry::default(),
         };
-        let counters: [(&str, &str, &Counter); 11] = [
+        let counters: [(&str, &str, &Counter); 14] = [
             (
                 "sqs_messages_received",
                 "SQS messages received",
@@ -214,6 +232,17 @@ impl Metrics {
                 "Follow-up messages sent when an incident's window ended",
                 &m.follow_ups,
             ),
+            ("posture_audits", "Posture audits run", &m.audits),
+            (
+                "posture_audits_failed",
+                "Posture audits that could not identify the account or commit their findings",
+                &m.audits_failed,
+            ),
+            (
+                "posture_rechecks",
+                "Posture re-checks run after a record changed posture",
+                &m.rechecks,
+            ),
             (
                 "sns_publish_failures",
                 "SNS Publish calls that failed",
@@ -232,6 +261,11 @@ impl Metrics {
             "dropped",
             "Things left out on purpose, each also logged: unparseable records, correlation events past a source's share, state reads past their bound",
             m.dropped.clone(),
+        );
+        registry.register(
+            "findings_open",
+            "Standing findings open, by check and level, as this task last evaluated them",
+            m.findings_open.clone(),
         );
         registry.register(
             "sqs_messages_in_flight",

@@ -17,9 +17,24 @@ from cfnlint.decode import decode_str
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO / "deploy" / "template.yaml"
 FORWARD_PATH = REPO / "deploy" / "forward-events.yaml"
+MEMBER_ROLE_PATH = REPO / "deploy" / "audit-member-role.yaml"
 DOCKERFILE_PATH = REPO / "Dockerfile"
 
 HEALTHCHECK = ["/usr/local/bin/trailwarden", "healthcheck"]
+# The posture audit's reads that IAM authorizes on no resource type, so only on "*"
+# (https://docs.aws.amazon.com/service-authorization/latest/reference/reference_policies_actions-resources-contextkeys.html).
+ACCOUNT_WIDE_READS = {
+    "iam:GenerateCredentialReport",
+    "iam:GetCredentialReport",
+    "iam:GetAccountSummary",
+    "iam:GetAccountPasswordPolicy",
+    "iam:GetAccountAuthorizationDetails",
+    "iam:ListOrganizationsFeatures",
+    "cloudtrail:DescribeTrails",
+    "access-analyzer:ListAnalyzers",
+    "organizations:DescribeOrganization",
+    "organizations:ListAWSServiceAccessForOrganization",
+}
 NO_VALUE = {"Ref": "AWS::NoValue"}
 
 
@@ -41,6 +56,11 @@ def template() -> dict:
 @pytest.fixture(scope="module")
 def forward() -> dict:
     return load(FORWARD_PATH)
+
+
+@pytest.fixture(scope="module")
+def member_role() -> dict:
+    return load(MEMBER_ROLE_PATH)
 
 
 def resource(template: dict, name: str, type_: str) -> dict:
@@ -127,6 +147,49 @@ def environment(container: dict) -> dict:
 
 # ---- task role ------------------------------------------------------------------------------
 
+# The posture audit's and re-checks' reads: the task role's and the member role's alike.
+POSTURE_READS = [
+    # The posture audit's account-wide reads: actions without a resource type.
+    {
+        "Effect": "Allow",
+        "Action": sorted(ACCOUNT_WIDE_READS),
+        "Resource": "*",
+        "Guard": None,
+    },
+    # A re-check's reads of one user, on the account's users only.
+    {
+        "Effect": "Allow",
+        "Action": sorted(
+            [
+                "iam:GetUser",
+                "iam:GetLoginProfile",
+                "iam:ListMFADevices",
+                "iam:ListAccessKeys",
+                "iam:GetAccessKeyLastUsed",
+                "iam:ListGroupsForUser",
+                "iam:ListAttachedUserPolicies",
+                "iam:ListUserPolicies",
+                "iam:GetUserPolicy",
+            ]
+        ),
+        "Resource": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user/*"},
+        "Guard": None,
+    },
+    {
+        "Effect": "Allow",
+        "Action": ["iam:GetPolicy", "iam:GetPolicyVersion"],
+        "Resource": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/*"},
+        "Guard": None,
+    },
+    {
+        "Effect": "Allow",
+        "Action": ["cloudtrail:GetEventSelectors", "cloudtrail:GetTrailStatus"],
+        "Resource": {"Fn::Sub": "arn:${AWS::Partition}:cloudtrail:*:*:trail/*"},
+        "Guard": None,
+    },
+]
+
+
 
 def test_task_role_has_exactly_the_daemon_permissions(template):
     expected = [
@@ -195,8 +258,62 @@ def test_task_role_has_exactly_the_daemon_permissions(template):
             "Condition": {"StringEquals": {"kms:ViaService": {"Fn::Sub": "sns.${AWS::Region}.amazonaws.com"}}},
             "Guard": None,
         },
+        *POSTURE_READS,
+        # Organization mode only: the member accounts, and the member role in each by name.
+        {
+            "Effect": "Allow",
+            "Action": ["organizations:ListAccounts"],
+            "Resource": "*",
+            "Guard": "AuditOrganization",
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["sts:AssumeRole"],
+            "Resource": {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${AuditRoleName}"},
+            "Guard": "AuditOrganization",
+        },
     ]
     assert canonical(role_statements(template, "TaskRole")) == canonical(expected)
+
+
+def test_the_member_role_reads_exactly_what_the_audit_reads(member_role):
+    assert canonical(role_statements(member_role, "AuditRole")) == canonical(POSTURE_READS)
+    props = resource(member_role, "AuditRole", "AWS::IAM::Role")["Properties"]
+    assert props["RoleName"] == {"Ref": "RoleName"}
+    assert member_role["Parameters"]["RoleName"]["Default"] == "trailwarden-audit"
+    (stmt,) = as_list(props["AssumeRolePolicyDocument"]["Statement"])
+    assert stmt["Effect"] == "Allow"
+    assert stmt["Principal"] == {"AWS": {"Ref": "AuditorRoleArn"}}
+    assert as_list(stmt["Action"]) == ["sts:AssumeRole"]
+    assert stmt["Condition"] == {
+        "Fn::If": ["HasExternalId", {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}}, NO_VALUE]
+    }
+    assert member_role["Parameters"]["ExternalId"]["Default"] == ""
+    assert member_role["Parameters"]["ExternalId"]["NoEcho"] is True
+
+
+def test_organization_mode_is_off_unless_a_role_is_named(template):
+    assert template["Parameters"]["AuditRoleName"]["Default"] == ""
+    assert template["Conditions"]["AuditOrganization"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AuditRoleName"}, ""]}]
+    }
+    env = task_container(template)["Environment"]
+    guarded = {e["Fn::If"][1]["Name"]: e["Fn::If"][0] for e in env if "Fn::If" in e}
+    assert guarded["TRAILWARDEN_AUDIT_ACCOUNTS"] == "AuditOrganization"
+    assert guarded["TRAILWARDEN_AUDIT_ROLE_NAME"] == "AuditOrganization"
+    assert guarded["TRAILWARDEN_AUDIT_EXTERNAL_ID"] == "HasAuditExternalId"
+
+
+def test_posture_permissions_are_read_only(template):
+    actions = [a for s in role_statements(template, "TaskRole") for a in s["Action"]]
+    posture = [a for a in actions if a.split(":")[0] in ("iam", "cloudtrail", "access-analyzer", "organizations")]
+    assert posture, "the task role carries the posture reads"
+    for action in posture:
+        verb = action.split(":")[1]
+        assert verb.startswith(("Get", "List", "Describe", "GenerateCredentialReport")), action
+    # Entering member accounts is the one non-read, and only into the named role.
+    assume = [a for a in actions if a.startswith("sts:")]
+    assert assume == ["sts:AssumeRole"]
 
 
 def test_task_role_targets_are_the_stack_resources(template):
@@ -295,9 +412,10 @@ def test_resource_star_only_for_ecr_authorization_token(template):
                 assert resources == ["*"], f"{name}: key policy resource {resources}"
                 continue
             if "*" in resources:
-                assert as_list(stmt["Action"]) == ["ecr:GetAuthorizationToken"], (
-                    f"{name}: Resource '*' for {stmt['Action']}"
-                )
+                assert as_list(stmt["Action"]) == ["ecr:GetAuthorizationToken"] or (
+                    name == "TaskRole"
+                    and set(as_list(stmt["Action"])) in (ACCOUNT_WIDE_READS, {"organizations:ListAccounts"})
+                ), f"{name}: Resource '*' for {stmt['Action']}"
 
 
 def test_wildcard_principal_only_denies(template):

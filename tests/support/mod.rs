@@ -89,10 +89,16 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::start_with(&[])
+    }
+
+    /// A moto server with extra environment, e.g. `MOTO_IAM_LOAD_MANAGED_POLICIES=true`.
+    pub fn start_with(env: &[(&str, &str)]) -> Moto {
         let port = free_port();
         let bin = moto_binary();
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -490,6 +496,9 @@ pub struct DaemonOptions {
     pub workers: usize,
     /// The shared DynamoDB state table; `None` keeps state in the daemon's memory.
     pub state_table: Option<String>,
+    /// Whether the daemon audits posture. Off unless a test is about it: the audit's findings
+    /// in moto's account would otherwise join every test's alerts.
+    pub posture: bool,
     pub extra_env: Vec<(String, String)>,
     /// Where the daemon sends its AWS requests; `None` is moto itself. A test puts a
     /// fault-injecting proxy in front of moto here (tests/faults.rs).
@@ -502,6 +511,7 @@ impl Default for DaemonOptions {
             visibility_timeout_secs: 30,
             workers: 4,
             state_table: None,
+            posture: false,
             extra_env: Vec::new(),
             endpoint_url: None,
         }
@@ -538,6 +548,7 @@ impl Daemon {
             .env("TRAILWARDEN_LOG_FORMAT", "json")
             .env("TRAILWARDEN_HEALTH_LISTEN", health.to_string())
             .env("TRAILWARDEN_SHUTDOWN_GRACE_SECS", "20")
+            .env("TRAILWARDEN_POSTURE", opts.posture.to_string())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
         if let Some(table) = &opts.state_table {

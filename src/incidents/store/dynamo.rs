@@ -15,6 +15,8 @@
 //! | follow-up | `due#<YYYYMMDDHH>` | `<due time>#<incident id>` | TransactWriteItems (scheduled and the part's source listed, unless taken), UpdateItem (leased to send, given back, marked sent) |
 //! | correlation event | `cor#<group digest>` | `e#<event time>#<eventID>` | BatchWriteItem (idempotent by key) |
 //! | committed fire | `cor#<group digest>` | `f#<end>#<start>` | PutItem |
+//! | open finding | `fnd#<digest of account and check>` | `<resource digest>` | TransactWriteItems with its incident's open record; conditional UpdateItem (resolution taken); deleted with it, on the incident id, when resolved |
+//! | audit lease | `audit#<account>` | `lease` | conditional UpdateItem (`next_due` passed: taken), UpdateItem by its owner (next due) |
 //!
 //! Claims are `PutItem` with `attribute_not_exists(pk)` or an expired window, so of two tasks
 //! claiming one incident exactly one wins; an expired claim (its task stopped between publish
@@ -32,12 +34,12 @@ use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
+    AttributeValue, Delete, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
-use super::{Claim, Claimed, Due, Open, Part, Store, StoreError};
+use super::{Claim, Claimed, Due, Open, OpenFinding, Part, Store, StoreError};
 use crate::aws::{self, Answer, Edge};
 use crate::clock::Clock;
 use crate::coalesce::Coalescer;
@@ -100,6 +102,18 @@ fn incident_pk(key: &IncidentKey) -> String {
     format!("inc#{}", key.digest())
 }
 
+fn findings_pk(account: &str, check: &str) -> String {
+    format!("fnd#{}", digest(&format!("{account}\0{check}")))
+}
+
+fn finding_sk(resource: &str) -> String {
+    digest(resource)
+}
+
+fn audit_pk(account: &str) -> String {
+    format!("audit#{account}")
+}
+
 fn due_pk(at: i64) -> String {
     let hour = chrono::DateTime::from_timestamp(at, 0).unwrap_or_default();
     format!("due#{}", hour.format("%Y%m%d%H"))
@@ -122,9 +136,9 @@ where
     ))
 }
 
-/// Whether a fold's transaction was cancelled because its follow-up was taken: the schedule's
-/// condition failed, and nothing was written.
-fn schedule_taken<R>(e: &SdkError<TransactWriteItemsError, R>) -> bool {
+/// Whether a transaction was cancelled because a condition failed (a fold's follow-up was
+/// taken; a resolved finding was opened again), so nothing was written.
+fn condition_cancelled<R>(e: &SdkError<TransactWriteItemsError, R>) -> bool {
     let SdkError::ServiceError(ctx) = e else {
         return false;
     };
@@ -516,31 +530,19 @@ impl Store for DynamoStore {
         // open incident replaces it without a condition: that lets the records of pages
         // published at the same moment go out in one BatchWriteItem. (Were the lease to run
         // out first, another task would page too, and one of the two records would stay.)
-        let mut item = Item::new();
-        item.insert("pk".into(), s(incident_pk(key)));
-        item.insert("sk".into(), s("meta"));
-        item.insert("state".into(), s("open"));
-        item.insert("incident_id".into(), s(&incident.incident_id));
-        item.insert("owner".into(), s(&claim.owner));
-        item.insert(
-            "incident".into(),
-            s(serde_json::to_string(incident).unwrap_or_default()),
-        );
-        item.insert("window_end".into(), n(incident.window_end));
-        item.insert("rule".into(), s(&key.rule));
-        item.insert("account".into(), s(&key.account));
-        item.insert("principal".into(), s(&key.principal));
-        item.insert("expires_at".into(), n(incident.window_end + KEEP_SECS));
-        self.opened.submit(item).await.unwrap_or_else(|| {
-            Err(StoreError(aws::Failed::new(
-                Edge::Store,
-                Answer::Unavailable,
-                format!(
-                    "DynamoDB BatchWriteItem on table {} was not sent: shutting down",
-                    self.table
-                ),
-            )))
-        })
+        self.opened
+            .submit(open_item(key, claim, incident))
+            .await
+            .unwrap_or_else(|| {
+                Err(StoreError(aws::Failed::new(
+                    Edge::Store,
+                    Answer::Unavailable,
+                    format!(
+                        "DynamoDB BatchWriteItem on table {} was not sent: shutting down",
+                        self.table
+                    ),
+                )))
+            })
     }
 
     async fn release(&self, key: &IncidentKey, claim: &Claim) -> Result<(), StoreError> {
@@ -614,7 +616,7 @@ impl Store for DynamoStore {
             .await;
         match written {
             Ok(_) => Ok(true),
-            Err(e) if schedule_taken(&e) => Ok(false),
+            Err(e) if condition_cancelled(&e) => Ok(false),
             Err(e) => Err(self.fail("TransactWriteItems", &e)),
         }
     }
@@ -796,6 +798,198 @@ impl Store for DynamoStore {
         item.insert("expires_at".into(), n(expires_at));
         self.put(item).await
     }
+
+    async fn finding_opened(&self, claim: &Claim, finding: &OpenFinding) -> Result<(), StoreError> {
+        let f = &finding.finding;
+        let incident = finding.incident(&claim.source);
+        let expires = incident.window_end + KEEP_SECS;
+        let mut listed = Item::new();
+        listed.insert("pk".into(), s(findings_pk(&f.account, &f.check)));
+        listed.insert("sk".into(), s(finding_sk(&f.resource)));
+        listed.insert("incident_id".into(), s(&finding.incident_id));
+        listed.insert(
+            "finding".into(),
+            s(serde_json::to_string(finding).unwrap_or_default()),
+        );
+        listed.insert("expires_at".into(), n(expires));
+        let put = |item: Item| {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .expect("table and item are set");
+            TransactWriteItem::builder().put(put).build()
+        };
+        // Like a page's record, without a condition: the claim holds the incident meanwhile.
+        self.count("TransactWriteItems");
+        self.client
+            .transact_write_items()
+            .transact_items(put(open_item(&f.key(), claim, &incident)))
+            .transact_items(put(listed))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fail("TransactWriteItems", &e))
+    }
+
+    async fn open_findings(
+        &self,
+        account: &str,
+        check: &str,
+    ) -> Result<Vec<OpenFinding>, StoreError> {
+        let pk = findings_pk(account, check);
+        let items = self
+            .query(
+                "pk = :pk",
+                vec![(":pk", s(&pk))],
+                MAX_PARTS,
+                "state_open_findings",
+                &pk,
+            )
+            .await?;
+        Ok(self.read_json(&items, "finding", &pk))
+    }
+
+    async fn take_resolution(
+        &self,
+        finding: &OpenFinding,
+        owner: &str,
+        now: i64,
+        lease_secs: i64,
+    ) -> Result<bool, StoreError> {
+        let f = &finding.finding;
+        self.count("UpdateItem");
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(findings_pk(&f.account, &f.check)))
+            .key("sk", s(finding_sk(&f.resource)))
+            .update_expression("SET resolving = :owner, resolving_until = :until")
+            .condition_expression(
+                "incident_id = :id AND (attribute_not_exists(resolving) \
+                 OR resolving_until < :now OR resolving = :owner)",
+            )
+            .expression_attribute_values(":id", s(&finding.incident_id))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", n(now + lease_secs))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match update {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(self.fail("UpdateItem", &e)),
+        }
+    }
+
+    async fn finding_resolved(&self, finding: &OpenFinding) -> Result<(), StoreError> {
+        let f = &finding.finding;
+        // Each item goes only while it still names this incident (or is already gone): a
+        // finding opened again under a new id meanwhile stays open.
+        let delete = |pk: String, sk: String| {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .key("pk", s(pk))
+                .key("sk", s(sk))
+                .condition_expression("attribute_not_exists(pk) OR incident_id = :id")
+                .expression_attribute_values(":id", s(&finding.incident_id))
+                .build()
+                .expect("table, key and condition are set");
+            TransactWriteItem::builder().delete(delete).build()
+        };
+        self.count("TransactWriteItems");
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(delete(incident_pk(&f.key()), "meta".to_owned()))
+            .transact_items(delete(
+                findings_pk(&f.account, &f.check),
+                finding_sk(&f.resource),
+            ))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(e) if condition_cancelled(&e) => Ok(()),
+            Err(e) => Err(self.fail("TransactWriteItems", &e)),
+        }
+    }
+
+    async fn take_audit(
+        &self,
+        account: &str,
+        owner: &str,
+        now: i64,
+        hold_secs: i64,
+    ) -> Result<bool, StoreError> {
+        self.count("UpdateItem");
+        let until = now + hold_secs;
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(audit_pk(account)))
+            .key("sk", s("lease"))
+            .update_expression("SET #o = :owner, next_due = :until, expires_at = :x")
+            .condition_expression("attribute_not_exists(pk) OR next_due <= :now")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":x", n(until + KEEP_SECS))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match update {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(self.fail("UpdateItem", &e)),
+        }
+    }
+
+    async fn audited(&self, account: &str, owner: &str, next_due: i64) -> Result<(), StoreError> {
+        self.count("UpdateItem");
+        // Only the holder's lease: one taken over after it expired is the new holder's.
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(audit_pk(account)))
+            .key("sk", s("lease"))
+            .update_expression("SET next_due = :due, expires_at = :x")
+            .condition_expression("#o = :owner")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":due", n(next_due))
+            .expression_attribute_values(":x", n(next_due + KEEP_SECS))
+            .send()
+            .await;
+        match update {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(self.fail("UpdateItem", &e)),
+        }
+    }
+}
+
+/// An incident's record once its message was accepted.
+fn open_item(key: &IncidentKey, claim: &Claim, incident: &Open) -> Item {
+    let mut item = Item::new();
+    item.insert("pk".into(), s(incident_pk(key)));
+    item.insert("sk".into(), s("meta"));
+    item.insert("state".into(), s("open"));
+    item.insert("incident_id".into(), s(&incident.incident_id));
+    item.insert("owner".into(), s(&claim.owner));
+    item.insert(
+        "incident".into(),
+        s(serde_json::to_string(incident).unwrap_or_default()),
+    );
+    item.insert("window_end".into(), n(incident.window_end));
+    item.insert("rule".into(), s(&key.rule));
+    item.insert("account".into(), s(&key.account));
+    item.insert("principal".into(), s(&key.principal));
+    item.insert("expires_at".into(), n(incident.window_end + KEEP_SECS));
+    item
 }
 
 fn put_request(item: Item) -> WriteRequest {

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Claim, Claimed, Due, Open, Part, Store, StoreError};
+use super::{Claim, Claimed, Due, Open, OpenFinding, Part, Store, StoreError};
 use crate::clock::Clock;
 use crate::finding::IncidentKey;
 use crate::finding::correlation::CorrEvent;
@@ -48,12 +48,23 @@ struct Scheduled {
     listed: HashSet<String>,
 }
 
+/// An open finding, and who is resolving it until when.
+#[derive(Debug)]
+struct Listed {
+    open: OpenFinding,
+    resolving: Option<(String, i64)>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     incidents: HashMap<IncidentKey, Incident>,
     /// `(due_at, incident id)` → the follow-up and its parts.
     scheduled: BTreeMap<(i64, String), Scheduled>,
     groups: HashMap<String, GroupState>,
+    /// `(account, check)` → resource → the open finding.
+    findings: HashMap<(String, String), BTreeMap<String, Listed>>,
+    /// Account → (the audit's holder, when it is next due).
+    audits: HashMap<String, (String, i64)>,
     mutations: u32,
 }
 
@@ -302,6 +313,120 @@ impl Store for MemoryStore {
         let state = inner.groups.entry(group.to_owned()).or_default();
         if !state.fires.iter().any(|(s, _)| *s == span) {
             state.fires.push((span, expires_at));
+        }
+        Ok(())
+    }
+
+    async fn finding_opened(&self, claim: &Claim, finding: &OpenFinding) -> Result<(), StoreError> {
+        let f = &finding.finding;
+        let mut inner = self.lock();
+        inner
+            .incidents
+            .insert(f.key(), Incident::Open(finding.incident(&claim.source)));
+        inner
+            .findings
+            .entry((f.account.clone(), f.check.clone()))
+            .or_default()
+            .insert(
+                f.resource.clone(),
+                Listed {
+                    open: finding.clone(),
+                    resolving: None,
+                },
+            );
+        Ok(())
+    }
+
+    async fn open_findings(
+        &self,
+        account: &str,
+        check: &str,
+    ) -> Result<Vec<OpenFinding>, StoreError> {
+        Ok(self
+            .lock()
+            .findings
+            .get(&(account.to_owned(), check.to_owned()))
+            .map(|by_resource| by_resource.values().map(|l| l.open.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    async fn take_resolution(
+        &self,
+        finding: &OpenFinding,
+        owner: &str,
+        now: i64,
+        lease_secs: i64,
+    ) -> Result<bool, StoreError> {
+        let f = &finding.finding;
+        let mut inner = self.lock();
+        let Some(listed) = inner
+            .findings
+            .get_mut(&(f.account.clone(), f.check.clone()))
+            .and_then(|by_resource| by_resource.get_mut(&f.resource))
+        else {
+            return Ok(false);
+        };
+        if listed.open.incident_id != finding.incident_id
+            || listed
+                .resolving
+                .as_ref()
+                .is_some_and(|(holder, until)| holder != owner && *until >= now)
+        {
+            return Ok(false);
+        }
+        listed.resolving = Some((owner.to_owned(), now + lease_secs));
+        Ok(true)
+    }
+
+    async fn finding_resolved(&self, finding: &OpenFinding) -> Result<(), StoreError> {
+        let f = &finding.finding;
+        let mut inner = self.lock();
+        let key = f.key();
+        if matches!(inner.incidents.get(&key), Some(Incident::Open(open)) if open.incident_id == finding.incident_id)
+        {
+            inner.incidents.remove(&key);
+        }
+        let listed = (f.account.clone(), f.check.clone());
+        if let Some(by_resource) = inner.findings.get_mut(&listed)
+            && by_resource
+                .get(&f.resource)
+                .is_some_and(|l| l.open.incident_id == finding.incident_id)
+        {
+            by_resource.remove(&f.resource);
+            if by_resource.is_empty() {
+                inner.findings.remove(&listed);
+            }
+        }
+        Ok(())
+    }
+
+    async fn take_audit(
+        &self,
+        account: &str,
+        owner: &str,
+        now: i64,
+        hold_secs: i64,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner
+            .audits
+            .get(account)
+            .is_some_and(|(_, next_due)| *next_due > now)
+        {
+            return Ok(false);
+        }
+        inner
+            .audits
+            .insert(account.to_owned(), (owner.to_owned(), now + hold_secs));
+        Ok(true)
+    }
+
+    async fn audited(&self, account: &str, owner: &str, next_due: i64) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if let Some((holder, due)) = inner.audits.get_mut(account)
+            && holder == owner
+        {
+            *due = next_due;
         }
         Ok(())
     }

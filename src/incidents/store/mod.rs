@@ -1,5 +1,6 @@
 //! The state that makes "page once" hold across files, restarts and tasks: incidents and their
-//! page claims, folded alerts awaiting a follow-up, and correlation windows.
+//! page claims, folded alerts awaiting a follow-up, correlation windows, the standing findings
+//! still open, and the lease that lets one task at a time audit an account.
 //!
 //! Two implementations share one contract:
 //! - [`memory::MemoryStore`]: one task, nothing to set up; state is lost on restart.
@@ -23,7 +24,7 @@ use super::correlate::Span;
 use crate::aws::Failed;
 use crate::finding::correlation::CorrEvent;
 use crate::finding::fold::Stats;
-use crate::finding::{IncidentKey, Level};
+use crate::finding::{IncidentKey, Level, Standing};
 
 /// A request to page an incident, held by one message's work.
 #[derive(Debug, Clone)]
@@ -107,6 +108,40 @@ pub struct Due {
     pub due_at: i64,
 }
 
+/// How long a standing finding's incident stays open without being resolved: for good, in
+/// practice. Only a check that evaluates its resource again and no longer finds it closes it.
+pub const STANDING_OPEN_SECS: i64 = 10 * 365 * 24 * 3600;
+
+/// A standing finding that paged and is open until a check no longer finds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenFinding {
+    pub incident_id: String,
+    /// The finding as its message described it.
+    pub finding: Standing,
+    /// When its message was accepted, epoch seconds.
+    pub opened_at: i64,
+}
+
+impl OpenFinding {
+    /// The incident record that keeps the finding's claim answered as open: a later audit
+    /// that finds it again pages nothing.
+    pub fn incident(&self, source: &str) -> Open {
+        Open {
+            incident_id: self.incident_id.clone(),
+            paged_by: source.to_owned(),
+            paged_at: self.opened_at,
+            window_end: self.opened_at + STANDING_OPEN_SECS,
+            summary: self.finding.evidence.clone(),
+            event_ids: Vec::new(),
+            meta: Some(Meta {
+                title: self.finding.title.clone(),
+                level: self.finding.level,
+                next_steps: self.finding.next_steps.clone(),
+            }),
+        }
+    }
+}
+
 /// A state store call failed, classified at the [`Edge::Store`](crate::aws::Edge::Store) edge.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(transparent)]
@@ -184,4 +219,47 @@ pub trait Store: Send + Sync {
 
     /// Records a fire whose alert was accepted downstream: its events are consumed.
     async fn fired(&self, group: &str, span: Span, expires_at: i64) -> Result<(), StoreError>;
+
+    /// Records that a standing finding's claimed message was accepted: its incident is open
+    /// (see [`OpenFinding::incident`]) and the finding is listed under its check and account,
+    /// in one step.
+    async fn finding_opened(&self, claim: &Claim, finding: &OpenFinding) -> Result<(), StoreError>;
+
+    /// The open findings of one check in one account.
+    async fn open_findings(
+        &self,
+        account: &str,
+        check: &str,
+    ) -> Result<Vec<OpenFinding>, StoreError>;
+
+    /// Takes the resolution of an open finding for `owner`, for `lease_secs`: false when it is
+    /// no longer open under this incident id, or another owner's unexpired take holds it. Of
+    /// two tasks that see the same fix at once (an audit and a re-check), one says so.
+    async fn take_resolution(
+        &self,
+        finding: &OpenFinding,
+        owner: &str,
+        now: i64,
+        lease_secs: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Closes a finding whose resolution was accepted: its incident and its listing go, in one
+    /// step, unless the incident has been opened again under another id meanwhile. The same
+    /// finding coming back later claims and pages anew.
+    async fn finding_resolved(&self, finding: &OpenFinding) -> Result<(), StoreError>;
+
+    /// Takes the account's audit if it is due at `now` and nobody holds it: true when this
+    /// `owner` should audit now. It holds for `hold_secs`, so a task that stops mid-audit
+    /// leaves it to another soon.
+    async fn take_audit(
+        &self,
+        account: &str,
+        owner: &str,
+        now: i64,
+        hold_secs: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Records `owner`'s audit as done: the next is due at `next_due`, whichever task restarts
+    /// or shares the table meanwhile.
+    async fn audited(&self, account: &str, owner: &str, next_due: i64) -> Result<(), StoreError>;
 }
