@@ -279,6 +279,33 @@ impl Alert {
 }
 
 /// The sentence for a detection. Builtin rules get tailored wording; others a generic one.
+/// A BatchGetSecretValue call's `filters` as `key=value|value` pairs, such as
+/// `tag-key=StratusRedTeam`. AWS names the filter keys `description`, `name`, `tag-key`,
+/// `tag-value`, `primary-region`, `owning-service` and `all`; anything else is shown as found.
+/// <https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_Filter.html>
+fn secret_filters(record: &Record<'_>) -> String {
+    let filters = record
+        .value_at("requestParameters.filters")
+        .and_then(|f| f.as_array().cloned())
+        .unwrap_or_default();
+    let shown: Vec<String> = filters
+        .iter()
+        .map(|f| {
+            let key = f["key"].as_str().unwrap_or("?");
+            let values: Vec<&str> = f["values"]
+                .as_array()
+                .map(|v| v.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            clean(&format!("{key}={}", values.join("|"))).into_owned()
+        })
+        .collect();
+    if shown.is_empty() {
+        "a filter".to_owned()
+    } else {
+        format!("filter {}", shown.join(", "))
+    }
+}
+
 fn summarize(
     rule: &RuleInfo,
     ctx: &Context,
@@ -495,6 +522,12 @@ fn summarize(
             let (what, with) = shared_resource(record);
             format!("{} shared {what} with {with} in {acct}{from}", ctx.who())
         }
+        "secrets-mass-read-by-filter" => format!(
+            "{} read the values of the secrets matching {} in one BatchGetSecretValue call in \
+             {acct}{from}",
+            ctx.who(),
+            secret_filters(record)
+        ),
         "root-password-recovery" => format!(
             "Root password recovery ({}) for {acct}{from}",
             clean(ctx.event_name.as_deref().unwrap_or("-"))
