@@ -404,7 +404,7 @@ fn derived_findings_are_named_in_summaries() {
         "role web-server-role",
         "from 198.51.100.23",
         "not in AWS's IP ranges",
-        "(created 2026-11-25-10-00-05)",
+        "created 2026-11-25-10-00-05",
         "user agent aws-cli/2.22.4",
     ] {
         assert!(stolen.summary.contains(part), "{part}: {}", stolen.summary);

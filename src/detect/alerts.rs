@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::cloudtrail::Record;
 use crate::detect::root_tasks::{self, Task};
-use crate::detect::{CorrelationHit, Derivation, Derived, RuleInfo};
+use crate::detect::{CorrelationHit, Derived, RuleInfo};
 use crate::finding::alert::{Alert, clean};
 
 /// The fields alerts read from a record, and so the fields a correlation event keeps (plus its
@@ -187,20 +187,20 @@ impl Context {
 }
 
 impl Alert {
-    /// The alert for a detection rule that fired on `record`, read from `source`; the
-    /// derivation is the one the rule was evaluated with, for the sentences that name what a
-    /// derived field found.
+    /// The alert for a detection rule that fired on `derived`'s record, read from `source`;
+    /// `derived` is the view the rule was evaluated on, so the sentences that name what a
+    /// derived field found (the AWS IP ranges list) name what the rule saw.
     pub fn from_detection(
         rule: &RuleInfo,
-        record: &Record<'_>,
+        derived: &Derived<'_, Record<'_>>,
         source: &str,
-        derivation: &Derivation,
     ) -> Alert {
+        let record = derived.event();
         let ctx = Context::read(record);
         let task = (rule.name == "root-activity").then(|| root_tasks::root_only_task(record));
         let summary = match task {
             Some(task) => root_activity_summary(&ctx, task),
-            None => summarize(rule, &ctx, &Derived::new(record, derivation), record),
+            None => summarize(rule, &ctx, derived, record),
         };
         let mut alert = ctx.into_alert(rule, summary, source);
         alert.root_only_task = task.map(|t| t.is_some());
@@ -468,7 +468,7 @@ fn summarize(
             )
         }
         "instance-credentials-outside-aws" => {
-            let checked = match derived.derivation().ip_ranges() {
+            let checked = match derived.ip_ranges() {
                 Some(ranges) => format!("not in AWS's IP ranges ({})", clean(&ranges.label)),
                 None => "not checked against AWS's IP ranges, as none were loaded".to_owned(),
             };
@@ -758,7 +758,7 @@ fn listing(values: &[String], count: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::RuleKind;
+    use crate::detect::{Derivation, RuleKind};
     use crate::finding::Level;
 
     fn rule(name: &str) -> RuleInfo {
@@ -783,9 +783,8 @@ mod tests {
         let record = Record::parse(raw.as_bytes()).expect("parse");
         let alert = Alert::from_detection(
             &rule("root-console-login"),
-            &record,
+            &Derived::new(&record, &Derivation::default()),
             "f.json.gz",
-            &Derivation::default(),
         );
         assert_eq!(
             alert.summary,
