@@ -17,6 +17,7 @@
 //!   messages are handed back too.
 //! - Follow-ups of incidents whose window ended are sent from here as well ([`follow_ups`]).
 
+pub mod ip_ranges;
 mod message;
 mod produce;
 pub mod start;
