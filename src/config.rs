@@ -145,6 +145,36 @@ pub struct Settings {
     /// counts as outside AWS, and the alert says the check was not made.
     #[serde(default)]
     pub aws_ip_ranges_file: Option<PathBuf>,
+    /// Where the daemon fetches AWS's ip-ranges.json from, at start-up and then daily; a
+    /// newer list (greater `syncToken`) replaces the one in use, a failed fetch keeps it.
+    /// An empty string or `false` turns fetching off (no internet route, or a pinned file).
+    #[serde(
+        default = "defaults::aws_ip_ranges_url",
+        deserialize_with = "url_or_off"
+    )]
+    pub aws_ip_ranges_url: Option<String>,
+}
+
+/// AWS's published ranges.
+/// <https://docs.aws.amazon.com/vpc/latest/userguide/aws-ip-ranges.html>
+pub const AWS_IP_RANGES_URL: &str = "https://ip-ranges.amazonaws.com/ip-ranges.json";
+
+/// A URL, or `""`/`"false"`/`false` for none (an environment variable is always a string).
+fn url_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum UrlOrOff {
+        Off(bool),
+        Url(String),
+    }
+    match UrlOrOff::deserialize(d)? {
+        UrlOrOff::Off(false) => Ok(None),
+        UrlOrOff::Off(true) => Err(serde::de::Error::custom(
+            "aws_ip_ranges_url is a URL, or false to turn fetching off",
+        )),
+        UrlOrOff::Url(url) if url.trim().is_empty() || url.trim() == "false" => Ok(None),
+        UrlOrOff::Url(url) => Ok(Some(url)),
+    }
 }
 
 mod defaults {
@@ -201,6 +231,9 @@ mod defaults {
     pub fn audit_accounts() -> AuditAccounts {
         AuditAccounts::Own
     }
+    pub fn aws_ip_ranges_url() -> Option<String> {
+        Some(AWS_IP_RANGES_URL.to_owned())
+    }
 }
 
 /// The shortest interval between posture audits: an audit generates the credential report and
@@ -245,6 +278,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("audit_external_id", Kind::Str),
     ("trusted_accounts", Kind::List),
     ("aws_ip_ranges_file", Kind::Str),
+    ("aws_ip_ranges_url", Kind::Str),
 ];
 
 /// A setting that stops start-up.
@@ -403,6 +437,14 @@ impl Settings {
             return bad(
                 "state_table",
                 "must be a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -) or a table ARN",
+            );
+        }
+        if let Some(url) = &self.aws_ip_ranges_url
+            && !is_http_url(url)
+        {
+            return bad(
+                "aws_ip_ranges_url",
+                "must be an http:// or https:// URL, e.g. https://ip-ranges.amazonaws.com/ip-ranges.json, or false",
             );
         }
         if self.allowed_buckets.is_empty() {
@@ -624,6 +666,33 @@ mod tests {
         let s = Settings::load(None, &env[..]).expect("valid");
         assert!(!s.posture);
         assert_eq!(s.posture_interval_secs, 900);
+    }
+
+    #[test]
+    fn ip_ranges_url_defaults_to_aws_and_turns_off() {
+        let s = Settings::load(None, REQUIRED).expect("valid");
+        assert_eq!(s.aws_ip_ranges_url.as_deref(), Some(AWS_IP_RANGES_URL));
+        for off in ["", "false"] {
+            let mut env = REQUIRED.to_vec();
+            env.push(("TRAILWARDEN_AWS_IP_RANGES_URL", off));
+            let s = Settings::load(None, &env[..]).expect("valid");
+            assert_eq!(s.aws_ip_ranges_url, None, "{off:?}");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "queue_url = \"https://sqs.eu-west-1.amazonaws.com/111122223333/q\"\n\
+             topic_arn = \"arn:aws:sns:eu-west-1:111122223333:t\"\n\
+             allowed_buckets = [\"b\"]\naws_ip_ranges_url = false\n",
+        )
+        .expect("write");
+        let s = Settings::load(Some(&path), &[][..]).expect("valid");
+        assert_eq!(s.aws_ip_ranges_url, None);
+        let mut env = REQUIRED.to_vec();
+        env.push(("TRAILWARDEN_AWS_IP_RANGES_URL", "ip-ranges.json"));
+        let e = Settings::load(None, &env[..]).expect_err("not a URL");
+        assert!(e.to_string().contains("aws_ip_ranges_url"), "{e}");
     }
 
     #[test]

@@ -231,6 +231,16 @@ fn run_daemon(args: RunArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        // The list from aws_ip_ranges_file (or none) serves until a newer one is fetched;
+        // the fetch runs beside the loop and never holds it up.
+        if let Some(url) = settings.aws_ip_ranges_url.clone() {
+            let refresher = daemon::ip_ranges::Refresher {
+                source: daemon::ip_ranges::Http::new(url),
+                ranges: rules.derivation().shared_ip_ranges().clone(),
+                metrics: metrics.clone(),
+            };
+            tokio::spawn(refresher.run(shutdown.clone()));
+        }
         let daemon = daemon::Daemon::new(settings, Arc::new(rules), edges, metrics);
         daemon::run(daemon, shutdown).await;
         ExitCode::SUCCESS

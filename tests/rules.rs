@@ -26,9 +26,9 @@ use trailwarden::incidents::store::memory::MemoryStore;
 use trailwarden::pipeline::{self, Outcome};
 use trailwarden::telemetry::Metrics;
 
-/// Builtin rules: the 25 CIS-era rules, 20 more, and secret-value-read (feeds
+/// Builtin rules: the 25 CIS-era rules, 21 more, and secret-value-read (feeds
 /// secrets-mass-read).
-const BUILTIN_RULES: usize = 46;
+const BUILTIN_RULES: usize = 47;
 
 /// The account the cases' own policies may trust besides their own.
 const TRUSTED_ACCOUNT: &str = "444455556666";
@@ -416,7 +416,7 @@ fn derived_findings_are_named_in_summaries() {
         "role web-server-role",
         "from 198.51.100.23",
         "not in AWS's IP ranges",
-        "(created 2026-11-25-10-00-05)",
+        "created 2026-11-25-10-00-05",
         "user agent aws-cli/2.22.4",
     ] {
         assert!(stolen.summary.contains(part), "{part}: {}", stolen.summary);
@@ -456,6 +456,19 @@ fn derived_findings_are_named_in_summaries() {
             .contains("let account 999988887777 assume role ops-admin"),
         "{}",
         trust.summary
+    );
+    let filtered = alert_for(
+        &rules,
+        "secrets-mass-read-by-filter",
+        "secrets read by a tag filter",
+    );
+    assert!(
+        filtered.summary.contains(
+            "read the values of the secrets matching filter tag-key=StratusRedTeam in one \
+             BatchGetSecretValue call"
+        ),
+        "{}",
+        filtered.summary
     );
 }
 

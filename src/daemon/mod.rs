@@ -19,6 +19,7 @@
 //! - The posture of the task's own account is audited on an interval and re-checked when a
 //!   record changes it ([`posture`]).
 
+pub mod ip_ranges;
 mod message;
 mod posture;
 mod produce;

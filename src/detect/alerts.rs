@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::cloudtrail::Record;
 use crate::detect::root_tasks::{self, Task};
-use crate::detect::{CorrelationHit, Derivation, Derived, RuleInfo};
+use crate::detect::{CorrelationHit, Derived, RuleInfo};
 use crate::finding::alert::{Alert, clean};
 
 /// The fields alerts read from a record, and so the fields a correlation event keeps (plus its
@@ -187,20 +187,20 @@ impl Context {
 }
 
 impl Alert {
-    /// The alert for a detection rule that fired on `record`, read from `source`; the
-    /// derivation is the one the rule was evaluated with, for the sentences that name what a
-    /// derived field found.
+    /// The alert for a detection rule that fired on `derived`'s record, read from `source`;
+    /// `derived` is the view the rule was evaluated on, so the sentences that name what a
+    /// derived field found (the AWS IP ranges list) name what the rule saw.
     pub fn from_detection(
         rule: &RuleInfo,
-        record: &Record<'_>,
+        derived: &Derived<'_, Record<'_>>,
         source: &str,
-        derivation: &Derivation,
     ) -> Alert {
+        let record = derived.event();
         let ctx = Context::read(record);
         let task = (rule.name == "root-activity").then(|| root_tasks::root_only_task(record));
         let summary = match task {
             Some(task) => root_activity_summary(&ctx, task),
-            None => summarize(rule, &ctx, &Derived::new(record, derivation), record),
+            None => summarize(rule, &ctx, derived, record),
         };
         let mut alert = ctx.into_alert(rule, summary, source);
         alert.root_only_task = task.map(|t| t.is_some());
@@ -279,6 +279,33 @@ impl Alert {
 }
 
 /// The sentence for a detection. Builtin rules get tailored wording; others a generic one.
+/// A BatchGetSecretValue call's `filters` as `key=value|value` pairs, such as
+/// `tag-key=StratusRedTeam`. AWS names the filter keys `description`, `name`, `tag-key`,
+/// `tag-value`, `primary-region`, `owning-service` and `all`; anything else is shown as found.
+/// <https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_Filter.html>
+fn secret_filters(record: &Record<'_>) -> String {
+    let filters = record
+        .value_at("requestParameters.filters")
+        .and_then(|f| f.as_array().cloned())
+        .unwrap_or_default();
+    let shown: Vec<String> = filters
+        .iter()
+        .map(|f| {
+            let key = f["key"].as_str().unwrap_or("?");
+            let values: Vec<&str> = f["values"]
+                .as_array()
+                .map(|v| v.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            clean(&format!("{key}={}", values.join("|"))).into_owned()
+        })
+        .collect();
+    if shown.is_empty() {
+        "a filter".to_owned()
+    } else {
+        format!("filter {}", shown.join(", "))
+    }
+}
+
 fn summarize(
     rule: &RuleInfo,
     ctx: &Context,
@@ -441,7 +468,7 @@ fn summarize(
             )
         }
         "instance-credentials-outside-aws" => {
-            let checked = match derived.derivation().ip_ranges() {
+            let checked = match derived.ip_ranges() {
                 Some(ranges) => format!("not in AWS's IP ranges ({})", clean(&ranges.label)),
                 None => "not checked against AWS's IP ranges, as none were loaded".to_owned(),
             };
@@ -495,6 +522,12 @@ fn summarize(
             let (what, with) = shared_resource(record);
             format!("{} shared {what} with {with} in {acct}{from}", ctx.who())
         }
+        "secrets-mass-read-by-filter" => format!(
+            "{} read the values of the secrets matching {} in one BatchGetSecretValue call in \
+             {acct}{from}",
+            ctx.who(),
+            secret_filters(record)
+        ),
         "root-password-recovery" => format!(
             "Root password recovery ({}) for {acct}{from}",
             clean(ctx.event_name.as_deref().unwrap_or("-"))
@@ -725,7 +758,7 @@ fn listing(values: &[String], count: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::RuleKind;
+    use crate::detect::{Derivation, RuleKind};
     use crate::finding::Level;
 
     fn rule(name: &str) -> RuleInfo {
@@ -750,9 +783,8 @@ mod tests {
         let record = Record::parse(raw.as_bytes()).expect("parse");
         let alert = Alert::from_detection(
             &rule("root-console-login"),
-            &record,
+            &Derived::new(&record, &Derivation::default()),
             "f.json.gz",
-            &Derivation::default(),
         );
         assert_eq!(
             alert.summary,

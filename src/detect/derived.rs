@@ -13,11 +13,12 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use rsigma_eval::event::{Event, EventValue};
 use serde_json::Value;
 
-use super::ip_ranges::{AwsIpRanges, IpRangesError, is_public};
+use super::ip_ranges::{AwsIpRanges, IpRangesError, SharedIpRanges, is_public};
 use super::policy::{self, Grants, PolicySource};
 
 /// The reserved prefix of derived fields.
@@ -31,8 +32,9 @@ pub struct Derivation {
     trusted_accounts: Vec<String>,
     /// Buckets that hold our CloudTrail logs.
     trail_buckets: Vec<String>,
-    /// AWS's published ranges, when a list was loaded.
-    ip_ranges: Option<AwsIpRanges>,
+    /// AWS's published ranges, when a list was loaded; the daemon replaces it when AWS
+    /// publishes a newer one.
+    ip_ranges: SharedIpRanges,
 }
 
 impl Derivation {
@@ -48,7 +50,7 @@ impl Derivation {
         Derivation {
             trusted_accounts,
             trail_buckets: trail_buckets.into_iter().collect(),
-            ip_ranges,
+            ip_ranges: SharedIpRanges::new(ip_ranges),
         }
     }
 
@@ -57,9 +59,9 @@ impl Derivation {
         path.map(AwsIpRanges::load).transpose()
     }
 
-    /// The AWS IP ranges in use, if any.
-    pub fn ip_ranges(&self) -> Option<&AwsIpRanges> {
-        self.ip_ranges.as_ref()
+    /// The AWS IP ranges the rules read, for the refresher that replaces them.
+    pub fn shared_ip_ranges(&self) -> &SharedIpRanges {
+        &self.ip_ranges
     }
 
     fn trusts(&self, account: &str) -> bool {
@@ -75,6 +77,9 @@ pub struct Derived<'e, E: ?Sized> {
     ctx: &'e Derivation,
     /// The grants of the policy the call set, parsed once for every field that reads it.
     grants: OnceCell<Option<Grants>>,
+    /// The AWS IP ranges list, taken once per record when a field or summary first reads it,
+    /// so the alert names the list the rule was evaluated with.
+    ranges: OnceCell<Option<Arc<AwsIpRanges>>>,
 }
 
 impl<'e, E: Event + ?Sized> Derived<'e, E> {
@@ -83,12 +88,20 @@ impl<'e, E: Event + ?Sized> Derived<'e, E> {
             event,
             ctx,
             grants: OnceCell::new(),
+            ranges: OnceCell::new(),
         }
     }
 
-    /// What the derived fields are computed from.
-    pub fn derivation(&self) -> &Derivation {
-        self.ctx
+    /// The AWS IP ranges this record is checked against, if a list is loaded.
+    pub fn ip_ranges(&self) -> Option<&AwsIpRanges> {
+        self.ranges
+            .get_or_init(|| self.ctx.ip_ranges.current())
+            .as_deref()
+    }
+
+    /// The record the fields are derived from.
+    pub fn event(&self) -> &'e E {
+        self.event
     }
 
     fn text(&self, path: &str) -> Option<Cow<'_, str>> {
@@ -195,7 +208,7 @@ impl<'e, E: Event + ?Sized> Derived<'e, E> {
         else {
             return false;
         };
-        is_public(ip) && !self.ctx.ip_ranges.as_ref().is_some_and(|r| r.contains(ip))
+        is_public(ip) && !self.ip_ranges().is_some_and(|r| r.contains(ip))
     }
 
     fn derive(&self, name: &str) -> Option<EventValue<'_>> {

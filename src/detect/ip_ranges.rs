@@ -9,7 +9,9 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
@@ -54,8 +56,10 @@ pub struct AwsIpRanges {
     v4: Vec<(u32, u32)>,
     /// Disjoint, sorted, inclusive IPv6 ranges.
     v6: Vec<(u128, u128)>,
-    /// Which list this is, for alerts: the file and its `createDate`.
+    /// Which list this is, for alerts: where it came from, its `createDate` and `syncToken`.
     pub label: String,
+    /// The list's `syncToken` (Unix seconds of its publication), which orders lists.
+    pub sync_token: Option<u64>,
 }
 
 impl AwsIpRanges {
@@ -98,7 +102,8 @@ impl AwsIpRanges {
             return Err("it lists no prefixes".to_owned());
         }
         let label = match (&file.create_date, &file.sync_token) {
-            (Some(date), _) => format!("{name} (created {date})"),
+            (Some(date), Some(token)) => format!("{name} (created {date}, syncToken {token})"),
+            (Some(date), None) => format!("{name} (created {date})"),
             (None, Some(token)) => format!("{name} (syncToken {token})"),
             (None, None) => name.to_owned(),
         };
@@ -106,7 +111,19 @@ impl AwsIpRanges {
             v4: merge(v4),
             v6: merge(v6),
             label,
+            sync_token: file.sync_token.and_then(|t| t.trim().parse().ok()),
         })
+    }
+
+    /// Whether this list was published after `current`: its `syncToken` is greater. A list
+    /// without a token cannot be ordered and is never newer; any list with one is newer than
+    /// a start-up file without one.
+    pub fn newer_than(&self, current: Option<&AwsIpRanges>) -> bool {
+        match (self.sync_token, current.and_then(|c| c.sync_token)) {
+            (Some(new), Some(old)) => new > old,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
     }
 
     /// Whether AWS lists `ip` in one of its ranges.
@@ -118,6 +135,28 @@ impl AwsIpRanges {
                 None => within(&self.v6, u128::from(a)),
             },
         }
+    }
+}
+
+/// The list the rules read, shared by the rule set and the daemon's refresher: one list at a
+/// time, replaced whole, so a record is checked against one list from start to end. Reads
+/// take no lock, and the refresher's swap never waits for them.
+#[derive(Debug, Clone, Default)]
+pub struct SharedIpRanges(Arc<ArcSwapOption<AwsIpRanges>>);
+
+impl SharedIpRanges {
+    pub fn new(ranges: Option<AwsIpRanges>) -> SharedIpRanges {
+        SharedIpRanges(Arc::new(ArcSwapOption::from(ranges.map(Arc::new))))
+    }
+
+    /// The list in use now, if any.
+    pub fn current(&self) -> Option<Arc<AwsIpRanges>> {
+        self.0.load_full()
+    }
+
+    /// Makes `ranges` the list in use for every record read after this.
+    pub fn replace(&self, ranges: AwsIpRanges) {
+        self.0.store(Some(Arc::new(ranges)));
     }
 }
 
@@ -203,7 +242,10 @@ mod tests {
     fn finds_addresses_in_merged_ranges() {
         let ranges = AwsIpRanges::parse(RANGES.as_bytes(), "ranges.json").expect("ranges");
         assert_eq!(ranges.v4.len(), 2, "{:?}", ranges.v4);
-        assert_eq!(ranges.label, "ranges.json (created 2026-11-20-10-00-00)");
+        assert_eq!(
+            ranges.label,
+            "ranges.json (created 2026-11-20-10-00-00, syncToken 1)"
+        );
         for inside in [
             "3.5.140.0",
             "3.5.143.255",
@@ -231,6 +273,27 @@ mod tests {
         assert!(err.contains("3.5.140.0/33"), "{err}");
         assert!(AwsIpRanges::parse(br#"{"prefixes":[]}"#, "f").is_err());
         assert!(AwsIpRanges::parse(b"[]", "f").is_err());
+    }
+
+    #[test]
+    fn lists_are_ordered_by_sync_token() {
+        let list = |token: &str| {
+            let text = format!(r#"{{{token}"prefixes":[{{"ip_prefix":"3.5.140.0/22"}}]}}"#);
+            AwsIpRanges::parse(text.as_bytes(), "f").expect("ranges")
+        };
+        let (old, new, untokened) = (
+            list(r#""syncToken":"1700000000","#),
+            list(r#""syncToken":"1700086400","#),
+            list(""),
+        );
+        assert!(new.newer_than(Some(&old)));
+        assert!(!old.newer_than(Some(&new)));
+        assert!(!old.newer_than(Some(&old)), "the same list is not newer");
+        assert!(old.newer_than(Some(&untokened)) && old.newer_than(None));
+        assert!(
+            !untokened.newer_than(None),
+            "a list without a token cannot be ordered"
+        );
     }
 
     #[test]

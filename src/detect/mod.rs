@@ -273,8 +273,16 @@ impl RuleSet {
 
     /// Evaluates the stateless detections against one record, with its derived fields.
     pub fn evaluate<E: Event + ?Sized>(&self, event: &E) -> Vec<EvaluationResult> {
-        self.detector
-            .evaluate(&Derived::new(event, &self.derivation))
+        self.evaluate_derived(&Derived::new(event, &self.derivation))
+    }
+
+    /// Evaluates the stateless detections against a record's derived view, which the caller
+    /// keeps to build the alerts from what the rules saw.
+    pub fn evaluate_derived<E: Event + ?Sized>(
+        &self,
+        derived: &Derived<'_, E>,
+    ) -> Vec<EvaluationResult> {
+        self.detector.evaluate(derived)
     }
 
     /// The loaded rule a detection or correlation result belongs to.

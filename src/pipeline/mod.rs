@@ -29,7 +29,7 @@ pub use key::key;
 
 use crate::aws;
 use crate::cloudtrail::{self, Finish, ReadError, Record};
-use crate::detect::{RuleKind, RuleSet};
+use crate::detect::{Derived, RuleKind, RuleSet};
 use crate::finding::alert::{Alert, UNREADABLE_RULE};
 use crate::finding::correlation::Batch;
 use crate::finding::{IncidentKey, Recheck};
@@ -290,7 +290,8 @@ fn evaluate(
     sink: &mut AlertSink<'_>,
     report: &mut LogReport,
 ) {
-    let results = rules.evaluate(record);
+    let derived = Derived::new(record, rules.derivation());
+    let results = rules.evaluate_derived(&derived);
     if results.is_empty() {
         return;
     }
@@ -310,7 +311,7 @@ fn evaluate(
         if rule.kind == RuleKind::Detection && rule.alerts {
             sink(
                 key(&rule.name, record),
-                Alert::from_detection(rule, record, source, rules.derivation()),
+                Alert::from_detection(rule, &derived, source),
             );
         }
         let feeds = rules.feeds(index);

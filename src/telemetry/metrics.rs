@@ -49,6 +49,13 @@ pub struct RetryLabels {
     pub operation: String,
 }
 
+/// Labels of the AWS IP ranges refresh counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefreshLabels {
+    /// `updated`, `unchanged` or `failed`.
+    pub result: &'static str,
+}
+
 /// How an event reached the daemon.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Path {
@@ -117,6 +124,8 @@ pub struct Metrics {
     /// Things left out on purpose, by what: only [`super::Dropped`] counts here.
     pub dropped: Family<DropLabels, Counter>,
     pub alerts: Family<AlertLabels, Counter>,
+    /// Fetches of AWS's ip-ranges.json, by result.
+    pub ip_ranges_refreshes: Family<RefreshLabels, Counter>,
     pub incidents_paged: Counter,
     pub incidents_folded: Counter,
     pub follow_ups: Counter,
@@ -172,6 +181,7 @@ impl Metrics {
             records: Counter::default(),
             dropped: Family::default(),
             alerts: Family::default(),
+            ip_ranges_refreshes: Family::default(),
             incidents_paged: Counter::default(),
             incidents_folded: Counter::default(),
             follow_ups: Counter::default(),
@@ -281,6 +291,11 @@ impl Metrics {
             "alerts",
             "Alerts raised, by rule and level",
             m.alerts.clone(),
+        );
+        registry.register(
+            "ip_ranges_refreshes",
+            "Fetches of AWS's ip-ranges.json: updated (a newer list is in use), unchanged, or failed (the list in use is kept)",
+            m.ip_ranges_refreshes.clone(),
         );
         registry.register(
             "aws_requests",

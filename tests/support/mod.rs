@@ -527,6 +527,8 @@ impl Daemon {
         cmd.arg("run")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            // Tests talk to 127.0.0.1 only: no fetch of AWS's IP ranges from the internet.
+            .env("TRAILWARDEN_AWS_IP_RANGES_URL", "false")
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
