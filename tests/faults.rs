@@ -181,6 +181,7 @@ async fn pages_stay_exact_under_injected_faults() {
                 MESSAGE_TIMEOUT_SECS.to_string(),
             ),
         ],
+        ..DaemonOptions::default()
     };
     let mut fleet = Fleet::default();
     tokio::task::block_in_place(|| {
