@@ -290,7 +290,7 @@ level: low
         "{listing}"
     );
     assert!(
-        stderr(&out).contains("47 rules loaded, 1 failed to load"),
+        stderr(&out).contains("48 rules loaded, 1 failed to load"),
         "{}",
         stderr(&out)
     );
