@@ -965,34 +965,6 @@ async fn organization_of_two(moto: &Moto) -> (String, String) {
     (ids.remove(0), ids.remove(0))
 }
 
-/// IAM in `account`, with credentials moto ties to it (moto scopes every resource to the
-/// account of the credentials that made it; an assumed role's credentials are its account's).
-async fn iam_in(moto: &Moto, account: &str) -> aws_sdk_iam::Client {
-    let sdk = moto.sdk().await;
-    let c = aws_sdk_sts::Client::new(&sdk)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/setup"))
-        .role_session_name("setup")
-        .send()
-        .await
-        .expect("assume role")
-        .credentials
-        .expect("credentials");
-    let config = sdk
-        .to_builder()
-        .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
-            aws_sdk_sts::config::Credentials::new(
-                c.access_key_id,
-                c.secret_access_key,
-                Some(c.session_token),
-                None,
-                "setup",
-            ),
-        ))
-        .build();
-    aws_sdk_iam::Client::new(&config)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_organization_audit_enters_each_member_and_reports_the_one_it_cannot_enter() {
     use trailwarden::posture::aws::AwsMembers;
@@ -1001,7 +973,7 @@ async fn an_organization_audit_enters_each_member_and_reports_the_one_it_cannot_
     let moto = Moto::start();
     let (workloads, sandbox) = organization_of_two(&moto).await;
     // In the workloads account only: a console user without MFA.
-    let iam = iam_in(&moto, &workloads).await;
+    let iam = aws_sdk_iam::Client::new(&moto.sdk_in(&workloads).await);
     iam.create_user()
         .user_name("mallory")
         .send()

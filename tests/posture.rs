@@ -320,28 +320,7 @@ async fn in_organization_mode_the_audit_covers_each_member_account() {
         .expect("account id");
     // mallory lives in the member account: moto keeps what assumed-role credentials create
     // in the role's account.
-    let c = aws_sdk_sts::Client::new(&sdk)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{member}:role/setup"))
-        .role_session_name("setup")
-        .send()
-        .await
-        .expect("assume role")
-        .credentials
-        .expect("credentials");
-    let in_member = sdk
-        .to_builder()
-        .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
-            aws_sdk_sts::config::Credentials::new(
-                c.access_key_id,
-                c.secret_access_key,
-                Some(c.session_token),
-                None,
-                "setup",
-            ),
-        ))
-        .build();
-    let iam = aws_sdk_iam::Client::new(&in_member);
+    let iam = aws_sdk_iam::Client::new(&moto.sdk_in(&member).await);
     iam.create_user()
         .user_name("mallory")
         .send()

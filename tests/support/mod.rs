@@ -143,6 +143,33 @@ impl Moto {
             .load()
             .await
     }
+
+    /// An SDK configuration whose credentials moto ties to `account`: moto scopes every
+    /// resource to the account of the credentials that made it, and an assumed role's
+    /// credentials are its account's.
+    pub async fn sdk_in(&self, account: &str) -> SdkConfig {
+        let sdk = self.sdk().await;
+        let c = aws_sdk_sts::Client::new(&sdk)
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/setup"))
+            .role_session_name("setup")
+            .send()
+            .await
+            .expect("assume role")
+            .credentials
+            .expect("credentials");
+        sdk.to_builder()
+            .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
+                aws_sdk_sts::config::Credentials::new(
+                    c.access_key_id,
+                    c.secret_access_key,
+                    Some(c.session_token),
+                    None,
+                    "setup",
+                ),
+            ))
+            .build()
+    }
 }
 
 impl Drop for Moto {
