@@ -13,6 +13,7 @@ use std::io::Write;
 use std::path::Path;
 
 use rsigma_eval::event::JsonEvent;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use trailwarden::clock::Clock;
 use trailwarden::detect::{Derivation, RuleKind, RuleSet};
@@ -123,6 +124,43 @@ fn every_builtin_rule_says_what_to_do_next() {
             );
         }
     }
+}
+
+/// rsigma's candidate index gates a rule on one conjunct of a selection, the first of the most
+/// selective kind, so a selection that names `eventSource` first is evaluated for every record
+/// of that service (every S3 data event, every KMS Decrypt). Naming `eventName` first gates it
+/// on the call itself, which on the scan benchmark cut rule evaluation by a quarter.
+#[test]
+fn selections_name_the_event_before_its_service() {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/rules"));
+    let mut late = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("rules dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "yml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("rule");
+        for doc in yaml_serde::Deserializer::from_str(&text) {
+            let doc = yaml_serde::Value::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let Some(detection) = doc.get("detection").and_then(|d| d.as_mapping()) else {
+                continue;
+            };
+            for (name, selection) in detection {
+                let Some(selection) = selection.as_mapping() else {
+                    continue;
+                };
+                let keys: Vec<_> = selection.keys().filter_map(|k| k.as_str()).collect();
+                let at = |field: &str| keys.iter().position(|k| k.split('|').next() == Some(field));
+                if let (Some(source), Some(name_at)) = (at("eventSource"), at("eventName"))
+                    && source < name_at
+                {
+                    late.push(format!("{}: {:?}", path.display(), name.as_str()));
+                }
+            }
+        }
+    }
+    assert!(late.is_empty(), "eventSource before eventName in {late:#?}");
 }
 
 #[test]
