@@ -199,6 +199,19 @@ def _ip(rng):
     return f"{rng.randint(11, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
 
 
+# Where an EC2 instance's own calls come from: its public address or its NAT gateway's, both in
+# AWS's published ranges (benches/aws-ip-ranges.json lists these prefixes; scan.sh passes it).
+EC2_EGRESS = ["3.120.181.40", "3.121.44.9", "52.94.133.131", "18.197.44.12", "35.158.20.7"]
+
+
+def _instance_ip(rng):
+    # One call in 5,000 plants instance credentials used from outside AWS (stolen through the
+    # metadata service), so instance-credentials-outside-aws has work, as in a real breach.
+    if rng.random() < 0.0002:
+        return f"{rng.randint(11, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+    return rng.choice(EC2_EGRESS)
+
+
 def _inst(rng):
     return "i-0" + "%016x" % rng.getrandbits(64)
 
@@ -599,7 +612,8 @@ class Generator:
         if ident["type"] == "AWSService":
             src_ip = ua = ident["invokedBy"]
         else:
-            src_ip = _ip(rng)
+            instance = ident["type"] == "AssumedRole" and ident["arn"].rsplit("/", 1)[-1].startswith("i-")
+            src_ip = _instance_ip(rng) if instance else _ip(rng)
             ua = rng.choice(USER_AGENTS).format(svc=service, cmd=f"{service}.{name.lower()}")
             if source == "signin.amazonaws.com":
                 ua = USER_AGENTS[5]

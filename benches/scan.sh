@@ -15,7 +15,8 @@
 #      (uncompressed) single file for the memory test
 #   3. time, best of $BENCH_RUNS (default 3):
 #        a. baseline: gzip -dc of every file, pinned to one core
-#        b. trailwarden scan --format json, pinned to one core
+#        b. trailwarden scan --format json --aws-ip-ranges benches/aws-ip-ranges.json,
+#           pinned to one core (the corpus's instance sessions call from those ranges)
 #        c. trailwarden scan --format json, all cores
 #        d. trailwarden scan --format json of the single 1 GiB file, all cores,
 #           under GNU time -v for peak RSS (the scanner must stream, so RSS
@@ -114,10 +115,14 @@ fi
 
 # --- 3 + 4. measure and report ---------------------------------------------------------
 log "measuring (best of $RUNS per row)"
-python3 - "$BIN" "$CORPUS" "$BIG" "$BENCH_DIR" "$RUNS" "$CPU" "$REPRO" <<'PY'
+python3 - "$BIN" "$CORPUS" "$BIG" "$BENCH_DIR" "$RUNS" "$CPU" "$REPRO" "$REPO/benches/aws-ip-ranges.json" <<'PY'
 import json, os, platform, re, statistics, subprocess, sys, time
 
-BIN, CORPUS, BIG, BENCH_DIR, RUNS, CPU, REPRO = sys.argv[1:8]
+BIN, CORPUS, BIG, BENCH_DIR, RUNS, CPU, REPRO, RANGES = sys.argv[1:9]
+# The corpus's instance sessions call from EC2 addresses, as real ones do; the scan is given
+# those ranges, as a deployment would be, so instance-credentials-outside-aws fires only on the
+# planted uses from outside AWS.
+SCAN = [BIN, "scan", "--format", "json", "--aws-ip-ranges", RANGES]
 RUNS = int(RUNS)
 LOGS = os.path.join(BENCH_DIR, "logs")
 corpus = json.load(open(os.path.join(BENCH_DIR, "corpus.stats.json")))
@@ -167,11 +172,11 @@ rows.append(("gzip -dc (1 core)", corpus, best, med, None))
 gz_mbps = corpus["uncompressed_bytes"] / 1e6 / best
 
 # (b) trailwarden, one core: per-core efficiency, comparable with gzip.
-best, med, err1 = run_timed("trailwarden 1 core", pin + [BIN, "scan", "--format", "json", CORPUS])
+best, med, err1 = run_timed("trailwarden 1 core", pin + SCAN + [CORPUS])
 rows.append(("trailwarden scan (1 core)", corpus, best, med, None))
 
 # (c) trailwarden, all cores: what a user actually gets.
-best, med, errn = run_timed("trailwarden all cores", [BIN, "scan", "--format", "json", CORPUS])
+best, med, errn = run_timed("trailwarden all cores", SCAN + [CORPUS])
 rows.append((f"trailwarden scan ({os.cpu_count()} cores)", corpus, best, med, None))
 
 # (d) one 1 GiB file under GNU time -v: peak RSS proves the scanner streams
@@ -182,7 +187,7 @@ err_path = os.path.join(LOGS, "trailwarden_big_file.stderr")
 for _ in range(RUNS):
     with open(err_path, "wb") as err:
         t0 = time.perf_counter()
-        p = subprocess.run(["/usr/bin/time", "-v", BIN, "scan", "--format", "json", BIG],
+        p = subprocess.run(["/usr/bin/time", "-v"] + SCAN + [BIG],
                            stdout=subprocess.DEVNULL, stderr=err)
         times.append(time.perf_counter() - t0)
     text = open(err_path, errors="replace").read()
