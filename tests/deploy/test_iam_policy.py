@@ -7,6 +7,7 @@ so widening a permission is a deliberate change to this file as well as to the t
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from pathlib import Path
@@ -638,7 +639,7 @@ def test_every_lint_exception_gives_its_reason(template):
 
 def matches(pattern, event) -> bool:
     """EventBridge matching for the pattern features the templates use: lists of exact values,
-    prefix and suffix matchers, nested objects and $or."""
+    prefix, suffix, wildcard and exists matchers, nested objects and $or."""
     for key, want in pattern.items():
         if key == "$or":
             if not any(matches(alternative, event) for alternative in want):
@@ -651,6 +652,10 @@ def matches(pattern, event) -> bool:
             continue
         def one(w):
             if isinstance(w, dict):
+                if "exists" in w:
+                    return (key in event) == w["exists"]
+                if "wildcard" in w:
+                    return isinstance(have, str) and fnmatch.fnmatchcase(have, w["wildcard"])
                 if "prefix" in w:
                     return isinstance(have, str) and have.startswith(w["prefix"])
                 if "suffix" in w:
@@ -706,6 +711,14 @@ def test_fast_path_forwards_what_every_builtin_rule_fires_on(template):
         event = cloudtrail_event("signin.amazonaws.com", "ConsoleLogin")
         event["detail-type"] = detail_type
         assert matches(pattern, event)
+    # An instance profile's session, whatever it calls, unless through a VPC endpoint.
+    stolen = cloudtrail_event("s3.amazonaws.com", "ListBuckets")
+    stolen["detail"]["userIdentity"]["arn"] = (
+        "arn:aws:sts::111122223333:assumed-role/web-app/i-0a1b2c3d4e5f60718"
+    )
+    assert matches(pattern, stolen)
+    stolen["detail"]["vpcEndpointId"] = "vpce-0a1b2c3d"
+    assert not matches(pattern, stolen)
     # Nothing else: a role's ordinary write is not forwarded.
     assert not matches(pattern, cloudtrail_event("ec2.amazonaws.com", "RunInstances"))
     assert not matches(pattern, cloudtrail_event("lambda.amazonaws.com", "UpdateFunctionCode"))
