@@ -230,3 +230,93 @@ async fn garbage_and_foreign_eventbridge_events_are_logged_never_lost() {
     );
     assert!(logs.contains("carries no CloudTrail record"), "{logs}");
 }
+
+/// Serves `body` at any path, over HTTP/1.1 on 127.0.0.1, until the test ends: AWS's
+/// ip-ranges.json as the daemon's refresher fetches it.
+async fn serve_ranges(body: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut request = vec![0u8; 4096];
+            let _ = conn.read(&mut request).await;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(response.as_bytes()).await;
+        }
+    });
+    format!("http://{addr}/ip-ranges.json")
+}
+
+/// A call by an EC2 instance profile's session from `ip`.
+fn instance_call(event_id: &str, ip: &str) -> Value {
+    let identity = json!({
+        "type": "AssumedRole",
+        "principalId": "AROAEXAMPLEROLEID:i-0a1b2c3d4e5f60718",
+        "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/web-server-role/i-0a1b2c3d4e5f60718"),
+        "accountId": ACCOUNT,
+        "accessKeyId": "ASIAEXAMPLEINSTANCE1",
+        "sessionContext": {"sessionIssuer": {"type": "Role", "principalId": "AROAEXAMPLEROLEID",
+            "arn": format!("arn:aws:iam::{ACCOUNT}:role/web-server-role"), "accountId": ACCOUNT,
+            "userName": "web-server-role"},
+            "attributes": {"creationDate": "2026-11-20T08:00:00Z", "mfaAuthenticated": "false"},
+            "ec2RoleDelivery": "2.0"}
+    });
+    let mut r = record(event_id, "s3.amazonaws.com", "ListBuckets", identity);
+    r["sourceIPAddress"] = json!(ip);
+    r["userAgent"] = json!("aws-cli/2.22.4 md/command#s3.ls");
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_fetches_aws_ip_ranges_and_names_the_list_in_the_alert() {
+    const RANGES: &str = r#"{"syncToken": "1764064805", "createDate": "2026-11-25-10-00-05",
+        "prefixes": [{"ip_prefix": "3.5.144.0/23", "region": "us-east-1", "service": "EC2",
+        "network_border_group": "us-east-1"}], "ipv6_prefixes": []}"#;
+    let url = serve_ranges(RANGES).await;
+    let moto = Moto::start();
+    let stack = Stack::create(&moto, 5).await;
+    let events = stack.eventbridge(&moto).await;
+    let daemon = Daemon::start(
+        &moto,
+        &stack,
+        DaemonOptions {
+            extra_env: vec![("TRAILWARDEN_AWS_IP_RANGES_URL".to_owned(), url.clone())],
+            ..Default::default()
+        },
+    );
+    // The refresh at start-up is logged and counted before any event is sent.
+    let deadline = std::time::Instant::now() + WAIT;
+    while !daemon
+        .metrics()
+        .contains("trailwarden_ip_ranges_refreshes_total{result=\"updated\"} 1")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refresh from {url}:\n{}",
+            daemon.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // From the instance's own EC2 address (in the served list): quiet. From outside: pages.
+    put_event(&events, &instance_call("inside", "3.5.144.20"), None).await;
+    put_event(&events, &instance_call("outside", "198.51.100.23"), None).await;
+    let docs = stack.alerts_until(WAIT, |d| !d.is_empty()).await;
+    stack.wait_depth(&stack.queue_url, 0, WAIT).await;
+    let docs = [docs, stack.alerts_for(Duration::from_secs(2)).await].concat();
+    assert_eq!(event_ids(&docs), vec!["outside"]);
+    let summary = docs[0]["doc"]["alerts"][0]["summary"]
+        .as_str()
+        .expect("summary")
+        .to_owned();
+    assert!(
+        summary.contains("not in AWS's IP ranges") && summary.contains("2026-11-25-10-00-05"),
+        "{summary}"
+    );
+    assert!(daemon.logs().contains(&url), "the refresh names its URL");
+}
