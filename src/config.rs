@@ -6,6 +6,7 @@
 //! definitions pass environment variables, so every key can also be set as
 //! `TRAILWARDEN_<KEY>` (upper case); lists are comma-separated there. The environment wins.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -140,6 +141,16 @@ pub struct Settings {
     /// policy granting one of them is not reported as opened to a foreign account.
     #[serde(default)]
     pub trusted_accounts: Vec<String>,
+    /// Names shown beside account ids in every message (`[CRITICAL] root-console-login in
+    /// prod-payments (111122223333)`): a table of 12-digit id = name. In the environment,
+    /// `id=name` pairs separated by commas.
+    #[serde(default)]
+    pub account_names: BTreeMap<String, String>,
+    /// Also list the names from AWS Organizations (ListAccounts: the management account or a
+    /// delegated administrator), at start-up and hourly; `account_names` wins where both name
+    /// an account, and a failed listing keeps the names in use.
+    #[serde(default)]
+    pub account_names_from_organizations: bool,
     /// AWS's published ip-ranges.json, read at start-up, so that instance credentials used
     /// from an AWS address are not reported as used outside AWS. Unset, every public address
     /// counts as outside AWS, and the alert says the check was not made.
@@ -247,6 +258,8 @@ enum Kind {
     Int,
     Bool,
     List,
+    /// `key=value` pairs separated by commas.
+    Map,
 }
 
 const KEYS: &[(&str, Kind)] = &[
@@ -277,6 +290,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("audit_role_name", Kind::Str),
     ("audit_external_id", Kind::Str),
     ("trusted_accounts", Kind::List),
+    ("account_names", Kind::Map),
+    ("account_names_from_organizations", Kind::Bool),
     ("aws_ip_ranges_file", Kind::Str),
     ("aws_ip_ranges_url", Kind::Str),
 ];
@@ -389,6 +404,22 @@ impl Settings {
                         .map(|s| toml::Value::String(s.to_owned()))
                         .collect(),
                 ),
+                Kind::Map => {
+                    let mut map = toml::Table::new();
+                    for pair in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        let Some((k, v)) = pair.split_once('=') else {
+                            return Err(ConfigError::Env {
+                                var,
+                                message: format!("expected id=name pairs, got {pair:?}"),
+                            });
+                        };
+                        map.insert(
+                            k.trim().to_owned(),
+                            toml::Value::String(v.trim().to_owned()),
+                        );
+                    }
+                    toml::Value::Table(map)
+                }
             };
             table.insert((*key).to_owned(), value);
         }
@@ -449,6 +480,16 @@ impl Settings {
         }
         if self.allowed_buckets.is_empty() {
             return bad("allowed_buckets", "name at least one bucket");
+        }
+        if let Some(id) = self
+            .account_names
+            .keys()
+            .find(|id| !crate::detect::policy::is_account_id(id))
+        {
+            return Err(ConfigError::Value {
+                key: "account_names",
+                message: format!("{id:?} is not a 12-digit AWS account id"),
+            });
         }
         if let Some(id) = self
             .trusted_accounts
@@ -554,6 +595,15 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// The names of `account_names`.
+    pub fn account_names(&self) -> crate::finding::accounts::AccountNames {
+        crate::finding::accounts::AccountNames::new(
+            self.account_names
+                .iter()
+                .map(|(id, name)| (id.clone(), name.clone())),
+        )
     }
 
     /// The role assumed in member accounts, when the audit covers the organization.
@@ -712,6 +762,47 @@ mod tests {
         std::fs::write(&path, "queue_url = \"q\"\nqueue_ulr = \"typo\"\n").expect("write");
         let e = Settings::load(Some(&path), &[][..]).expect_err("unknown key");
         assert!(e.to_string().contains("queue_ulr"), "{e}");
+    }
+
+    #[test]
+    fn account_names_from_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "queue_url = \"http://127.0.0.1:1/q\"\ntopic_arn = \"arn:aws:sns:us-east-1:111122223333:t\"\n\
+             allowed_buckets = [\"b\"]\n[account_names]\n111122223333 = \"prod, payments\"\n",
+        )
+        .expect("write");
+        let s = Settings::load(Some(&path), &[][..]).expect("table");
+        assert_eq!(
+            s.account_names().label("111122223333"),
+            "prod, payments (111122223333)"
+        );
+        assert!(!s.account_names_from_organizations);
+
+        let mut env = REQUIRED.to_vec();
+        env.push((
+            "TRAILWARDEN_ACCOUNT_NAMES",
+            "111122223333=prod-payments, 444455556666 = sandbox",
+        ));
+        env.push(("TRAILWARDEN_ACCOUNT_NAMES_FROM_ORGANIZATIONS", "true"));
+        let s = Settings::load(None, &env[..]).expect("pairs");
+        assert_eq!(
+            s.account_names().label("444455556666"),
+            "sandbox (444455556666)"
+        );
+        assert!(s.account_names_from_organizations);
+
+        for (bad, key) in [
+            ("prod-payments", "TRAILWARDEN_ACCOUNT_NAMES"),
+            ("1111=x", "account_names"),
+        ] {
+            let mut env = REQUIRED.to_vec();
+            env.push(("TRAILWARDEN_ACCOUNT_NAMES", bad));
+            let e = Settings::load(None, &env[..]).expect_err(bad);
+            assert!(e.to_string().contains(key), "{e}");
+        }
     }
 
     #[test]

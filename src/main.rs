@@ -13,6 +13,7 @@ use trailwarden::config::{ProcessEnv, Settings};
 use trailwarden::daemon::{self, start};
 use trailwarden::detect::{Derivation, RuleSet};
 use trailwarden::finding::Level;
+use trailwarden::finding::accounts::AccountNames;
 use trailwarden::pipeline::DEFAULT_MAX_DECOMPRESSED_BYTES;
 use trailwarden::posture::organization::MemberRole;
 use trailwarden::scan;
@@ -130,6 +131,10 @@ struct ScanArgs {
     /// are not reported as used outside AWS.
     #[arg(long = "aws-ip-ranges", value_name = "FILE")]
     aws_ip_ranges: Option<PathBuf>,
+    /// A name shown beside an account's id (repeatable), as the daemon's `account_names`:
+    /// `111122223333=prod-payments`.
+    #[arg(long = "account-name", value_name = "ID=NAME", value_parser = account_name)]
+    account_names: Vec<(String, String)>,
     /// Files, directories (recursive), - for stdin, or s3://bucket/prefix/.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<String>,
@@ -241,6 +246,15 @@ fn run_daemon(args: RunArgs) -> ExitCode {
             };
             tokio::spawn(refresher.run(shutdown.clone()));
         }
+        if let Some(directory) = edges.directory.clone() {
+            let refresher = daemon::account_names::Refresher {
+                directory,
+                configured: settings.account_names(),
+                names: edges.names.clone(),
+                metrics: metrics.clone(),
+            };
+            tokio::spawn(refresher.run(shutdown.clone()));
+        }
         let daemon = daemon::Daemon::new(settings, Arc::new(rules), edges, metrics);
         daemon::run(daemon, shutdown).await;
         ExitCode::SUCCESS
@@ -296,6 +310,13 @@ fn account_id(s: &str) -> Result<String, String> {
     }
 }
 
+fn account_name(s: &str) -> Result<(String, String), String> {
+    let (id, name) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not ID=NAME"))?;
+    Ok((account_id(id.trim())?, name.trim().to_owned()))
+}
+
 fn run_scan(args: ScanArgs) -> ExitCode {
     let Some(rules) = load_rules(&args.rules) else {
         return ExitCode::from(EXIT_USAGE);
@@ -329,6 +350,7 @@ fn run_scan(args: ScanArgs) -> ExitCode {
         threads: args
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        account_names: AccountNames::new(args.account_names),
     };
     let summary = match scan::run(&rules, &args.paths, &options) {
         Ok(s) => s,

@@ -13,8 +13,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+
 use crate::detect::RuleSet;
 use crate::finding::Level;
+use crate::finding::accounts::AccountNames;
 use crate::finding::alert::Alert;
 use crate::finding::correlation::{CorrEvent, Group};
 use crate::incidents::correlate;
@@ -40,6 +43,8 @@ pub struct Options {
     pub max_decompressed: u64,
     /// Worker threads.
     pub threads: usize,
+    /// Names shown beside account ids.
+    pub account_names: AccountNames,
 }
 
 /// Totals of a scan, printed to stderr.
@@ -122,25 +127,45 @@ pub enum ScanError {
 }
 
 /// Where alerts go: stdout, written whole lines at a time under a lock.
-struct Output {
+struct Output<'a> {
     format: Format,
     min_level: Level,
+    names: &'a AccountNames,
     out: Mutex<io::Stdout>,
 }
 
-impl Output {
+/// An alert as printed, with its account's name when one is known.
+#[derive(Serialize)]
+struct Named<'a> {
+    #[serde(flatten)]
+    alert: &'a Alert,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_name: Option<String>,
+}
+
+impl Output<'_> {
     fn render(&self, alert: &Alert, buf: &mut Vec<u8>) {
         if alert.level < self.min_level {
             return;
         }
+        let account_name = alert
+            .account_id
+            .as_deref()
+            .and_then(|id| self.names.name(id));
         match self.format {
             Format::Json => {
                 // Serializing our own struct cannot fail.
-                let _ = serde_json::to_writer(&mut *buf, alert);
+                let _ = serde_json::to_writer(
+                    &mut *buf,
+                    &Named {
+                        alert,
+                        account_name,
+                    },
+                );
                 buf.push(b'\n');
             }
             Format::Text => {
-                buf.extend_from_slice(alert.text_block().as_bytes());
+                buf.extend_from_slice(alert.text_block(account_name.as_deref()).as_bytes());
                 buf.push(b'\n');
             }
         }
@@ -205,6 +230,7 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
     let output = Output {
         format: options.format,
         min_level: options.min_level,
+        names: &options.account_names,
         out: Mutex::new(io::stdout()),
     };
     let summary = Mutex::new(Summary::default());

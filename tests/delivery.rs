@@ -25,6 +25,7 @@ use trailwarden::config::Settings;
 use trailwarden::daemon::{self, Daemon, Edges};
 use trailwarden::detect::RuleSet;
 use trailwarden::finding::IncidentKey;
+use trailwarden::finding::accounts::AccountNames;
 use trailwarden::finding::correlation::CorrEvent;
 use trailwarden::finding::sink::{FollowUp, Opened, Page, Resolved, Sink, SinkError};
 use trailwarden::incidents::correlate::Span;
@@ -232,20 +233,23 @@ impl FakeSink {
 #[async_trait]
 impl Sink for FakeSink {
     async fn page(&self, page: Page<'_>) -> Result<(), SinkError> {
-        let rendered = render_page(page);
+        let rendered = render_page(page, &AccountNames::default());
         self.deliver(&rendered.message).await
     }
 
     async fn follow_up(&self, follow_up: &FollowUp) -> Result<(), SinkError> {
-        self.deliver(&render_follow_up(follow_up).message).await
+        self.deliver(&render_follow_up(follow_up, &AccountNames::default()).message)
+            .await
     }
 
     async fn finding(&self, finding: Opened<'_>) -> Result<(), SinkError> {
-        self.deliver(&render_finding(finding).message).await
+        self.deliver(&render_finding(finding, &AccountNames::default()).message)
+            .await
     }
 
     async fn resolved(&self, resolved: &Resolved) -> Result<(), SinkError> {
-        self.deliver(&render_resolved(resolved).message).await
+        self.deliver(&render_resolved(resolved, &AccountNames::default()).message)
+            .await
     }
 }
 
@@ -456,6 +460,8 @@ impl Harness {
                 account,
                 members: None,
                 clock,
+                names: Default::default(),
+                directory: None,
             },
             metrics.clone(),
         );

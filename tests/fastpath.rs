@@ -320,3 +320,78 @@ async fn the_daemon_fetches_aws_ip_ranges_and_names_the_list_in_the_alert() {
     );
     assert!(daemon.logs().contains(&url), "the refresh names its URL");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_name_accounts_from_the_settings_and_from_organizations() {
+    let moto = Moto::start();
+    let stack = Stack::create(&moto, 5).await;
+    let events = stack.eventbridge(&moto).await;
+    // moto's account is the organization's management account; a member account joins it.
+    let organizations = aws_sdk_organizations::Client::new(&moto.sdk().await);
+    organizations
+        .create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("create organization");
+    let created = organizations
+        .create_account()
+        .account_name("prod-payments")
+        .email("payments@example.com")
+        .send()
+        .await
+        .expect("create account");
+    let member = created
+        .create_account_status()
+        .and_then(|s| s.account_id())
+        .expect("member account id")
+        .to_owned();
+    let daemon = Daemon::start(
+        &moto,
+        &stack,
+        DaemonOptions {
+            extra_env: vec![
+                (
+                    "TRAILWARDEN_ACCOUNT_NAMES".to_owned(),
+                    format!("{ACCOUNT}=security-tooling"),
+                ),
+                (
+                    "TRAILWARDEN_ACCOUNT_NAMES_FROM_ORGANIZATIONS".to_owned(),
+                    "true".to_owned(),
+                ),
+            ],
+            ..Default::default()
+        },
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    while !daemon
+        .metrics()
+        .contains("trailwarden_account_names_refreshes_total{result=\"updated\"} 1")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no listing:\n{}",
+            daemon.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    put_event(&events, &root_login_in("named-member", &member), None).await;
+    put_event(&events, &root_login("named-own"), None).await;
+    let docs = stack.alerts_until(WAIT, |d| d.len() >= 2).await;
+    let subject_of = |id: &str| {
+        docs.iter()
+            .find(|d| event_ids(std::slice::from_ref(*d)) == [id])
+            .map(|d| d["subject"].as_str().expect("subject").to_owned())
+            .expect(id)
+    };
+    // Organizations names the member; the settings name moto's own account, which
+    // Organizations also lists (as its management account): the settings win.
+    assert_eq!(
+        subject_of("named-member"),
+        format!("[CRITICAL] root-console-login in prod-payments ({member})")
+    );
+    assert_eq!(
+        subject_of("named-own"),
+        format!("[CRITICAL] root-console-login in security-tooling ({ACCOUNT})")
+    );
+}

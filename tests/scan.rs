@@ -68,6 +68,36 @@ fn example_tree_quickstart() {
 }
 
 #[test]
+fn account_names_are_shown_beside_ids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        dir.path(),
+        "root.json.gz",
+        &log_file(&[root_login("named")]),
+    );
+    let named = ["--account-name", "123456789012=prod-payments"];
+    let out = trailwarden(&[&["scan"][..], &named, &[file.as_str()]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let found = alerts(&out);
+    assert_eq!(found[0]["account_id"], "123456789012");
+    assert_eq!(found[0]["account_name"], "prod-payments");
+    let text = trailwarden(&[&["scan", "--format", "text"][..], &named, &[file.as_str()]].concat());
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.lines()
+            .next()
+            .is_some_and(|l| l.ends_with("(account prod-payments, 123456789012)")),
+        "{text}"
+    );
+    // Without a name, the alert has no account_name; a malformed pair is a usage error.
+    let plain = alerts(&trailwarden(&["scan", &file]));
+    assert!(plain[0].get("account_name").is_none(), "{plain:?}");
+    let bad = trailwarden(&["scan", "--account-name", "prod-payments", &file]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("ID=NAME"), "{}", stderr(&bad));
+}
+
+#[test]
 fn multi_member_gzip_plain_json_and_stdin() {
     let dir = tempfile::tempdir().expect("tempdir");
     let doc = serde_json::to_vec(&json!({"Records": [record("m1", "ec2.amazonaws.com", "DescribeInstances", role()), root_login("m2")]})).expect("json");

@@ -19,6 +19,7 @@
 //! - The posture of the task's own account is audited on an interval and re-checked when a
 //!   record changes it ([`posture`]).
 
+pub mod account_names;
 pub mod ip_ranges;
 mod message;
 mod posture;
@@ -40,6 +41,7 @@ use crate::aws;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::detect::RuleSet;
+use crate::finding::accounts::SharedAccountNames;
 use crate::finding::sink::Sink;
 use crate::incidents::commit::{Committer, Policy};
 use crate::incidents::store::Store;
@@ -72,6 +74,10 @@ pub struct Edges {
     pub members: Option<Arc<dyn Members>>,
     /// The one clock for claims, windows, expiry and follow-ups: the system's in production.
     pub clock: Clock,
+    /// The account names every output shows.
+    pub names: SharedAccountNames,
+    /// Where more names are listed from; `None` unless `account_names_from_organizations`.
+    pub directory: Option<Arc<dyn account_names::Directory>>,
 }
 
 /// The running daemon's shared state.

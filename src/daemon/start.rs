@@ -13,9 +13,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::Edges;
+use super::account_names::{Directory, Organizations};
 use crate::aws::{self, Fault};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::finding::accounts::SharedAccountNames;
 use crate::incidents::store::dynamo::DynamoStore;
 use crate::incidents::store::memory::MemoryStore;
 use crate::intake::s3::S3Objects;
@@ -64,10 +66,13 @@ pub async fn connect(
         metrics.clone(),
     );
     check("queue_url", shutdown, || queue.check()).await?;
+    // The settings' names serve at once; Organizations' join them when listed.
+    let names = SharedAccountNames::new(settings.account_names());
     let topic = Topic::new(
         aws::sns_client(&sdk, metrics),
         settings.topic_arn.clone(),
         metrics.clone(),
+        names.clone(),
     );
     check("topic_arn", shutdown, || topic.check()).await?;
     let store: Arc<dyn crate::incidents::store::Store> = match &settings.state_table {
@@ -108,6 +113,11 @@ pub async fn connect(
                 )) as Arc<dyn crate::posture::organization::Members>
             }),
         clock: Clock::system(),
+        names,
+        // A refused or failed listing is logged and retried; alerts show ids meanwhile.
+        directory: settings.account_names_from_organizations.then(|| {
+            Arc::new(Organizations(aws_sdk_organizations::Client::new(&sdk))) as Arc<dyn Directory>
+        }),
     })
 }
 

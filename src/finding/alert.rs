@@ -136,9 +136,13 @@ impl Alert {
         line
     }
 
-    /// [`Self::text_line`] followed by one indented line per next step.
-    pub fn text_block(&self) -> String {
+    /// [`Self::text_line`], with the account's name when one is known, followed by one
+    /// indented line per next step.
+    pub fn text_block(&self, account_name: Option<&str>) -> String {
         let mut block = self.text_line();
+        if let (Some(name), Some(id)) = (account_name, &self.account_id) {
+            let _ = write!(block, " (account {}, {})", clean(name), clean(id));
+        }
         for step in &self.next_steps {
             let _ = write!(block, "\n    next: {}", clean(step));
         }

@@ -8,6 +8,7 @@
 //! ([`correlation`]) are the records a correlation needs, in bounded memory. What a producer
 //! hands the daemon for one source is [`Findings`]; [`sink`] is how findings leave.
 
+pub mod accounts;
 pub mod alert;
 pub mod correlation;
 pub mod fold;

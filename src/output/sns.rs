@@ -27,6 +27,7 @@ use serde::Serialize;
 use crate::aws::{self, Edge};
 use crate::finding::Level;
 use crate::finding::Standing;
+use crate::finding::accounts::{AccountNames, SharedAccountNames};
 use crate::finding::alert::{Alert, clean};
 use crate::finding::fold::Tally;
 use crate::finding::sink::{FollowUp, Opened, Page, Resolved, Sink, SinkError};
@@ -64,6 +65,9 @@ struct PageDocument<'a> {
     title: &'a str,
     level: Level,
     account_id: &'a str,
+    /// The account's name, from the settings or AWS Organizations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_name: Option<String>,
     /// Who the incident is about, normalised (a role, not its sessions).
     principal: &'a str,
     /// The first alert's principal as recorded (a role session's ARN names the session).
@@ -105,6 +109,8 @@ struct FollowUpDocument<'a> {
     title: &'a str,
     level: Level,
     account_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_name: Option<String>,
     principal: &'a str,
     summary: String,
     paged_summary: &'a str,
@@ -175,8 +181,9 @@ fn body(email: &str, json: &str) -> String {
 }
 
 /// Renders a page within SNS's limits.
-pub fn render_page(page: Page<'_>) -> Rendered {
+pub fn render_page(page: Page<'_>, names: &AccountNames) -> Rendered {
     let fold = page.fold;
+    let account = names.label(&fold.key.account);
     let mut alerts = fold.alerts.clone();
     for a in &mut alerts {
         for field in [
@@ -200,10 +207,9 @@ pub fn render_page(page: Page<'_>) -> Rendered {
         first.summary.clone()
     };
     let mut subject_text = format!(
-        "[{}] {} in {}",
+        "[{}] {} in {account}",
         first.level.as_str().to_uppercase(),
         fold.key.rule,
-        fold.key.account
     );
     if count > 1 {
         let _ = write!(subject_text, " (x{count})");
@@ -218,6 +224,7 @@ pub fn render_page(page: Page<'_>) -> Rendered {
             title: &first.title,
             level: first.level,
             account_id: &fold.key.account,
+            account_name: names.name(&fold.key.account),
             principal: &fold.key.principal,
             principal_arn: first.principal_arn.as_deref(),
             summary: &summary,
@@ -231,7 +238,7 @@ pub fn render_page(page: Page<'_>) -> Rendered {
         let json = serde_json::to_string_pretty(&doc).unwrap_or_default();
         let email = format!(
             "{}\n\n---- alerts as JSON ----\n{json}\n",
-            page_text(&doc, &alerts[..listed])
+            page_text(&doc, &account, &alerts[..listed])
         );
         let message = body(&email, &json);
         // The event list shrinks until the message fits; one listed alert always fits.
@@ -252,13 +259,13 @@ pub fn render_page(page: Page<'_>) -> Rendered {
     }
 }
 
-fn page_text(doc: &PageDocument<'_>, alerts: &[Alert]) -> String {
+fn page_text(doc: &PageDocument<'_>, account: &str, alerts: &[Alert]) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "{}", clean(doc.summary));
     let _ = writeln!(t);
     let _ = writeln!(t, "Rule:      {} ({})", clean(doc.rule), clean(doc.title));
     let _ = writeln!(t, "Level:     {}", doc.level);
-    let _ = writeln!(t, "Account:   {}", clean(doc.account_id));
+    let _ = writeln!(t, "Account:   {account}");
     let _ = writeln!(t, "Principal: {}", clean(doc.principal));
     let _ = writeln!(t, "Alerts:    {}", doc.count);
     let _ = writeln!(t, "Incident:  {}", clean(doc.incident_id));
@@ -309,15 +316,15 @@ fn listing(t: &Tally) -> String {
 }
 
 /// Renders a follow-up.
-pub fn render_follow_up(f: &FollowUp) -> Rendered {
+pub fn render_follow_up(f: &FollowUp, names: &AccountNames) -> Rendered {
+    let account = names.label(&f.key.account);
     let paged_at = chrono::DateTime::from_timestamp(f.paged_at, 0)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_default();
     let summary = format!(
-        "{} more {} alerts in {} by {} after the page at {paged_at}, from {} to {}",
+        "{} more {} alerts in {account} by {} after the page at {paged_at}, from {} to {}",
         f.stats.count,
         clean(&f.key.rule),
-        clean(&f.key.account),
         clean(&f.key.principal),
         f.stats.first_time.as_deref().unwrap_or("-"),
         f.stats.last_time.as_deref().unwrap_or("-"),
@@ -330,6 +337,7 @@ pub fn render_follow_up(f: &FollowUp) -> Rendered {
         title: &f.title,
         level: f.level,
         account_id: &f.key.account,
+        account_name: names.name(&f.key.account),
         principal: &f.key.principal,
         summary: summary.clone(),
         paged_summary: &f.paged_summary,
@@ -366,10 +374,9 @@ pub fn render_follow_up(f: &FollowUp) -> Rendered {
     let email = format!("{t}\n---- follow-up as JSON ----\n{json}\n");
     Rendered {
         subject: subject(format!(
-            "[{}] follow-up: {} in {} (+{})",
+            "[{}] follow-up: {} in {account} (+{})",
             f.level.as_str().to_uppercase(),
             f.key.rule,
-            f.key.account,
             f.stats.count
         )),
         message: body(&email, &json),
@@ -394,6 +401,8 @@ struct FindingDocument<'a> {
     title: &'a str,
     level: Level,
     account_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_name: Option<String>,
     resource: &'a str,
     summary: String,
     evidence: &'a str,
@@ -416,7 +425,12 @@ fn rfc3339(at: i64) -> String {
 }
 
 /// Renders a finding or resolution document with its email text and attributes.
-fn render_standing(doc: &FindingDocument<'_>, f: &Standing, subject_text: String) -> Rendered {
+fn render_standing(
+    doc: &FindingDocument<'_>,
+    f: &Standing,
+    account: &str,
+    subject_text: String,
+) -> Rendered {
     let mut evidence = Some(f.evidence.clone());
     shorten(&mut evidence);
     let json = serde_json::to_string_pretty(doc).unwrap_or_default();
@@ -425,7 +439,7 @@ fn render_standing(doc: &FindingDocument<'_>, f: &Standing, subject_text: String
     let _ = writeln!(t);
     let _ = writeln!(t, "Check:     {} ({})", clean(&f.check), clean(&f.title));
     let _ = writeln!(t, "Level:     {}", f.level);
-    let _ = writeln!(t, "Account:   {}", clean(&f.account));
+    let _ = writeln!(t, "Account:   {account}");
     let _ = writeln!(t, "Resource:  {}", clean(&f.resource));
     let _ = writeln!(t, "Evidence:  {}", clean(evidence.as_deref().unwrap_or("")));
     let _ = writeln!(t, "Incident:  {}", clean(doc.incident_id));
@@ -453,8 +467,9 @@ fn render_standing(doc: &FindingDocument<'_>, f: &Standing, subject_text: String
 }
 
 /// Renders the message that opens a standing finding.
-pub fn render_finding(opened: Opened<'_>) -> Rendered {
+pub fn render_finding(opened: Opened<'_>, names: &AccountNames) -> Rendered {
     let f = opened.finding;
+    let account = names.label(&f.account);
     let doc = FindingDocument {
         kind: "finding",
         incident_id: opened.incident_id,
@@ -463,6 +478,7 @@ pub fn render_finding(opened: Opened<'_>) -> Rendered {
         title: &f.title,
         level: f.level,
         account_id: &f.account,
+        account_name: names.name(&f.account),
         resource: &f.resource,
         summary: format!("{}: {}", f.check, f.evidence),
         evidence: &f.evidence,
@@ -472,17 +488,17 @@ pub fn render_finding(opened: Opened<'_>) -> Rendered {
         resolved_by: None,
     };
     let subject_text = format!(
-        "[{}] finding: {} in {}",
+        "[{}] finding: {} in {account}",
         f.level.as_str().to_uppercase(),
         f.check,
-        f.account
     );
-    render_standing(&doc, f, subject_text)
+    render_standing(&doc, f, &account, subject_text)
 }
 
 /// Renders the message that says a standing finding was fixed.
-pub fn render_resolved(r: &Resolved) -> Rendered {
+pub fn render_resolved(r: &Resolved, names: &AccountNames) -> Rendered {
     let f = &r.finding;
+    let account = names.label(&f.account);
     let resolved_at = rfc3339(r.resolved_at);
     let doc = FindingDocument {
         kind: "resolved",
@@ -492,6 +508,7 @@ pub fn render_resolved(r: &Resolved) -> Rendered {
         title: &f.title,
         level: f.level,
         account_id: &f.account,
+        account_name: names.name(&f.account),
         resource: &f.resource,
         summary: format!(
             "fixed: {} for {} no longer fails (seen {resolved_at})",
@@ -503,8 +520,8 @@ pub fn render_resolved(r: &Resolved) -> Rendered {
         resolved_at: Some(resolved_at),
         resolved_by: Some(&r.by),
     };
-    let subject_text = format!("[RESOLVED] {} in {}", f.check, f.account);
-    render_standing(&doc, f, subject_text)
+    let subject_text = format!("[RESOLVED] {} in {account}", f.check);
+    render_standing(&doc, f, &account, subject_text)
 }
 
 /// The SNS topic alerts go to.
@@ -512,14 +529,21 @@ pub struct Topic {
     client: aws_sdk_sns::Client,
     arn: String,
     metrics: Arc<Metrics>,
+    names: SharedAccountNames,
 }
 
 impl Topic {
-    pub fn new(client: aws_sdk_sns::Client, arn: String, metrics: Arc<Metrics>) -> Topic {
+    pub fn new(
+        client: aws_sdk_sns::Client,
+        arn: String,
+        metrics: Arc<Metrics>,
+        names: SharedAccountNames,
+    ) -> Topic {
         Topic {
             client,
             arn,
             metrics,
+            names,
         }
     }
 
@@ -581,19 +605,23 @@ impl Topic {
 #[async_trait]
 impl Sink for Topic {
     async fn page(&self, page: Page<'_>) -> Result<(), SinkError> {
-        self.publish(&render_page(page)).await
+        self.publish(&render_page(page, &self.names.current()))
+            .await
     }
 
     async fn follow_up(&self, follow_up: &FollowUp) -> Result<(), SinkError> {
-        self.publish(&render_follow_up(follow_up)).await
+        self.publish(&render_follow_up(follow_up, &self.names.current()))
+            .await
     }
 
     async fn finding(&self, finding: Opened<'_>) -> Result<(), SinkError> {
-        self.publish(&render_finding(finding)).await
+        self.publish(&render_finding(finding, &self.names.current()))
+            .await
     }
 
     async fn resolved(&self, resolved: &Resolved) -> Result<(), SinkError> {
-        self.publish(&render_resolved(resolved)).await
+        self.publish(&render_resolved(resolved, &self.names.current()))
+            .await
     }
 }
 
@@ -661,12 +689,30 @@ mod tests {
                 .collect(),
         );
         let steps = vec!["Find out who used root".to_owned()];
-        let r = render_page(Page {
+        let page = Page {
             incident_id: "inc-1",
             fold: &fold,
             next_steps: &steps,
-        });
+        };
+        let r = render_page(page, &AccountNames::default());
         assert_eq!(r.subject, "[HIGH] root-activity in 111122223333 (x200)");
+        assert!(doc(&r).get("account_name").is_none());
+        // With a name, every place a person reads the account shows it beside the id.
+        let names = AccountNames::new([("111122223333".to_owned(), "prod-payments".to_owned())]);
+        let named = render_page(page, &names);
+        assert_eq!(
+            named.subject,
+            "[HIGH] root-activity in prod-payments (111122223333) (x200)"
+        );
+        assert_eq!(doc(&named)["account_name"], "prod-payments");
+        assert_eq!(doc(&named)["account_id"], "111122223333");
+        assert!(
+            named
+                .message
+                .contains("Account:   prod-payments (111122223333)"),
+            "{}",
+            named.message
+        );
         assert!(r.message.len() <= MAX_MESSAGE_BYTES);
         let d = doc(&r);
         assert_eq!(d["count"], 200);
@@ -697,19 +743,25 @@ mod tests {
         let mut a = alert("x", Level::Low, 0);
         a.user_agent = Some("u".repeat(200_000));
         let fold = fold_of(vec![a.clone()]);
-        let r = render_page(Page {
-            incident_id: "i",
-            fold: &fold,
-            next_steps: &[],
-        });
+        let r = render_page(
+            Page {
+                incident_id: "i",
+                fold: &fold,
+                next_steps: &[],
+            },
+            &AccountNames::default(),
+        );
         assert!(r.message.len() <= MAX_MESSAGE_BYTES);
         a.summary = "s".repeat(50_000);
         let fold = fold_of((0..20).map(|_| a.clone()).collect());
-        let r = render_page(Page {
-            incident_id: "i",
-            fold: &fold,
-            next_steps: &[],
-        });
+        let r = render_page(
+            Page {
+                incident_id: "i",
+                fold: &fold,
+                next_steps: &[],
+            },
+            &AccountNames::default(),
+        );
         assert!(r.message.len() <= MAX_MESSAGE_BYTES);
         assert_eq!(doc(&r)["count"], 20);
     }
@@ -736,10 +788,13 @@ mod tests {
     #[test]
     fn findings_and_resolutions_say_what_stands_and_when_it_was_fixed() {
         let f = standing();
-        let r = render_finding(Opened {
-            incident_id: "inc-3",
-            finding: &f,
-        });
+        let r = render_finding(
+            Opened {
+                incident_id: "inc-3",
+                finding: &f,
+            },
+            &AccountNames::default(),
+        );
         assert_eq!(
             r.subject,
             "[HIGH] finding: user-without-mfa in 111122223333"
@@ -762,13 +817,16 @@ mod tests {
             .to_owned();
         assert!(!email.contains("\r\nSubject"), "{email}");
 
-        let r = render_resolved(&Resolved {
-            incident_id: "inc-3".into(),
-            finding: f,
-            opened_at: 1_763_629_200,
-            resolved_at: 1_763_632_800,
-            by: "re-check after EnableMFADevice".into(),
-        });
+        let r = render_resolved(
+            &Resolved {
+                incident_id: "inc-3".into(),
+                finding: f,
+                opened_at: 1_763_629_200,
+                resolved_at: 1_763_632_800,
+                by: "re-check after EnableMFADevice".into(),
+            },
+            &AccountNames::default(),
+        );
         assert_eq!(r.subject, "[RESOLVED] user-without-mfa in 111122223333");
         let d = doc(&r);
         assert_eq!(d["kind"], "resolved");
@@ -798,7 +856,7 @@ mod tests {
             stats,
             sources: 5,
         };
-        let r = render_follow_up(&f);
+        let r = render_follow_up(&f, &AccountNames::default());
         assert_eq!(
             r.subject,
             "[HIGH] follow-up: root-activity in 111122223333 (+35)"

@@ -126,6 +126,7 @@ pub struct Metrics {
     pub alerts: Family<AlertLabels, Counter>,
     /// Fetches of AWS's ip-ranges.json, by result.
     pub ip_ranges_refreshes: Family<RefreshLabels, Counter>,
+    pub account_names_refreshes: Family<RefreshLabels, Counter>,
     pub incidents_paged: Counter,
     pub incidents_folded: Counter,
     pub follow_ups: Counter,
@@ -182,6 +183,7 @@ impl Metrics {
             dropped: Family::default(),
             alerts: Family::default(),
             ip_ranges_refreshes: Family::default(),
+            account_names_refreshes: Family::default(),
             incidents_paged: Counter::default(),
             incidents_folded: Counter::default(),
             follow_ups: Counter::default(),
@@ -296,6 +298,11 @@ impl Metrics {
             "ip_ranges_refreshes",
             "Fetches of AWS's ip-ranges.json: updated (a newer list is in use), unchanged, or failed (the list in use is kept)",
             m.ip_ranges_refreshes.clone(),
+        );
+        registry.register(
+            "account_names_refreshes",
+            "Listings of account names from AWS Organizations: updated, unchanged, or failed (the names in use are kept)",
+            m.account_names_refreshes.clone(),
         );
         registry.register(
             "aws_requests",

@@ -260,12 +260,13 @@ def test_task_role_has_exactly_the_daemon_permissions(template):
             "Guard": None,
         },
         *POSTURE_READS,
-        # Organization mode only: the member accounts, and the member role in each by name.
+        # The organization's accounts, for its audit or for account names; the member role in
+        # each by name, for the audit only.
         {
             "Effect": "Allow",
             "Action": ["organizations:ListAccounts"],
             "Resource": "*",
-            "Guard": "AuditOrganization",
+            "Guard": "ListsAccounts",
         },
         {
             "Effect": "Allow",
@@ -303,6 +304,16 @@ def test_organization_mode_is_off_unless_a_role_is_named(template):
     assert guarded["TRAILWARDEN_AUDIT_ACCOUNTS"] == "AuditOrganization"
     assert guarded["TRAILWARDEN_AUDIT_ROLE_NAME"] == "AuditOrganization"
     assert guarded["TRAILWARDEN_AUDIT_EXTERNAL_ID"] == "HasAuditExternalId"
+
+
+def test_account_names_from_organizations_are_off_unless_asked_for(template):
+    assert template["Parameters"]["AccountNamesFromOrganizations"]["Default"] == "false"
+    assert template["Conditions"]["ListsAccounts"] == {
+        "Fn::Or": [{"Condition": "AuditOrganization"}, {"Condition": "NamesFromOrganizations"}]
+    }
+    env = task_container(template)["Environment"]
+    guarded = {e["Fn::If"][1]["Name"]: e["Fn::If"][0] for e in env if "Fn::If" in e}
+    assert guarded["TRAILWARDEN_ACCOUNT_NAMES_FROM_ORGANIZATIONS"] == "NamesFromOrganizations"
 
 
 def test_posture_permissions_are_read_only(template):
