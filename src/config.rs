@@ -70,6 +70,11 @@ pub struct Settings {
     /// Extra directories of Sigma rules and filters, loaded after the builtin rules.
     #[serde(default)]
     pub rule_dirs: Vec<PathBuf>,
+    /// Whether the daemon starts when a rule or filter fails to load. Off by default: a
+    /// broken rule silently switches a detection off, and a broken filter leaves the
+    /// automation it was meant to silence paging, so start-up fails (exit code 2) naming each.
+    #[serde(default)]
+    pub allow_rule_errors: bool,
     /// Log line format.
     #[serde(default = "defaults::log_format")]
     pub log_format: LogFormat,
@@ -192,8 +197,10 @@ mod defaults {
     pub fn visibility_timeout_secs() -> u64 {
         300
     }
+    /// Medium: on a realistic corpus half of the low-level pages were denied calls
+    /// (unauthorized-api-call); low and informational alerts are still logged.
     pub fn min_level() -> Level {
-        Level::Low
+        Level::Medium
     }
     pub fn log_format() -> LogFormat {
         LogFormat::Auto
@@ -259,6 +266,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("topic_arn", Kind::Str),
     ("min_level", Kind::Str),
     ("rule_dirs", Kind::List),
+    ("allow_rule_errors", Kind::Bool),
     ("log_format", Kind::Str),
     ("health_listen", Kind::Str),
     ("shutdown_grace_secs", Kind::Int),
@@ -653,7 +661,8 @@ mod tests {
         assert_eq!(s.allowed_buckets, vec!["trail-a", "trail-b"]);
         assert_eq!(s.wait_time_secs, 20);
         assert_eq!(s.max_messages, 10);
-        assert_eq!(s.min_level, Level::Low);
+        assert_eq!(s.min_level, Level::Medium);
+        assert!(!s.allow_rule_errors);
         assert_eq!(s.shutdown_grace_secs, 25);
         assert!(s.posture);
         assert_eq!(s.posture_interval_secs, 86_400);

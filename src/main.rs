@@ -203,8 +203,16 @@ fn run_daemon(args: RunArgs) -> ExitCode {
         ip_ranges,
     ));
     for e in rules.errors() {
-        // The other rules still run; an operator must fix this one.
         tracing::error!(origin = %e.origin, title = e.title.as_deref().unwrap_or(""), reason = %e.reason, "rule failed to load");
+    }
+    // Fail closed: a broken rule is a detection switched off, a broken filter automation left
+    // paging. A deployment with either must not turn healthy (and so is rolled back).
+    if !rules.errors().is_empty() && !settings.allow_rule_errors {
+        tracing::error!(
+            failed = rules.errors().len(),
+            "cannot start: rules or filters failed to load (each named above); fix them, or set allow_rule_errors = true to run without them"
+        );
+        return ExitCode::from(EXIT_USAGE);
     }
     runtime.block_on(async move {
         let metrics = Metrics::new();
@@ -223,6 +231,10 @@ fn run_daemon(args: RunArgs) -> ExitCode {
             Ok(edges) => edges,
             Err(e @ start::StartError::Setting { .. }) => {
                 tracing::error!(error = %e, "cannot start: fix this setting");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            Err(e @ start::StartError::NoCredentials { .. }) => {
+                tracing::error!(error = %e, "cannot start: no AWS credentials");
                 return ExitCode::from(EXIT_USAGE);
             }
             Err(start::StartError::Shutdown) => return ExitCode::SUCCESS,

@@ -163,6 +163,48 @@ fn selections_name_the_event_before_its_service() {
     assert!(late.is_empty(), "eventSource before eventName in {late:#?}");
 }
 
+/// Every builtin rule read by a strict YAML reader (yaml_serde, which refuses duplicate keys
+/// and tabs) holds what Sigma says each key holds. rsigma is lenient where other Sigma tools
+/// are not: an unquoted `falsepositives` entry with `: ` in it is a mapping to them, and the
+/// rule fails to convert.
+#[test]
+fn every_builtin_rule_is_strict_yaml_with_sigma_types() {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/rules"));
+    let mut wrong = Vec::new();
+    let mut docs = 0;
+    for entry in std::fs::read_dir(dir).expect("rules dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "yml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("rule");
+        for doc in yaml_serde::Deserializer::from_str(&text) {
+            let doc = yaml_serde::Value::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let doc = doc
+                .as_mapping()
+                .unwrap_or_else(|| panic!("{}", path.display()));
+            docs += 1;
+            for (key, value) in doc {
+                let key = key.as_str().unwrap_or_else(|| panic!("{}", path.display()));
+                let ok = match key {
+                    "title" | "id" | "name" | "status" | "description" | "author" | "date"
+                    | "modified" | "level" | "license" => value.is_string(),
+                    "falsepositives" | "tags" | "references" | "fields" | "next_steps" => value
+                        .as_sequence()
+                        .is_some_and(|items| items.iter().all(yaml_serde::Value::is_string)),
+                    _ => true,
+                };
+                if !ok {
+                    wrong.push(format!("{}: {key}: {value:?}", path.display()));
+                }
+            }
+        }
+    }
+    assert_eq!(docs, BUILTIN_RULES, "one Sigma document per rule");
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
 #[test]
 fn every_detection_rule_fires_on_its_positives_and_not_its_negatives() {
     let rules = builtin();

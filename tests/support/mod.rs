@@ -578,6 +578,8 @@ impl Daemon {
             .env("TRAILWARDEN_HEALTH_LISTEN", health.to_string())
             .env("TRAILWARDEN_SHUTDOWN_GRACE_SECS", "20")
             .env("TRAILWARDEN_POSTURE", opts.posture.to_string())
+            // The tests page single failed sign-ins and other low rules, below the default.
+            .env("TRAILWARDEN_MIN_LEVEL", "low")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
         if let Some(table) = &opts.state_table {

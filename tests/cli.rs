@@ -1,0 +1,91 @@
+//! The binary's start-up refusals, without AWS: a daemon that cannot work exits 2 at once,
+//! naming what to fix.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// `trailwarden run` with valid settings, no credentials anywhere the SDK's chain looks
+/// (environment, empty config and credentials files, IMDS off), and `extra` on top.
+fn run_daemon(home: &Path, extra: &[(&str, &str)]) -> Output {
+    let empty = home.join("empty");
+    std::fs::write(&empty, "").expect("empty file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trailwarden"));
+    cmd.arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("AWS_CONFIG_FILE", &empty)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &empty)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("TRAILWARDEN_QUEUE_URL", "http://127.0.0.1:9/q")
+        .env(
+            "TRAILWARDEN_TOPIC_ARN",
+            "arn:aws:sns:us-east-1:111122223333:alerts",
+        )
+        .env("TRAILWARDEN_ALLOWED_BUCKETS", "trail")
+        .env("TRAILWARDEN_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("TRAILWARDEN_AWS_IP_RANGES_URL", "false")
+        .env("TRAILWARDEN_HEALTH_LISTEN", "127.0.0.1:0")
+        .env("TRAILWARDEN_LOG_FORMAT", "json");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run trailwarden")
+}
+
+#[test]
+fn no_credentials_exits_2_at_once_naming_where_it_looked() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let out = run_daemon(home.path(), &[]);
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(took < Duration::from_secs(10), "took {took:?}: {stderr}");
+    for source in [
+        "no AWS credentials found",
+        "environment variables",
+        "shared config and credentials files",
+        "web identity token",
+        "ECS container credentials endpoint",
+        "EC2 instance metadata",
+    ] {
+        assert!(stderr.contains(source), "{source}: {stderr}");
+    }
+    assert!(!stderr.contains("retrying"), "{stderr}");
+}
+
+#[test]
+fn a_rule_that_fails_to_load_stops_the_daemon_unless_allowed() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let rules = home.path().join("rules");
+    std::fs::create_dir(&rules).expect("rules dir");
+    std::fs::write(
+        rules.join("quiet-terraform.yml"),
+        "title: Quiet Terraform\nlogsource: {product: aws, service: cloudtrail}\nfilter:\n  rules: [acess-key-created]\n  selection:\n    userIdentity.arn|startswith: 'arn:aws:sts::111122223333:assumed-role/terraform/'\n  condition: not selection\n",
+    )
+    .expect("write filter");
+    let dir = rules.to_str().expect("utf-8 path");
+    let out = run_daemon(home.path(), &[("TRAILWARDEN_RULE_DIRS", dir)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("quiet-terraform.yml") && stderr.contains("acess-key-created"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("allow_rule_errors"), "{stderr}");
+
+    // Allowed, it goes on to its next check (here: the credentials it does not have).
+    let out = run_daemon(
+        home.path(),
+        &[
+            ("TRAILWARDEN_RULE_DIRS", dir),
+            ("TRAILWARDEN_ALLOW_RULE_ERRORS", "true"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rule failed to load"), "{stderr}");
+    assert!(stderr.contains("no AWS credentials found"), "{stderr}");
+}
