@@ -15,6 +15,7 @@ use trailwarden::detect::{Derivation, RuleSet};
 use trailwarden::finding::Level;
 use trailwarden::pipeline::DEFAULT_MAX_DECOMPRESSED_BYTES;
 use trailwarden::posture::organization::MemberRole;
+use trailwarden::rule_test;
 use trailwarden::scan;
 use trailwarden::telemetry::{self, Metrics};
 
@@ -36,7 +37,8 @@ struct Cli {
 enum Command {
     /// Scan CloudTrail log files, directories, stdin (-) or s3://bucket/prefix/ and print alerts.
     Scan(ScanArgs),
-    /// List the loaded rules (name, level, title, origin) and any that failed to load.
+    /// List the loaded rules (name, level, title, origin) and any that failed to load; `rules
+    /// test` runs rule unit tests.
     Rules(RulesArgs),
     /// Run the daemon: SQS notifications in, SNS alerts out.
     Run(RunArgs),
@@ -102,6 +104,23 @@ struct RuleDirs {
     dirs: Vec<PathBuf>,
 }
 
+/// What derived fields are computed from, besides each record.
+#[derive(Args)]
+struct ContextArgs {
+    /// An account that is ours besides each record's own (repeatable): policies granting it
+    /// are not reported as opened to a foreign account.
+    #[arg(long = "trusted-account", value_name = "ID", value_parser = account_id)]
+    trusted_accounts: Vec<String>,
+    /// A bucket that holds CloudTrail logs (repeatable), for trail-bucket-tampered; for scan,
+    /// the buckets of s3:// paths count as trail buckets too.
+    #[arg(long = "trail-bucket", value_name = "NAME")]
+    trail_buckets: Vec<String>,
+    /// AWS's published ip-ranges.json, so that instance credentials used from AWS addresses
+    /// are not reported as used outside AWS.
+    #[arg(long = "aws-ip-ranges", value_name = "FILE")]
+    aws_ip_ranges: Option<PathBuf>,
+}
+
 #[derive(Args)]
 struct ScanArgs {
     #[command(flatten)]
@@ -118,27 +137,37 @@ struct ScanArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
-    /// An account that is ours besides each record's own (repeatable): policies granting it
-    /// are not reported as opened to a foreign account.
-    #[arg(long = "trusted-account", value_name = "ID", value_parser = account_id)]
-    trusted_accounts: Vec<String>,
-    /// A bucket that holds CloudTrail logs (repeatable), for trail-bucket-tampered; the
-    /// buckets of s3:// paths count as trail buckets too.
-    #[arg(long = "trail-bucket", value_name = "NAME")]
-    trail_buckets: Vec<String>,
-    /// AWS's published ip-ranges.json, so that instance credentials used from AWS addresses
-    /// are not reported as used outside AWS.
-    #[arg(long = "aws-ip-ranges", value_name = "FILE")]
-    aws_ip_ranges: Option<PathBuf>,
+    #[command(flatten)]
+    context: ContextArgs,
     /// Files, directories (recursive), - for stdin, or s3://bucket/prefix/.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<String>,
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct RulesArgs {
+    #[command(subcommand)]
+    action: Option<RulesAction>,
     #[command(flatten)]
     rules: RuleDirs,
+}
+
+#[derive(Subcommand)]
+enum RulesAction {
+    /// Run the rule unit tests (*.test.json, *.test.yml, *.test.yaml) found under each
+    /// directory against the builtin rules and the directories' own; one PASS or FAIL line
+    /// per case, exit 1 when a case fails.
+    Test(RulesTestArgs),
+}
+
+#[derive(Args)]
+struct RulesTestArgs {
+    #[command(flatten)]
+    context: ContextArgs,
+    /// Directories holding rules and their test files (recursive).
+    #[arg(required = true, value_name = "DIR")]
+    dirs: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -312,7 +341,7 @@ fn run_scan(args: ScanArgs) -> ExitCode {
     let Some(rules) = load_rules(&args.rules) else {
         return ExitCode::from(EXIT_USAGE);
     };
-    let ip_ranges = match Derivation::load_ip_ranges(args.aws_ip_ranges.as_deref()) {
+    let ip_ranges = match Derivation::load_ip_ranges(args.context.aws_ip_ranges.as_deref()) {
         Ok(ranges) => ranges,
         Err(e) => {
             eprintln!("error: {e}");
@@ -324,13 +353,14 @@ fn run_scan(args: ScanArgs) -> ExitCode {
         Some(rest.split('/').next().unwrap_or(rest).to_owned())
     });
     let trail_buckets: Vec<String> = args
+        .context
         .trail_buckets
         .iter()
         .cloned()
         .chain(s3_buckets)
         .collect();
     let rules = rules.with_derivation(Derivation::new(
-        args.trusted_accounts,
+        args.context.trusted_accounts,
         trail_buckets,
         ip_ranges,
     ));
@@ -436,7 +466,90 @@ fn run_audit(args: AuditArgs) -> ExitCode {
     }
 }
 
+fn run_rules_test(args: RulesTestArgs) -> ExitCode {
+    let mut rules = match RuleSet::load(&args.dirs) {
+        Ok(rules) => rules,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if !rules.errors().is_empty() {
+        for e in rules.errors() {
+            eprintln!("rule error: {e}");
+        }
+        eprintln!(
+            "{} rules failed to load; fix them first",
+            rules.errors().len()
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let mut files = Vec::new();
+    for dir in &args.dirs {
+        match rule_test::find(dir) {
+            Ok(found) => files.extend(found),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
+    if files.is_empty() {
+        eprintln!("error: no test files (*.test.json, *.test.yml, *.test.yaml) found");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let base = rule_test::Context {
+        trusted_accounts: args.context.trusted_accounts,
+        trail_buckets: args.context.trail_buckets,
+        aws_ip_ranges_file: args.context.aws_ip_ranges,
+    };
+    let (mut passed, mut failed, mut broken) = (0usize, 0usize, 0usize);
+    for path in &files {
+        let tests = match rule_test::TestFile::read(path)
+            .and_then(|file| Ok((file.derivation(path, &base)?, file)))
+        {
+            Ok((derivation, file)) => {
+                rules = rules.with_derivation(derivation);
+                file
+            }
+            Err(e) => {
+                println!("ERROR {e}");
+                broken += 1;
+                continue;
+            }
+        };
+        for result in tests.run(&rules) {
+            if result.passed() {
+                passed += 1;
+            } else {
+                failed += 1;
+            }
+            println!("{result} [{}]", path.display());
+        }
+    }
+    eprintln!(
+        "{} cases in {} files: {passed} passed, {failed} failed{}",
+        passed + failed,
+        files.len(),
+        if broken > 0 {
+            format!(", {broken} files unreadable")
+        } else {
+            String::new()
+        }
+    );
+    if broken > 0 {
+        ExitCode::from(EXIT_USAGE)
+    } else if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn run_rules(args: RulesArgs) -> ExitCode {
+    if let Some(RulesAction::Test(test)) = args.action {
+        return run_rules_test(test);
+    }
     let Some(rules) = load_rules(&args.rules) else {
         return ExitCode::from(EXIT_USAGE);
     };

@@ -89,3 +89,55 @@ fn a_rule_that_fails_to_load_stops_the_daemon_unless_allowed() {
     assert!(stderr.contains("rule failed to load"), "{stderr}");
     assert!(stderr.contains("no AWS credentials found"), "{stderr}");
 }
+
+/// A user's rule and its YAML test file side by side: the rule loads (the test file is not
+/// taken for a rule), each case prints one line, and a failing case is exit code 1.
+#[test]
+fn rules_test_runs_a_users_yaml_cases_beside_their_rule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("deny-all-bucket.yml"),
+        "title: Bucket policy denies everyone\nname: deny-all-bucket\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  selection:\n    eventName: PutBucketPolicy\n    requestParameters.bucketName: prod-data\n  condition: selection\nlevel: high\n",
+    )
+    .expect("write rule");
+    let case = |name: &str, bucket: &str, fires: &str| {
+        format!(
+            "  - name: {name}\n    fires: {fires}\n    record:\n      eventVersion: '1.08'\n      eventID: {name}\n      eventTime: '2026-11-20T10:00:00Z'\n      eventSource: s3.amazonaws.com\n      eventName: PutBucketPolicy\n      awsRegion: us-east-1\n      requestParameters: {{bucketName: {bucket}}}\n"
+        )
+    };
+    let mut text = "rule: deny-all-bucket\ncases:\n".to_owned();
+    text += &case("prod-changed", "prod-data", "true");
+    text += &case("other-bucket", "scratch", "false");
+    std::fs::write(dir.path().join("deny-all-bucket.test.yml"), &text).expect("write test");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_trailwarden"))
+            .args(["rules", "test"])
+            .arg(dir.path())
+            .output()
+            .expect("run trailwarden")
+    };
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].starts_with("PASS prod-changed"), "{stdout}");
+
+    text += &case("wrong-expectation", "scratch", "true");
+    std::fs::write(dir.path().join("deny-all-bucket.test.yml"), &text).expect("write test");
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL wrong-expectation: deny-all-bucket did not fire"),
+        "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("3 cases in 1 files: 2 passed, 1 failed")
+    );
+}

@@ -332,6 +332,15 @@ fn is_yaml(path: &Path) -> bool {
     )
 }
 
+/// Whether a path names a rule test file (`*.test.json`, `*.test.yml`, `*.test.yaml`), which
+/// sits beside rules but is not one (see `rule_test`).
+pub fn is_test_file(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    [".test.json", ".test.yml", ".test.yaml"]
+        .iter()
+        .any(|suffix| name.ends_with(suffix))
+}
+
 fn read_dir_sources(dir: &Path) -> Result<Vec<Source>, RuleDirError> {
     let err = |source| RuleDirError {
         path: dir.to_owned(),
@@ -340,7 +349,7 @@ fn read_dir_sources(dir: &Path) -> Result<Vec<Source>, RuleDirError> {
     let mut out = Vec::new();
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let entry = entry.map_err(|e| err(e.into()))?;
-        if !entry.file_type().is_file() || !is_yaml(entry.path()) {
+        if !entry.file_type().is_file() || !is_yaml(entry.path()) || is_test_file(entry.path()) {
             continue;
         }
         let text = std::fs::read_to_string(entry.path()).map_err(|source| RuleDirError {
