@@ -42,6 +42,10 @@ enum Command {
     Rules(RulesArgs),
     /// Run the daemon: SQS notifications in, SNS alerts out.
     Run(RunArgs),
+    /// Check the daemon's settings and rules offline (and with --online, its AWS resources)
+    /// without starting it; every problem is named with its key or file and line. Exit 0
+    /// when nothing is wrong, 2 otherwise.
+    Validate(ValidateArgs),
     /// Exit 0 if the running daemon's /healthz answers OK, 1 otherwise (for container health checks).
     Healthcheck(HealthcheckArgs),
     /// Audit the account's IAM and CloudTrail posture (root, users, keys, password policy,
@@ -84,6 +88,23 @@ struct RunArgs {
     /// TOML settings file; TRAILWARDEN_* environment variables override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    /// TOML settings file; TRAILWARDEN_* environment variables override it, as for run.
+    /// Without either, only rules are checked.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    rules: RuleDirs,
+    /// A field name no CloudTrail record has is an error, not a warning.
+    #[arg(long)]
+    strict: bool,
+    /// Also run the daemon's start-up checks: credentials, region, and that the queue, the
+    /// topic and the state table exist and answer with these credentials.
+    #[arg(long)]
+    online: bool,
 }
 
 #[derive(Args)]
@@ -176,6 +197,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => run_scan(args),
         Command::Rules(args) => run_rules(args),
         Command::Run(args) => run_daemon(args),
+        Command::Validate(args) => run_validate(args),
         Command::Audit(args) => run_audit(args),
         Command::Healthcheck(args) => match telemetry::health::probe(args.addr) {
             Ok(()) => ExitCode::SUCCESS,
@@ -233,6 +255,9 @@ fn run_daemon(args: RunArgs) -> ExitCode {
     ));
     for e in rules.errors() {
         tracing::error!(origin = %e.origin, title = e.title.as_deref().unwrap_or(""), reason = %e.reason, "rule failed to load");
+    }
+    for u in rules.unknown_fields() {
+        tracing::warn!(origin = %u.origin, line = u.line, rule = %u.rule, field = %u.field, reason = %u.reason, "rule reads a field CloudTrail records do not have; it cannot match there");
     }
     // Fail closed: a broken rule is a detection switched off, a broken filter automation left
     // paging. A deployment with either must not turn healthy (and so is rolled back).
@@ -312,12 +337,16 @@ async fn cancel_on_signal(token: CancellationToken) {
     token.cancel();
 }
 
-/// Loads the rule set and prints load errors; `None` when a directory cannot be read.
+/// Loads the rule set and prints load errors and unknown fields; `None` when a directory
+/// cannot be read.
 fn load_rules(dirs: &RuleDirs) -> Option<RuleSet> {
     match RuleSet::load(&dirs.dirs) {
         Ok(rules) => {
             for e in rules.errors() {
                 eprintln!("rule error: {e}");
+            }
+            for u in rules.unknown_fields() {
+                eprintln!("rule warning: {u}");
             }
             Some(rules)
         }
@@ -464,6 +493,101 @@ fn run_audit(args: AuditArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn run_validate(args: ValidateArgs) -> ExitCode {
+    let mut errors: Vec<String> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let has_env = std::env::vars_os().any(|(k, _)| {
+        k.to_str()
+            .is_some_and(|k| k.starts_with(trailwarden::config::ENV_PREFIX))
+    });
+    let settings = if args.config.is_some() || has_env {
+        match Settings::check(args.config.as_deref(), &ProcessEnv) {
+            Ok(settings) => Some(settings),
+            Err(problems) => {
+                for p in problems {
+                    errors.push(p.to_string());
+                }
+                None
+            }
+        }
+    } else {
+        eprintln!("settings: not checked (no --config and no TRAILWARDEN_* variables)");
+        None
+    };
+    if let Some(settings) = &settings
+        && let Err(e) = Derivation::load_ip_ranges(settings.aws_ip_ranges_file.as_deref())
+    {
+        errors.push(format!("setting aws_ip_ranges_file: {e}"));
+    }
+    let mut dirs = args.rules.dirs.clone();
+    if let Some(settings) = &settings {
+        dirs.extend(settings.rule_dirs.iter().cloned());
+    }
+    let rules = match RuleSet::load(&dirs) {
+        Ok(rules) => Some(rules),
+        Err(e) => {
+            errors.push(e.to_string());
+            None
+        }
+    };
+    if let Some(rules) = &rules {
+        for e in rules.errors() {
+            errors.push(e.to_string());
+        }
+        for u in rules.unknown_fields() {
+            if args.strict {
+                errors.push(u.to_string());
+            } else {
+                warnings.push(u.to_string());
+            }
+        }
+    }
+    if args.online {
+        match &settings {
+            None if errors.is_empty() => errors.push(
+                "--online needs the settings: give --config or TRAILWARDEN_* variables".into(),
+            ),
+            None => {}
+            Some(settings) => match online_checks(settings) {
+                Ok(()) => eprintln!("online: credentials, queue, topic and state table answered"),
+                Err(e) => errors.push(e),
+            },
+        }
+    }
+    for e in &errors {
+        println!("error: {e}");
+    }
+    for w in &warnings {
+        println!("warning: {w}");
+    }
+    eprintln!(
+        "{} rules loaded; {} errors, {} warnings",
+        rules.as_ref().map_or(0, |r| r.rules().len()),
+        errors.len(),
+        warnings.len()
+    );
+    if !errors.is_empty() {
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The daemon's start-up checks (credentials, region, queue, topic, state table), without
+/// starting it.
+fn online_checks(settings: &Settings) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let shutdown = CancellationToken::new();
+    runtime.spawn(cancel_on_signal(shutdown.clone()));
+    runtime
+        .block_on(start::connect(settings, &Metrics::new(), &shutdown))
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 fn run_rules_test(args: RulesTestArgs) -> ExitCode {

@@ -1,5 +1,7 @@
-//! The binary's start-up refusals, without AWS: a daemon that cannot work exits 2 at once,
-//! naming what to fix.
+//! The binary's start-up refusals and its offline checks: a daemon that cannot work exits 2
+//! at once, naming what to fix; `validate` names every problem; `rules test` runs users' cases.
+
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -140,4 +142,112 @@ fn rules_test_runs_a_users_yaml_cases_beside_their_rule() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("3 cases in 1 files: 2 passed, 1 failed")
     );
+}
+
+/// `validate`: every settings problem named with its key and line, a field typo named with its
+/// rule, file and line (a warning, an error under --strict), and the exit codes.
+#[test]
+fn validate_names_every_problem_offline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("trailwarden.toml");
+    std::fs::write(
+        &config,
+        "queue_url = \"https://sqs.us-east-1.amazonaws.com/111122223333/q\"\n\
+         topic_arn = \"arn:aws:sns:us-east-1:111122223333:alerts\"\n\
+         allowed_buckets = [\"trail\"]\nworkers = \"four\"\nmin_level = \"hgih\"\n",
+    )
+    .expect("write config");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).expect("rules dir");
+    std::fs::write(
+        rules.join("root-typo.yml"),
+        "title: Root calls\nname: root-typo\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  selection:\n    userIdentity.tpye: Root\n  condition: selection\nlevel: high\n",
+    )
+    .expect("write rule");
+    let validate = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_trailwarden"))
+            .arg("validate")
+            .args(args)
+            .env_clear()
+            .output()
+            .expect("run trailwarden")
+    };
+    let config_arg = config.to_str().expect("utf-8");
+    let rules_arg = rules.to_str().expect("utf-8");
+    let out = validate(&["--config", config_arg, "--rules", rules_arg]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with("error: setting workers (")
+            && lines[0]
+                .ends_with("line 4): expected a whole number, 0 or more, got the string \"four\""),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("error: setting min_level (") && lines[1].contains("line 5)"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("warning: ")
+            && lines[2].ends_with(
+                "root-typo.yml:6: rule root-typo: `userIdentity.tpye`: `userIdentity` has no field `tpye`; did you mean `type`?"
+            ),
+        "{stdout}"
+    );
+
+    // Rules alone: a warning passes, --strict fails on it.
+    let out = validate(&["--rules", rules_arg]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = validate(&["--rules", rules_arg, "--strict"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("error: "));
+
+    // The shipped example passes.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/trailwarden.toml");
+    let out = validate(&["--config", example, "--strict"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// `validate --online` runs the daemon's start-up checks against the resources and stops:
+/// it passes against a real (emulated) stack and names the setting whose resource is missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_online_checks_the_resources_without_starting() {
+    let moto = support::Moto::start();
+    let stack = support::Stack::create(&moto, 3).await;
+    let validate = |topic: &str| {
+        Command::new(env!("CARGO_BIN_EXE_trailwarden"))
+            .args(["validate", "--online"])
+            .env_clear()
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("TRAILWARDEN_ENDPOINT_URL", &moto.endpoint)
+            .env("TRAILWARDEN_QUEUE_URL", &stack.queue_url)
+            .env("TRAILWARDEN_TOPIC_ARN", topic)
+            .env("TRAILWARDEN_ALLOWED_BUCKETS", &stack.bucket)
+            .output()
+            .expect("run trailwarden")
+    };
+    let out = validate(&stack.topic_arn);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("online: credentials, queue, topic"));
+    let missing = format!("{}-missing", stack.topic_arn);
+    let out = validate(&missing);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("error: setting topic_arn:"), "{stdout}");
 }
