@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use trailwarden::audit;
 use trailwarden::config::{ProcessEnv, Settings};
@@ -22,10 +22,18 @@ use trailwarden::telemetry::{self, Metrics};
 /// Exit code for usage, rule and configuration errors.
 const EXIT_USAGE: u8 = 2;
 
+/// The version and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("TRAILWARDEN_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "trailwarden",
-    version,
+    version = VERSION,
     about = "CloudTrail security monitor: Sigma detections over CloudTrail logs"
 )]
 struct Cli {
@@ -51,6 +59,18 @@ enum Command {
     /// Audit the account's IAM and CloudTrail posture (root, users, keys, password policy,
     /// trails, Access Analyzer); exit 1 when a check at or above --min-level fails.
     Audit(AuditArgs),
+    /// Print a shell completion script, e.g. `trailwarden completions bash >
+    /// /etc/bash_completion.d/trailwarden`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), e.g. `trailwarden man > trailwarden.1`.
+    Man,
+}
+
+#[derive(Args)]
+struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
 }
 
 #[derive(Args)]
@@ -198,6 +218,24 @@ fn main() -> ExitCode {
         Command::Rules(args) => run_rules(args),
         Command::Run(args) => run_daemon(args),
         Command::Validate(args) => run_validate(args),
+        Command::Completions(args) => {
+            clap_complete::generate(
+                args.shell,
+                &mut Cli::command(),
+                "trailwarden",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cannot write the man page: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Audit(args) => run_audit(args),
         Command::Healthcheck(args) => match telemetry::health::probe(args.addr) {
             Ok(()) => ExitCode::SUCCESS,

@@ -251,3 +251,37 @@ async fn validate_online_checks_the_resources_without_starting() {
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(stdout.contains("error: setting topic_arn:"), "{stdout}");
 }
+
+/// `--version` names the commit; completions and the man page come from the same parser.
+#[test]
+fn version_completions_and_man_page() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_trailwarden"))
+            .args(args)
+            .output()
+            .expect("run trailwarden");
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let version = run(&["--version"]);
+    let commit = version
+        .trim()
+        .strip_prefix(concat!("trailwarden ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{version}"));
+    assert!(
+        commit == "unknown commit"
+            || commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{version}"
+    );
+    let bash = run(&["completions", "bash"]);
+    assert!(
+        bash.contains("_trailwarden()") && bash.contains("validate"),
+        "{bash}"
+    );
+    let man = run(&["man"]);
+    assert!(
+        man.contains(".TH trailwarden 1") && man.contains("rules"),
+        "{man}"
+    );
+}
