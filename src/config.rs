@@ -78,6 +78,14 @@ pub struct Settings {
     /// Log line format.
     #[serde(default = "defaults::log_format")]
     pub log_format: LogFormat,
+    /// Seconds between two CloudWatch Embedded Metric Format lines on stdout (the metrics the
+    /// stack's alarms read, with no agent or sidecar); 0 writes none.
+    #[serde(default)]
+    pub metrics_emf_interval_secs: u64,
+    /// CloudWatch namespace of those metrics; the stack sets `Trailwarden/<stack name>` so
+    /// two stacks in one account do not mix.
+    #[serde(default = "defaults::metrics_namespace")]
+    pub metrics_namespace: String,
     /// Address of the /healthz and /metrics listener.
     #[serde(default = "defaults::health_listen")]
     pub health_listen: SocketAddr,
@@ -202,6 +210,9 @@ mod defaults {
     pub fn min_level() -> Level {
         Level::Medium
     }
+    pub fn metrics_namespace() -> String {
+        "Trailwarden".to_owned()
+    }
     pub fn log_format() -> LogFormat {
         LogFormat::Auto
     }
@@ -269,6 +280,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("allow_rule_errors", Kind::Bool),
     ("log_format", Kind::Str),
     ("health_listen", Kind::Str),
+    ("metrics_emf_interval_secs", Kind::Int),
+    ("metrics_namespace", Kind::Str),
     ("shutdown_grace_secs", Kind::Int),
     ("stop_timeout_secs", Kind::Int),
     ("endpoint_url", Kind::Str),
@@ -571,6 +584,28 @@ impl Settings {
             out.push(bad(
                 "incident_window_secs",
                 "must be 1-604800 (up to a week)",
+            ));
+        }
+        if self.metrics_emf_interval_secs != 0
+            && !(10..=3600).contains(&self.metrics_emf_interval_secs)
+        {
+            out.push(bad(
+                "metrics_emf_interval_secs",
+                "must be 0 (off) or 10-3600; 60 matches CloudWatch's one-minute resolution",
+            ));
+        }
+        // https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_MetricDatum.html
+        if self.metrics_namespace.is_empty()
+            || self.metrics_namespace.len() > 255
+            || self.metrics_namespace.starts_with("AWS/")
+            || !self
+                .metrics_namespace
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_/#: ".contains(&b))
+        {
+            out.push(bad(
+                "metrics_namespace",
+                "must be 1-255 of A-Z a-z 0-9 . - _ / # : and space, not starting with AWS/",
             ));
         }
         if self.message_timeout_secs < 10 {

@@ -345,8 +345,24 @@ fn run_daemon(args: RunArgs) -> ExitCode {
             };
             tokio::spawn(refresher.run(shutdown.clone()));
         }
+        // Stopped after the daemon, so the last line covers the drain.
+        let emf_stop = CancellationToken::new();
+        let emf = (settings.metrics_emf_interval_secs > 0).then(|| {
+            let emitter = telemetry::emf::Emitter::new(
+                metrics.clone(),
+                settings.metrics_namespace.clone(),
+            );
+            tokio::spawn(emitter.run(
+                Duration::from_secs(settings.metrics_emf_interval_secs),
+                emf_stop.clone(),
+            ))
+        });
         let daemon = daemon::Daemon::new(settings, Arc::new(rules), edges, metrics);
         daemon::run(daemon, shutdown).await;
+        emf_stop.cancel();
+        if let Some(emf) = emf {
+            let _ = emf.await;
+        }
         ExitCode::SUCCESS
     })
 }
