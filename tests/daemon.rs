@@ -815,3 +815,36 @@ async fn emf_metric_lines_and_the_documented_log_fields() {
         }
     }
 }
+
+/// examples/local-trial.py, the README's one-command trial: it brings up moto, the bucket,
+/// queue, notification, topic and subscriber, runs this binary, uploads the examples, prints
+/// each page, and stops by itself.
+#[test]
+fn the_local_trial_script_prints_the_examples_pages() {
+    // Starting moto once makes sure the .venv the script runs in exists.
+    drop(Moto::start());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("examples/local-trial.py"))
+        .args(["--binary", env!("CARGO_BIN_EXE_trailwarden")])
+        .output()
+        .expect("run examples/local-trial.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let subjects: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("PAGE "))
+        .collect();
+    // The medium-and-above incidents of examples/README.md's story, one page each.
+    assert_eq!(subjects.len(), 8, "{stdout}");
+    for rule in [
+        "root-console-login",
+        "root-access-key-created",
+        "console-login-brute-force",
+        "cloudtrail-changed",
+    ] {
+        assert!(subjects.iter().any(|s| s.contains(rule)), "{rule}: {stdout}");
+    }
+    assert!(stderr.contains("8 pages from 13 files"), "{stderr}");
+}
