@@ -844,7 +844,10 @@ fn the_local_trial_script_prints_the_examples_pages() {
         "console-login-brute-force",
         "cloudtrail-changed",
     ] {
-        assert!(subjects.iter().any(|s| s.contains(rule)), "{rule}: {stdout}");
+        assert!(
+            subjects.iter().any(|s| s.contains(rule)),
+            "{rule}: {stdout}"
+        );
     }
     assert!(stderr.contains("8 pages from 13 files"), "{stderr}");
 }
