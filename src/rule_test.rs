@@ -412,7 +412,7 @@ mod tests {
     #[test]
     fn yaml_cases_pass_and_fail_with_reasons() {
         let file: TestFile = yaml_serde::from_str(&format!(
-            "rule: root-console-login\ncases:\n  - name: root signs in\n    record: {}\n    fires: true\n    not_fires: [console-login-failed]\n  - name: wrongly expected quiet\n    record: {}\n    fires: false\n  - name: by list\n    record: {}\n    fires: [root-console-login, console-login-without-mfa]\n",
+            "rule: root-console-login\ncases:\n  - name: root signs in\n    record: {}\n    fires: true\n    not_fires: [console-login-failed]\n  - name: wrongly expected quiet\n    record: {}\n    fires: false\n  - name: by list\n    record: {}\n    fires: [root-console-login]\n    not_fires: [console-login-without-mfa]\n",
             root_login(),
             root_login(),
             root_login()
