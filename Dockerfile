@@ -2,7 +2,8 @@
 #
 # trailwarden container image.
 #
-# Build:  docker build -t trailwarden .
+# Build:  docker build --build-arg TRAILWARDEN_BUILD_COMMIT="$(git rev-parse --short=12 HEAD)" \
+#           -t trailwarden .
 # Run:    the ENTRYPOINT is `trailwarden run`; settings come from TRAILWARDEN_* environment
 #         variables, or from a mounted file passed as `--config /etc/trailwarden/trailwarden.toml`.
 #         The builtin rules are compiled into the binary; extra Sigma rules can be mounted under
@@ -13,6 +14,11 @@
 # Debian bookworm, to match the glibc of the distroless runtime image below.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
+
+# .git stays out of the context, so the commit `trailwarden --version` reports is passed in:
+# docker build --build-arg TRAILWARDEN_BUILD_COMMIT="$(git rev-parse --short=12 HEAD)" .
+ARG TRAILWARDEN_BUILD_COMMIT=""
+ENV TRAILWARDEN_BUILD_COMMIT=${TRAILWARDEN_BUILD_COMMIT}
 
 # .dockerignore lets in only what cargo needs: the manifest and lockfile, src/, the rules/
 # that are embedded at compile time, and the target directories Cargo.toml may declare.

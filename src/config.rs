@@ -71,9 +71,22 @@ pub struct Settings {
     /// Extra directories of Sigma rules and filters, loaded after the builtin rules.
     #[serde(default)]
     pub rule_dirs: Vec<PathBuf>,
+    /// Whether the daemon starts when a rule or filter fails to load. Off by default: a
+    /// broken rule silently switches a detection off, and a broken filter leaves the
+    /// automation it was meant to silence paging, so start-up fails (exit code 2) naming each.
+    #[serde(default)]
+    pub allow_rule_errors: bool,
     /// Log line format.
     #[serde(default = "defaults::log_format")]
     pub log_format: LogFormat,
+    /// Seconds between two CloudWatch Embedded Metric Format lines on stdout (the metrics the
+    /// stack's alarms read, with no agent or sidecar); 0 writes none.
+    #[serde(default)]
+    pub metrics_emf_interval_secs: u64,
+    /// CloudWatch namespace of those metrics; the stack sets `Trailwarden/<stack name>` so
+    /// two stacks in one account do not mix.
+    #[serde(default = "defaults::metrics_namespace")]
+    pub metrics_namespace: String,
     /// Address of the /healthz and /metrics listener.
     #[serde(default = "defaults::health_listen")]
     pub health_listen: SocketAddr,
@@ -203,8 +216,13 @@ mod defaults {
     pub fn visibility_timeout_secs() -> u64 {
         300
     }
+    /// Medium: on a realistic corpus half of the low-level pages were denied calls
+    /// (unauthorized-api-call); low and informational alerts are still logged.
     pub fn min_level() -> Level {
-        Level::Low
+        Level::Medium
+    }
+    pub fn metrics_namespace() -> String {
+        "Trailwarden".to_owned()
     }
     pub fn log_format() -> LogFormat {
         LogFormat::Auto
@@ -272,8 +290,11 @@ const KEYS: &[(&str, Kind)] = &[
     ("topic_arn", Kind::Str),
     ("min_level", Kind::Str),
     ("rule_dirs", Kind::List),
+    ("allow_rule_errors", Kind::Bool),
     ("log_format", Kind::Str),
     ("health_listen", Kind::Str),
+    ("metrics_emf_interval_secs", Kind::Int),
+    ("metrics_namespace", Kind::Str),
     ("shutdown_grace_secs", Kind::Int),
     ("stop_timeout_secs", Kind::Int),
     ("endpoint_url", Kind::Str),
@@ -313,6 +334,8 @@ pub enum ConfigError {
     Invalid(String),
     #[error("setting {key}: {message}")]
     Value { key: &'static str, message: String },
+    #[error("setting {key}{message}")]
+    Type { key: &'static str, message: String },
 }
 
 /// Where environment variables come from: the process, or a map in tests.
@@ -341,30 +364,51 @@ impl Env for [(&str, &str)] {
 }
 
 impl Settings {
-    /// Reads the optional file, applies `TRAILWARDEN_*` overrides, and validates.
+    /// Reads the optional file, applies `TRAILWARDEN_*` overrides, and validates; the first
+    /// problem stops it.
     pub fn load(file: Option<&Path>, env: &(impl Env + ?Sized)) -> Result<Settings, ConfigError> {
+        Self::check(file, env).map_err(|mut problems| problems.swap_remove(0))
+    }
+
+    /// As [`Self::load`], but every problem found is returned, each naming its key (and, in
+    /// the file, its line): what `trailwarden validate` prints. Never an empty list.
+    pub fn check(
+        file: Option<&Path>,
+        env: &(impl Env + ?Sized),
+    ) -> Result<Settings, Vec<ConfigError>> {
+        let mut problems = Vec::new();
+        let mut text = String::new();
         let mut table = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
+                text = std::fs::read_to_string(path).map_err(|source| {
+                    vec![ConfigError::Read {
+                        path: path.to_owned(),
+                        source,
+                    }]
                 })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::File {
-                    path: path.to_owned(),
-                    message: e.to_string(),
+                text.parse::<toml::Table>().map_err(|e| {
+                    vec![ConfigError::File {
+                        path: path.to_owned(),
+                        message: e.to_string().trim().to_owned(),
+                    }]
                 })?
             }
             None => toml::Table::new(),
         };
+        // Where a key was set, for messages: the file and line, or the variable.
+        let mut place: Vec<(String, String)> = Vec::new();
         if let Some(path) = file {
             for key in table.keys() {
+                let at = format!("{} line {}", path.display(), line_of(&text, key));
                 if !KEYS.iter().any(|(k, _)| k == key) {
-                    return Err(ConfigError::File {
+                    problems.push(ConfigError::File {
                         path: path.to_owned(),
-                        message: format!("unknown key `{key}`"),
+                        message: format!("line {}: unknown key `{key}`", line_of(&text, key)),
                     });
                 }
+                place.push((key.clone(), at));
             }
+            table.retain(|key, _| KEYS.iter().any(|&(k, _)| k == key));
         }
         let mut vars = env.vars();
         vars.sort();
@@ -374,27 +418,33 @@ impl Settings {
             };
             let key = name.to_ascii_lowercase();
             let Some((key, kind)) = KEYS.iter().find(|(k, _)| *k == key) else {
-                return Err(ConfigError::Env {
+                problems.push(ConfigError::Env {
                     var,
                     message: "not a trailwarden setting".to_owned(),
                 });
+                continue;
             };
             let value = match kind {
                 Kind::Str => toml::Value::String(raw),
-                Kind::Int => {
-                    toml::Value::Integer(raw.trim().parse().map_err(|_| ConfigError::Env {
-                        var: var.clone(),
-                        message: format!("expected a whole number, got {raw:?}"),
-                    })?)
-                }
+                Kind::Int => match raw.trim().parse() {
+                    Ok(n) => toml::Value::Integer(n),
+                    Err(_) => {
+                        problems.push(ConfigError::Env {
+                            var,
+                            message: format!("expected a whole number, got {raw:?}"),
+                        });
+                        continue;
+                    }
+                },
                 Kind::Bool => match raw.trim() {
                     "true" => toml::Value::Boolean(true),
                     "false" => toml::Value::Boolean(false),
                     _ => {
-                        return Err(ConfigError::Env {
+                        problems.push(ConfigError::Env {
                             var,
                             message: format!("expected true or false, got {raw:?}"),
                         });
+                        continue;
                     }
                 },
                 Kind::List => toml::Value::Array(
@@ -405,88 +455,131 @@ impl Settings {
                         .collect(),
                 ),
                 Kind::Map => {
-                    let mut map = toml::Table::new();
-                    for pair in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                        let Some((k, v)) = pair.split_once('=') else {
-                            return Err(ConfigError::Env {
+                    let pairs: Option<toml::Table> = raw
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|pair| {
+                            let (k, v) = pair.split_once('=')?;
+                            Some((
+                                k.trim().to_owned(),
+                                toml::Value::String(v.trim().to_owned()),
+                            ))
+                        })
+                        .collect();
+                    match pairs {
+                        Some(map) => toml::Value::Table(map),
+                        None => {
+                            problems.push(ConfigError::Env {
                                 var,
-                                message: format!("expected id=name pairs, got {pair:?}"),
+                                message: format!("expected id=name pairs, got {raw:?}"),
                             });
-                        };
-                        map.insert(
-                            k.trim().to_owned(),
-                            toml::Value::String(v.trim().to_owned()),
-                        );
+                            continue;
+                        }
                     }
-                    toml::Value::Table(map)
                 }
             };
+            place.retain(|(k, _)| k != key);
+            place.push(((*key).to_owned(), var));
             table.insert((*key).to_owned(), value);
         }
-        let settings: Settings = table
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string().trim().to_owned()))?;
-        settings.validate()?;
-        Ok(settings)
+        // Each value's type, so that a wrong one is named by its key and the type expected
+        // (serde's own message names neither for a value inside the table).
+        for (key, kind) in KEYS {
+            let Some(value) = table.get(*key) else {
+                continue;
+            };
+            if let Some(expected) = type_mismatch(key, *kind, value) {
+                let at = place
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map_or(String::new(), |(_, at)| format!(" ({at})"));
+                problems.push(ConfigError::Type {
+                    key,
+                    message: format!("{at}: expected {expected}, got {}", shown(value)),
+                });
+                table.remove(*key);
+            }
+        }
+        let settings: Settings = match table.try_into() {
+            Ok(settings) => settings,
+            Err(e) => {
+                let e: toml::de::Error = e;
+                // A missing required key, when nothing above explains it.
+                if problems.is_empty() {
+                    problems.push(ConfigError::Invalid(e.to_string().trim().to_owned()));
+                }
+                return Err(problems);
+            }
+        };
+        problems.extend(settings.problems());
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(problems)
+        }
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key, message: &str| {
-            Err(ConfigError::Value {
-                key,
-                message: message.to_owned(),
-            })
+    /// Every value that cannot work, each naming its key.
+    fn problems(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        let bad = |key, message: &str| ConfigError::Value {
+            key,
+            message: message.to_owned(),
         };
         if !is_http_url(&self.queue_url) {
-            return bad(
+            out.push(bad(
                 "queue_url",
                 "must be the queue's URL, e.g. https://sqs.us-east-1.amazonaws.com/111122223333/trailwarden-events",
-            );
+            ));
         }
         if !is_arn(&self.topic_arn, "sns") {
-            return bad(
+            out.push(bad(
                 "topic_arn",
                 "must be an SNS topic ARN, e.g. arn:aws:sns:us-east-1:111122223333:trailwarden-alerts",
-            );
+            ));
         }
         if let Some(url) = &self.endpoint_url
             && !is_http_url(url)
         {
-            return bad(
+            out.push(bad(
                 "endpoint_url",
                 "must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:5000",
-            );
+            ));
         }
         if let Some(region) = &self.region
             && !is_region(region)
         {
-            return bad("region", "must be an AWS region name such as us-east-1");
+            out.push(bad(
+                "region",
+                "must be an AWS region name such as us-east-1",
+            ));
         }
         if let Some(table) = &self.state_table
             && !is_table(table)
         {
-            return bad(
+            out.push(bad(
                 "state_table",
                 "must be a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -) or a table ARN",
-            );
+            ));
         }
         if let Some(url) = &self.aws_ip_ranges_url
             && !is_http_url(url)
         {
-            return bad(
+            out.push(bad(
                 "aws_ip_ranges_url",
                 "must be an http:// or https:// URL, e.g. https://ip-ranges.amazonaws.com/ip-ranges.json, or false",
-            );
+            ));
         }
         if self.allowed_buckets.is_empty() {
-            return bad("allowed_buckets", "name at least one bucket");
+            out.push(bad("allowed_buckets", "name at least one bucket"));
         }
         if let Some(id) = self
             .account_names
             .keys()
             .find(|id| !crate::detect::policy::is_account_id(id))
         {
-            return Err(ConfigError::Value {
+            out.push(ConfigError::Value {
                 key: "account_names",
                 message: format!("{id:?} is not a 12-digit AWS account id"),
             });
@@ -496,35 +589,38 @@ impl Settings {
             .iter()
             .find(|id| !crate::detect::policy::is_account_id(id))
         {
-            return Err(ConfigError::Value {
+            out.push(ConfigError::Value {
                 key: "trusted_accounts",
                 message: format!("{id:?} is not a 12-digit AWS account id"),
             });
         }
         // https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ReceiveMessage.html
         if self.wait_time_secs > 20 {
-            return bad("wait_time_secs", "must be 0-20 (SQS long-poll limit)");
+            out.push(bad("wait_time_secs", "must be 0-20 (SQS long-poll limit)"));
         }
         if !(1..=10).contains(&self.max_messages) {
-            return bad("max_messages", "must be 1-10 (SQS ReceiveMessage limit)");
+            out.push(bad(
+                "max_messages",
+                "must be 1-10 (SQS ReceiveMessage limit)",
+            ));
         }
         if self.workers == 0 || self.workers > 256 {
-            return bad("workers", "must be 1-256");
+            out.push(bad("workers", "must be 1-256"));
         }
         if !(3..=43_200).contains(&self.visibility_timeout_secs) {
-            return bad(
+            out.push(bad(
                 "visibility_timeout_secs",
                 "must be 3-43200 (SQS allows up to 12 h; the heartbeat needs at least 3 s)",
-            );
+            ));
         }
         if !(2..=120).contains(&self.stop_timeout_secs) {
-            return bad(
+            out.push(bad(
                 "stop_timeout_secs",
                 "must be 2-120 (the range ECS allows for a container's stopTimeout)",
-            );
+            ));
         }
         if self.shutdown_grace_secs + 2 > self.stop_timeout_secs {
-            return Err(ConfigError::Value {
+            out.push(ConfigError::Value {
                 key: "shutdown_grace_secs",
                 message: format!(
                     "must end at least 2 s before ECS stops the container (stop_timeout_secs = {}), so the task hands its messages back instead of being killed; at most {}",
@@ -534,46 +630,71 @@ impl Settings {
             });
         }
         if !(1..=7 * 24 * 3600).contains(&self.incident_window_secs) {
-            return bad("incident_window_secs", "must be 1-604800 (up to a week)");
+            out.push(bad(
+                "incident_window_secs",
+                "must be 1-604800 (up to a week)",
+            ));
+        }
+        if self.metrics_emf_interval_secs != 0
+            && !(10..=3600).contains(&self.metrics_emf_interval_secs)
+        {
+            out.push(bad(
+                "metrics_emf_interval_secs",
+                "must be 0 (off) or 10-3600; 60 matches CloudWatch's one-minute resolution",
+            ));
+        }
+        // https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_MetricDatum.html
+        if self.metrics_namespace.is_empty()
+            || self.metrics_namespace.len() > 255
+            || self.metrics_namespace.starts_with("AWS/")
+            || !self
+                .metrics_namespace
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_/#: ".contains(&b))
+        {
+            out.push(bad(
+                "metrics_namespace",
+                "must be 1-255 of A-Z a-z 0-9 . - _ / # : and space, not starting with AWS/",
+            ));
         }
         if self.message_timeout_secs < 10 {
-            return bad("message_timeout_secs", "must be at least 10");
+            out.push(bad("message_timeout_secs", "must be at least 10"));
         }
         if self.max_decompressed_bytes == 0 {
-            return bad("max_decompressed_bytes", "must be positive");
+            out.push(bad("max_decompressed_bytes", "must be positive"));
         }
         if self.posture_interval_secs < MIN_POSTURE_INTERVAL_SECS {
-            return bad(
+            out.push(bad(
                 "posture_interval_secs",
                 "must be at least 900 (15 minutes); records that change posture are re-checked at once in between",
-            );
+            ));
         }
         if !(1..=3650).contains(&self.key_max_age_days) {
-            return bad("key_max_age_days", "must be 1-3650");
+            out.push(bad("key_max_age_days", "must be 1-3650"));
         }
         if !(1..=3650).contains(&self.unused_credential_days) {
-            return bad("unused_credential_days", "must be 1-3650");
+            out.push(bad("unused_credential_days", "must be 1-3650"));
         }
         match (self.audit_accounts, &self.audit_role_name) {
             (AuditAccounts::Organization, None) => {
-                return bad(
+                out.push(bad(
                     "audit_role_name",
                     "name the member accounts' role (e.g. trailwarden-audit) when audit_accounts = \"organization\"",
-                );
+                ));
             }
             (AuditAccounts::Organization, Some(role)) => {
                 if let Err(e) = crate::posture::organization::MemberRole::parse(role) {
-                    return Err(ConfigError::Value {
+                    out.push(ConfigError::Value {
                         key: "audit_role_name",
                         message: e,
                     });
                 }
             }
             (AuditAccounts::Own, Some(_)) => {
-                return bad(
+                out.push(bad(
                     "audit_role_name",
                     "is used only with audit_accounts = \"organization\"",
-                );
+                ));
             }
             (AuditAccounts::Own, None) => {}
         }
@@ -581,20 +702,23 @@ impl Settings {
         // characters of [\w+=,.@:\/-].
         if let Some(id) = &self.audit_external_id {
             if self.audit_role_name.is_none() {
-                return bad("audit_external_id", "is used only with audit_role_name");
+                out.push(bad(
+                    "audit_external_id",
+                    "is used only with audit_role_name",
+                ));
             }
             if !(2..=1224).contains(&id.len())
                 || !id
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@:/-".contains(&b))
             {
-                return bad(
+                out.push(bad(
                     "audit_external_id",
                     "must be 2-1224 of A-Z a-z 0-9 _ + = , . @ : / -",
-                );
+                ));
             }
         }
-        Ok(())
+        out
     }
 
     /// The names of `account_names`.
@@ -623,6 +747,61 @@ impl Settings {
             unused_days: i64::from(self.unused_credential_days),
             ..crate::posture::Settings::default()
         }
+    }
+}
+
+/// The 1-based line of `key = ...` in a TOML text (1 when it cannot be found).
+fn line_of(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start();
+            line.strip_prefix(key)
+                .or_else(|| line.strip_prefix(&format!("\"{key}\"")))
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(1, |i| i + 1)
+}
+
+/// What a key's value should have been, when it is not: the type, or the allowed words.
+fn type_mismatch(key: &str, kind: Kind, value: &toml::Value) -> Option<String> {
+    let words: &[&str] = match key {
+        "min_level" => &["informational", "low", "medium", "high", "critical"],
+        "log_format" => &["auto", "json", "text"],
+        "audit_accounts" => &["self", "organization"],
+        _ => &[],
+    };
+    let ok = match (kind, value) {
+        (Kind::Str, toml::Value::String(s)) => words.is_empty() || words.contains(&s.as_str()),
+        // `aws_ip_ranges_url = false` turns fetching off.
+        (Kind::Str, toml::Value::Boolean(false)) => key == "aws_ip_ranges_url",
+        (Kind::Int, toml::Value::Integer(n)) => *n >= 0,
+        (Kind::Bool, toml::Value::Boolean(_)) => true,
+        (Kind::List, toml::Value::Array(items)) => items.iter().all(toml::Value::is_str),
+        (Kind::Map, toml::Value::Table(entries)) => entries.values().all(toml::Value::is_str),
+        _ => false,
+    };
+    if ok {
+        return None;
+    }
+    Some(match kind {
+        Kind::Str if !words.is_empty() => format!("one of {}", words.join(", ")),
+        Kind::Str => "a string".to_owned(),
+        Kind::Int => "a whole number, 0 or more".to_owned(),
+        Kind::Bool => "true or false".to_owned(),
+        Kind::List => "a list of strings".to_owned(),
+        Kind::Map => "a table of account id = name".to_owned(),
+    })
+}
+
+/// A TOML value as the user wrote it, with its type: `the string "four"`.
+fn shown(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => format!("the string {s:?}"),
+        toml::Value::Integer(n) => format!("the number {n}"),
+        toml::Value::Float(f) => format!("the number {f}"),
+        toml::Value::Boolean(b) => format!("{b}"),
+        toml::Value::Array(_) => format!("the list {value}"),
+        other => format!("{} {other}", other.type_str()),
     }
 }
 
@@ -703,7 +882,8 @@ mod tests {
         assert_eq!(s.allowed_buckets, vec!["trail-a", "trail-b"]);
         assert_eq!(s.wait_time_secs, 20);
         assert_eq!(s.max_messages, 10);
-        assert_eq!(s.min_level, Level::Low);
+        assert_eq!(s.min_level, Level::Medium);
+        assert!(!s.allow_rule_errors);
         assert_eq!(s.shutdown_grace_secs, 25);
         assert!(s.posture);
         assert_eq!(s.posture_interval_secs, 86_400);
@@ -841,6 +1021,59 @@ mod tests {
         let e = Settings::load(None, &env[..]).expect_err("short account id");
         assert!(e.to_string().contains("trusted_accounts"), "{e}");
         assert!(e.to_string().contains("\"12345\""), "{e}");
+    }
+
+    #[test]
+    fn type_errors_name_the_key_the_line_and_the_type_and_all_are_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "queue_url = \"https://sqs.eu-west-1.amazonaws.com/111122223333/q\"\n\
+             topic_arn = \"arn:aws:sns:eu-west-1:111122223333:t\"\n\
+             allowed_buckets = [\"b\"]\nworkers = \"four\"\nmin_level = \"hgih\"\n\
+             max_messages = 11\nqueue_ulr = 1\n",
+        )
+        .expect("write");
+        let problems: Vec<String> = Settings::check(Some(&path), &[][..])
+            .expect_err("four problems")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(problems[3].starts_with("setting max_messages: must be 1-10"));
+        assert!(
+            problems[0].contains("line 7: unknown key `queue_ulr`"),
+            "{problems:#?}"
+        );
+        assert!(
+            problems[1].starts_with("setting workers (")
+                && problems[1].ends_with(
+                    "c.toml line 4): expected a whole number, 0 or more, got the string \"four\""
+                ),
+            "{problems:#?}"
+        );
+        assert!(
+            problems[2].contains("setting min_level (")
+                && problems[2].contains("line 5): expected one of informational, low, medium, high, critical, got the string \"hgih\""),
+            "{problems:#?}"
+        );
+        // Once the types are right, every value out of range is named too.
+        std::fs::write(
+            &path,
+            "queue_url = \"q\"\ntopic_arn = \"t\"\nallowed_buckets = [\"b\"]\nmax_messages = 11\n",
+        )
+        .expect("write");
+        let problems = Settings::check(Some(&path), &[("TRAILWARDEN_WORKERS", "four")][..])
+            .expect_err("problems");
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(problems[0].to_string().contains("TRAILWARDEN_WORKERS"));
+        let problems = Settings::check(Some(&path), &[][..]).expect_err("problems");
+        let keys: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(keys.len(), 3, "{keys:#?}");
+        for (problem, key) in keys.iter().zip(["queue_url", "topic_arn", "max_messages"]) {
+            assert!(problem.starts_with(&format!("setting {key}:")), "{problem}");
+        }
     }
 
     #[test]

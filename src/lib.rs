@@ -33,6 +33,8 @@
 //!   findings per check, or could-not-check naming the refused call; and the one table of
 //!   records that change posture, which the log-file and event producers turn into re-checks.
 //! - [`scan`]: the offline command over files, directories, stdin and S3 prefixes.
+//! - [`rule_test`]: rule unit tests (records, and which rules must and must not fire) run
+//!   through the `scan` producer, for `rules test` and the builtin rules' own cases.
 //! - [`audit`]: the `audit` command over the posture producer.
 //! - [`config`]: daemon settings from TOML and `TRAILWARDEN_*` variables, strictly validated.
 //! - [`telemetry`]: logs, Prometheus metrics, `/healthz` and the `healthcheck` probe.
@@ -55,5 +57,6 @@ pub mod intake;
 pub mod output;
 pub mod pipeline;
 pub mod posture;
+pub mod rule_test;
 pub mod scan;
 pub mod telemetry;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use trailwarden::audit;
 use trailwarden::config::{ProcessEnv, Settings};
@@ -16,16 +16,25 @@ use trailwarden::finding::Level;
 use trailwarden::finding::accounts::AccountNames;
 use trailwarden::pipeline::DEFAULT_MAX_DECOMPRESSED_BYTES;
 use trailwarden::posture::organization::MemberRole;
+use trailwarden::rule_test;
 use trailwarden::scan;
 use trailwarden::telemetry::{self, Metrics};
 
 /// Exit code for usage, rule and configuration errors.
 const EXIT_USAGE: u8 = 2;
 
+/// The version and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("TRAILWARDEN_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "trailwarden",
-    version,
+    version = VERSION,
     about = "CloudTrail security monitor: Sigma detections over CloudTrail logs"
 )]
 struct Cli {
@@ -37,15 +46,32 @@ struct Cli {
 enum Command {
     /// Scan CloudTrail log files, directories, stdin (-) or s3://bucket/prefix/ and print alerts.
     Scan(ScanArgs),
-    /// List the loaded rules (name, level, title, origin) and any that failed to load.
+    /// List the loaded rules (name, level, title, origin) and any that failed to load; `rules
+    /// test` runs rule unit tests.
     Rules(RulesArgs),
     /// Run the daemon: SQS notifications in, SNS alerts out.
     Run(RunArgs),
+    /// Check the daemon's settings and rules offline (and with --online, its AWS resources)
+    /// without starting it; every problem is named with its key or file and line. Exit 0
+    /// when nothing is wrong, 2 otherwise.
+    Validate(ValidateArgs),
     /// Exit 0 if the running daemon's /healthz answers OK, 1 otherwise (for container health checks).
     Healthcheck(HealthcheckArgs),
     /// Audit the account's IAM and CloudTrail posture (root, users, keys, password policy,
     /// trails, Access Analyzer); exit 1 when a check at or above --min-level fails.
     Audit(AuditArgs),
+    /// Print a shell completion script, e.g. `trailwarden completions bash >
+    /// /etc/bash_completion.d/trailwarden`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), e.g. `trailwarden man > trailwarden.1`.
+    Man,
+}
+
+#[derive(Args)]
+struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
 }
 
 #[derive(Args)]
@@ -86,6 +112,23 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct ValidateArgs {
+    /// TOML settings file; TRAILWARDEN_* environment variables override it, as for run.
+    /// Without either, only rules are checked.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    rules: RuleDirs,
+    /// A field name no CloudTrail record has is an error, not a warning.
+    #[arg(long)]
+    strict: bool,
+    /// Also run the daemon's start-up checks: credentials, region, and that the queue, the
+    /// topic and the state table exist and answer with these credentials.
+    #[arg(long)]
+    online: bool,
+}
+
+#[derive(Args)]
 struct HealthcheckArgs {
     /// Address of the daemon's health listener.
     #[arg(
@@ -101,6 +144,23 @@ struct RuleDirs {
     /// Extra directory of Sigma rules and filters (repeatable); builtin rules always load.
     #[arg(long = "rules", value_name = "DIR")]
     dirs: Vec<PathBuf>,
+}
+
+/// What derived fields are computed from, besides each record.
+#[derive(Args)]
+struct ContextArgs {
+    /// An account that is ours besides each record's own (repeatable): policies granting it
+    /// are not reported as opened to a foreign account.
+    #[arg(long = "trusted-account", value_name = "ID", value_parser = account_id)]
+    trusted_accounts: Vec<String>,
+    /// A bucket that holds CloudTrail logs (repeatable), for trail-bucket-tampered; for scan,
+    /// the buckets of s3:// paths count as trail buckets too.
+    #[arg(long = "trail-bucket", value_name = "NAME")]
+    trail_buckets: Vec<String>,
+    /// AWS's published ip-ranges.json, so that instance credentials used from AWS addresses
+    /// are not reported as used outside AWS.
+    #[arg(long = "aws-ip-ranges", value_name = "FILE")]
+    aws_ip_ranges: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -119,18 +179,8 @@ struct ScanArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
-    /// An account that is ours besides each record's own (repeatable): policies granting it
-    /// are not reported as opened to a foreign account.
-    #[arg(long = "trusted-account", value_name = "ID", value_parser = account_id)]
-    trusted_accounts: Vec<String>,
-    /// A bucket that holds CloudTrail logs (repeatable), for trail-bucket-tampered; the
-    /// buckets of s3:// paths count as trail buckets too.
-    #[arg(long = "trail-bucket", value_name = "NAME")]
-    trail_buckets: Vec<String>,
-    /// AWS's published ip-ranges.json, so that instance credentials used from AWS addresses
-    /// are not reported as used outside AWS.
-    #[arg(long = "aws-ip-ranges", value_name = "FILE")]
-    aws_ip_ranges: Option<PathBuf>,
+    #[command(flatten)]
+    context: ContextArgs,
     /// A name shown beside an account's id (repeatable), as the daemon's `account_names`:
     /// `111122223333=prod-payments`.
     #[arg(long = "account-name", value_name = "ID=NAME", value_parser = account_name)]
@@ -141,9 +191,29 @@ struct ScanArgs {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct RulesArgs {
+    #[command(subcommand)]
+    action: Option<RulesAction>,
     #[command(flatten)]
     rules: RuleDirs,
+}
+
+#[derive(Subcommand)]
+enum RulesAction {
+    /// Run the rule unit tests (*.test.json, *.test.yml, *.test.yaml) found under each
+    /// directory against the builtin rules and the directories' own; one PASS or FAIL line
+    /// per case, exit 1 when a case fails.
+    Test(RulesTestArgs),
+}
+
+#[derive(Args)]
+struct RulesTestArgs {
+    #[command(flatten)]
+    context: ContextArgs,
+    /// Directories holding rules and their test files (recursive).
+    #[arg(required = true, value_name = "DIR")]
+    dirs: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -152,6 +222,25 @@ fn main() -> ExitCode {
         Command::Scan(args) => run_scan(args),
         Command::Rules(args) => run_rules(args),
         Command::Run(args) => run_daemon(args),
+        Command::Validate(args) => run_validate(args),
+        Command::Completions(args) => {
+            clap_complete::generate(
+                args.shell,
+                &mut Cli::command(),
+                "trailwarden",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cannot write the man page: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Audit(args) => run_audit(args),
         Command::Healthcheck(args) => match telemetry::health::probe(args.addr) {
             Ok(()) => ExitCode::SUCCESS,
@@ -208,8 +297,19 @@ fn run_daemon(args: RunArgs) -> ExitCode {
         ip_ranges,
     ));
     for e in rules.errors() {
-        // The other rules still run; an operator must fix this one.
         tracing::error!(origin = %e.origin, title = e.title.as_deref().unwrap_or(""), reason = %e.reason, "rule failed to load");
+    }
+    for u in rules.unknown_fields() {
+        tracing::warn!(origin = %u.origin, line = u.line, rule = %u.rule, field = %u.field, reason = %u.reason, "rule reads a field CloudTrail records do not have; it cannot match there");
+    }
+    // Fail closed: a broken rule is a detection switched off, a broken filter automation left
+    // paging. A deployment with either must not turn healthy (and so is rolled back).
+    if !rules.errors().is_empty() && !settings.allow_rule_errors {
+        tracing::error!(
+            failed = rules.errors().len(),
+            "cannot start: rules or filters failed to load (each named above); fix them, or set allow_rule_errors = true to run without them"
+        );
+        return ExitCode::from(EXIT_USAGE);
     }
     runtime.block_on(async move {
         let metrics = Metrics::new();
@@ -228,6 +328,10 @@ fn run_daemon(args: RunArgs) -> ExitCode {
             Ok(edges) => edges,
             Err(e @ start::StartError::Setting { .. }) => {
                 tracing::error!(error = %e, "cannot start: fix this setting");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            Err(e @ start::StartError::NoCredentials { .. }) => {
+                tracing::error!(error = %e, "cannot start: no AWS credentials");
                 return ExitCode::from(EXIT_USAGE);
             }
             Err(start::StartError::Shutdown) => return ExitCode::SUCCESS,
@@ -255,8 +359,24 @@ fn run_daemon(args: RunArgs) -> ExitCode {
             };
             tokio::spawn(refresher.run(shutdown.clone()));
         }
+        // Stopped after the daemon, so the last line covers the drain.
+        let emf_stop = CancellationToken::new();
+        let emf = (settings.metrics_emf_interval_secs > 0).then(|| {
+            let emitter = telemetry::emf::Emitter::new(
+                metrics.clone(),
+                settings.metrics_namespace.clone(),
+            );
+            tokio::spawn(emitter.run(
+                Duration::from_secs(settings.metrics_emf_interval_secs),
+                emf_stop.clone(),
+            ))
+        });
         let daemon = daemon::Daemon::new(settings, Arc::new(rules), edges, metrics);
         daemon::run(daemon, shutdown).await;
+        emf_stop.cancel();
+        if let Some(emf) = emf {
+            let _ = emf.await;
+        }
         ExitCode::SUCCESS
     })
 }
@@ -285,12 +405,16 @@ async fn cancel_on_signal(token: CancellationToken) {
     token.cancel();
 }
 
-/// Loads the rule set and prints load errors; `None` when a directory cannot be read.
+/// Loads the rule set and prints load errors and unknown fields; `None` when a directory
+/// cannot be read.
 fn load_rules(dirs: &RuleDirs) -> Option<RuleSet> {
     match RuleSet::load(&dirs.dirs) {
         Ok(rules) => {
             for e in rules.errors() {
                 eprintln!("rule error: {e}");
+            }
+            for u in rules.unknown_fields() {
+                eprintln!("rule warning: {u}");
             }
             Some(rules)
         }
@@ -321,7 +445,7 @@ fn run_scan(args: ScanArgs) -> ExitCode {
     let Some(rules) = load_rules(&args.rules) else {
         return ExitCode::from(EXIT_USAGE);
     };
-    let ip_ranges = match Derivation::load_ip_ranges(args.aws_ip_ranges.as_deref()) {
+    let ip_ranges = match Derivation::load_ip_ranges(args.context.aws_ip_ranges.as_deref()) {
         Ok(ranges) => ranges,
         Err(e) => {
             eprintln!("error: {e}");
@@ -333,13 +457,14 @@ fn run_scan(args: ScanArgs) -> ExitCode {
         Some(rest.split('/').next().unwrap_or(rest).to_owned())
     });
     let trail_buckets: Vec<String> = args
+        .context
         .trail_buckets
         .iter()
         .cloned()
         .chain(s3_buckets)
         .collect();
     let rules = rules.with_derivation(Derivation::new(
-        args.trusted_accounts,
+        args.context.trusted_accounts,
         trail_buckets,
         ip_ranges,
     ));
@@ -446,7 +571,185 @@ fn run_audit(args: AuditArgs) -> ExitCode {
     }
 }
 
+fn run_validate(args: ValidateArgs) -> ExitCode {
+    let mut errors: Vec<String> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let has_env = std::env::vars_os().any(|(k, _)| {
+        k.to_str()
+            .is_some_and(|k| k.starts_with(trailwarden::config::ENV_PREFIX))
+    });
+    let settings = if args.config.is_some() || has_env {
+        match Settings::check(args.config.as_deref(), &ProcessEnv) {
+            Ok(settings) => Some(settings),
+            Err(problems) => {
+                for p in problems {
+                    errors.push(p.to_string());
+                }
+                None
+            }
+        }
+    } else {
+        eprintln!("settings: not checked (no --config and no TRAILWARDEN_* variables)");
+        None
+    };
+    if let Some(settings) = &settings
+        && let Err(e) = Derivation::load_ip_ranges(settings.aws_ip_ranges_file.as_deref())
+    {
+        errors.push(format!("setting aws_ip_ranges_file: {e}"));
+    }
+    let mut dirs = args.rules.dirs.clone();
+    if let Some(settings) = &settings {
+        dirs.extend(settings.rule_dirs.iter().cloned());
+    }
+    let rules = match RuleSet::load(&dirs) {
+        Ok(rules) => Some(rules),
+        Err(e) => {
+            errors.push(e.to_string());
+            None
+        }
+    };
+    if let Some(rules) = &rules {
+        for e in rules.errors() {
+            errors.push(e.to_string());
+        }
+        for u in rules.unknown_fields() {
+            if args.strict {
+                errors.push(u.to_string());
+            } else {
+                warnings.push(u.to_string());
+            }
+        }
+    }
+    if args.online {
+        match &settings {
+            None if errors.is_empty() => errors.push(
+                "--online needs the settings: give --config or TRAILWARDEN_* variables".into(),
+            ),
+            None => {}
+            Some(settings) => match online_checks(settings) {
+                Ok(()) => eprintln!("online: credentials, queue, topic and state table answered"),
+                Err(e) => errors.push(e),
+            },
+        }
+    }
+    for e in &errors {
+        println!("error: {e}");
+    }
+    for w in &warnings {
+        println!("warning: {w}");
+    }
+    eprintln!(
+        "{} rules loaded; {} errors, {} warnings",
+        rules.as_ref().map_or(0, |r| r.rules().len()),
+        errors.len(),
+        warnings.len()
+    );
+    if !errors.is_empty() {
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The daemon's start-up checks (credentials, region, queue, topic, state table), without
+/// starting it.
+fn online_checks(settings: &Settings) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let shutdown = CancellationToken::new();
+    runtime.spawn(cancel_on_signal(shutdown.clone()));
+    runtime
+        .block_on(start::connect(settings, &Metrics::new(), &shutdown))
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+fn run_rules_test(args: RulesTestArgs) -> ExitCode {
+    let mut rules = match RuleSet::load(&args.dirs) {
+        Ok(rules) => rules,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if !rules.errors().is_empty() {
+        for e in rules.errors() {
+            eprintln!("rule error: {e}");
+        }
+        eprintln!(
+            "{} rules failed to load; fix them first",
+            rules.errors().len()
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let mut files = Vec::new();
+    for dir in &args.dirs {
+        match rule_test::find(dir) {
+            Ok(found) => files.extend(found),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
+    if files.is_empty() {
+        eprintln!("error: no test files (*.test.json, *.test.yml, *.test.yaml) found");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let base = rule_test::Context {
+        trusted_accounts: args.context.trusted_accounts,
+        trail_buckets: args.context.trail_buckets,
+        aws_ip_ranges_file: args.context.aws_ip_ranges,
+    };
+    let (mut passed, mut failed, mut broken) = (0usize, 0usize, 0usize);
+    for path in &files {
+        let tests = match rule_test::TestFile::read(path)
+            .and_then(|file| Ok((file.derivation(path, &base)?, file)))
+        {
+            Ok((derivation, file)) => {
+                rules = rules.with_derivation(derivation);
+                file
+            }
+            Err(e) => {
+                println!("ERROR {e}");
+                broken += 1;
+                continue;
+            }
+        };
+        for result in tests.run(&rules) {
+            if result.passed() {
+                passed += 1;
+            } else {
+                failed += 1;
+            }
+            println!("{result} [{}]", path.display());
+        }
+    }
+    eprintln!(
+        "{} cases in {} files: {passed} passed, {failed} failed{}",
+        passed + failed,
+        files.len(),
+        if broken > 0 {
+            format!(", {broken} files unreadable")
+        } else {
+            String::new()
+        }
+    );
+    if broken > 0 {
+        ExitCode::from(EXIT_USAGE)
+    } else if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn run_rules(args: RulesArgs) -> ExitCode {
+    if let Some(RulesAction::Test(test)) = args.action {
+        return run_rules_test(test);
+    }
     let Some(rules) = load_rules(&args.rules) else {
         return ExitCode::from(EXIT_USAGE);
     };

@@ -735,3 +735,119 @@ async fn start_up_refuses_a_queue_topic_or_table_that_does_not_exist() {
         );
     }
 }
+
+/// With `metrics_emf_interval_secs`, the daemon writes CloudWatch Embedded Metric Format lines
+/// on stdout, the last one as it stops; and every field the docs' log queries name is in its
+/// JSON log lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emf_metric_lines_and_the_documented_log_fields() {
+    let moto = Moto::start();
+    let stack = Stack::create(&moto, 5).await;
+    let mut daemon = Daemon::start(
+        &moto,
+        &stack,
+        DaemonOptions {
+            extra_env: vec![
+                ("TRAILWARDEN_METRICS_EMF_INTERVAL_SECS".into(), "10".into()),
+                (
+                    "TRAILWARDEN_METRICS_NAMESPACE".into(),
+                    "Trailwarden/test".into(),
+                ),
+            ],
+            // The audit of moto's account opens findings, whose log lines the docs name.
+            posture: true,
+            ..DaemonOptions::default()
+        },
+    );
+    stack
+        .put(&key("emf"), log_file(&[root_login("emf-login")]))
+        .await;
+    stack
+        .alerts_until(WAIT, |d| !for_rule(d, "root-console-login").is_empty())
+        .await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while !daemon.logs().contains("finding opened") {
+        assert!(std::time::Instant::now() < deadline, "{}", daemon.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(daemon.terminate().success());
+
+    let lines: Vec<Value> = daemon
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert!(!lines.is_empty(), "an EMF line at least at shutdown");
+    for line in &lines {
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "Trailwarden/test");
+        for metric in directive["Metrics"].as_array().expect("metrics") {
+            let name = metric["Name"].as_str().expect("name");
+            assert!(line[name].is_number(), "{name} in {line}");
+        }
+    }
+    let paged: u64 = lines
+        .iter()
+        .filter_map(|l| l["IncidentsPaged"].as_u64())
+        .sum();
+    assert_eq!(paged, 1, "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l["AlertLagMaxSeconds"].is_number()),
+        "{lines:#?}"
+    );
+
+    // The fields the READMEs tell operators to query.
+    let logs: Vec<Value> = daemon
+        .logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for (doc, message, fields) in support::documented_log_fields() {
+        let line = logs
+            .iter()
+            .find(|l| l["message"] == message.as_str())
+            .unwrap_or_else(|| panic!("{doc}: no {message:?} log line"));
+        for field in fields {
+            assert!(
+                line.get(&field).is_some(),
+                "{doc} names log field {field:?}, which the {message:?} line lacks: {line}"
+            );
+        }
+    }
+}
+
+/// examples/local-trial.py, the README's one-command trial: it brings up moto, the bucket,
+/// queue, notification, topic and subscriber, runs this binary, uploads the examples, prints
+/// each page, and stops by itself.
+#[test]
+fn the_local_trial_script_prints_the_examples_pages() {
+    // Starting moto once makes sure the .venv the script runs in exists.
+    drop(Moto::start());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("examples/local-trial.py"))
+        .args(["--binary", env!("CARGO_BIN_EXE_trailwarden")])
+        .output()
+        .expect("run examples/local-trial.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let subjects: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("PAGE "))
+        .collect();
+    // The medium-and-above incidents of examples/README.md's story, one page each.
+    assert_eq!(subjects.len(), 8, "{stdout}");
+    for rule in [
+        "root-console-login",
+        "root-access-key-created",
+        "console-login-brute-force",
+        "cloudtrail-changed",
+    ] {
+        assert!(
+            subjects.iter().any(|s| s.contains(rule)),
+            "{rule}: {stdout}"
+        );
+    }
+    assert!(stderr.contains("8 pages from 13 files"), "{stderr}");
+}

@@ -3,8 +3,10 @@
 //! rsigma → alerts → correlator). Correlation sequences run through both deciders: `scan`'s,
 //! and the daemon's commit over the state store.
 //!
-//! `tests/fixtures/rule_cases/<rule>.json` holds each rule's cases: `cases` (one record, fires
-//! or not) for detections, `sequences` (records in order, how many alerts) for correlations.
+//! `tests/fixtures/rule_cases/<rule>.test.json` holds each rule's cases in the format of
+//! `trailwarden rules test` (`trailwarden::rule_test`), and runs through that code: `cases`
+//! (one record, fires or not) for detections, `sequences` (records in order, how many alerts)
+//! for correlations. The tests here add what only the builtin set promises.
 
 mod support;
 
@@ -12,7 +14,6 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 
-use rsigma_eval::event::JsonEvent;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use trailwarden::clock::Clock;
@@ -25,6 +26,7 @@ use trailwarden::incidents::commit::{Committer, Policy, Progress};
 use trailwarden::incidents::correlate;
 use trailwarden::incidents::store::memory::MemoryStore;
 use trailwarden::pipeline::{self, Outcome};
+use trailwarden::rule_test::{Fires, TestFile};
 use trailwarden::telemetry::Metrics;
 
 /// Builtin rules: the 25 CIS-era rules, 21 more, and secret-value-read (feeds
@@ -92,7 +94,7 @@ fn cases_dir() -> &'static Path {
 }
 
 fn load(name: &str) -> Value {
-    let path = cases_dir().join(format!("{name}.json"));
+    let path = cases_dir().join(format!("{name}.test.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -163,48 +165,86 @@ fn selections_name_the_event_before_its_service() {
     assert!(late.is_empty(), "eventSource before eventName in {late:#?}");
 }
 
+/// Every builtin rule read by a strict YAML reader (yaml_serde, which refuses duplicate keys
+/// and tabs) holds what Sigma says each key holds. rsigma is lenient where other Sigma tools
+/// are not: an unquoted `falsepositives` entry with `: ` in it is a mapping to them, and the
+/// rule fails to convert.
+#[test]
+fn every_builtin_rule_is_strict_yaml_with_sigma_types() {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/rules"));
+    let mut wrong = Vec::new();
+    let mut docs = 0;
+    for entry in std::fs::read_dir(dir).expect("rules dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "yml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("rule");
+        for doc in yaml_serde::Deserializer::from_str(&text) {
+            let doc = yaml_serde::Value::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let doc = doc
+                .as_mapping()
+                .unwrap_or_else(|| panic!("{}", path.display()));
+            docs += 1;
+            for (key, value) in doc {
+                let key = key.as_str().unwrap_or_else(|| panic!("{}", path.display()));
+                let ok = match key {
+                    "title" | "id" | "name" | "status" | "description" | "author" | "date"
+                    | "modified" | "level" | "license" => value.is_string(),
+                    "falsepositives" | "tags" | "references" | "fields" | "next_steps" => value
+                        .as_sequence()
+                        .is_some_and(|items| items.iter().all(yaml_serde::Value::is_string)),
+                    _ => true,
+                };
+                if !ok {
+                    wrong.push(format!("{}: {key}: {value:?}", path.display()));
+                }
+            }
+        }
+    }
+    assert_eq!(docs, BUILTIN_RULES, "one Sigma document per rule");
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// A rule's test file, read as `trailwarden rules test` reads it.
+fn test_file(name: &str) -> TestFile {
+    TestFile::read(&cases_dir().join(format!("{name}.test.json"))).unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[test]
 fn every_detection_rule_fires_on_its_positives_and_not_its_negatives() {
     let rules = builtin();
     let mut failures = Vec::new();
-    for (index, rule) in rules
+    for rule in rules
         .rules()
         .iter()
-        .enumerate()
-        .filter(|(_, r)| r.kind == RuleKind::Detection)
+        .filter(|r| r.kind == RuleKind::Detection)
     {
-        let file = load(&rule.name);
-        assert_eq!(file["rule"], rule.name);
-        let cases = file["cases"].as_array().expect("cases");
-        let positives = cases.iter().filter(|c| c["fires"] == true).count();
+        let file = test_file(&rule.name);
+        assert_eq!(file.rule.as_deref(), Some(rule.name.as_str()));
+        let positives = file
+            .cases
+            .iter()
+            .filter(|c| matches!(c.fires, Some(Fires::Rule(true))))
+            .count();
         assert!(
-            positives >= 1 && positives < cases.len(),
+            positives >= 1 && positives < file.cases.len(),
             "{}: needs positive and negative cases",
             rule.name
         );
-        for case in cases {
-            let fired = if rule.alerts {
-                let alerts = run(&rules, std::slice::from_ref(&case["record"]));
-                let mine: Vec<_> = alerts.iter().filter(|a| a.rule == rule.name).collect();
-                for alert in &mine {
+        for result in file.run(&rules) {
+            if !result.passed() {
+                failures.push(format!("{}: {result}", rule.name));
+            }
+            let mine = result.alerts.iter().filter(|a| a.rule == rule.name);
+            if rule.alerts {
+                for alert in mine {
                     assert_eq!(alert.next_steps, rule.next_steps, "{}", rule.name);
                 }
-                !mine.is_empty()
             } else {
-                // A rule that only feeds a correlation: it matches, but never alerts alone.
-                assert!(
-                    run(&rules, std::slice::from_ref(&case["record"]))
-                        .iter()
-                        .all(|a| a.rule != rule.name)
-                );
-                let event = JsonEvent::borrow(&case["record"]);
-                rules
-                    .evaluate(&event)
-                    .iter()
-                    .any(|r| rules.rule_of(r) == Some(index))
-            };
-            if fired != (case["fires"] == true) {
-                failures.push(format!("{}: {:?} fired={fired}", rule.name, case["name"]));
+                // A rule that only feeds a correlation matches, but never alerts alone.
+                assert_eq!(mine.count(), 0, "{}: {}", rule.name, result.name);
             }
         }
     }
@@ -220,54 +260,32 @@ fn every_correlation_rule_raises_the_expected_alerts() {
         .iter()
         .filter(|r| r.kind == RuleKind::Correlation)
     {
-        let file = load(&rule.name);
-        assert_eq!(file["rule"], rule.name);
-        let sequences = file["sequences"].as_array().expect("sequences");
+        let file = test_file(&rule.name);
+        assert_eq!(file.rule.as_deref(), Some(rule.name.as_str()));
+        let sequences = &file.sequences;
         assert!(
-            sequences.iter().any(|s| s["expect_alerts"] != 0)
-                && sequences.iter().any(|s| s["expect_alerts"] == 0),
+            sequences.iter().any(|s| s.expect_alerts != Some(0))
+                && sequences.iter().any(|s| s.expect_alerts == Some(0)),
             "{}: needs sequences that alert and sequences that do not",
             rule.name
         );
-        for seq in sequences {
-            let records = seq["records"].as_array().expect("records");
-            let alerts: Vec<_> = run(&rules, records)
-                .into_iter()
-                .filter(|a| a.rule == rule.name)
-                .collect();
-            let want = seq["expect_alerts"].as_u64().expect("n");
+        for (seq, result) in sequences.iter().zip(file.run(&rules)) {
+            if !result.passed() {
+                failures.push(format!("{}: {result}", rule.name));
+                continue;
+            }
+            let records = seq.records.as_deref().expect("records");
+            let want = seq.expect_alerts.expect("expect_alerts");
             // The daemon decides through the state store, on its own path: it must agree.
             let committed = committed_alerts(&rules, records, &rule.name);
             if committed != want {
                 failures.push(format!(
                     "{}: {}: the daemon's commit path raised {committed} alerts, expected {want}",
-                    rule.name, seq["name"],
+                    rule.name, seq.name,
                 ));
             }
-            if alerts.len() as u64 != want {
-                failures.push(format!(
-                    "{}: {}: {} alerts, expected {want}",
-                    rule.name,
-                    seq["name"],
-                    alerts.len()
-                ));
-                continue;
-            }
-            for a in &alerts {
+            for a in result.alerts.iter().filter(|a| a.rule == rule.name) {
                 let count = a.count.unwrap_or(0);
-                if let Some(expected) = seq["expect_count"].as_u64() {
-                    assert_eq!(count, expected, "{}: {}", rule.name, seq["name"]);
-                }
-                if let Some(names) = seq["expect_names"].as_array() {
-                    let names: Vec<_> = names.iter().filter_map(Value::as_str).collect();
-                    assert_eq!(
-                        a.distinct_values.as_deref().unwrap_or_default(),
-                        names,
-                        "{}: {}",
-                        rule.name,
-                        seq["name"]
-                    );
-                }
                 if rule.value_field.is_some() {
                     // Every distinct value counted is named, as far as the window kept events.
                     let values = a.distinct_values.as_ref().expect("distinct values");
@@ -284,6 +302,48 @@ fn every_correlation_rule_raises_the_expected_alerts() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// `trailwarden rules test` over the builtin rules' cases, with the derivation context they
+/// are written for given as flags: every case passes, one line each.
+#[test]
+fn rules_test_command_runs_the_builtin_cases() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailwarden"))
+        .args(["rules", "test", "--trusted-account", TRUSTED_ACCOUNT])
+        .args(["--trail-bucket", TRAIL_BUCKET, "--aws-ip-ranges"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ip-ranges.json"))
+        .arg(cases_dir())
+        .output()
+        .expect("run trailwarden");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{stdout}");
+    let cases: usize = std::fs::read_dir(cases_dir())
+        .expect("cases dir")
+        .map(|e| {
+            test_file(
+                e.expect("entry")
+                    .path()
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".test.json"))
+                    .expect("a .test.json file"),
+            )
+            .all_cases()
+            .count()
+        })
+        .sum();
+    assert!(cases >= 300, "{cases} cases");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("PASS ")).count(),
+        cases
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{cases} cases in {BUILTIN_RULES} files: {cases} passed, 0 failed"
+        )),
+        "{stderr}"
+    );
 }
 
 /// Pages of the incidents a commit opened, and follow-ups' counts: what the daemon raised.

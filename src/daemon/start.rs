@@ -38,12 +38,70 @@ pub enum StartError {
         setting: &'static str,
         message: String,
     },
+    /// The SDK's credential chain found no credentials in any of its sources (exit code 2):
+    /// nothing will change by waiting.
+    #[error("no AWS credentials found; looked in, in order: {SOURCES_TRIED}. {detail}")]
+    NoCredentials { detail: String },
     /// A dependency stayed unreachable (exit code 1; the orchestrator retries).
     #[error("{0}")]
     Unavailable(String),
     /// Shutdown was requested during start-up.
     #[error("shutdown requested during start-up")]
     Shutdown,
+}
+
+/// The sources of aws-config's default credential chain, in the order it tries them
+/// (`DefaultCredentialsChain`: environment, profile, web identity token, ECS container
+/// endpoint, EC2 instance metadata).
+pub const SOURCES_TRIED: &str = "environment variables (AWS_ACCESS_KEY_ID), \
+the shared config and credentials files (AWS_PROFILE, AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE), \
+a web identity token (AWS_WEB_IDENTITY_TOKEN_FILE), \
+the ECS container credentials endpoint (a task role), \
+EC2 instance metadata (an instance profile)";
+
+/// Longest wait for the credential chain at start-up: IMDS and the ECS endpoint answer within
+/// a second or two, or say no.
+const CREDENTIALS_PATIENCE: Duration = Duration::from_secs(20);
+
+/// Asks the credential chain once, so that missing credentials stop start-up at once, named,
+/// instead of surfacing as every start-up check's failed signature after a minute of retries.
+pub async fn check_credentials(sdk: &aws_config::SdkConfig) -> Result<(), StartError> {
+    use aws_credential_types::provider::ProvideCredentials;
+    use aws_credential_types::provider::error::CredentialsError;
+    let Some(provider) = sdk.credentials_provider() else {
+        return Err(StartError::NoCredentials {
+            detail: "no credential provider is configured".into(),
+        });
+    };
+    match tokio::time::timeout(CREDENTIALS_PATIENCE, provider.provide_credentials()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e @ CredentialsError::CredentialsNotLoaded(_))) => Err(StartError::NoCredentials {
+            // The chain's own answer says why each source had none, one per line.
+            detail: format!(
+                "The chain answered: {}",
+                describe(&e).replace(":\n ", ":").replace("\n ", ";")
+            ),
+        }),
+        // A broken profile file, a role that cannot be assumed: a setting to fix.
+        Ok(Err(e @ CredentialsError::InvalidConfiguration(_))) => Err(StartError::Setting {
+            setting: "credentials",
+            message: describe(&e),
+        }),
+        // STS or the ECS endpoint failing to answer: an outage, retried by the orchestrator.
+        Ok(Err(e)) => Err(StartError::Unavailable(format!(
+            "cannot load AWS credentials: {}",
+            describe(&e)
+        ))),
+        Err(_) => Err(StartError::Unavailable(format!(
+            "the AWS credential chain did not answer within {} s",
+            CREDENTIALS_PATIENCE.as_secs()
+        ))),
+    }
+}
+
+/// An error with its causes, each once.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    format!("{e}{}", aws::causes(e))
 }
 
 /// Builds the AWS edges from the settings and checks each one.
@@ -59,6 +117,7 @@ pub async fn connect(
             message: "no AWS region is set: set region (TRAILWARDEN_REGION) or AWS_REGION".into(),
         });
     }
+    check_credentials(&sdk).await?;
     let queue = SqsQueue::new(
         aws::sqs_client(&sdk, settings.wait_time_secs, metrics),
         settings.queue_url.clone(),

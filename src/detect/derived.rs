@@ -24,6 +24,16 @@ use super::policy::{self, Grants, PolicySource};
 /// The reserved prefix of derived fields.
 pub const PREFIX: &str = "trailwarden.";
 
+/// The derived fields' names, after [`PREFIX`]: what `Derived::derive` answers.
+pub const FIELDS: &[&str] = &[
+    "foreignAccounts",
+    "grantsAnyone",
+    "actsOnOtherUser",
+    "trailBucket",
+    "instanceSession",
+    "sourceOutsideAws",
+];
+
 /// What derivation knows beyond the record: given once to the rule set, shared by every
 /// record.
 #[derive(Debug, Clone, Default)]

@@ -19,6 +19,7 @@
 
 pub mod alerts;
 pub mod derived;
+pub mod fields;
 pub mod ip_ranges;
 mod legacy;
 pub mod policy;
@@ -199,6 +200,8 @@ pub struct RuleSet {
     /// Detection rule index → the correlations its matches count towards.
     feeds: HashMap<usize, Vec<Feed>>,
     errors: Vec<LoadError>,
+    /// Fields rules read that no CloudTrail record has: the rule loads, but cannot match there.
+    unknown_fields: Vec<fields::UnknownField>,
     /// What derived fields are computed from, besides the record.
     derivation: Derivation,
 }
@@ -257,6 +260,12 @@ impl RuleSet {
     /// Rules that failed to load.
     pub fn errors(&self) -> &[LoadError] {
         &self.errors
+    }
+
+    /// Fields the loaded files' rules read that no CloudTrail record has (most likely typos:
+    /// such a rule loads and never fires).
+    pub fn unknown_fields(&self) -> &[fields::UnknownField] {
+        &self.unknown_fields
     }
 
     /// Gives the rule set what derived fields are computed from (the default knows no
@@ -332,6 +341,15 @@ fn is_yaml(path: &Path) -> bool {
     )
 }
 
+/// Whether a path names a rule test file (`*.test.json`, `*.test.yml`, `*.test.yaml`), which
+/// sits beside rules but is not one (see `rule_test`).
+pub fn is_test_file(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    [".test.json", ".test.yml", ".test.yaml"]
+        .iter()
+        .any(|suffix| name.ends_with(suffix))
+}
+
 fn read_dir_sources(dir: &Path) -> Result<Vec<Source>, RuleDirError> {
     let err = |source| RuleDirError {
         path: dir.to_owned(),
@@ -340,7 +358,7 @@ fn read_dir_sources(dir: &Path) -> Result<Vec<Source>, RuleDirError> {
     let mut out = Vec::new();
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let entry = entry.map_err(|e| err(e.into()))?;
-        if !entry.file_type().is_file() || !is_yaml(entry.path()) {
+        if !entry.file_type().is_file() || !is_yaml(entry.path()) || is_test_file(entry.path()) {
             continue;
         }
         let text = std::fs::read_to_string(entry.path()).map_err(|source| RuleDirError {
@@ -362,6 +380,7 @@ struct Loader {
     correlations: Vec<(CorrelationRule, String)>,
     filters: Vec<(FilterRule, String)>,
     errors: Vec<LoadError>,
+    unknown_fields: Vec<fields::UnknownField>,
     /// Ids of detections generated from v1 aggregations; they do not alert on their own.
     feeders: HashSet<String>,
 }
@@ -376,6 +395,13 @@ impl Loader {
     }
 
     fn add_source(&mut self, source: Source) {
+        self.unknown_fields
+            .extend(fields::unknown_fields(&source.text).into_iter().map(|u| {
+                fields::UnknownField {
+                    origin: source.origin.clone(),
+                    ..u
+                }
+            }));
         let text = match legacy::rewrite(&source.text) {
             Some(rewritten) => {
                 self.feeders.extend(rewritten.feeders);
@@ -567,6 +593,7 @@ impl Loader {
             correlations,
             feeds,
             errors: self.errors,
+            unknown_fields: self.unknown_fields,
             derivation: Derivation::default(),
         }
     }

@@ -40,7 +40,7 @@ use crate::finding::fold::{Fold, Folder, Stats};
 use crate::finding::sink::{FollowUp, Opened, Page, Resolved, Sink, SinkError};
 use crate::finding::{Findings, IncidentKey, Level, Scope, Standing};
 use crate::telemetry::Metrics;
-use crate::telemetry::metrics::{FindingLabels, Path, PathLabels};
+use crate::telemetry::metrics::{FindingLabels, Path};
 
 /// How incidents behave; from the daemon's settings.
 #[derive(Debug, Clone)]
@@ -529,11 +529,7 @@ impl Committer<'_> {
             Path::LogFile
         };
         self.metrics
-            .alert_lag_seconds
-            .get_or_create(&PathLabels {
-                path: path.as_str(),
-            })
-            .observe((paged_at - first.timestamp()).max(0) as f64);
+            .observe_alert_lag(path, (paged_at - first.timestamp()).max(0));
     }
 
     /// Sends the follow-ups that are due; returns how many went out.

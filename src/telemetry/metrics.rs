@@ -154,6 +154,9 @@ pub struct Metrics {
     last_receive: AtomicI64,
     /// Per dependency: unix time its current outage started, 0 when it works.
     outage_since: [AtomicI64; 4],
+    /// The longest alert lag observed since [`Self::take_alert_lag_max`] last read it, in
+    /// seconds; -1 when none was.
+    lag_max: AtomicI64,
     clock: Clock,
 }
 
@@ -203,6 +206,7 @@ impl Metrics {
             loop_alive: AtomicI64::new(0),
             last_receive: AtomicI64::new(0),
             outage_since: Default::default(),
+            lag_max: AtomicI64::new(-1),
             clock,
             registry: Registry::default(),
         };
@@ -405,6 +409,37 @@ impl Metrics {
                 dependency.name()
             );
         }
+    }
+
+    /// Records the lag from a record's eventTime to its page being accepted.
+    pub fn observe_alert_lag(&self, path: Path, secs: i64) {
+        self.alert_lag_seconds
+            .get_or_create(&PathLabels {
+                path: path.as_str(),
+            })
+            .observe(secs as f64);
+        self.lag_max.fetch_max(secs, Ordering::Relaxed);
+    }
+
+    /// The longest alert lag since the last call, in seconds; `None` when no page went out.
+    pub fn take_alert_lag_max(&self) -> Option<i64> {
+        let max = self.lag_max.swap(-1, Ordering::Relaxed);
+        (max >= 0).then_some(max)
+    }
+
+    /// How long the alert output has been failing, in seconds; 0 while it works.
+    pub fn output_behind_secs(&self) -> i64 {
+        let since = self.outage_since[Dependency::Sink.index()].load(Ordering::Relaxed);
+        if since == 0 {
+            0
+        } else {
+            (self.clock.now() - since).max(0)
+        }
+    }
+
+    /// The clock metrics read.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The Prometheus text exposition.

@@ -7,6 +7,7 @@
 //! - [`health`]: `/healthz` (the receive loop is alive and its last receive succeeded) and the
 //!   `healthcheck` probe.
 
+pub mod emf;
 pub mod health;
 pub mod metrics;
 

@@ -559,14 +559,79 @@ def test_visibility_timeout_matches_the_daemon_setting(template):
 # ---- topic ----------------------------------------------------------------------------------
 
 
-def test_topic_is_encrypted_and_alarms_report_to_it(template):
-    topic = resource(template, "AlertTopic", "AWS::SNS::Topic")["Properties"]
-    assert topic["KmsMasterKeyId"] == {"Ref": "AlertTopicKey"}
+def test_topics_are_encrypted_and_alarms_report_to_the_operations_topic(template):
+    for name in ("AlertTopic", "OperationsTopic"):
+        topic = resource(template, name, "AWS::SNS::Topic")["Properties"]
+        assert topic["KmsMasterKeyId"] == {"Ref": "AlertTopicKey"}, name
+    people = 0
     for name, alarm in resources_of_type(template, "AWS::CloudWatch::Alarm").items():
-        actions = alarm["Properties"]["AlarmActions"]
+        props = alarm["Properties"]
         if alarm.get("Condition") == "AutoScalingEnabled":
             continue  # scaling alarms drive scaling policies, not people
-        assert actions == [{"Ref": "AlertTopic"}], name
+        people += 1
+        # The daemon's own health pages whoever runs it, never the security pager.
+        assert props["AlarmActions"] == [{"Ref": "OperationsTopic"}], name
+        assert props["OKActions"] == [{"Ref": "OperationsTopic"}], name
+    assert people >= 7
+    policy = resource(template, "OperationsTopicPolicy", "AWS::SNS::TopicPolicy")["Properties"]
+    sids = {s["Sid"] for s in policy["PolicyDocument"]["Statement"]}
+    assert sids == {"CloudWatchAlarmsInThisAccount", "DenyInsecureTransport"}
+
+
+# The metric names the daemon writes as EMF lines (src/telemetry/emf.rs, METRICS).
+EMF_SOURCE = REPO / "src" / "telemetry" / "emf.rs"
+
+
+def emitted_metrics() -> set[str]:
+    text = EMF_SOURCE.read_text()
+    table = text[text.index("pub const METRICS") : text.index("];", text.index("pub const METRICS"))]
+    return set(re.findall(r'\(\s*"([A-Za-z]+)",\s*"(?:Seconds|Count)"', table))
+
+
+def test_the_task_writes_emf_metrics_into_the_stacks_namespace(template):
+    env = environment(task_container(template))
+    assert env["TRAILWARDEN_METRICS_EMF_INTERVAL_SECS"] == "60"
+    assert env["TRAILWARDEN_METRICS_NAMESPACE"] == {"Fn::Sub": "Trailwarden/${AWS::StackName}"}
+
+
+@pytest.mark.parametrize(
+    ("name", "metric", "statistic", "threshold"),
+    [
+        ("AlertLagAlarm", "AlertLagMaxSeconds", "Maximum", {"Ref": "AlertLagAlarmSeconds"}),
+        ("PublishFailuresAlarm", "PublishFailures", "Sum", 0),
+        ("OutputBehindAlarm", "OutputBehindSeconds", "Maximum", 600),
+        ("MessagesHeldAlarm", "MessagesHeld", "Minimum", 0),
+    ],
+)
+def test_health_alarms_read_metrics_the_daemon_emits(template, name, metric, statistic, threshold):
+    alarm = resource(template, name, "AWS::CloudWatch::Alarm")["Properties"]
+    assert metric in emitted_metrics(), f"{metric} is not written by the daemon"
+    assert alarm["Namespace"] == {"Fn::Sub": "Trailwarden/${AWS::StackName}"}
+    assert alarm["MetricName"] == metric
+    assert "Dimensions" not in alarm, "the EMF lines carry no dimensions"
+    assert alarm["Statistic"] == statistic
+    assert alarm["Threshold"] == threshold
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    # No page, no failure, nothing held: silence is healthy.
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_dashboard_shows_only_metrics_the_daemon_emits(template):
+    body = resource(template, "Dashboard", "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"]
+    text, variables = body["Fn::Sub"]
+    assert variables["Namespace"] == {"Fn::Sub": "Trailwarden/${AWS::StackName}"}
+    # Substitute the variables with stand-ins: the body must then be JSON.
+    filled = re.sub(r"\$\{[^}]+\}", "x", text)
+    widgets = json.loads(filled)["widgets"]
+    own = {m[1] for w in widgets for m in w["properties"]["metrics"] if m[0] == "x"}
+    assert own and own <= emitted_metrics(), own - emitted_metrics()
+
+
+def test_operations_email_is_optional(template):
+    sub = resource(template, "OperationsEmailSubscription", "AWS::SNS::Subscription")
+    assert sub["Condition"] == "HasOperationsEmail"
+    assert sub["Properties"]["TopicArn"] == {"Ref": "OperationsTopic"}
+    assert template["Parameters"]["OperationsEmail"]["Default"] == ""
 
 
 def test_dlq_alarm_watches_the_dead_letter_queue(template):

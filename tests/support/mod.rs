@@ -514,6 +514,8 @@ pub struct Daemon {
     pub child: Child,
     pub health: SocketAddr,
     pub log: PathBuf,
+    /// The daemon's stdout (the EMF metric lines, when on).
+    pub out: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -549,6 +551,7 @@ impl Daemon {
     pub fn start(moto: &Moto, stack: &Stack, opts: DaemonOptions) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("daemon.log");
+        let out = dir.path().join("stdout.log");
         let health: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_trailwarden"));
         cmd.arg("run")
@@ -578,7 +581,9 @@ impl Daemon {
             .env("TRAILWARDEN_HEALTH_LISTEN", health.to_string())
             .env("TRAILWARDEN_SHUTDOWN_GRACE_SECS", "20")
             .env("TRAILWARDEN_POSTURE", opts.posture.to_string())
-            .stdout(Stdio::null())
+            // The tests page single failed sign-ins and other low rules, below the default.
+            .env("TRAILWARDEN_MIN_LEVEL", "low")
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
             .stderr(std::fs::File::create(&log).expect("log file"));
         if let Some(table) = &opts.state_table {
             cmd.env("TRAILWARDEN_STATE_TABLE", table);
@@ -591,6 +596,7 @@ impl Daemon {
             child,
             health,
             log,
+            out,
             _dir: dir,
         };
         daemon.wait_healthy();
@@ -622,6 +628,11 @@ impl Daemon {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// What the daemon wrote to stdout.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
     }
 
     pub fn metrics(&self) -> String {
@@ -940,4 +951,52 @@ pub async fn put_event(
         .expect("put events");
     assert_eq!(out.failed_entry_count(), 0, "{out:?}");
     out.entries()[0].event_id().expect("event id").to_owned()
+}
+
+/// What README.md and deploy/README.md tell operators to look for in the daemon's JSON logs:
+/// `(document, message, fields)` for each "`"message":"X"`, with `a`, `b`, ...)" sentence and
+/// each CloudWatch Logs filter pattern (`{ $.message = "X" && $.field ... }`).
+pub fn documented_log_fields() -> Vec<(String, String, Vec<String>)> {
+    let mut out = Vec::new();
+    for doc in ["README.md", "deploy/README.md"] {
+        let text = std::fs::read_to_string(format!("{}/{doc}", env!("CARGO_MANIFEST_DIR")))
+            .expect("read doc");
+        let words = |s: &str| -> Vec<String> {
+            s.split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+                .map(str::to_owned)
+                .collect()
+        };
+        let marker = "`\"message\":\"";
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(marker) {
+            let after = &rest[at + marker.len()..];
+            let message = after.split('"').next().unwrap_or("").to_owned();
+            let sentence = after.split(')').next().unwrap_or("");
+            out.push((doc.to_owned(), message, words(sentence)));
+            rest = after;
+        }
+        for pattern in text.split("'{").skip(1) {
+            let pattern = pattern.split("}'").next().unwrap_or("");
+            let mut message = None;
+            let mut fields = Vec::new();
+            for term in pattern.split("$.").skip(1) {
+                let field: String = term
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if field == "message" {
+                    message = term.split('"').nth(1).map(str::to_owned);
+                }
+                fields.push(field);
+            }
+            if let Some(message) = message {
+                out.push((doc.to_owned(), message, fields));
+            }
+        }
+    }
+    assert!(!out.is_empty(), "the docs name log fields somewhere");
+    out
 }
