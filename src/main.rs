@@ -610,7 +610,7 @@ fn run_validate(args: ValidateArgs) -> ExitCode {
     };
     if let Some(rules) = &rules {
         for e in rules.errors() {
-            errors.push(e.to_string());
+            errors.push(with_line(e));
         }
         for u in rules.unknown_fields() {
             if args.strict {
@@ -648,6 +648,30 @@ fn run_validate(args: ValidateArgs) -> ExitCode {
         ExitCode::from(EXIT_USAGE)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// A load error as `file:line: ...`, the line being the rule's `title:` when the file names
+/// it (the loader reports per document, not per line).
+fn with_line(e: &trailwarden::detect::LoadError) -> String {
+    let line = e.title.as_deref().and_then(|title| {
+        let text = std::fs::read_to_string(&e.origin).ok()?;
+        text.lines()
+            .position(|l| {
+                l.trim_start()
+                    .strip_prefix("title:")
+                    .is_some_and(|rest| rest.trim().trim_matches(['\'', '"']) == title)
+            })
+            .map(|i| i + 1)
+    });
+    match line {
+        Some(line) => format!(
+            "{}:{line}: rule {:?}: {}",
+            e.origin,
+            e.title.as_deref().unwrap_or(""),
+            e.reason
+        ),
+        None => e.to_string(),
     }
 }
 

@@ -197,6 +197,22 @@ fn validate_names_every_problem_offline() {
         "{stdout}"
     );
 
+    // A filter naming a rule that is not loaded: named by file and line.
+    let bad = dir.path().join("bad-rules");
+    std::fs::create_dir(&bad).expect("dir");
+    std::fs::write(
+        bad.join("quiet.yml"),
+        "# Silences CI.\ntitle: Quiet CI\nlogsource: {product: aws, service: cloudtrail}\nfilter:\n  rules: [acess-key-created]\n  selection:\n    userIdentity.arn|startswith: 'arn:aws:sts::111122223333:assumed-role/ci/'\n  condition: not selection\n",
+    )
+    .expect("write filter");
+    let out = validate(&["--rules", bad.to_str().expect("utf-8")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("quiet.yml:2: rule \"Quiet CI\": filter names rule \"acess-key-created\", which is not loaded"),
+        "{stdout}"
+    );
+
     // Rules alone: a warning passes, --strict fails on it.
     let out = validate(&["--rules", rules_arg]);
     assert_eq!(out.status.code(), Some(0));
