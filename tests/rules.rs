@@ -128,14 +128,16 @@ fn every_builtin_rule_says_what_to_do_next() {
     }
 }
 
-/// rsigma's candidate index gates a rule on one conjunct of a selection, the first of the most
-/// selective kind, so a selection that names `eventSource` first is evaluated for every record
-/// of that service (every S3 data event, every KMS Decrypt). Naming `eventName` first gates it
-/// on the call itself, which on the scan benchmark cut rule evaluation by a quarter.
+/// rsigma's candidate index gates a rule on one conjunct of each selection: the most selective
+/// kind (an exact value before a substring), and of those the fewest values. A selection
+/// `eventName: [PutKeyPolicy, CreateKey], eventSource: kms.amazonaws.com` is gated on the one
+/// source, so the rule runs for every KMS Decrypt. Matching the service with `|endswith` makes
+/// it a substring, and the calls gate the rule: on the scan benchmark, rule evaluation took a
+/// fifth less time, with the same alerts.
 #[test]
-fn selections_name_the_event_before_its_service() {
+fn selections_are_gated_on_their_calls_not_their_service() {
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/rules"));
-    let mut late = Vec::new();
+    let mut exact = Vec::new();
     for entry in std::fs::read_dir(dir).expect("rules dir") {
         let path = entry.expect("entry").path();
         if path.extension().is_none_or(|e| e != "yml") {
@@ -153,16 +155,19 @@ fn selections_name_the_event_before_its_service() {
                     continue;
                 };
                 let keys: Vec<_> = selection.keys().filter_map(|k| k.as_str()).collect();
-                let at = |field: &str| keys.iter().position(|k| k.split('|').next() == Some(field));
-                if let (Some(source), Some(name_at)) = (at("eventSource"), at("eventName"))
-                    && source < name_at
-                {
-                    late.push(format!("{}: {:?}", path.display(), name.as_str()));
+                let names_calls = keys
+                    .iter()
+                    .any(|k| k.split('|').next() == Some("eventName"));
+                if names_calls && keys.contains(&"eventSource") {
+                    exact.push(format!("{}: {:?}", path.display(), name.as_str()));
                 }
             }
         }
     }
-    assert!(late.is_empty(), "eventSource before eventName in {late:#?}");
+    assert!(
+        exact.is_empty(),
+        "eventSource matched exactly beside eventName in {exact:#?}"
+    );
 }
 
 /// Every builtin rule read by a strict YAML reader (yaml_serde, which refuses duplicate keys
