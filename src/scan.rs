@@ -139,8 +139,7 @@ struct Output<'a> {
 struct Named<'a> {
     #[serde(flatten)]
     alert: &'a Alert,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    account_name: Option<String>,
+    account_name: String,
 }
 
 impl Output<'_> {
@@ -154,14 +153,18 @@ impl Output<'_> {
             .and_then(|id| self.names.name(id));
         match self.format {
             Format::Json => {
-                // Serializing our own struct cannot fail.
-                let _ = serde_json::to_writer(
-                    &mut *buf,
-                    &Named {
-                        alert,
-                        account_name,
-                    },
-                );
+                // Serializing our own structs cannot fail. The flattened wrapper only when
+                // there is a name to add: flattening serializes through a map, which costs.
+                let _ = match account_name {
+                    Some(account_name) => serde_json::to_writer(
+                        &mut *buf,
+                        &Named {
+                            alert,
+                            account_name,
+                        },
+                    ),
+                    None => serde_json::to_writer(&mut *buf, alert),
+                };
                 buf.push(b'\n');
             }
             Format::Text => {

@@ -14,8 +14,9 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::aws::{self, Edge, Failed};
+use crate::aws::{self, Failed};
 use crate::finding::accounts::{AccountNames, SharedAccountNames};
+use crate::posture::aws::list_accounts;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::RefreshLabels;
 
@@ -38,18 +39,11 @@ pub struct Organizations(pub aws_sdk_organizations::Client);
 #[async_trait]
 impl Directory for Organizations {
     async fn accounts(&self) -> Result<Vec<(String, String)>, Failed> {
-        const ACTION: &str = "organizations:ListAccounts";
-        let mut pages = self.0.list_accounts().into_paginator().send();
-        let mut accounts = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| aws::failed(Edge::Posture, ACTION, &e))?;
-            accounts.extend(
-                page.accounts()
-                    .iter()
-                    .filter_map(|a| Some((a.id()?.to_owned(), a.name()?.to_owned()))),
-            );
-        }
-        Ok(accounts)
+        Ok(list_accounts(&self.0)
+            .await?
+            .into_iter()
+            .filter_map(|a| Some((a.id, a.name?)))
+            .collect())
     }
 }
 
@@ -116,7 +110,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::aws::Answer;
+    use crate::aws::{Answer, Edge};
 
     type Listing = Result<Vec<(String, String)>, Failed>;
 

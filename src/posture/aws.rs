@@ -88,27 +88,54 @@ impl AwsMembers {
     }
 }
 
+/// One account as Organizations ListAccounts lists it.
+#[derive(Debug, Clone)]
+pub struct OrgAccount {
+    pub id: String,
+    pub name: Option<String>,
+    /// `State` (or the retired `Status`) says ACTIVE: suspended, closing and closed accounts
+    /// cannot be entered.
+    pub active: bool,
+}
+
+pub const LIST_ACCOUNTS: &str = "organizations:ListAccounts";
+
+/// Every account of the organization, all pages: the accounts the organization audit enters,
+/// and the names alerts show.
+pub async fn list_accounts(
+    client: &aws_sdk_organizations::Client,
+) -> Result<Vec<OrgAccount>, aws::Failed> {
+    let mut pages = client.list_accounts().into_paginator().send();
+    let mut accounts = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws::failed(Edge::Posture, LIST_ACCOUNTS, &e))?;
+        accounts.extend(page.accounts().iter().filter_map(|a| {
+            // `State` replaces `Status` (retired in September 2026); either says ACTIVE.
+            let state = a.state().map(|s| s.as_str());
+            Some(OrgAccount {
+                id: a.id()?.to_owned(),
+                name: a.name().map(str::to_owned),
+                active: state.or(a.status().map(|s| s.as_str())) == Some("ACTIVE"),
+            })
+        }));
+    }
+    Ok(accounts)
+}
+
 #[async_trait]
 impl Members for AwsMembers {
     async fn accounts(&self) -> Read<Vec<String>> {
-        const ACTION: &str = "organizations:ListAccounts";
-        let mut pages = self.organizations.list_accounts().into_paginator().send();
-        let mut accounts = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| unread(ACTION, &e))?;
-            accounts.extend(
-                page.accounts()
-                    .iter()
-                    // `State` replaces `Status` (retired in September 2026); either says
-                    // ACTIVE. Suspended, closing and closed accounts cannot be entered.
-                    .filter(|a| {
-                        let state = a.state().map(|s| s.as_str());
-                        state.or(a.status().map(|s| s.as_str())) == Some("ACTIVE")
-                    })
-                    .filter_map(|a| a.id().map(str::to_owned)),
-            );
-        }
-        Ok(accounts)
+        let accounts = list_accounts(&self.organizations)
+            .await
+            .map_err(|failed| Unread {
+                action: LIST_ACCOUNTS,
+                failed,
+            })?;
+        Ok(accounts
+            .into_iter()
+            .filter(|a| a.active)
+            .map(|a| a.id)
+            .collect())
     }
 
     fn role_arn(&self, account: &str) -> String {
