@@ -41,6 +41,63 @@ pub enum AuditAccounts {
     Organization,
 }
 
+/// What an output is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    /// An SNS topic: email text with next steps, then JSON, with filter-policy attributes.
+    Sns,
+    /// An SNS topic mapped to an AWS Chatbot (Amazon Q Developer in chat applications)
+    /// channel in Slack or Microsoft Teams: custom notifications.
+    Chatbot,
+    /// PagerDuty's Events API v2.
+    Pagerduty,
+    /// AWS Security Hub findings (BatchImportFindings) in the daemon's account and region.
+    Securityhub,
+}
+
+impl OutputKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputKind::Sns => "sns",
+            OutputKind::Chatbot => "chatbot",
+            OutputKind::Pagerduty => "pagerduty",
+            OutputKind::Securityhub => "securityhub",
+        }
+    }
+}
+
+/// One `[[outputs]]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSettings {
+    /// Names the output in logs, metrics and /healthz: letters, digits, `-` and `_`.
+    pub name: String,
+    pub kind: OutputKind,
+    /// Messages below this level are not sent here; unset, `min_level` applies.
+    #[serde(default)]
+    pub min_level: Option<Level>,
+    /// Rules and checks sent here: names, or prefixes ending in `*`; unset sends every one.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// `sns` and `chatbot`: the topic.
+    #[serde(default)]
+    pub topic_arn: Option<String>,
+    /// `pagerduty`: where the integration's routing key is kept, never the key itself: a
+    /// Secrets Manager secret ARN (`arn:aws:secretsmanager:...`; the secret string is the key,
+    /// or JSON with a `routing_key`), or an SSM SecureString parameter's ARN
+    /// (`arn:aws:ssm:...:parameter/...`).
+    #[serde(default)]
+    pub routing_key: Option<String>,
+    /// `pagerduty`: the Events API v2 URL; EU service region accounts use
+    /// `https://events.eu.pagerduty.com/v2/enqueue`.
+    #[serde(default)]
+    pub events_url: Option<String>,
+}
+
+/// PagerDuty's Events API v2 endpoint (US service region).
+pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
 /// Every daemon setting. See `config/trailwarden.toml` for the documented example.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,8 +120,18 @@ pub struct Settings {
     pub visibility_timeout_secs: u64,
     /// Buckets whose objects may be read. A notification for any other bucket is refused.
     pub allowed_buckets: Vec<String>,
-    /// SNS topic alerts are published to.
-    pub topic_arn: String,
+    /// SNS topic alerts are published to: one output of kind `sns` named `sns`, besides any
+    /// in `outputs`. Optional when `outputs` names at least one.
+    #[serde(default)]
+    pub topic_arn: Option<String>,
+    /// Where messages go, each delivered on its own (`[[outputs]]` tables; in the environment,
+    /// a JSON array of the same tables).
+    #[serde(default)]
+    pub outputs: Vec<OutputSettings>,
+    /// Pending deliveries per output at which intake pauses until the output catches up, so
+    /// the state store and memory stay bounded through an output's outage.
+    #[serde(default = "defaults::outputs_max_pending")]
+    pub outputs_max_pending: usize,
     /// Alerts below this level are logged but not published.
     #[serde(default = "defaults::min_level")]
     pub min_level: Level,
@@ -260,8 +327,100 @@ mod defaults {
     pub fn audit_accounts() -> AuditAccounts {
         AuditAccounts::Own
     }
+    pub fn outputs_max_pending() -> usize {
+        1000
+    }
     pub fn aws_ip_ranges_url() -> Option<String> {
         Some(AWS_IP_RANGES_URL.to_owned())
+    }
+}
+
+impl Settings {
+    /// Every output: the `outputs` tables, and `topic_arn` as one `sns` output named `sns`.
+    pub fn all_outputs(&self) -> Vec<OutputSettings> {
+        let legacy = self.topic_arn.as_ref().map(|arn| OutputSettings {
+            name: "sns".to_owned(),
+            kind: OutputKind::Sns,
+            min_level: None,
+            rules: Vec::new(),
+            topic_arn: Some(arn.clone()),
+            routing_key: None,
+            events_url: None,
+        });
+        legacy
+            .into_iter()
+            .chain(self.outputs.iter().cloned())
+            .collect()
+    }
+
+    /// What is wrong with the outputs, each problem naming the output.
+    fn output_problems(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        let all = self.all_outputs();
+        if all.is_empty() {
+            out.push(ConfigError::Value {
+                key: "outputs",
+                message: "name at least one output: topic_arn, or an [[outputs]] table".into(),
+            });
+        }
+        // `topic_arn` is checked under its own name; only its name can clash.
+        let mut seen: std::collections::HashSet<&str> = all
+            .iter()
+            .take(all.len() - self.outputs.len())
+            .map(|o| o.name.as_str())
+            .collect();
+        for o in &self.outputs {
+            let mut bad = |message: String| {
+                out.push(ConfigError::Value {
+                    key: "outputs",
+                    message: format!("output {:?} ({}): {message}", o.name, o.kind.as_str()),
+                });
+            };
+            if o.name.is_empty()
+                || o.name.len() > 64
+                || !o
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                bad("name must be 1-64 of A-Z a-z 0-9 - _".into());
+            }
+            if !seen.insert(&o.name) {
+                bad("another output has this name (topic_arn is the output named sns)".into());
+            }
+            let topic = matches!(o.kind, OutputKind::Sns | OutputKind::Chatbot);
+            match &o.topic_arn {
+                Some(arn) if topic && !is_arn(arn, "sns") => {
+                    bad(format!("topic_arn {arn:?} is not an SNS topic ARN"))
+                }
+                None if topic => bad("needs topic_arn".into()),
+                Some(_) if !topic => bad("topic_arn is for sns and chatbot outputs".into()),
+                _ => {}
+            }
+            let pagerduty = o.kind == OutputKind::Pagerduty;
+            match &o.routing_key {
+                Some(at) if pagerduty && !is_arn(at, "secretsmanager") && !is_arn(at, "ssm") => {
+                    bad(format!(
+                        "routing_key {at:?} must be a Secrets Manager secret ARN or an SSM parameter ARN (the key itself never goes in the settings)"
+                    ))
+                }
+                None if pagerduty => bad(
+                    "needs routing_key: the ARN of the Secrets Manager secret or SSM SecureString parameter holding the integration's routing key".into(),
+                ),
+                Some(_) if !pagerduty => bad("routing_key is for pagerduty outputs".into()),
+                _ => {}
+            }
+            match &o.events_url {
+                Some(url) if !pagerduty => {
+                    bad(format!("events_url {url:?} is for pagerduty outputs"))
+                }
+                Some(url) if !is_http_url(url) => {
+                    bad(format!("events_url {url:?} is not an http(s) URL"))
+                }
+                _ => {}
+            }
+        }
+        out
     }
 }
 
@@ -278,6 +437,8 @@ enum Kind {
     List,
     /// `key=value` pairs separated by commas.
     Map,
+    /// A JSON array of tables.
+    Tables,
 }
 
 const KEYS: &[(&str, Kind)] = &[
@@ -288,6 +449,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("visibility_timeout_secs", Kind::Int),
     ("allowed_buckets", Kind::List),
     ("topic_arn", Kind::Str),
+    ("outputs", Kind::Tables),
+    ("outputs_max_pending", Kind::Int),
     ("min_level", Kind::Str),
     ("rule_dirs", Kind::List),
     ("allow_rule_errors", Kind::Bool),
@@ -454,6 +617,16 @@ impl Settings {
                         .map(|s| toml::Value::String(s.to_owned()))
                         .collect(),
                 ),
+                Kind::Tables => match serde_json::from_str::<toml::Value>(&raw) {
+                    Ok(value) => value,
+                    Err(e) => {
+                        problems.push(ConfigError::Env {
+                            var,
+                            message: format!("expected a JSON array of tables: {e}"),
+                        });
+                        continue;
+                    }
+                },
                 Kind::Map => {
                     let pairs: Option<toml::Table> = raw
                         .split(',')
@@ -533,11 +706,17 @@ impl Settings {
                 "must be the queue's URL, e.g. https://sqs.us-east-1.amazonaws.com/111122223333/trailwarden-events",
             ));
         }
-        if !is_arn(&self.topic_arn, "sns") {
+        if let Some(arn) = &self.topic_arn
+            && !is_arn(arn, "sns")
+        {
             out.push(bad(
                 "topic_arn",
                 "must be an SNS topic ARN, e.g. arn:aws:sns:us-east-1:111122223333:trailwarden-alerts",
             ));
+        }
+        out.extend(self.output_problems());
+        if !(1..=100_000).contains(&self.outputs_max_pending) {
+            out.push(bad("outputs_max_pending", "must be 1-100000"));
         }
         if let Some(url) = &self.endpoint_url
             && !is_http_url(url)
@@ -778,6 +957,7 @@ fn type_mismatch(key: &str, kind: Kind, value: &toml::Value) -> Option<String> {
         (Kind::Bool, toml::Value::Boolean(_)) => true,
         (Kind::List, toml::Value::Array(items)) => items.iter().all(toml::Value::is_str),
         (Kind::Map, toml::Value::Table(entries)) => entries.values().all(toml::Value::is_str),
+        (Kind::Tables, toml::Value::Array(items)) => items.iter().all(toml::Value::is_table),
         _ => false,
     };
     if ok {
@@ -790,6 +970,7 @@ fn type_mismatch(key: &str, kind: Kind, value: &toml::Value) -> Option<String> {
         Kind::Bool => "true or false".to_owned(),
         Kind::List => "a list of strings".to_owned(),
         Kind::Map => "a table of account id = name".to_owned(),
+        Kind::Tables => "a list of tables ([[outputs]])".to_owned(),
     })
 }
 

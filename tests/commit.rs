@@ -135,7 +135,7 @@ async fn an_hour_long_window_and_its_follow_up_on_a_paused_clock() {
     assert_eq!((recorded[1].0, recorded[1].2), ("follow-up", 1));
     assert_eq!(recorded[0].1, recorded[1].1, "one incident");
     // The metrics read the same clock.
-    metrics.published();
+    metrics.delivered("sns", "delivered");
     assert!(
         metrics.encode().contains(&format!(
             "trailwarden_last_publish_timestamp_seconds {}",

@@ -337,7 +337,7 @@ async fn sns_outage_then_recovery_delivers_every_alert_once() {
     while !daemon
         .metrics()
         .lines()
-        .any(|l| l.starts_with("trailwarden_sns_publish_failures_total") && !l.ends_with(" 0"))
+        .any(|l| l.starts_with("trailwarden_delivery_failures_total") && !l.ends_with(" 0"))
     {
         assert!(
             std::time::Instant::now() < deadline,

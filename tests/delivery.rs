@@ -27,7 +27,7 @@ use trailwarden::detect::RuleSet;
 use trailwarden::finding::IncidentKey;
 use trailwarden::finding::accounts::AccountNames;
 use trailwarden::finding::correlation::CorrEvent;
-use trailwarden::finding::sink::{FollowUp, Opened, Page, Resolved, Sink, SinkError};
+use trailwarden::finding::sink::{FollowUp, Message, Opened, Page, Resolved, Sink, SinkError};
 use trailwarden::incidents::correlate::Span;
 use trailwarden::incidents::store::memory::MemoryStore;
 use trailwarden::incidents::store::{
@@ -35,7 +35,8 @@ use trailwarden::incidents::store::{
 };
 use trailwarden::intake::sqs::{Queue, QueueError, Received};
 use trailwarden::intake::{Objects, SourceError};
-use trailwarden::output::sns::{render_finding, render_follow_up, render_page, render_resolved};
+use trailwarden::output::outbox::Outputs;
+use trailwarden::output::sns::render;
 use trailwarden::posture::{
     self, AccountSummary, AccountView, Analyzer, Grants, LiveUser, Organization, PasswordPolicy,
     Selectors, Trail,
@@ -233,22 +234,24 @@ impl FakeSink {
 #[async_trait]
 impl Sink for FakeSink {
     async fn page(&self, page: Page<'_>) -> Result<(), SinkError> {
-        let rendered = render_page(page, &AccountNames::default());
-        self.deliver(&rendered.message).await
+        self.deliver(&render(&Message::page(page), &AccountNames::default()).message)
+            .await
     }
 
     async fn follow_up(&self, follow_up: &FollowUp) -> Result<(), SinkError> {
-        self.deliver(&render_follow_up(follow_up, &AccountNames::default()).message)
+        let message = Message::FollowUp(follow_up.clone());
+        self.deliver(&render(&message, &AccountNames::default()).message)
             .await
     }
 
     async fn finding(&self, finding: Opened<'_>) -> Result<(), SinkError> {
-        self.deliver(&render_finding(finding, &AccountNames::default()).message)
+        self.deliver(&render(&Message::finding(finding), &AccountNames::default()).message)
             .await
     }
 
     async fn resolved(&self, resolved: &Resolved) -> Result<(), SinkError> {
-        self.deliver(&render_resolved(resolved, &AccountNames::default()).message)
+        let message = Message::Resolved(resolved.clone());
+        self.deliver(&render(&message, &AccountNames::default()).message)
             .await
     }
 }
@@ -457,6 +460,7 @@ impl Harness {
                 objects: objects.clone(),
                 store: store.clone(),
                 sink: sink.clone(),
+                outputs: Outputs::none(),
                 account,
                 members: None,
                 clock,

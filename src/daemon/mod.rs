@@ -47,6 +47,7 @@ use crate::incidents::commit::{Committer, Policy};
 use crate::incidents::store::Store;
 use crate::intake::Objects;
 use crate::intake::sqs::Queue;
+use crate::output::outbox::{self, Outputs};
 use crate::posture::AccountView;
 use crate::posture::organization::Members;
 use crate::telemetry::{Dependency, Metrics};
@@ -60,13 +61,16 @@ const CLAIM_LEASE: Duration = Duration::from_secs(120);
 /// How far back the first follow-up sweep looks, for follow-ups due while no task ran.
 const FIRST_SWEEP_LOOKBACK_HOURS: i64 = 48;
 
-/// What the daemon talks to. Each is a seam: SQS, S3, the state store and SNS in production,
-/// in-process fakes in tests that need faults the emulator cannot make.
+/// What the daemon talks to. Each is a seam: SQS, S3, the state store and the outputs in
+/// production, in-process fakes in tests that need faults the emulator cannot make.
 pub struct Edges {
     pub queue: Arc<dyn Queue>,
     pub objects: Arc<dyn Objects>,
     pub store: Arc<dyn Store>,
+    /// Where committed messages go: in production the outbox of `outputs`.
     pub sink: Arc<dyn Sink>,
+    /// The outputs whose loops deliver from the outbox.
+    pub outputs: Outputs,
     /// The account whose posture is audited; `None` when `posture` is off.
     pub account: Option<Arc<dyn AccountView>>,
     /// The organization's member accounts, audited too; `None` unless `audit_accounts` is
@@ -203,6 +207,21 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: CancellationToken) {
     let in_hand = Arc::new(Semaphore::new(settings.workers + batch as usize));
     let mut tasks = JoinSet::new();
     let sweeper = tokio::spawn(follow_ups(daemon.clone(), shutdown.clone()));
+    let mut deliverers = JoinSet::new();
+    for route in &daemon.edges.outputs.routes {
+        let outputs = &daemon.edges.outputs;
+        let l = outbox::Loop {
+            route: route.clone(),
+            outbox: outputs.outbox.clone(),
+            names: daemon.edges.names.clone(),
+            wakers: outputs.wakers.clone(),
+            clock: daemon.edges.clock.clone(),
+            metrics: daemon.metrics.clone(),
+            owner: format!("{}/deliver", daemon.task),
+            max_pending: settings.outputs_max_pending,
+        };
+        deliverers.spawn(outbox::deliver(l, shutdown.clone()));
+    }
     let requests = daemon
         .recheck_requests
         .lock()
@@ -225,12 +244,21 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: CancellationToken) {
         rules = daemon.rules.rules().len(),
         state = if settings.state_table.is_some() { "dynamodb" } else { "memory" },
         posture = auditor.is_some(),
+        outputs = %daemon.edges.outputs.routes.iter().map(|r| format!("{} ({})", r.name, r.kind.as_str())).collect::<Vec<_>>().join(", "),
         task = %daemon.task,
         "trailwarden started"
     );
     loop {
         daemon.metrics.loop_alive();
         while tasks.try_join_next().is_some() {}
+        // Backpressure: while an output's backlog is at its bound, take no new work; its loop
+        // says so once, and /healthz names it.
+        if daemon.metrics.output_full().is_some() {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(TICK) => continue,
+            }
+        }
         // Backpressure: while work in hand waits for a dependency, take no new work.
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -296,6 +324,15 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: CancellationToken) {
         hand_back(&daemon, left).await;
     }
     sweeper.abort();
+    // Deliveries in progress get a few seconds to settle; one cut short is sent again under
+    // the same id once its lease runs out.
+    let settled = tokio::time::timeout(Duration::from_secs(5), async {
+        while deliverers.join_next().await.is_some() {}
+    })
+    .await;
+    if settled.is_err() {
+        deliverers.abort_all();
+    }
     if let Some(auditor) = auditor {
         // An audit in progress is abandoned: its lease runs out and a task audits again.
         auditor.abort();

@@ -17,12 +17,16 @@ use super::account_names::{Directory, Organizations};
 use crate::aws::{self, Fault};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::config::{OutputKind, OutputSettings};
 use crate::finding::accounts::SharedAccountNames;
 use crate::incidents::store::dynamo::DynamoStore;
 use crate::incidents::store::memory::MemoryStore;
 use crate::intake::s3::S3Objects;
 use crate::intake::sqs::SqsQueue;
-use crate::output::sns::Topic;
+use crate::output::outbox::memory::MemoryOutbox;
+use crate::output::outbox::{Outbox, Outputs};
+use crate::output::sns::{self, Topic};
+use crate::output::{Output, Route};
 use crate::posture::aws::{AwsAccount, AwsMembers};
 use crate::telemetry::Metrics;
 
@@ -127,25 +131,28 @@ pub async fn connect(
     check("queue_url", shutdown, || queue.check()).await?;
     // The settings' names serve at once; Organizations' join them when listed.
     let names = SharedAccountNames::new(settings.account_names());
-    let topic = Topic::new(
-        aws::sns_client(&sdk, metrics),
-        settings.topic_arn.clone(),
-        metrics.clone(),
-        names.clone(),
-    );
-    check("topic_arn", shutdown, || topic.check()).await?;
-    let store: Arc<dyn crate::incidents::store::Store> = match &settings.state_table {
-        Some(table) => {
-            let store = DynamoStore::new(
-                aws::dynamodb_client(&sdk, metrics),
-                table.clone(),
-                metrics.clone(),
-            );
-            check("state_table", shutdown, || store.check()).await?;
-            Arc::new(store)
-        }
-        None => Arc::new(MemoryStore::new()),
-    };
+    let mut routes = Vec::new();
+    for o in settings.all_outputs() {
+        let output = output(&sdk, o.clone(), metrics, shutdown).await?;
+        check_output(&o, shutdown, output.as_ref()).await?;
+        routes.push(Arc::new(Route::new(&o, settings.min_level, output)));
+    }
+    let (store, outbox): (Arc<dyn crate::incidents::store::Store>, Arc<dyn Outbox>) =
+        match &settings.state_table {
+            Some(table) => {
+                let store = DynamoStore::new(
+                    aws::dynamodb_client(&sdk, metrics),
+                    table.clone(),
+                    metrics.clone(),
+                );
+                check("state_table", shutdown, || store.check()).await?;
+                let store = Arc::new(store);
+                (store.clone(), store)
+            }
+            None => (Arc::new(MemoryStore::new()), Arc::new(MemoryOutbox::new())),
+        };
+    let outputs = Outputs::new(routes, outbox);
+    let clock = Clock::system();
     Ok(Edges {
         queue: Arc::new(queue),
         objects: Arc::new(S3Objects::new(
@@ -153,7 +160,8 @@ pub async fn connect(
             metrics.clone(),
         )),
         store,
-        sink: Arc::new(topic),
+        sink: Arc::new(outputs.sink(clock.clone())),
+        outputs,
         // The audit's reads are checked by the audit itself: a refused one makes its checks
         // could-not-check, named by the permission to grant.
         account: settings
@@ -171,13 +179,69 @@ pub async fn connect(
                     settings.audit_external_id.clone(),
                 )) as Arc<dyn crate::posture::organization::Members>
             }),
-        clock: Clock::system(),
+        clock,
         names,
         // A refused or failed listing is logged and retried; alerts show ids meanwhile.
         directory: settings.account_names_from_organizations.then(|| {
             Arc::new(Organizations(aws_sdk_organizations::Client::new(&sdk))) as Arc<dyn Directory>
         }),
     })
+}
+
+/// One output's transport, as its settings describe it.
+async fn output(
+    sdk: &aws_config::SdkConfig,
+    o: OutputSettings,
+    metrics: &Arc<Metrics>,
+    _shutdown: &CancellationToken,
+) -> Result<Arc<dyn Output>, StartError> {
+    let topic = |render: sns::Renderer| -> Arc<dyn Output> {
+        Arc::new(Topic::new(
+            aws::sns_client(sdk, metrics),
+            o.topic_arn.clone().unwrap_or_default(),
+            metrics.clone(),
+            render,
+        ))
+    };
+    Ok(match o.kind {
+        OutputKind::Sns => topic(sns::render),
+        OutputKind::Chatbot | OutputKind::Pagerduty | OutputKind::Securityhub => {
+            return Err(StartError::Setting {
+                setting: "outputs",
+                message: format!(
+                    "output {:?}: kind {} is not built yet",
+                    o.name,
+                    o.kind.as_str()
+                ),
+            });
+        }
+    })
+}
+
+/// Checks an output at start-up; a failure names the output.
+async fn check_output(
+    o: &OutputSettings,
+    shutdown: &CancellationToken,
+    output: &dyn Output,
+) -> Result<(), StartError> {
+    // The legacy topic keeps its own setting's name in the message.
+    let setting = if o.name == "sns" && o.kind == OutputKind::Sns {
+        "topic_arn"
+    } else {
+        "outputs"
+    };
+    check(setting, shutdown, || output.check())
+        .await
+        .map_err(|e| match e {
+            StartError::Setting { setting, message } => StartError::Setting {
+                setting,
+                message: format!("output {:?} ({}): {message}", o.name, o.kind.as_str()),
+            },
+            StartError::Unavailable(m) => {
+                StartError::Unavailable(format!("output {:?} ({}): {m}", o.name, o.kind.as_str()))
+            }
+            other => other,
+        })
 }
 
 /// Runs one check, retrying passing faults for [`CHECK_PATIENCE`].

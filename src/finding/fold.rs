@@ -130,7 +130,7 @@ impl Stats {
 }
 
 /// The alerts of one incident from one source.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fold {
     pub key: IncidentKey,
     /// The first alerts, in order (at most [`LISTED`]); the first one describes the incident.

@@ -1,5 +1,5 @@
-//! Pages, follow-ups, standing findings and their resolutions → SNS `Publish` on the alert
-//! topic.
+//! Pages, follow-ups, standing findings and their resolutions → SNS `Publish` on a topic:
+//! the `sns` output's rendering, and the transport the `chatbot` output shares.
 //!
 //! Each message:
 //! - has a subject under 100 printable ASCII characters, e.g.
@@ -14,7 +14,7 @@
 //! - stays under SNS's 256 KB by listing fewer events, never by dropping the alert.
 //!
 //! One publish is one `Publish` request: retries of a single call are the SDK's (see
-//! `aws::sdk_config`), and work that still fails is held and retried by the daemon.
+//! `aws::sdk_config`), and a delivery that still fails is retried by its output's loop.
 //! <https://docs.aws.amazon.com/sns/latest/api/API_Publish.html>
 
 use std::fmt::Write as _;
@@ -24,13 +24,14 @@ use async_trait::async_trait;
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde::Serialize;
 
-use crate::aws::{self, Edge};
+use super::Output;
+use crate::aws::{self, Edge, Failed};
 use crate::finding::Level;
 use crate::finding::Standing;
-use crate::finding::accounts::{AccountNames, SharedAccountNames};
+use crate::finding::accounts::AccountNames;
 use crate::finding::alert::{Alert, clean};
 use crate::finding::fold::Tally;
-use crate::finding::sink::{FollowUp, Opened, Page, Resolved, Sink, SinkError};
+use crate::finding::sink::{FindingMessage, FollowUp, Message, PageMessage, Resolved};
 use crate::telemetry::Metrics;
 
 /// SNS's limit on a message, in bytes.
@@ -39,18 +40,18 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 const MESSAGE_BUDGET: usize = MAX_MESSAGE_BYTES - 8 * 1024;
 /// Subjects must be under 100 characters.
 const MAX_SUBJECT: usize = 99;
-/// Longest text field kept in a published alert: record fields such as a user agent are set by
-/// the caller and could otherwise fill the whole message.
-const MAX_FIELD_CHARS: usize = 1024;
 /// Values listed per tally in a follow-up.
 const TOP: usize = 5;
 
 /// A rendered SNS message.
 #[derive(Debug, Clone)]
 pub struct Rendered {
-    pub subject: String,
-    /// The `MessageStructure=json` body.
+    /// For email subscribers; `None` publishes none.
+    pub subject: Option<String>,
+    /// The body: with `per_protocol`, the `MessageStructure=json` object of one message per
+    /// protocol; otherwise the one message every subscriber gets.
     pub message: String,
+    pub per_protocol: bool,
     pub attributes: Vec<(&'static str, String)>,
 }
 
@@ -128,14 +129,6 @@ struct FollowUpDocument<'a> {
     next_steps: &'a [String],
 }
 
-fn shorten(field: &mut Option<String>) {
-    if let Some(s) = field
-        && s.chars().count() > MAX_FIELD_CHARS
-    {
-        *s = s.chars().take(MAX_FIELD_CHARS).chain("…".chars()).collect();
-    }
-}
-
 /// Printable ASCII under 100 characters, as SNS requires of subjects.
 fn subject(text: String) -> String {
     let mut ascii: String = text
@@ -152,7 +145,8 @@ fn subject(text: String) -> String {
     ascii
 }
 
-fn attributes(
+/// The message attributes every topic message carries, for subscription filter policies.
+pub fn attributes(
     level: Level,
     rule: &str,
     account: &str,
@@ -180,25 +174,22 @@ fn body(email: &str, json: &str) -> String {
     .to_string()
 }
 
-/// Renders a page within SNS's limits.
-pub fn render_page(page: Page<'_>, names: &AccountNames) -> Rendered {
-    let fold = page.fold;
-    let account = names.label(&fold.key.account);
-    let mut alerts = fold.alerts.clone();
-    for a in &mut alerts {
-        for field in [
-            &mut a.user_agent,
-            &mut a.principal_arn,
-            &mut a.source_ip,
-            &mut a.event_name,
-            &mut a.error_code,
-        ] {
-            shorten(field);
-        }
-        let mut summary = Some(std::mem::take(&mut a.summary));
-        shorten(&mut summary);
-        a.summary = summary.unwrap_or_default();
+/// Renders any message for an SNS topic.
+pub fn render(message: &Message, names: &AccountNames) -> Rendered {
+    match message {
+        Message::Page(p) => render_page(p, names),
+        Message::FollowUp(f) => render_follow_up(f, names),
+        Message::Finding(f) => render_finding(f, names),
+        Message::Resolved(r) => render_resolved(r, names),
     }
+}
+
+/// Renders a page within SNS's limits (its alerts' long fields were shortened when it was
+/// recorded, [`Message::page`]).
+pub fn render_page(page: &PageMessage, names: &AccountNames) -> Rendered {
+    let fold = &page.fold;
+    let account = names.label(&fold.key.account);
+    let alerts = &fold.alerts;
     let first = &alerts[0];
     let count = fold.stats.count.max(1);
     let summary = if count > 1 {
@@ -218,7 +209,7 @@ pub fn render_page(page: Page<'_>, names: &AccountNames) -> Rendered {
     loop {
         let doc = PageDocument {
             kind: "page",
-            incident_id: page.incident_id,
+            incident_id: &page.incident_id,
             message_id: format!("{}:page", page.incident_id),
             rule: &fold.key.rule,
             title: &first.title,
@@ -231,7 +222,7 @@ pub fn render_page(page: Page<'_>, names: &AccountNames) -> Rendered {
             count,
             first_time: fold.stats.first_time.as_deref(),
             last_time: fold.stats.last_time.as_deref(),
-            next_steps: page.next_steps,
+            next_steps: &page.next_steps,
             alerts: &alerts[..listed],
             alerts_omitted: count.saturating_sub(listed as u64),
         };
@@ -244,13 +235,14 @@ pub fn render_page(page: Page<'_>, names: &AccountNames) -> Rendered {
         // The event list shrinks until the message fits; one listed alert always fits.
         if message.len() <= MESSAGE_BUDGET || listed <= 1 {
             return Rendered {
-                subject: subject(subject_text),
+                subject: Some(subject(subject_text)),
                 message,
+                per_protocol: true,
                 attributes: attributes(
                     first.level,
                     &fold.key.rule,
                     &fold.key.account,
-                    page.incident_id,
+                    &page.incident_id,
                     "page",
                 ),
             };
@@ -373,13 +365,14 @@ pub fn render_follow_up(f: &FollowUp, names: &AccountNames) -> Rendered {
     }
     let email = format!("{t}\n---- follow-up as JSON ----\n{json}\n");
     Rendered {
-        subject: subject(format!(
+        subject: Some(subject(format!(
             "[{}] follow-up: {} in {account} (+{})",
             f.level.as_str().to_uppercase(),
             f.key.rule,
             f.stats.count
-        )),
+        ))),
         message: body(&email, &json),
+        per_protocol: true,
         attributes: attributes(
             f.level,
             &f.key.rule,
@@ -431,8 +424,8 @@ fn render_standing(
     account: &str,
     subject_text: String,
 ) -> Rendered {
-    let mut evidence = Some(f.evidence.clone());
-    shorten(&mut evidence);
+    let mut evidence = f.evidence.clone();
+    crate::finding::sink::shorten(&mut evidence);
     let json = serde_json::to_string_pretty(doc).unwrap_or_default();
     let mut t = String::new();
     let _ = writeln!(t, "{}", clean(&doc.summary));
@@ -441,7 +434,7 @@ fn render_standing(
     let _ = writeln!(t, "Level:     {}", f.level);
     let _ = writeln!(t, "Account:   {account}");
     let _ = writeln!(t, "Resource:  {}", clean(&f.resource));
-    let _ = writeln!(t, "Evidence:  {}", clean(evidence.as_deref().unwrap_or("")));
+    let _ = writeln!(t, "Evidence:  {}", clean(&evidence));
     let _ = writeln!(t, "Incident:  {}", clean(doc.incident_id));
     if let Some(at) = &doc.resolved_at {
         let _ = writeln!(t, "Opened:    {}", doc.opened_at.as_deref().unwrap_or("-"));
@@ -460,19 +453,20 @@ fn render_standing(
     }
     let email = format!("{t}\n---- {} as JSON ----\n{json}\n", doc.kind);
     Rendered {
-        subject: subject(subject_text),
+        subject: Some(subject(subject_text)),
         message: body(&email, &json),
+        per_protocol: true,
         attributes: attributes(f.level, &f.check, &f.account, doc.incident_id, doc.kind),
     }
 }
 
 /// Renders the message that opens a standing finding.
-pub fn render_finding(opened: Opened<'_>, names: &AccountNames) -> Rendered {
-    let f = opened.finding;
+pub fn render_finding(opened: &FindingMessage, names: &AccountNames) -> Rendered {
+    let f = &opened.finding;
     let account = names.label(&f.account);
     let doc = FindingDocument {
         kind: "finding",
-        incident_id: opened.incident_id,
+        incident_id: &opened.incident_id,
         message_id: format!("{}:finding", opened.incident_id),
         check: &f.check,
         title: &f.title,
@@ -524,12 +518,16 @@ pub fn render_resolved(r: &Resolved, names: &AccountNames) -> Rendered {
     render_standing(&doc, f, &account, subject_text)
 }
 
-/// The SNS topic alerts go to.
+/// How a topic's messages are rendered: [`render`] for `sns`, the chatbot renderer for
+/// `chatbot`.
+pub type Renderer = fn(&Message, &AccountNames) -> Rendered;
+
+/// An SNS topic output.
 pub struct Topic {
     client: aws_sdk_sns::Client,
     arn: String,
     metrics: Arc<Metrics>,
-    names: SharedAccountNames,
+    render: Renderer,
 }
 
 impl Topic {
@@ -537,18 +535,53 @@ impl Topic {
         client: aws_sdk_sns::Client,
         arn: String,
         metrics: Arc<Metrics>,
-        names: SharedAccountNames,
+        render: Renderer,
     ) -> Topic {
         Topic {
             client,
             arn,
             metrics,
-            names,
+            render,
         }
     }
 
-    /// Checks that the topic exists and is visible to this role, for start-up.
-    pub async fn check(&self) -> Result<(), aws::Failed> {
+    /// Publishes one message: one `Publish` call, retried only by the SDK.
+    async fn publish(&self, msg: &Rendered) -> Result<(), Failed> {
+        let mut req = self
+            .client
+            .publish()
+            .topic_arn(&self.arn)
+            .set_subject(msg.subject.clone())
+            .message(&msg.message);
+        if msg.per_protocol {
+            req = req.message_structure("json");
+        }
+        for (name, value) in &msg.attributes {
+            req = req.message_attributes(
+                *name,
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(value)
+                    .build()
+                    .expect("data_type is set"),
+            );
+        }
+        self.metrics.aws_request("Publish");
+        req.send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws::failed(Edge::Sink, &format!("SNS Publish to {}", self.arn), &e))
+    }
+}
+
+#[async_trait]
+impl Output for Topic {
+    async fn deliver(&self, message: &Message, names: &AccountNames) -> Result<(), Failed> {
+        self.publish(&(self.render)(message, names)).await
+    }
+
+    /// Checks that the topic exists and is visible to this role.
+    async fn check(&self) -> Result<(), Failed> {
         self.metrics.aws_request("GetTopicAttributes");
         self.client
             .get_topic_attributes()
@@ -564,65 +597,6 @@ impl Topic {
                 )
             })
     }
-
-    /// Publishes one message: one `Publish` call, retried only by the SDK.
-    pub async fn publish(&self, msg: &Rendered) -> Result<(), SinkError> {
-        let mut req = self
-            .client
-            .publish()
-            .topic_arn(&self.arn)
-            .subject(&msg.subject)
-            .message(&msg.message)
-            .message_structure("json");
-        for (name, value) in &msg.attributes {
-            req = req.message_attributes(
-                *name,
-                MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(value)
-                    .build()
-                    .expect("data_type is set"),
-            );
-        }
-        self.metrics.aws_request("Publish");
-        match req.send().await {
-            Ok(_) => {
-                self.metrics.published();
-                Ok(())
-            }
-            Err(e) => {
-                self.metrics.publish_failures.inc();
-                Err(SinkError(aws::failed(
-                    Edge::Sink,
-                    &format!("SNS Publish to {}", self.arn),
-                    &e,
-                )))
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl Sink for Topic {
-    async fn page(&self, page: Page<'_>) -> Result<(), SinkError> {
-        self.publish(&render_page(page, &self.names.current()))
-            .await
-    }
-
-    async fn follow_up(&self, follow_up: &FollowUp) -> Result<(), SinkError> {
-        self.publish(&render_follow_up(follow_up, &self.names.current()))
-            .await
-    }
-
-    async fn finding(&self, finding: Opened<'_>) -> Result<(), SinkError> {
-        self.publish(&render_finding(finding, &self.names.current()))
-            .await
-    }
-
-    async fn resolved(&self, resolved: &Resolved) -> Result<(), SinkError> {
-        self.publish(&render_resolved(resolved, &self.names.current()))
-            .await
-    }
 }
 
 #[cfg(test)]
@@ -630,6 +604,14 @@ mod tests {
     use super::*;
     use crate::finding::IncidentKey;
     use crate::finding::fold::{Folder, Stats};
+    use crate::finding::sink::{Opened, Page};
+
+    fn page_of(page: Page<'_>) -> PageMessage {
+        match Message::page(page) {
+            Message::Page(p) => p,
+            _ => unreachable!(),
+        }
+    }
 
     fn alert(rule: &str, level: Level, id: usize) -> Alert {
         Alert {
@@ -689,19 +671,22 @@ mod tests {
                 .collect(),
         );
         let steps = vec!["Find out who used root".to_owned()];
-        let page = Page {
+        let page = page_of(Page {
             incident_id: "inc-1",
             fold: &fold,
             next_steps: &steps,
-        };
-        let r = render_page(page, &AccountNames::default());
-        assert_eq!(r.subject, "[HIGH] root-activity in 111122223333 (x200)");
+        });
+        let r = render_page(&page, &AccountNames::default());
+        assert_eq!(
+            r.subject.as_deref().expect("subject"),
+            "[HIGH] root-activity in 111122223333 (x200)"
+        );
         assert!(doc(&r).get("account_name").is_none());
         // With a name, every place a person reads the account shows it beside the id.
         let names = AccountNames::new([("111122223333".to_owned(), "prod-payments".to_owned())]);
-        let named = render_page(page, &names);
+        let named = render_page(&page, &names);
         assert_eq!(
-            named.subject,
+            named.subject.as_deref().expect("subject"),
             "[HIGH] root-activity in prod-payments (111122223333) (x200)"
         );
         assert_eq!(doc(&named)["account_name"], "prod-payments");
@@ -744,22 +729,22 @@ mod tests {
         a.user_agent = Some("u".repeat(200_000));
         let fold = fold_of(vec![a.clone()]);
         let r = render_page(
-            Page {
+            &page_of(Page {
                 incident_id: "i",
                 fold: &fold,
                 next_steps: &[],
-            },
+            }),
             &AccountNames::default(),
         );
         assert!(r.message.len() <= MAX_MESSAGE_BYTES);
         a.summary = "s".repeat(50_000);
         let fold = fold_of((0..20).map(|_| a.clone()).collect());
         let r = render_page(
-            Page {
+            &page_of(Page {
                 incident_id: "i",
                 fold: &fold,
                 next_steps: &[],
-            },
+            }),
             &AccountNames::default(),
         );
         assert!(r.message.len() <= MAX_MESSAGE_BYTES);
@@ -788,15 +773,15 @@ mod tests {
     #[test]
     fn findings_and_resolutions_say_what_stands_and_when_it_was_fixed() {
         let f = standing();
-        let r = render_finding(
-            Opened {
-                incident_id: "inc-3",
-                finding: &f,
-            },
-            &AccountNames::default(),
-        );
+        let Message::Finding(opened) = Message::finding(Opened {
+            incident_id: "inc-3",
+            finding: &f,
+        }) else {
+            unreachable!()
+        };
+        let r = render_finding(&opened, &AccountNames::default());
         assert_eq!(
-            r.subject,
+            r.subject.as_deref().expect("subject"),
             "[HIGH] finding: user-without-mfa in 111122223333"
         );
         let d = doc(&r);
@@ -827,7 +812,10 @@ mod tests {
             },
             &AccountNames::default(),
         );
-        assert_eq!(r.subject, "[RESOLVED] user-without-mfa in 111122223333");
+        assert_eq!(
+            r.subject.as_deref().expect("subject"),
+            "[RESOLVED] user-without-mfa in 111122223333"
+        );
         let d = doc(&r);
         assert_eq!(d["kind"], "resolved");
         assert_eq!(d["message_id"], "inc-3:resolved");
@@ -858,7 +846,7 @@ mod tests {
         };
         let r = render_follow_up(&f, &AccountNames::default());
         assert_eq!(
-            r.subject,
+            r.subject.as_deref().expect("subject"),
             "[HIGH] follow-up: root-activity in 111122223333 (+35)"
         );
         let d = doc(&r);

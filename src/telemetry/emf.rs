@@ -174,7 +174,6 @@ impl Emitter {
 mod tests {
     use super::*;
     use crate::clock::Clock;
-    use crate::telemetry::Dependency;
     use crate::telemetry::metrics::Path;
 
     #[tokio::test(start_paused = true)]
@@ -186,7 +185,7 @@ mod tests {
         metrics.messages_held.set(2);
         metrics.observe_alert_lag(Path::LogFile, 300);
         metrics.observe_alert_lag(Path::Eventbridge, 4);
-        metrics.outage(Dependency::Sink, false);
+        metrics.output_backlog("pager", 2, Some(1_700_000_000), 1000);
         let first: Value = serde_json::from_str(&emitter.line()).expect("json");
         assert_eq!(first["_aws"]["Timestamp"], 1_700_000_000_000i64);
         let directive = &first["_aws"]["CloudWatchMetrics"][0];
@@ -206,7 +205,7 @@ mod tests {
         assert_eq!(first["AlertLagMaxSeconds"], 300);
         assert_eq!(first["PublishFailures"], 3);
         assert_eq!(first["MessagesHeld"], 2);
-        assert_eq!(first["OutputBehindSeconds"], 0, "failing since this second");
+        assert_eq!(first["OutputBehindSeconds"], 0, "pending since this second");
 
         metrics.publish_failures.inc();
         tokio::time::advance(Duration::from_secs(60)).await;

@@ -1,7 +1,9 @@
 //! `/healthz` and `/metrics` on a local listener, and the `healthcheck` probe.
 //!
 //! `/healthz` answers 200 while the receive loop is alive and its last receive succeeded, 503
-//! otherwise; a busy task is healthy (saturation is a metric). The listener serves two fixed
+//! otherwise; a busy task is healthy (saturation is a metric). Its body says which output is
+//! behind and by how much: an output's outage is not the task's, and restarting the task
+//! would not end it. The listener serves two fixed
 //! GET routes to a local prober, so it is a few lines over a TCP socket rather than an HTTP
 //! framework.
 
@@ -50,12 +52,15 @@ async fn respond(
     let path = line.split_whitespace().nth(1).unwrap_or("");
     let (status, content_type, body) = match path {
         "/healthz" if metrics.healthy(max_silence.as_secs() as i64) => {
-            ("200 OK", "text/plain", "ok\n".to_owned())
+            ("200 OK", "text/plain", format!("ok\n{}", outputs(metrics)))
         }
         "/healthz" => (
             "503 Service Unavailable",
             "text/plain",
-            "the receive loop is stalled or its last SQS receive failed\n".to_owned(),
+            format!(
+                "the receive loop is stalled or its last SQS receive failed\n{}",
+                outputs(metrics)
+            ),
         ),
         "/metrics" => (
             "200 OK",
@@ -71,6 +76,30 @@ async fn respond(
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await?;
     stream.shutdown().await
+}
+
+/// One line per output: its backlog, the age of its oldest delivery, and why it fails.
+fn outputs(metrics: &Metrics) -> String {
+    let now = metrics.clock().now();
+    let mut out = String::new();
+    for (name, s) in metrics.output_states() {
+        let oldest = s.oldest.map_or(0, |o| (now - o).max(0));
+        out.push_str(&format!(
+            "output {name}: {} pending, oldest {oldest} s",
+            s.pending
+        ));
+        if s.full {
+            out.push_str(", at its bound (intake paused)");
+        }
+        if let Some(error) = &s.error {
+            out.push_str(&format!(
+                ", failing: {}",
+                crate::finding::alert::clean(error)
+            ));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// `trailwarden healthcheck`: true when `/healthz` at `addr` answers 200 within 3 seconds.
@@ -113,6 +142,22 @@ mod tests {
         metrics.loop_alive();
         metrics.received(true);
         assert!(check().await.expect("join").is_ok());
+        metrics.output_backlog("pager", 3, Some(metrics.clock().now() - 90), 1000);
+        metrics.output_failing("pager", Some("PagerDuty answered 503"));
+        let body = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").expect("send");
+            let mut r = String::new();
+            s.read_to_string(&mut r).expect("read");
+            r
+        })
+        .await
+        .expect("join");
+        assert!(
+            body.contains("output pager: 3 pending, oldest 90 s, failing: PagerDuty answered 503"),
+            "{body}"
+        );
         metrics.received(false);
         assert!(check().await.expect("join").is_err());
         server.abort();

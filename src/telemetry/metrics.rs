@@ -4,8 +4,9 @@
 //! (rule names, levels, operations, paths). Saturation, backpressure and store errors are
 //! metrics here, never health: a busy task is a healthy task.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -56,6 +57,32 @@ pub struct RefreshLabels {
     pub result: &'static str,
 }
 
+/// Labels of the per-output gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutputLabels {
+    pub output: String,
+}
+
+/// Labels of the delivery counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    pub output: String,
+    /// `delivered`, `retried` or `dead`.
+    pub outcome: &'static str,
+}
+
+/// One output's backlog as its loop last saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutputState {
+    pub pending: usize,
+    /// When the oldest pending delivery was recorded, epoch seconds.
+    pub oldest: Option<i64>,
+    /// The backlog is at its bound: intake pauses.
+    pub full: bool,
+    /// Why its last attempt failed, while it fails.
+    pub error: Option<String>,
+}
+
 /// How an event reached the daemon.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Path {
@@ -101,7 +128,7 @@ impl Dependency {
             Dependency::Queue => "SQS receives",
             Dependency::Objects => "S3 reads",
             Dependency::Store => "state store calls",
-            Dependency::Sink => "alert publishes",
+            Dependency::Sink => "outbox writes",
         }
     }
 }
@@ -148,6 +175,12 @@ pub struct Metrics {
     pub alert_lag_seconds: Family<PathLabels, Histogram>,
     /// Unix time of the last accepted publish; 0 before the first.
     pub last_publish: Gauge,
+    /// Deliveries waiting, and the age of the oldest, by output.
+    output_pending: Family<OutputLabels, Gauge>,
+    output_oldest_seconds: Family<OutputLabels, Gauge>,
+    /// Delivery attempts by output and outcome.
+    output_deliveries: Family<DeliveryLabels, Counter>,
+    outputs: Mutex<BTreeMap<String, OutputState>>,
     /// Unix time the receive loop last went round; 0 before the first.
     loop_alive: AtomicI64,
     /// Unix time of the last successful receive, negated while the latest one failed.
@@ -203,6 +236,10 @@ impl Metrics {
             ]),
             alert_lag_seconds: Family::new_with_constructor(lag),
             last_publish: Gauge::default(),
+            output_pending: Family::default(),
+            output_oldest_seconds: Family::default(),
+            output_deliveries: Family::default(),
+            outputs: Mutex::default(),
             loop_alive: AtomicI64::new(0),
             last_receive: AtomicI64::new(0),
             outage_since: Default::default(),
@@ -260,8 +297,8 @@ impl Metrics {
                 &m.rechecks,
             ),
             (
-                "sns_publish_failures",
-                "SNS Publish calls that failed",
+                "delivery_failures",
+                "Deliveries an output did not accept (by output and outcome: output_deliveries)",
                 &m.publish_failures,
             ),
             (
@@ -324,13 +361,28 @@ impl Metrics {
             m.processing_seconds.clone(),
         );
         registry.register(
+            "output_pending",
+            "Deliveries waiting for their output, by output; intake pauses at outputs_max_pending",
+            m.output_pending.clone(),
+        );
+        registry.register(
+            "output_oldest_pending_seconds",
+            "Age of the oldest delivery waiting for its output, by output",
+            m.output_oldest_seconds.clone(),
+        );
+        registry.register(
+            "output_deliveries",
+            "Delivery attempts by output and outcome: delivered, retried (the output failed; tried again with backoff) or dead (refused for good)",
+            m.output_deliveries.clone(),
+        );
+        registry.register(
             "alert_lag_seconds",
             "Time from a record's eventTime to its page being accepted, by path",
             m.alert_lag_seconds.clone(),
         );
         registry.register(
             "last_publish_timestamp_seconds",
-            "Unix time of the last accepted publish",
+            "Unix time of the last delivery an output accepted",
             m.last_publish.clone(),
         );
         Arc::new(Metrics { registry, ..m })
@@ -350,12 +402,6 @@ impl Metrics {
                 operation: operation.to_owned(),
             })
             .inc();
-    }
-
-    /// Records an accepted publish.
-    pub fn published(&self) {
-        self.last_publish.set(self.clock.now());
-        self.outage(Dependency::Sink, true);
     }
 
     /// The receive loop went round (it is alive even while it waits).
@@ -427,14 +473,79 @@ impl Metrics {
         (max >= 0).then_some(max)
     }
 
-    /// How long the alert output has been failing, in seconds; 0 while it works.
-    pub fn output_behind_secs(&self) -> i64 {
-        let since = self.outage_since[Dependency::Sink.index()].load(Ordering::Relaxed);
-        if since == 0 {
-            0
-        } else {
-            (self.clock.now() - since).max(0)
+    fn outputs(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, OutputState>> {
+        self.outputs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records an output's backlog as its loop read it.
+    pub fn output_backlog(&self, output: &str, pending: usize, oldest: Option<i64>, bound: usize) {
+        let mut outputs = self.outputs();
+        let state = outputs.entry(output.to_owned()).or_default();
+        let full = pending >= bound;
+        if full && !state.full {
+            warn!(
+                output,
+                pending, bound, "output backlog at its bound: intake pauses until it catches up"
+            );
+        } else if state.full && !full {
+            info!(
+                output,
+                pending, "output backlog below its bound: intake resumes"
+            );
         }
+        state.pending = pending;
+        state.oldest = oldest;
+        state.full = full;
+        self.output_pending
+            .get_or_create(&OutputLabels {
+                output: output.to_owned(),
+            })
+            .set(pending as i64);
+    }
+
+    /// Records why an output's last attempt failed, or `None` once it works.
+    pub fn output_failing(&self, output: &str, error: Option<&str>) {
+        self.outputs().entry(output.to_owned()).or_default().error = error.map(str::to_owned);
+    }
+
+    /// Counts one delivery attempt.
+    pub fn delivered(&self, output: &str, outcome: &'static str) {
+        if outcome == "delivered" {
+            self.last_publish.set(self.clock.now());
+        } else {
+            self.publish_failures.inc();
+        }
+        self.output_deliveries
+            .get_or_create(&DeliveryLabels {
+                output: output.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// The first output whose backlog is at its bound: intake waits for it.
+    pub fn output_full(&self) -> Option<String> {
+        self.outputs()
+            .iter()
+            .find(|(_, s)| s.full)
+            .map(|(name, _)| name.clone())
+    }
+
+    /// Every output's backlog, by name.
+    pub fn output_states(&self) -> BTreeMap<String, OutputState> {
+        self.outputs().clone()
+    }
+
+    /// How far behind the furthest-behind output is: the age of its oldest pending delivery,
+    /// in seconds; 0 when every output is caught up.
+    pub fn output_behind_secs(&self) -> i64 {
+        let now = self.clock.now();
+        self.outputs()
+            .values()
+            .filter_map(|s| s.oldest)
+            .map(|oldest| (now - oldest).max(0))
+            .max()
+            .unwrap_or(0)
     }
 
     /// The clock metrics read.
@@ -444,6 +555,15 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
+        // Ages grow between two reads of a backlog: they are computed now.
+        let now = self.clock.now();
+        for (output, state) in self.outputs().iter() {
+            self.output_oldest_seconds
+                .get_or_create(&OutputLabels {
+                    output: output.clone(),
+                })
+                .set(state.oldest.map_or(0, |o| (now - o).max(0)));
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

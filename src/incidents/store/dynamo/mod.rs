@@ -17,12 +17,16 @@
 //! | committed fire | `cor#<group digest>` | `f#<end>#<start>` | PutItem |
 //! | open finding | `fnd#<digest of account and check>` | `<resource digest>` | TransactWriteItems with its incident's open record; conditional UpdateItem (resolution taken); deleted with it, on the incident id, when resolved |
 //! | audit lease | `audit#<account>` | `lease` | conditional UpdateItem (`next_due` passed: taken), UpdateItem by its owner (next due) |
+//! | pending delivery | `out#<output>` | `<message id>` | TransactWriteItems with a check that it was not settled (enqueued once), conditional UpdateItem (taken, given back) |
+//! | settled delivery | `sent#<output>#<message id>` | `sent` | TransactWriteItems deleting its pending item ([`outbox`]) |
 //!
 //! Claims are `PutItem` with `attribute_not_exists(pk)` or an expired window, so of two tasks
 //! claiming one incident exactly one wins; an expired claim (its task stopped between publish
 //! and record) is taken over with a conditional UpdateItem that keeps its incident id. Reads that decide something are strongly
 //! consistent.
 //! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html>
+
+mod outbox;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,0 +1,430 @@
+//! Each output delivered on its own: committed messages are recorded once per output as
+//! pending deliveries, and each output's loop works through its own.
+//!
+//! - [`Enqueue`] is the committer's sink. A message counts as accepted once a delivery for
+//!   every output that takes it is durably recorded, pending or done; the queue message it came
+//!   from may then be deleted. Enqueueing is idempotent by `(output, message id)`, so a retry,
+//!   or another task repeating the page after a lost reply, records nothing twice, and a
+//!   message already delivered to an output is not delivered to it again.
+//! - [`deliver`] runs one output's loop: oldest first, each delivery taken with a lease so one
+//!   task at a time sends it, settled as delivered, retried later (an outage, a setting), or
+//!   dead (refused for good: logged and counted). An outage pauses only this output, with
+//!   backoff, and the rest of its backlog waits behind the failed delivery, so a follow-up
+//!   never overtakes its page.
+//! - The backlog of every output (pending count, oldest age) is reported on /metrics and
+//!   /healthz, and intake pauses while an output's backlog is at its bound, so memory and the
+//!   store stay bounded through an outage of any length.
+//!
+//! Where deliveries are kept: [`memory::MemoryOutbox`] for one task, the state table
+//! ([`DynamoStore`](crate::incidents::store::dynamo::DynamoStore)), so a restart or another task finishes what one task left.
+
+pub mod memory;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::Route;
+use crate::aws::{self, Failed, Fault};
+use crate::clock::Clock;
+use crate::finding::accounts::SharedAccountNames;
+use crate::finding::sink::{FollowUp, Message, Opened, Page, Resolved, Sink, SinkError};
+use crate::telemetry::Metrics;
+
+/// How long a taken delivery is held before another task may send it: a send, with its
+/// retries and timeouts, fits well inside it.
+pub const LEASE_SECS: i64 = 120;
+/// How often a loop looks for deliveries it was not woken for: other tasks' retries, or work
+/// left by a task that stopped.
+const POLL: Duration = Duration::from_secs(5);
+/// The longest pause between two attempts while an output fails: short enough that an
+/// output back from an outage gets its backlog within a minute.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// One message held for one output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The output's name.
+    pub output: String,
+    pub message: Message,
+    /// When it was recorded, epoch seconds: how far behind its output is.
+    pub created_at: i64,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Not sent before this time, epoch seconds.
+    pub next_at: i64,
+    /// The task holding it and until when; `None` when free.
+    pub lease: Option<(String, i64)>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+impl Delivery {
+    /// A new pending delivery of `message` to `output`.
+    pub fn new(output: &str, message: Message, now: i64) -> Delivery {
+        Delivery {
+            output: output.to_owned(),
+            message,
+            created_at: now,
+            attempts: 0,
+            next_at: now,
+            lease: None,
+            last_error: None,
+        }
+    }
+
+    /// Whether it may be taken at `now`: due, and nobody's lease holds it.
+    pub fn ready(&self, now: i64) -> bool {
+        self.next_at <= now && self.lease.as_ref().is_none_or(|(_, until)| *until < now)
+    }
+}
+
+/// Sorts deliveries oldest first, as an output sends them.
+pub fn oldest_first(deliveries: &mut [Delivery]) {
+    deliveries.sort_by_key(|d| (d.created_at, d.message.id()));
+}
+
+/// How a taken delivery ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settle {
+    /// Accepted by the output.
+    Delivered,
+    /// Not accepted yet: tried again at `at`.
+    Retry { at: i64, error: String },
+    /// Refused for good: kept out of the backlog, with why.
+    Dead { error: String },
+}
+
+/// A call to where deliveries are kept failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct OutboxError(#[from] pub Failed);
+
+/// Where deliveries are kept until their output accepted them. Every call is idempotent or
+/// conditional, so retries and concurrent tasks deliver each message to each output once, or
+/// again under the same id after a lost reply.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Records each delivery as pending, unless that output already holds that message,
+    /// pending or settled.
+    async fn enqueue(&self, deliveries: &[Delivery]) -> Result<(), OutboxError>;
+
+    /// The output's pending deliveries, oldest first, at most `limit`.
+    async fn pending(&self, output: &str, limit: usize) -> Result<Vec<Delivery>, OutboxError>;
+
+    /// Takes a pending delivery for `owner` until `until`: false when it was settled, or
+    /// another owner's unexpired lease holds it.
+    async fn take(
+        &self,
+        delivery: &Delivery,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, OutboxError>;
+
+    /// Settles a delivery `owner` took.
+    async fn settle(
+        &self,
+        delivery: &Delivery,
+        owner: &str,
+        now: i64,
+        how: &Settle,
+    ) -> Result<(), OutboxError>;
+
+    /// Whether a recorded delivery outlives this task. When it does not, the queue is the only
+    /// durable place: a message is accepted only once its deliveries settled
+    /// ([`Self::settled`]), so the queue keeps it until then.
+    fn durable(&self) -> bool {
+        true
+    }
+
+    /// Waits until `output` settled the message `id`; asked only of an outbox that is not
+    /// [durable](Self::durable).
+    async fn settled(&self, _output: &str, _id: &str) {}
+}
+
+/// What wakes each output's loop: a message was just enqueued for it.
+#[derive(Default)]
+pub struct Wakers(HashMap<String, Arc<Notify>>);
+
+impl Wakers {
+    pub fn new(routes: &[Arc<Route>]) -> Arc<Wakers> {
+        Arc::new(Wakers(
+            routes
+                .iter()
+                .map(|r| (r.name.clone(), Arc::new(Notify::new())))
+                .collect(),
+        ))
+    }
+
+    fn wake(&self, output: &str) {
+        if let Some(n) = self.0.get(output) {
+            n.notify_one();
+        }
+    }
+
+    fn of(&self, output: &str) -> Arc<Notify> {
+        self.0.get(output).cloned().unwrap_or_default()
+    }
+}
+
+/// The outputs of a daemon: their routes, where their deliveries are kept, and what wakes
+/// their loops.
+pub struct Outputs {
+    pub routes: Vec<Arc<Route>>,
+    pub outbox: Arc<dyn Outbox>,
+    pub wakers: Arc<Wakers>,
+}
+
+impl Outputs {
+    pub fn new(routes: Vec<Arc<Route>>, outbox: Arc<dyn Outbox>) -> Outputs {
+        let wakers = Wakers::new(&routes);
+        Outputs {
+            routes,
+            outbox,
+            wakers,
+        }
+    }
+
+    /// No outputs: for a daemon whose sink delivers by itself (tests of the commit protocol).
+    pub fn none() -> Outputs {
+        Outputs::new(Vec::new(), Arc::new(memory::MemoryOutbox::new()))
+    }
+
+    /// The committer's sink over these outputs.
+    pub fn sink(&self, clock: Clock) -> Enqueue {
+        Enqueue {
+            outbox: self.outbox.clone(),
+            routes: self.routes.clone(),
+            wakers: self.wakers.clone(),
+            clock,
+        }
+    }
+}
+
+/// The committer's sink: records each message for every output that takes it.
+pub struct Enqueue {
+    pub outbox: Arc<dyn Outbox>,
+    pub routes: Vec<Arc<Route>>,
+    pub wakers: Arc<Wakers>,
+    pub clock: Clock,
+}
+
+impl Enqueue {
+    async fn enqueue(&self, message: Message) -> Result<(), SinkError> {
+        let now = self.clock.now();
+        let deliveries: Vec<Delivery> = self
+            .routes
+            .iter()
+            .filter(|r| r.accepts(&message))
+            .map(|r| Delivery::new(&r.name, message.clone(), now))
+            .collect();
+        if deliveries.is_empty() {
+            info!(
+                target: "trailwarden::output",
+                message_id = %message.id(),
+                "no output takes this message (levels and rule filters); it is logged only"
+            );
+            return Ok(());
+        }
+        self.outbox
+            .enqueue(&deliveries)
+            .await
+            .map_err(|e| SinkError(e.0))?;
+        for d in &deliveries {
+            self.wakers.wake(&d.output);
+        }
+        if !self.outbox.durable() {
+            // Without a state table the message stays in the queue until every output took
+            // it: a restart then loses nothing, at the price of intake waiting for outputs.
+            let id = message.id();
+            for d in &deliveries {
+                self.outbox.settled(&d.output, &id).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for Enqueue {
+    async fn page(&self, page: Page<'_>) -> Result<(), SinkError> {
+        self.enqueue(Message::page(page)).await
+    }
+
+    async fn follow_up(&self, follow_up: &FollowUp) -> Result<(), SinkError> {
+        self.enqueue(Message::FollowUp(follow_up.clone())).await
+    }
+
+    async fn finding(&self, finding: Opened<'_>) -> Result<(), SinkError> {
+        self.enqueue(Message::finding(finding)).await
+    }
+
+    async fn resolved(&self, resolved: &Resolved) -> Result<(), SinkError> {
+        self.enqueue(Message::Resolved(resolved.clone())).await
+    }
+}
+
+/// What one output's loop needs.
+pub struct Loop {
+    pub route: Arc<Route>,
+    pub outbox: Arc<dyn Outbox>,
+    pub names: SharedAccountNames,
+    pub wakers: Arc<Wakers>,
+    pub clock: Clock,
+    pub metrics: Arc<Metrics>,
+    /// This task, for leases.
+    pub owner: String,
+    /// The backlog at which intake pauses; also the most deliveries read at once.
+    pub max_pending: usize,
+}
+
+/// Delivers one output's pending messages until `shutdown`.
+pub async fn deliver(l: Loop, shutdown: CancellationToken) {
+    let name = l.route.name.as_str();
+    let wake = l.wakers.of(name);
+    let mut backoff = aws::backoff(Duration::from_secs(1), MAX_BACKOFF);
+    // While the output fails, the next attempt waits for its backoff whatever wakes the loop.
+    let mut paused_until: Option<tokio::time::Instant> = None;
+    loop {
+        let wait = paused_until.map_or(POLL, |t| {
+            t.saturating_duration_since(tokio::time::Instant::now())
+        });
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.notified(), if paused_until.is_none() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+        paused_until = None;
+        match pass(&l).await {
+            Ok(()) => backoff = aws::backoff(Duration::from_secs(1), MAX_BACKOFF),
+            Err(failed) => {
+                let wait = aws::next_wait(&mut backoff);
+                l.metrics.output_failing(name, Some(&failed.sentence));
+                paused_until = Some(tokio::time::Instant::now() + wait);
+            }
+        }
+    }
+}
+
+/// Records an accepted delivery, retrying the store for up to half the lease: sending it
+/// again would repeat it (under the same id, so a subscriber can drop the copy).
+async fn settle_delivered(l: &Loop, d: &Delivery, now: i64) -> Result<(), Failed> {
+    let mut retry = aws::backoff(Duration::from_millis(200), Duration::from_secs(10));
+    let until = tokio::time::Instant::now() + Duration::from_secs(LEASE_SECS as u64 / 2);
+    loop {
+        match l.outbox.settle(d, &l.owner, now, &Settle::Delivered).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let wait = aws::next_wait(&mut retry);
+                if tokio::time::Instant::now() + wait > until {
+                    return Err(e.0);
+                }
+                warn!(output = %d.output, message_id = %d.message.id(), error = %e, "cannot record a delivery as done; retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// One pass over the output's backlog: sends what is ready, oldest first, and stops at the
+/// first failure that is not this message's own.
+async fn pass(l: &Loop) -> Result<(), Failed> {
+    let name = l.route.name.as_str();
+    let pending = l
+        .outbox
+        .pending(name, l.max_pending)
+        .await
+        .map_err(|e| e.0)?;
+    let mut left = pending.len();
+    let oldest = pending.iter().map(|d| d.created_at).min();
+    l.metrics.output_backlog(name, left, oldest, l.max_pending);
+    for d in pending {
+        let now = l.clock.now();
+        if !d.ready(now) {
+            if d.lease.is_none() {
+                // Waiting for its retry time: what is behind it waits too, so the output's
+                // messages keep their order.
+                break;
+            }
+            continue;
+        }
+        if !l
+            .outbox
+            .take(&d, &l.owner, now, now + LEASE_SECS)
+            .await
+            .map_err(|e| e.0)?
+        {
+            continue;
+        }
+        let names = l.names.current();
+        let outcome = l.route.output.deliver(&d.message, &names).await;
+        let now = l.clock.now();
+        let id = d.message.id();
+        match outcome {
+            Ok(()) => {
+                settle_delivered(l, &d, now).await?;
+                l.metrics.delivered(name, "delivered");
+                left -= 1;
+                info!(
+                    target: "trailwarden::output",
+                    output = name,
+                    message_id = %id,
+                    attempts = d.attempts + 1,
+                    behind_secs = now - d.created_at,
+                    "delivered"
+                );
+            }
+            Err(failed) if failed.fault == Fault::Rejected => {
+                l.outbox
+                    .settle(
+                        &d,
+                        &l.owner,
+                        now,
+                        &Settle::Dead {
+                            error: failed.sentence.clone(),
+                        },
+                    )
+                    .await
+                    .map_err(|e| e.0)?;
+                l.metrics.delivered(name, "dead");
+                left -= 1;
+                error!(
+                    target: "trailwarden::output",
+                    output = name,
+                    message_id = %id,
+                    error = %failed.sentence,
+                    "the output refused this message for good; it is dropped from this output and kept in the outbox for 14 days"
+                );
+            }
+            Err(failed) => {
+                // Tried again after the output's backoff; the loop pauses until then.
+                let retry = Settle::Retry {
+                    at: now + 1,
+                    error: failed.sentence.clone(),
+                };
+                if let Err(e) = l.outbox.settle(&d, &l.owner, now, &retry).await {
+                    warn!(output = name, error = %e, "cannot give a failed delivery back; it is retried after its lease");
+                }
+                l.metrics.delivered(name, "retried");
+                if failed.fault == Fault::Outage {
+                    warn!(target: "trailwarden::output", output = name, message_id = %id, error = %failed.sentence, "output unavailable; its deliveries wait and are retried with backoff");
+                } else {
+                    error!(target: "trailwarden::output", output = name, message_id = %id, error = %failed.sentence, "output misconfigured: its deliveries are held until the setting or the resource is fixed");
+                }
+                l.metrics
+                    .output_backlog(name, left, Some(d.created_at), l.max_pending);
+                return Err(failed);
+            }
+        }
+    }
+    l.metrics
+        .output_backlog(name, left, oldest.filter(|_| left > 0), l.max_pending);
+    l.metrics.output_failing(name, None);
+    Ok(())
+}
