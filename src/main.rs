@@ -627,7 +627,9 @@ fn run_validate(args: ValidateArgs) -> ExitCode {
             ),
             None => {}
             Some(settings) => match online_checks(settings) {
-                Ok(()) => eprintln!("online: credentials, queue, topic and state table answered"),
+                Ok(()) => eprintln!(
+                    "online: credentials, queue, every output and the state table answered"
+                ),
                 Err(e) => errors.push(e),
             },
         }
@@ -675,7 +677,7 @@ fn with_line(e: &trailwarden::detect::LoadError) -> String {
     }
 }
 
-/// The daemon's start-up checks (credentials, region, queue, topic, state table), without
+/// The daemon's start-up checks (credentials, region, queue, outputs, state table), without
 /// starting it.
 fn online_checks(settings: &Settings) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()

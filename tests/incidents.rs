@@ -159,7 +159,7 @@ async fn a_brute_force_page_survives_a_failing_publish() {
     assert!(
         daemon
             .logs()
-            .contains("alert publishes succeed again after"),
+            .contains("alert deliveries succeed again after"),
         "the recovery is said once: {}",
         daemon.logs()
     );

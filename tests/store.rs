@@ -9,10 +9,13 @@ use serde_json::value::RawValue;
 use support::{Moto, Stack};
 use trailwarden::finding::correlation::CorrEvent;
 use trailwarden::finding::fold::Stats;
+use trailwarden::finding::sink::{Message, Resolved};
 use trailwarden::finding::{IncidentKey, Level, Standing};
 use trailwarden::incidents::store::dynamo::DynamoStore;
 use trailwarden::incidents::store::memory::MemoryStore;
 use trailwarden::incidents::store::{Claim, Claimed, Due, Open, OpenFinding, Part, Store};
+use trailwarden::output::outbox::memory::MemoryOutbox;
+use trailwarden::output::outbox::{Delivery, Outbox, Settle};
 use trailwarden::telemetry::Metrics;
 
 fn key(principal: &str) -> IncidentKey {
@@ -456,4 +459,161 @@ async fn the_dynamodb_store_keeps_the_posture_contract() {
     let table = stack.state_table("trailwarden-state").await;
     let store = DynamoStore::new(stack.ddb.clone(), table, Metrics::new());
     keeps_the_posture_contract(&store).await;
+}
+
+fn resolved_message(user: &str, incident: &str) -> Message {
+    Message::Resolved(Resolved {
+        incident_id: incident.into(),
+        finding: standing(user),
+        opened_at: 1_700_000_000,
+        resolved_at: 1_700_003_600,
+        by: "audit".into(),
+    })
+}
+
+/// Deliveries: each message is pending once per output, taken by one owner at a time, kept in
+/// order, given back on failure, and never queued again for an output that settled it.
+async fn keeps_the_outbox_contract(outbox: &dyn Outbox) {
+    let now = chrono::Utc::now().timestamp();
+    let first = resolved_message("alice", "inc-1");
+    let second = resolved_message("bob", "inc-2");
+    let pager = |m: &Message, at: i64| Delivery::new("pager", m.clone(), at);
+    outbox
+        .enqueue(&[
+            pager(&first, now),
+            Delivery::new("chat", first.clone(), now),
+        ])
+        .await
+        .expect("enqueue");
+    outbox
+        .enqueue(&[pager(&second, now + 1)])
+        .await
+        .expect("enqueue");
+    // A repeat of the same message (a retry, another task's lost reply) adds nothing.
+    outbox
+        .enqueue(&[pager(&first, now + 5)])
+        .await
+        .expect("repeat");
+    let pending = outbox.pending("pager", 100).await.expect("pending");
+    let ids: Vec<String> = pending.iter().map(|d| d.message.id()).collect();
+    assert_eq!(
+        ids,
+        vec!["inc-1:resolved", "inc-2:resolved"],
+        "oldest first"
+    );
+    assert_eq!(pending[0].created_at, now, "the first record stands");
+    assert_eq!(
+        pending[0].message, first,
+        "the message survives the round trip"
+    );
+    assert_eq!(outbox.pending("chat", 100).await.expect("chat").len(), 1);
+    assert_eq!(outbox.pending("pager", 1).await.expect("limit").len(), 1);
+
+    // One owner at a time; an expired lease can be taken over.
+    let d = &pending[0];
+    assert!(outbox.take(d, "a", now, now + 60).await.expect("take"));
+    assert!(!outbox.take(d, "b", now + 1, now + 61).await.expect("held"));
+    assert!(
+        outbox
+            .take(d, "b", now + 61, now + 121)
+            .await
+            .expect("expired")
+    );
+    // The first owner's late answer changes nothing it no longer holds.
+    let retry = Settle::Retry {
+        at: now + 200,
+        error: "PagerDuty answered 503".into(),
+    };
+    outbox
+        .settle(d, "a", now + 62, &retry)
+        .await
+        .expect("stale");
+    let held = &outbox.pending("pager", 100).await.expect("pending")[0];
+    assert_eq!(held.attempts, 0, "{held:?}");
+    assert_eq!(held.lease.as_ref().map(|l| l.0.as_str()), Some("b"));
+    // The holder gives it back: tried again at its time, with why it failed.
+    outbox
+        .settle(d, "b", now + 62, &retry)
+        .await
+        .expect("retry");
+    let back = &outbox.pending("pager", 100).await.expect("pending")[0];
+    assert_eq!(
+        (back.attempts, back.next_at, back.lease.clone()),
+        (1, now + 200, None)
+    );
+    assert_eq!(back.last_error.as_deref(), Some("PagerDuty answered 503"));
+    assert!(!back.ready(now + 100), "not before its retry time");
+    assert!(
+        !outbox
+            .take(back, "c", now + 100, now + 160)
+            .await
+            .expect("early")
+    );
+    assert!(
+        outbox
+            .take(back, "c", now + 200, now + 260)
+            .await
+            .expect("due")
+    );
+    outbox
+        .settle(back, "c", now + 201, &Settle::Delivered)
+        .await
+        .expect("delivered");
+    let left = outbox.pending("pager", 100).await.expect("pending");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].message.id(), "inc-2:resolved");
+    // Delivered to the pager, the message is not queued for it again; the chat output keeps
+    // its own copy.
+    outbox
+        .enqueue(&[pager(&first, now + 300)])
+        .await
+        .expect("repeat after delivery");
+    assert_eq!(
+        outbox.pending("pager", 100).await.expect("pending").len(),
+        1
+    );
+    assert_eq!(outbox.pending("chat", 100).await.expect("chat").len(), 1);
+    // Refused for good: out of the backlog, and not queued again either.
+    assert!(
+        outbox
+            .take(&left[0], "c", now + 300, now + 360)
+            .await
+            .expect("take")
+    );
+    outbox
+        .settle(
+            &left[0],
+            "c",
+            now + 301,
+            &Settle::Dead {
+                error: "invalid".into(),
+            },
+        )
+        .await
+        .expect("dead");
+    outbox
+        .enqueue(&[pager(&second, now + 400)])
+        .await
+        .expect("repeat after dead");
+    assert!(
+        outbox
+            .pending("pager", 100)
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn the_memory_outbox_keeps_the_contract() {
+    keeps_the_outbox_contract(&MemoryOutbox::new()).await;
+}
+
+#[tokio::test]
+async fn the_dynamodb_outbox_keeps_the_contract() {
+    let moto = Moto::start();
+    let stack = Stack::create(&moto, 5).await;
+    let table = stack.state_table("trailwarden-state").await;
+    let store = DynamoStore::new(stack.ddb.clone(), table, Metrics::new());
+    keeps_the_outbox_contract(&store).await;
 }

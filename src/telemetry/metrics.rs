@@ -128,7 +128,7 @@ impl Dependency {
             Dependency::Queue => "SQS receives",
             Dependency::Objects => "S3 reads",
             Dependency::Store => "state store calls",
-            Dependency::Sink => "outbox writes",
+            Dependency::Sink => "alert deliveries",
         }
     }
 }

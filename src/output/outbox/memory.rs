@@ -24,6 +24,9 @@ struct Inner {
     /// When and how each was settled; kept a week, as the state table keeps its markers, so
     /// a repeat of the same message is not delivered again.
     settled: HashMap<(String, String), (i64, Settle)>,
+    /// Failed attempts by output, and the last one's error: a message waiting behind a
+    /// failing delivery of its output is held as well.
+    failures: HashMap<String, (u64, String)>,
 }
 
 /// How long a settled delivery is remembered.
@@ -118,6 +121,9 @@ impl Outbox for MemoryOutbox {
                     d.attempts += 1;
                     d.next_at = *at;
                     d.last_error = Some(error.clone());
+                    let failures = inner.failures.entry(k.0.clone()).or_default();
+                    *failures = (failures.0 + 1, error.clone());
+                    self.changed.notify_waiters();
                 }
             }
             Settle::Delivered | Settle::Dead { .. } => {
@@ -134,14 +140,24 @@ impl Outbox for MemoryOutbox {
         false
     }
 
-    async fn settled(&self, output: &str, id: &str) {
+    async fn settled(&self, output: &str, id: &str) -> Result<(), String> {
         let k = (output.to_owned(), id.to_owned());
+        let failures = |inner: &Inner| inner.failures.get(output).cloned().unwrap_or_default();
+        let (failed, _) = failures(&self.lock());
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if self.lock().settled.contains_key(&k) {
-                return;
+            {
+                let inner = self.lock();
+                // Neither pending nor settled: settled and forgotten a week ago.
+                if inner.settled.contains_key(&k) || !inner.pending.contains_key(&k) {
+                    return Ok(());
+                }
+                let (now_failed, why) = failures(&inner);
+                if now_failed > failed {
+                    return Err(why);
+                }
             }
             changed.await;
         }

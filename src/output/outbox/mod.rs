@@ -84,9 +84,13 @@ impl Delivery {
     }
 }
 
-/// Sorts deliveries oldest first, as an output sends them.
+/// Sorts deliveries oldest first, as an output sends them; within one second an incident's
+/// first message goes before what follows it.
 pub fn oldest_first(deliveries: &mut [Delivery]) {
-    deliveries.sort_by_key(|d| (d.created_at, d.message.id()));
+    deliveries.sort_by_key(|d| {
+        let after = matches!(d.message, Message::FollowUp(_) | Message::Resolved(_));
+        (d.created_at, after, d.message.id())
+    });
 }
 
 /// How a taken delivery ended.
@@ -143,9 +147,11 @@ pub trait Outbox: Send + Sync {
         true
     }
 
-    /// Waits until `output` settled the message `id`; asked only of an outbox that is not
-    /// [durable](Self::durable).
-    async fn settled(&self, _output: &str, _id: &str) {}
+    /// Waits until `output` settled the message `id`, or failed an attempt at it (why);
+    /// asked only of an outbox that is not [durable](Self::durable).
+    async fn settled(&self, _output: &str, _id: &str) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What wakes each output's loop: a message was just enqueued for it.
@@ -242,9 +248,20 @@ impl Enqueue {
         if !self.outbox.durable() {
             // Without a state table the message stays in the queue until every output took
             // it: a restart then loses nothing, at the price of intake waiting for outputs.
+            // A failed attempt holds the message as an outage would; the message is queued
+            // and will go out, so the error says it may have (the claim is kept, and only a
+            // repeat under the same ids can follow).
             let id = message.id();
             for d in &deliveries {
-                self.outbox.settled(&d.output, &id).await;
+                if let Err(why) = self.outbox.settled(&d.output, &id).await {
+                    let mut failed = Failed::new(
+                        crate::aws::Edge::Sink,
+                        crate::aws::Answer::Unavailable,
+                        format!("output {} has not taken {id} yet: {why}", d.output),
+                    );
+                    failed.ambiguous = true;
+                    return Err(SinkError(failed));
+                }
             }
         }
         Ok(())
@@ -427,4 +444,159 @@ async fn pass(l: &Loop) -> Result<(), Failed> {
         .output_backlog(name, left, oldest.filter(|_| left > 0), l.max_pending);
     l.metrics.output_failing(name, None);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::aws::{Answer, Edge};
+    use crate::config::OutputKind;
+    use crate::finding::accounts::AccountNames;
+    use crate::finding::{Level, Standing};
+    use crate::output::Output;
+
+    /// An output that answers from a script (`None` accepts), then accepts everything.
+    #[derive(Default)]
+    struct Scripted {
+        answers: Mutex<VecDeque<Option<Answer>>>,
+        got: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Output for Scripted {
+        async fn deliver(&self, message: &Message, _: &AccountNames) -> Result<(), Failed> {
+            let answer = self.answers.lock().expect("script").pop_front().flatten();
+            match answer {
+                Some(answer) => Err(Failed::new(Edge::Sink, answer, format!("{answer:?}"))),
+                None => {
+                    self.got.lock().expect("got").push(message.id());
+                    Ok(())
+                }
+            }
+        }
+
+        async fn check(&self) -> Result<(), Failed> {
+            Ok(())
+        }
+    }
+
+    fn route(name: &str, min_level: Level, output: Arc<Scripted>) -> Arc<Route> {
+        Arc::new(Route {
+            name: name.into(),
+            kind: OutputKind::Sns,
+            min_level,
+            rules: vec!["user-*".into()],
+            output,
+        })
+    }
+
+    fn resolved(incident: &str, level: Level) -> Resolved {
+        Resolved {
+            incident_id: incident.into(),
+            finding: Standing {
+                check: "user-without-mfa".into(),
+                account: "111122223333".into(),
+                resource: format!("arn:aws:iam::111122223333:user/{incident}"),
+                level,
+                title: "MFA".into(),
+                evidence: "no MFA".into(),
+                next_steps: vec![],
+            },
+            opened_at: 0,
+            resolved_at: 1,
+            by: "audit".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_output_holds_only_its_own_deliveries_in_order() {
+        let pager = Arc::new(Scripted::default());
+        pager.answers.lock().expect("script").extend([
+            Some(Answer::Unavailable),
+            Some(Answer::Unavailable),
+            Some(Answer::Denied),
+            None,
+            Some(Answer::Invalid),
+        ]);
+        let chat = Arc::new(Scripted::default());
+        let routes = vec![
+            route("pager", Level::High, pager.clone()),
+            route("chat", Level::Low, chat.clone()),
+        ];
+        let outputs = Outputs::new(routes, Arc::new(memory::MemoryOutbox::new()));
+        let clock = Clock::tokio(1_700_000_000);
+        let metrics = Metrics::with_clock(clock.clone());
+        let shutdown = CancellationToken::new();
+        for route in &outputs.routes {
+            tokio::spawn(deliver(
+                Loop {
+                    route: route.clone(),
+                    outbox: outputs.outbox.clone(),
+                    names: SharedAccountNames::default(),
+                    wakers: outputs.wakers.clone(),
+                    clock: clock.clone(),
+                    metrics: metrics.clone(),
+                    owner: "task".into(),
+                    max_pending: 2,
+                },
+                shutdown.clone(),
+            ));
+        }
+        let sink = Arc::new(outputs.sink(clock.clone()));
+        // The memory outbox accepts a message once its outputs settled it, and says so when an
+        // output failed an attempt: the daemon holds the message and tries again, as here.
+        let send = |r: Resolved| {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                loop {
+                    match sink.resolved(&r).await {
+                        Ok(()) => return Ok::<(), SinkError>(()),
+                        Err(e) => assert!(e.0.ambiguous, "{e}"),
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            })
+        };
+        let first = send(resolved("a", Level::High));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let second = send(resolved("b", Level::High));
+        let low = send(resolved("c", Level::Low));
+        // The chat output takes what it is sent while the pager fails.
+        low.await.expect("join").expect("low");
+        assert!(
+            chat.got
+                .lock()
+                .expect("got")
+                .contains(&"c:resolved".to_owned())
+        );
+        assert!(pager.got.lock().expect("got").is_empty());
+        assert!(
+            metrics.output_states()["pager"].error.is_some(),
+            "the pager says why"
+        );
+        first.await.expect("join").expect("first");
+        second.await.expect("join").expect("second");
+        let mut got = chat.got.lock().expect("got").clone();
+        got.sort();
+        assert_eq!(got, vec!["a:resolved", "b:resolved", "c:resolved"]);
+        // Two outages and a refused setting later, the pager gets the first, in order; the
+        // second it refuses for good: dropped from this output only.
+        assert_eq!(*pager.got.lock().expect("got"), vec!["a:resolved"]);
+        let states = metrics.output_states();
+        assert_eq!(states["pager"].pending, 0, "{states:?}");
+        assert_eq!(states["pager"].error, None);
+        let text = metrics.encode();
+        for line in [
+            "trailwarden_output_deliveries_total{output=\"pager\",outcome=\"retried\"} 3",
+            "trailwarden_output_deliveries_total{output=\"pager\",outcome=\"delivered\"} 1",
+            "trailwarden_output_deliveries_total{output=\"pager\",outcome=\"dead\"} 1",
+            "trailwarden_output_deliveries_total{output=\"chat\",outcome=\"delivered\"} 3",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
+        shutdown.cancel();
+    }
 }

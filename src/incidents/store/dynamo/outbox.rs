@@ -144,6 +144,7 @@ impl Outbox for DynamoStore {
         }
         .report(&self.metrics);
         oldest_first(&mut out);
+        out.truncate(limit);
         Ok(out)
     }
 
