@@ -23,6 +23,7 @@ use crate::incidents::store::dynamo::DynamoStore;
 use crate::incidents::store::memory::MemoryStore;
 use crate::intake::s3::S3Objects;
 use crate::intake::sqs::SqsQueue;
+use crate::output::chatbot;
 use crate::output::outbox::memory::MemoryOutbox;
 use crate::output::outbox::{Outbox, Outputs};
 use crate::output::sns::{self, Topic};
@@ -205,7 +206,8 @@ async fn output(
     };
     Ok(match o.kind {
         OutputKind::Sns => topic(sns::render),
-        OutputKind::Chatbot | OutputKind::Pagerduty | OutputKind::Securityhub => {
+        OutputKind::Chatbot => topic(chatbot::render),
+        OutputKind::Pagerduty | OutputKind::Securityhub => {
             return Err(StartError::Setting {
                 setting: "outputs",
                 message: format!(

@@ -6,10 +6,13 @@
 //!   its own backoff, so one output being down holds only its own deliveries.
 //! - [`sns`]: an SNS topic (email text with next steps, then JSON; message attributes for
 //!   filter policies).
+//! - [`chatbot`]: AWS Chatbot custom notifications on an SNS topic (Slack or Teams markdown,
+//!   record text escaped, one thread per incident).
 //!
 //! Rendering is separate from transport: each kind's renderer is a pure function of the
 //! [`Message`] and the account names.
 
+pub mod chatbot;
 pub mod outbox;
 pub mod sns;
 

@@ -411,7 +411,8 @@ struct FindingDocument<'a> {
     resolved_by: Option<&'a str>,
 }
 
-fn rfc3339(at: i64) -> String {
+/// Epoch seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+pub(super) fn rfc3339(at: i64) -> String {
     chrono::DateTime::from_timestamp(at, 0)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_default()
@@ -518,7 +519,7 @@ pub fn render_resolved(r: &Resolved, names: &AccountNames) -> Rendered {
     render_standing(&doc, f, &account, subject_text)
 }
 
-/// How a topic's messages are rendered: [`render`] for `sns`, the chatbot renderer for
+/// How a topic's messages are rendered: [`render`] for `sns`, [`super::chatbot::render`] for
 /// `chatbot`.
 pub type Renderer = fn(&Message, &AccountNames) -> Rendered;
 
