@@ -46,7 +46,8 @@ pub enum Edge {
     Object,
     /// The SQS queue work arrives on.
     Queue,
-    /// An output that pages go to (the SNS topic).
+    /// An output that pages go to (the SNS topic, PagerDuty's Events API), and where an
+    /// output's credential is kept (the PagerDuty routing key's secret or parameter).
     Sink,
     /// The shared state table.
     Store,
@@ -227,6 +228,25 @@ pub fn sns_client(config: &SdkConfig, metrics: &Arc<Metrics>) -> aws_sdk_sns::Cl
         .interceptor(RetryCounter(metrics.clone()))
         .build();
     aws_sdk_sns::Client::from_conf(sns)
+}
+
+/// A Secrets Manager client (the pagerduty output's routing key).
+pub fn secretsmanager_client(
+    config: &SdkConfig,
+    metrics: &Arc<Metrics>,
+) -> aws_sdk_secretsmanager::Client {
+    let sm = aws_sdk_secretsmanager::config::Builder::from(config)
+        .interceptor(RetryCounter(metrics.clone()))
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(sm)
+}
+
+/// An SSM client (the pagerduty output's routing key in Parameter Store).
+pub fn ssm_client(config: &SdkConfig, metrics: &Arc<Metrics>) -> aws_sdk_ssm::Client {
+    let ssm = aws_sdk_ssm::config::Builder::from(config)
+        .interceptor(RetryCounter(metrics.clone()))
+        .build();
+    aws_sdk_ssm::Client::from_conf(ssm)
 }
 
 /// A DynamoDB client.

@@ -17,7 +17,7 @@ use super::account_names::{Directory, Organizations};
 use crate::aws::{self, Fault};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::config::{OutputKind, OutputSettings};
+use crate::config::{OutputKind, OutputSettings, PAGERDUTY_EVENTS_URL};
 use crate::finding::accounts::SharedAccountNames;
 use crate::incidents::store::dynamo::DynamoStore;
 use crate::incidents::store::memory::MemoryStore;
@@ -26,6 +26,7 @@ use crate::intake::sqs::SqsQueue;
 use crate::output::chatbot;
 use crate::output::outbox::memory::MemoryOutbox;
 use crate::output::outbox::{Outbox, Outputs};
+use crate::output::pagerduty::{self, Events};
 use crate::output::sns::{self, Topic};
 use crate::output::{Output, Route};
 use crate::posture::aws::{AwsAccount, AwsMembers};
@@ -194,7 +195,7 @@ async fn output(
     sdk: &aws_config::SdkConfig,
     o: OutputSettings,
     metrics: &Arc<Metrics>,
-    _shutdown: &CancellationToken,
+    shutdown: &CancellationToken,
 ) -> Result<Arc<dyn Output>, StartError> {
     let topic = |render: sns::Renderer| -> Arc<dyn Output> {
         Arc::new(Topic::new(
@@ -207,7 +208,23 @@ async fn output(
     Ok(match o.kind {
         OutputKind::Sns => topic(sns::render),
         OutputKind::Chatbot => topic(chatbot::render),
-        OutputKind::Pagerduty | OutputKind::Securityhub => {
+        OutputKind::Pagerduty => {
+            // Read once: a rotated key takes effect at the next start, as a changed setting
+            // does. An unreadable secret stops start-up naming the output; an outage of
+            // Secrets Manager or SSM is waited out as any start-up check is.
+            let at = o.routing_key.clone().unwrap_or_default();
+            let key = check("outputs", shutdown, || {
+                pagerduty::routing_key(sdk, &at, metrics)
+            })
+            .await
+            .map_err(|e| naming(&o, e))?;
+            let url = o
+                .events_url
+                .clone()
+                .unwrap_or_else(|| PAGERDUTY_EVENTS_URL.to_owned());
+            Arc::new(Events::new(url, key))
+        }
+        OutputKind::Securityhub => {
             return Err(StartError::Setting {
                 setting: "outputs",
                 message: format!(
@@ -234,33 +251,38 @@ async fn check_output(
     };
     check(setting, shutdown, || output.check())
         .await
-        .map_err(|e| match e {
-            StartError::Setting { setting, message } => StartError::Setting {
-                setting,
-                message: format!("output {:?} ({}): {message}", o.name, o.kind.as_str()),
-            },
-            StartError::Unavailable(m) => {
-                StartError::Unavailable(format!("output {:?} ({}): {m}", o.name, o.kind.as_str()))
-            }
-            other => other,
-        })
+        .map_err(|e| naming(o, e))
 }
 
-/// Runs one check, retrying passing faults for [`CHECK_PATIENCE`].
-async fn check<F, Fut>(
+/// A start-up error about an output, naming it.
+fn naming(o: &OutputSettings, e: StartError) -> StartError {
+    match e {
+        StartError::Setting { setting, message } => StartError::Setting {
+            setting,
+            message: format!("output {:?} ({}): {message}", o.name, o.kind.as_str()),
+        },
+        StartError::Unavailable(m) => {
+            StartError::Unavailable(format!("output {:?} ({}): {m}", o.name, o.kind.as_str()))
+        }
+        other => other,
+    }
+}
+
+/// Runs one check (or a start-up read), retrying passing faults for [`CHECK_PATIENCE`].
+async fn check<T, F, Fut>(
     setting: &'static str,
     shutdown: &CancellationToken,
     call: F,
-) -> Result<(), StartError>
+) -> Result<T, StartError>
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Result<(), aws::Failed>>,
+    Fut: Future<Output = Result<T, aws::Failed>>,
 {
     let deadline = tokio::time::Instant::now() + CHECK_PATIENCE;
     let mut retry = aws::backoff(Duration::from_secs(1), Duration::from_secs(15));
     loop {
         let failed = match call().await {
-            Ok(()) => return Ok(()),
+            Ok(value) => return Ok(value),
             Err(f) => f,
         };
         // The failure table decides: only an outage is worth waiting for at start-up. A missing

@@ -4,6 +4,9 @@
 //! - [`outbox`]: the committer's sink. It records each message once per output that takes it
 //!   (pending), and each output's delivery loop works through its own pending deliveries with
 //!   its own backoff, so one output being down holds only its own deliveries.
+//! - [`pagerduty`]: PagerDuty's Events API v2 (one alert per incident: a page triggers it, a
+//!   follow-up triggers it again, a fixed finding resolves it), its key read from Secrets
+//!   Manager or SSM at start-up.
 //! - [`sns`]: an SNS topic (email text with next steps, then JSON; message attributes for
 //!   filter policies).
 //! - [`chatbot`]: AWS Chatbot custom notifications on an SNS topic (Slack or Teams markdown,
@@ -14,6 +17,7 @@
 
 pub mod chatbot;
 pub mod outbox;
+pub mod pagerduty;
 pub mod sns;
 
 use std::sync::Arc;
