@@ -3,11 +3,15 @@
 The template is read with cfn-lint's own YAML decoder, which understands the short
 intrinsic-function tags (!Sub, !GetAtt, !If ...). Each expected policy is written out in full,
 so widening a permission is a deliberate change to this file as well as to the template.
+`Stack` resolves the template for one choice of parameters (conditions, !If, !Sub, !Join), so
+each choice of outputs is also checked as CloudFormation would deploy it: the role's grants in
+effect and the TRAILWARDEN_OUTPUTS the task receives.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import json
 import re
 from pathlib import Path
@@ -146,6 +150,148 @@ def environment(container: dict) -> dict:
     return env
 
 
+# ---- resolving the template for one choice of parameters -------------------------------------
+
+# Pseudo parameters, and stand-ins for the required parameters that have no default.
+PSEUDO = {
+    "AWS::Partition": "aws",
+    "AWS::Region": "eu-west-1",
+    "AWS::AccountId": "111122223333",
+    "AWS::StackName": "trailwarden",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+REQUIRED = {
+    "TrailBucketName": "my-cloudtrail-bucket",
+    "AlertEmail": "secops@example.com",
+    "ContainerImage": "111122223333.dkr.ecr.eu-west-1.amazonaws.com/trailwarden:1",
+    "SubnetIds": "subnet-0aaaaaaaaaaaaaaaa",
+    "SecurityGroupId": "sg-0123456789abcdef0",
+}
+NOTHING = object()  # what AWS::NoValue resolves to: the item or property is left out
+
+
+class Stack:
+    """The template with its parameters set: conditions evaluated and the intrinsic functions
+    the task definition and the role use resolved (resources stay as `<Name>` stand-ins)."""
+
+    def __init__(self, template: dict, **chosen: str):
+        self.template = template
+        unknown = set(chosen) - set(template["Parameters"])
+        assert not unknown, f"not parameters of the template: {unknown}"
+        self.params = {
+            name: chosen.get(name, spec.get("Default", REQUIRED.get(name)))
+            for name, spec in template["Parameters"].items()
+        }
+
+    def condition(self, name: str) -> bool:
+        return self.value(self.template["Conditions"][name])
+
+    def guard(self, guard: str | None) -> bool:
+        """Whether a statement guarded as `statements()` reports it is in effect."""
+        if guard is None:
+            return True
+        return not self.condition(guard[1:]) if guard.startswith("!") else self.condition(guard)
+
+    def ref(self, name: str):
+        if name == "AWS::NoValue":
+            return NOTHING
+        if name in self.params:
+            return self.params[name]
+        if name in PSEUDO:
+            return PSEUDO[name]
+        assert name in self.template["Resources"], f"Ref to unknown {name}"
+        return f"<{name}>"
+
+    def sub(self, text: str, variables: dict) -> str:
+        def one(match):
+            name = match.group(1)
+            if name in variables:
+                return self.value(variables[name])
+            if "." in name:
+                return f"<{name}>"
+            return self.ref(name)
+
+        return re.sub(r"\$\{([^}!]+)\}", one, text)
+
+    def value(self, node):
+        if isinstance(node, list):
+            return [v for v in (self.value(i) for i in node) if v is not NOTHING]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            (fn, arg), = node.items()
+            if fn == "Ref":
+                return self.ref(arg)
+            if fn == "Condition":
+                return self.condition(arg)
+            if fn == "Fn::If":
+                cond, when_true, when_false = arg
+                return self.value(when_true if self.condition(cond) else when_false)
+            if fn == "Fn::Equals":
+                left, right = (self.value(a) for a in arg)
+                return left == right
+            if fn == "Fn::Not":
+                return not self.value(arg[0])
+            if fn == "Fn::And":
+                return all(self.value(a) for a in arg)
+            if fn == "Fn::Or":
+                return any(self.value(a) for a in arg)
+            if fn == "Fn::Sub":
+                text, variables = (arg, {}) if isinstance(arg, str) else arg
+                return self.sub(text, variables)
+            if fn == "Fn::Join":
+                delimiter, items = arg
+                return delimiter.join(self.value(items))
+            if fn == "Fn::GetAtt":
+                return f"<{'.'.join(arg) if isinstance(arg, list) else arg}>"
+        out = {k: self.value(v) for k, v in node.items()}
+        return {k: v for k, v in out.items() if v is not NOTHING}
+
+    def environment(self) -> dict:
+        entries = self.value(task_container(self.template)["Environment"])
+        return {e["Name"]: e["Value"] for e in entries}
+
+    def task_role(self) -> list[dict]:
+        """The task role's statements in effect, resolved, without Sids, actions sorted."""
+        role = resource(self.template, "TaskRole", "AWS::IAM::Role")["Properties"]
+        out = []
+        for stmt, guard in statements(role["Policies"][0]["PolicyDocument"]):
+            if self.guard(guard):
+                norm = self.value({k: v for k, v in stmt.items() if k != "Sid"})
+                norm["Action"] = sorted(as_list(norm["Action"]))
+                out.append(norm)
+        return out
+
+    def rejected_by(self) -> list[str]:
+        """The template Rules whose assertions this choice of parameters fails."""
+        failed = []
+        for name, rule in self.template.get("Rules", {}).items():
+            if "RuleCondition" in rule and not self.value(rule["RuleCondition"]):
+                continue
+            if not all(self.value(a["Assert"]) for a in rule["Assertions"]):
+                failed.append(name)
+        return failed
+
+
+# The outputs besides the alert topic, as a deployer chooses them.
+CHATBOT_TOPIC = "arn:aws:sns:eu-west-1:111122223333:trailwarden-chat"
+CHATBOT_KEY = "arn:aws:kms:eu-west-1:111122223333:key/0b6c3c3e-1111-4222-8333-944445555666"
+PAGERDUTY_SECRET = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:trailwarden/pagerduty-AbCdEf"
+PAGERDUTY_PARAMETER = "arn:aws:ssm:eu-west-1:111122223333:parameter/trailwarden/pagerduty"
+PAGERDUTY_KEY = "arn:aws:kms:eu-west-1:111122223333:key/1c7d4d4f-2222-4333-9444-a55556666777"
+CHATBOT = {"": {}, "chatbot": {"ChatbotTopicArn": CHATBOT_TOPIC}}
+PAGERDUTY = {
+    "": {},
+    "pagerduty-secret": {"PagerDutyRoutingKeySecretArn": PAGERDUTY_SECRET},
+    "pagerduty-parameter": {"PagerDutyRoutingKeyParameterArn": PAGERDUTY_PARAMETER},
+}
+SECURITY_HUB = {"": {}, "securityhub": {"SecurityHub": "true"}}
+OUTPUT_CHOICES = {
+    "+".join(n for n in (c, p, s) if n) or "none": {**CHATBOT[c], **PAGERDUTY[p], **SECURITY_HUB[s]}
+    for c, p, s in itertools.product(CHATBOT, PAGERDUTY, SECURITY_HUB)
+}
+
+
 # ---- task role ------------------------------------------------------------------------------
 
 # The posture audit's and re-checks' reads: the task role's and the member role's alike.
@@ -274,8 +420,161 @@ def test_task_role_has_exactly_the_daemon_permissions(template):
             "Resource": {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${AuditRoleName}"},
             "Guard": "AuditOrganization",
         },
+        *OUTPUT_STATEMENTS,
     ]
     assert canonical(role_statements(template, "TaskRole")) == canonical(expected)
+
+
+# Each output's calls, granted only when it is chosen (src/config.rs, OutputKind).
+OUTPUT_STATEMENTS = [
+    # chatbot: publish to its topic, and the start-up check that the topic exists.
+    {
+        "Effect": "Allow",
+        "Action": ["sns:GetTopicAttributes", "sns:Publish"],
+        "Resource": {"Ref": "ChatbotTopicArn"},
+        "Guard": "HasChatbot",
+    },
+    {
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "Resource": {"Ref": "ChatbotTopicKmsKeyArn"},
+        "Condition": {"StringEquals": {"kms:ViaService": {"Fn::Sub": "sns.${AWS::Region}.amazonaws.com"}}},
+        "Guard": "HasChatbotTopicKey",
+    },
+    # pagerduty: read the routing key from its secret or its parameter (and its customer
+    # managed key, through that service only).
+    {
+        "Effect": "Allow",
+        "Action": ["secretsmanager:GetSecretValue"],
+        "Resource": {"Ref": "PagerDutyRoutingKeySecretArn"},
+        "Guard": "HasPagerDutySecret",
+    },
+    {
+        "Effect": "Allow",
+        "Action": ["ssm:GetParameter"],
+        "Resource": {"Ref": "PagerDutyRoutingKeyParameterArn"},
+        "Guard": "HasPagerDutyParameter",
+    },
+    {
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt"],
+        "Resource": {"Ref": "PagerDutyRoutingKeyKmsKeyArn"},
+        "Condition": {
+            "StringEquals": {
+                "kms:ViaService": {
+                    "Fn::If": [
+                        "HasPagerDutySecret",
+                        {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"},
+                        {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"},
+                    ]
+                }
+            }
+        },
+        "Guard": "HasPagerDutyKey",
+    },
+    # securityhub: import findings under the account's default product; DescribeHub is the
+    # start-up check (sts:GetCallerIdentity needs no permission).
+    {
+        "Effect": "Allow",
+        "Action": ["securityhub:BatchImportFindings"],
+        "Resource": {
+            "Fn::Sub": "arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/${AWS::AccountId}/default"
+        },
+        "Guard": "UseSecurityHub",
+    },
+    {
+        "Effect": "Allow",
+        "Action": ["securityhub:DescribeHub"],
+        "Resource": {"Fn::Sub": "arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:hub/default"},
+        "Guard": "UseSecurityHub",
+    },
+]
+
+
+def expected_output_grants(chosen: dict) -> list[dict]:
+    """What the task role must add, resolved, for this choice of outputs and keys."""
+    region, account = PSEUDO["AWS::Region"], PSEUDO["AWS::AccountId"]
+    out = []
+    if "ChatbotTopicArn" in chosen:
+        out.append({"Effect": "Allow", "Action": ["sns:GetTopicAttributes", "sns:Publish"], "Resource": CHATBOT_TOPIC})
+        if "ChatbotTopicKmsKeyArn" in chosen:
+            out.append(
+                {
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                    "Resource": CHATBOT_KEY,
+                    "Condition": {"StringEquals": {"kms:ViaService": f"sns.{region}.amazonaws.com"}},
+                }
+            )
+    service = None
+    if "PagerDutyRoutingKeySecretArn" in chosen:
+        service = "secretsmanager"
+        out.append({"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": PAGERDUTY_SECRET})
+    if "PagerDutyRoutingKeyParameterArn" in chosen:
+        service = "ssm"
+        out.append({"Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": PAGERDUTY_PARAMETER})
+    if service and "PagerDutyRoutingKeyKmsKeyArn" in chosen:
+        out.append(
+            {
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt"],
+                "Resource": PAGERDUTY_KEY,
+                "Condition": {"StringEquals": {"kms:ViaService": f"{service}.{region}.amazonaws.com"}},
+            }
+        )
+    if chosen.get("SecurityHub") == "true":
+        out.append(
+            {
+                "Effect": "Allow",
+                "Action": ["securityhub:BatchImportFindings"],
+                "Resource": f"arn:aws:securityhub:{region}:{account}:product/{account}/default",
+            }
+        )
+        out.append(
+            {
+                "Effect": "Allow",
+                "Action": ["securityhub:DescribeHub"],
+                "Resource": f"arn:aws:securityhub:{region}:{account}:hub/default",
+            }
+        )
+    return out
+
+
+def test_nothing_output_specific_is_granted_unless_an_output_is_chosen(template):
+    for name in ("ChatbotTopicArn", "PagerDutyRoutingKeySecretArn", "PagerDutyRoutingKeyParameterArn"):
+        assert template["Parameters"][name]["Default"] == "", name
+    assert template["Parameters"]["SecurityHub"]["Default"] == "false"
+    stack = Stack(template)
+    assert not stack.condition("HasExtraOutputs")
+    # With the defaults only the unguarded statements are in effect: no output's grant.
+    unguarded = [s for s in role_statements(template, "TaskRole") if s["Guard"] is None]
+    baseline = [stack.value({k: v for k, v in s.items() if k != "Guard"}) for s in unguarded]
+    assert canonical(stack.task_role()) == canonical(baseline)
+    granted = {a for s in stack.task_role() for a in s["Action"]}
+    assert not granted & {"secretsmanager:GetSecretValue", "ssm:GetParameter", "securityhub:BatchImportFindings"}
+    assert "TRAILWARDEN_OUTPUTS" not in stack.environment()
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [{}, {"ChatbotTopicKmsKeyArn": CHATBOT_KEY, "PagerDutyRoutingKeyKmsKeyArn": PAGERDUTY_KEY}],
+    ids=["aws-managed-keys", "customer-managed-keys"],
+)
+@pytest.mark.parametrize("choice", OUTPUT_CHOICES)
+def test_each_chosen_output_gets_exactly_its_calls(template, choice, keys):
+    chosen = dict(OUTPUT_CHOICES[choice])
+    # A key is given only with what it encrypts (the template's Rules refuse it otherwise).
+    if "ChatbotTopicArn" in chosen and "ChatbotTopicKmsKeyArn" in keys:
+        chosen["ChatbotTopicKmsKeyArn"] = keys["ChatbotTopicKmsKeyArn"]
+    if any(k.startswith("PagerDutyRoutingKey") for k in chosen) and "PagerDutyRoutingKeyKmsKeyArn" in keys:
+        chosen["PagerDutyRoutingKeyKmsKeyArn"] = keys["PagerDutyRoutingKeyKmsKeyArn"]
+    stack = Stack(template, **chosen)
+    assert stack.rejected_by() == []
+    baseline = Stack(template).task_role()
+    in_effect = stack.task_role()
+    assert all(s in in_effect for s in baseline), "an output takes nothing away"
+    added = [s for s in in_effect if s not in baseline]
+    assert canonical(added) == canonical(expected_output_grants(chosen))
 
 
 def test_the_member_role_reads_exactly_what_the_audit_reads(member_role):
@@ -616,6 +915,19 @@ def test_health_alarms_read_metrics_the_daemon_emits(template, name, metric, sta
     assert alarm["TreatMissingData"] == "notBreaching"
 
 
+def test_output_behind_alarm_covers_every_output(template):
+    """OutputBehindSeconds is the age of the oldest delivery pending across outputs
+    (src/telemetry/metrics.rs, output_behind_secs); the alarm says so and where to look."""
+    description = resource(template, "OutputBehindAlarm", "AWS::CloudWatch::Alarm")["Properties"][
+        "AlarmDescription"
+    ]
+    for words in ("alert topic", "Chatbot", "PagerDuty", "Security Hub", "pending", "/healthz"):
+        assert words in description, words
+    metrics_rs = (REPO / "src" / "telemetry" / "metrics.rs").read_text()
+    assert '"output_oldest_pending_seconds"' in metrics_rs
+    assert "trailwarden_output_oldest_pending_seconds{output}" in description
+
+
 def test_dashboard_shows_only_metrics_the_daemon_emits(template):
     body = resource(template, "Dashboard", "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"]
     text, variables = body["Fn::Sub"]
@@ -668,6 +980,50 @@ def test_no_secrets_in_environment(template):
         assert not re.search(r"SECRET|PASSWORD|TOKEN|ACCESS_KEY|CREDENTIAL", name), name
 
 
+# A PagerDuty integration's routing key: 32 hexadecimal characters.
+ROUTING_KEY = "0123456789abcdef0123456789abcdef"
+
+
+def test_the_pagerduty_routing_key_is_never_in_the_environment(template):
+    """The task is given where the key is kept (an ARN), and reads the key itself at run
+    time with its role: the key is in no parameter, no environment variable, and not injected
+    through ECS secrets (which would put it in the task's environment)."""
+    params = template["Parameters"]
+    assert "Secrets" not in task_container(template)
+    for name, service in (
+        ("PagerDutyRoutingKeySecretArn", "secretsmanager"),
+        ("PagerDutyRoutingKeyParameterArn", "ssm"),
+    ):
+        pattern = params[name]["AllowedPattern"]
+        assert not re.fullmatch(pattern, ROUTING_KEY), f"{name} would take the key itself"
+        stack = Stack(template, **{name: {"secretsmanager": PAGERDUTY_SECRET, "ssm": PAGERDUTY_PARAMETER}[service]})
+        env = stack.environment()
+        (pagerduty,) = [o for o in json.loads(env["TRAILWARDEN_OUTPUTS"]) if o["kind"] == "pagerduty"]
+        assert pagerduty["routing_key"].startswith(f"arn:aws:{service}:"), pagerduty
+        for value in env.values():
+            assert ROUTING_KEY not in str(value)
+    # No parameter other than the two ARNs concerns the key.
+    assert [n for n in params if "RoutingKey" in n and not n.endswith("KmsKeyArn")] == [
+        "PagerDutyRoutingKeySecretArn",
+        "PagerDutyRoutingKeyParameterArn",
+    ]
+
+
+def test_the_routing_key_is_kept_in_one_place_only(template):
+    both = Stack(
+        template,
+        PagerDutyRoutingKeySecretArn=PAGERDUTY_SECRET,
+        PagerDutyRoutingKeyParameterArn=PAGERDUTY_PARAMETER,
+    )
+    assert both.rejected_by() == ["OnePagerDutyRoutingKey"]
+    assert Stack(template, PagerDutyRoutingKeyKmsKeyArn=PAGERDUTY_KEY).rejected_by() == [
+        "PagerDutyKeyNeedsARoutingKey"
+    ]
+    assert Stack(template, ChatbotTopicKmsKeyArn=CHATBOT_KEY).rejected_by() == ["ChatbotKeyNeedsATopic"]
+    for choice in OUTPUT_CHOICES.values():
+        assert Stack(template, **choice).rejected_by() == []
+
+
 def test_dockerfile_matches_task_definition():
     text = DOCKERFILE_PATH.read_text()
     # Join continuation lines, then read the final stage's instructions.
@@ -689,6 +1045,108 @@ def test_environment_names_are_daemon_settings(template):
     for name in environment(task_container(template)):
         if name.startswith("TRAILWARDEN_"):
             assert name.removeprefix("TRAILWARDEN_").lower() in keys, f"{name} is not a daemon setting"
+    # Every output chosen: its tables name only fields the daemon's [[outputs]] takes (it
+    # refuses unknown ones too).
+    every = Stack(template, **OUTPUT_CHOICES["chatbot+pagerduty-secret+securityhub"]).environment()
+    fields, _kinds, _levels = output_settings()
+    for table in json.loads(every["TRAILWARDEN_OUTPUTS"]):
+        assert set(table) <= fields, set(table) - fields
+
+
+def rust_block(path: Path, opening: str) -> str:
+    """The body of the Rust item that starts with `opening` (up to its closing brace)."""
+    text = path.read_text()
+    start = text.index(opening)
+    return text[start : text.index("\n}", start)]
+
+
+def output_settings() -> tuple[set[str], set[str], set[str]]:
+    """The `[[outputs]]` fields (src/config.rs, OutputSettings), the kinds (OutputKind, in
+    lower case as serde reads them) and the level words (src/finding/mod.rs, Level)."""
+    config_rs = REPO / "src" / "config.rs"
+    fields = set(re.findall(r"^\s+pub (\w+):", rust_block(config_rs, "pub struct OutputSettings {"), re.M))
+    kinds = {k.lower() for k in re.findall(r"^\s{4}(\w+),", rust_block(config_rs, "pub enum OutputKind {"), re.M)}
+    levels = {
+        k.lower()
+        for k in re.findall(r"^\s{4}(\w+),", rust_block(REPO / "src" / "finding" / "mod.rs", "pub enum Level {"), re.M)
+    }
+    assert {"name", "kind", "min_level", "topic_arn", "routing_key", "events_url"} <= fields, fields
+    assert {"sns", "chatbot", "pagerduty", "securityhub"} <= kinds, kinds
+    assert "critical" in levels, levels
+    return fields, kinds, levels
+
+
+@pytest.mark.parametrize("choice", OUTPUT_CHOICES)
+def test_outputs_variable_is_the_chosen_outputs_as_the_daemon_reads_them(template, choice):
+    chosen = OUTPUT_CHOICES[choice]
+    env = Stack(template, **chosen).environment()
+    if choice == "none":
+        assert "TRAILWARDEN_OUTPUTS" not in env
+        return
+    outputs = json.loads(env["TRAILWARDEN_OUTPUTS"])  # what serde_json reads; no trailing commas
+    assert isinstance(outputs, list)
+    fields, kinds, levels = output_settings()
+    names = [o["name"] for o in outputs]
+    assert names == [n.removesuffix("-secret").removesuffix("-parameter") for n in choice.split("+")]
+    # The daemon's checks (src/config.rs, output_problems): unique names of [A-Za-z0-9_-],
+    # not "sns" (the alert topic's, TRAILWARDEN_TOPIC_ARN); each kind's own fields only.
+    assert len(set(names)) == len(names) and "sns" not in names
+    assert env["TRAILWARDEN_TOPIC_ARN"] == "<AlertTopic>"
+    for table in outputs:
+        assert set(table) <= fields, set(table) - fields
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", table["name"])
+        assert table["kind"] in kinds
+        assert table["min_level"] in levels
+        kind = table["kind"]
+        assert ("topic_arn" in table) == (kind in ("sns", "chatbot")), table
+        assert ("routing_key" in table) == (kind == "pagerduty"), table
+        assert ("events_url" in table) <= (kind == "pagerduty"), table
+    by_kind = {o["kind"]: o for o in outputs}
+    if "chatbot" in by_kind:
+        assert by_kind["chatbot"] == {
+            "name": "chatbot",
+            "kind": "chatbot",
+            "min_level": "medium",
+            "topic_arn": CHATBOT_TOPIC,
+        }
+    if "pagerduty" in by_kind:
+        key = chosen.get("PagerDutyRoutingKeySecretArn", chosen.get("PagerDutyRoutingKeyParameterArn"))
+        assert by_kind["pagerduty"] == {
+            "name": "pagerduty",
+            "kind": "pagerduty",
+            "min_level": "high",
+            "routing_key": key,
+            "events_url": "https://events.pagerduty.com/v2/enqueue",
+        }
+    if "securityhub" in by_kind:
+        assert by_kind["securityhub"] == {"name": "securityhub", "kind": "securityhub", "min_level": "low"}
+
+
+def test_output_parameters_cannot_break_the_json(template):
+    """TRAILWARDEN_OUTPUTS is spliced together from parameter values: each one spliced in
+    must be unable to hold a quote or a backslash."""
+    value = task_container(template)["Environment"]
+    (entry,) = [e["Fn::If"][1] for e in value if "Fn::If" in e and e["Fn::If"][1]["Name"] == "TRAILWARDEN_OUTPUTS"]
+    text = json.dumps(entry["Value"])
+    spliced = set(re.findall(r"\$\{(\w+)\}", text)) | set(re.findall(r'"Ref": "(\w+)"', text))
+    params = template["Parameters"]
+    spliced &= set(params)
+    assert {"ChatbotTopicArn", "ChatbotMinLevel", "PagerDutyMinLevel", "PagerDutyEventsUrl"} <= spliced
+    samples = {
+        "ChatbotTopicArn": CHATBOT_TOPIC,
+        "PagerDutyRoutingKeySecretArn": PAGERDUTY_SECRET,
+        "PagerDutyRoutingKeyParameterArn": PAGERDUTY_PARAMETER,
+    }
+    for name in spliced:
+        spec = params[name]
+        if "AllowedValues" in spec:
+            assert all('"' not in v and "\\" not in v for v in spec["AllowedValues"]), name
+            continue
+        pattern, sample = spec["AllowedPattern"], samples[name]
+        assert re.fullmatch(pattern, sample), (name, sample)
+        for bad in ('"', "\\"):
+            for at in range(len(sample) + 1):
+                assert not re.fullmatch(pattern, sample[:at] + bad + sample[at:]), (name, bad, at)
 
 
 # ---- lint exceptions ------------------------------------------------------------------------
