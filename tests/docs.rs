@@ -23,6 +23,9 @@ fn services_called() -> Vec<&'static str> {
         ("aws_sdk_cloudtrail", "cloudtrail"),
         ("aws_sdk_accessanalyzer", "access-analyzer"),
         ("aws_sdk_organizations", "organizations"),
+        ("aws_sdk_secretsmanager", "secretsmanager"),
+        ("aws_sdk_ssm", "ssm"),
+        ("aws_sdk_securityhub", "securityhub"),
     ];
     let mut crates = std::collections::BTreeSet::new();
     for entry in walkdir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))) {

@@ -25,11 +25,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Seconds",
         "longest time from a record's eventTime to its page being accepted (absent when nothing paged)",
     ),
-    ("PublishFailures", "Count", "SNS Publish calls that failed"),
+    ("PublishFailures", "Count", "deliveries an output did not accept (each retried, or dropped if refused for good)"),
     (
         "OutputBehindSeconds",
         "Seconds",
-        "how long the alert output has been failing (0 while it works); pages wait meanwhile",
+        "age of the oldest delivery waiting for its output, across outputs (0 when all are caught up)",
     ),
     (
         "MessagesHeld",
