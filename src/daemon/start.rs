@@ -14,7 +14,7 @@ use tracing::warn;
 
 use super::Edges;
 use super::account_names::{Directory, Organizations};
-use crate::aws::{self, Fault};
+use crate::aws::{self, Edge, Fault};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::config::{OutputKind, OutputSettings};
@@ -25,6 +25,7 @@ use crate::intake::s3::S3Objects;
 use crate::intake::sqs::SqsQueue;
 use crate::output::outbox::memory::MemoryOutbox;
 use crate::output::outbox::{Outbox, Outputs};
+use crate::output::securityhub::{Home, Hub};
 use crate::output::sns::{self, Topic};
 use crate::output::{Output, Route};
 use crate::posture::aws::{AwsAccount, AwsMembers};
@@ -193,7 +194,7 @@ async fn output(
     sdk: &aws_config::SdkConfig,
     o: OutputSettings,
     metrics: &Arc<Metrics>,
-    _shutdown: &CancellationToken,
+    shutdown: &CancellationToken,
 ) -> Result<Arc<dyn Output>, StartError> {
     let topic = |render: sns::Renderer| -> Arc<dyn Output> {
         Arc::new(Topic::new(
@@ -205,7 +206,35 @@ async fn output(
     };
     Ok(match o.kind {
         OutputKind::Sns => topic(sns::render),
-        OutputKind::Chatbot | OutputKind::Pagerduty | OutputKind::Securityhub => {
+        OutputKind::Securityhub => {
+            // Findings are imported into the task's own account (the only one the default
+            // product accepts them for), so that account is looked up once, here.
+            let sts = aws_sdk_sts::Client::new(sdk);
+            let found = std::sync::Mutex::new(None);
+            let (sts, slot) = (&sts, &found);
+            check("outputs", shutdown, move || async move {
+                let caller = aws::caller(sts, Edge::Sink).await?;
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(caller);
+                Ok(())
+            })
+            .await
+            .map_err(|e| name_output(&o, e))?;
+            let caller = found
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("a check that passed stored the caller");
+            let home = Home {
+                account: caller.account,
+                region: sdk.region().map(|r| r.to_string()).unwrap_or_default(),
+                partition: caller.partition,
+            };
+            Arc::new(Hub::new(
+                aws::securityhub_client(sdk, metrics),
+                home,
+                metrics.clone(),
+            ))
+        }
+        OutputKind::Chatbot | OutputKind::Pagerduty => {
             return Err(StartError::Setting {
                 setting: "outputs",
                 message: format!(
@@ -232,16 +261,21 @@ async fn check_output(
     };
     check(setting, shutdown, || output.check())
         .await
-        .map_err(|e| match e {
-            StartError::Setting { setting, message } => StartError::Setting {
-                setting,
-                message: format!("output {:?} ({}): {message}", o.name, o.kind.as_str()),
-            },
-            StartError::Unavailable(m) => {
-                StartError::Unavailable(format!("output {:?} ({}): {m}", o.name, o.kind.as_str()))
-            }
-            other => other,
-        })
+        .map_err(|e| name_output(o, e))
+}
+
+/// A start-up failure of output `o`, naming it.
+fn name_output(o: &OutputSettings, e: StartError) -> StartError {
+    match e {
+        StartError::Setting { setting, message } => StartError::Setting {
+            setting,
+            message: format!("output {:?} ({}): {message}", o.name, o.kind.as_str()),
+        },
+        StartError::Unavailable(m) => {
+            StartError::Unavailable(format!("output {:?} ({}): {m}", o.name, o.kind.as_str()))
+        }
+        other => other,
+    }
 }
 
 /// Runs one check, retrying passing faults for [`CHECK_PATIENCE`].

@@ -6,11 +6,14 @@
 //!   its own backoff, so one output being down holds only its own deliveries.
 //! - [`sns`]: an SNS topic (email text with next steps, then JSON; message attributes for
 //!   filter policies).
+//! - [`securityhub`]: AWS Security Hub, one AWS Security Finding Format finding per incident
+//!   (BatchImportFindings), updated by its follow-up and archived by its resolution.
 //!
 //! Rendering is separate from transport: each kind's renderer is a pure function of the
 //! [`Message`] and the account names.
 
 pub mod outbox;
+pub mod securityhub;
 pub mod sns;
 
 use std::sync::Arc;
