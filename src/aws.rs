@@ -249,6 +249,49 @@ pub fn ssm_client(config: &SdkConfig, metrics: &Arc<Metrics>) -> aws_sdk_ssm::Cl
     aws_sdk_ssm::Client::from_conf(ssm)
 }
 
+/// A Security Hub client.
+pub fn securityhub_client(
+    config: &SdkConfig,
+    metrics: &Arc<Metrics>,
+) -> aws_sdk_securityhub::Client {
+    let hub = aws_sdk_securityhub::config::Builder::from(config)
+        .interceptor(RetryCounter(metrics.clone()))
+        .build();
+    aws_sdk_securityhub::Client::from_conf(hub)
+}
+
+/// Whose credentials these are: the account and partition of sts GetCallerIdentity's caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub account: String,
+    /// `aws`, `aws-cn` or `aws-us-gov`: the second field of the caller's ARN.
+    pub partition: String,
+}
+
+/// Asks sts GetCallerIdentity whose credentials these are; a failure is classified at `edge`.
+pub async fn caller(sts: &aws_sdk_sts::Client, edge: Edge) -> Result<Caller, Failed> {
+    const ACTION: &str = "sts:GetCallerIdentity";
+    let out = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| failed(edge, ACTION, &e))?;
+    let account = out.account().map(str::to_owned).ok_or_else(|| {
+        Failed::new(
+            edge,
+            Answer::Invalid,
+            format!("{ACTION} answered without an account id"),
+        )
+    })?;
+    let partition = out
+        .arn()
+        .and_then(|arn| arn.split(':').nth(1))
+        .filter(|p| !p.is_empty())
+        .unwrap_or("aws")
+        .to_owned();
+    Ok(Caller { account, partition })
+}
+
 /// A DynamoDB client.
 pub fn dynamodb_client(config: &SdkConfig, metrics: &Arc<Metrics>) -> aws_sdk_dynamodb::Client {
     let ddb = aws_sdk_dynamodb::config::Builder::from(config)

@@ -14,7 +14,7 @@ use tracing::warn;
 
 use super::Edges;
 use super::account_names::{Directory, Organizations};
-use crate::aws::{self, Fault};
+use crate::aws::{self, Edge, Fault};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::config::{OutputKind, OutputSettings, PAGERDUTY_EVENTS_URL};
@@ -27,6 +27,7 @@ use crate::output::chatbot;
 use crate::output::outbox::memory::MemoryOutbox;
 use crate::output::outbox::{Outbox, Outputs};
 use crate::output::pagerduty::{self, Events};
+use crate::output::securityhub::{Home, Hub};
 use crate::output::sns::{self, Topic};
 use crate::output::{Output, Route};
 use crate::posture::aws::{AwsAccount, AwsMembers};
@@ -225,14 +226,22 @@ async fn output(
             Arc::new(Events::new(url, key))
         }
         OutputKind::Securityhub => {
-            return Err(StartError::Setting {
-                setting: "outputs",
-                message: format!(
-                    "output {:?}: kind {} is not built yet",
-                    o.name,
-                    o.kind.as_str()
-                ),
-            });
+            // Findings are imported into the task's own account (the only one the default
+            // product accepts them for), so that account is looked up once, here.
+            let sts = aws_sdk_sts::Client::new(sdk);
+            let caller = check("outputs", shutdown, || aws::caller(&sts, Edge::Sink))
+                .await
+                .map_err(|e| naming(&o, e))?;
+            let home = Home {
+                account: caller.account,
+                region: sdk.region().map(|r| r.to_string()).unwrap_or_default(),
+                partition: caller.partition,
+            };
+            Arc::new(Hub::new(
+                aws::securityhub_client(sdk, metrics),
+                home,
+                metrics.clone(),
+            ))
         }
     })
 }

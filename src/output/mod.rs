@@ -11,6 +11,8 @@
 //!   filter policies).
 //! - [`chatbot`]: AWS Chatbot custom notifications on an SNS topic (Slack or Teams markdown,
 //!   record text escaped, one thread per incident).
+//! - [`securityhub`]: AWS Security Hub, one AWS Security Finding Format finding per incident
+//!   (BatchImportFindings), updated by its follow-up and archived by its resolution.
 //!
 //! Rendering is separate from transport: each kind's renderer is a pure function of the
 //! [`Message`] and the account names.
@@ -18,6 +20,7 @@
 pub mod chatbot;
 pub mod outbox;
 pub mod pagerduty;
+pub mod securityhub;
 pub mod sns;
 
 use std::sync::Arc;

@@ -211,16 +211,13 @@ fn malformed(action: &'static str, what: &str) -> Unread {
 #[async_trait]
 impl AccountView for AwsAccount {
     async fn account(&self) -> Read<String> {
-        const ACTION: &str = "sts:GetCallerIdentity";
-        let out = self
-            .sts
-            .get_caller_identity()
-            .send()
+        aws::caller(&self.sts, Edge::Posture)
             .await
-            .map_err(|e| unread(ACTION, &e))?;
-        out.account()
-            .map(str::to_owned)
-            .ok_or_else(|| malformed(ACTION, "an account id"))
+            .map(|c| c.account)
+            .map_err(|failed| Unread {
+                action: "sts:GetCallerIdentity",
+                failed,
+            })
     }
 
     fn region(&self) -> String {
