@@ -339,6 +339,9 @@ fn follow_up(incident_id: &str) -> FollowUp {
         next_steps: vec!["Confirm who used root and why".into()],
         paged_summary: format!("Root user signed in: {HOSTILE}"),
         paged_at: 1_763_629_200,
+        paged_count: 1,
+        paged_first_time: None,
+        tags: vec![],
         stats,
         sources: 4,
     }

@@ -187,6 +187,9 @@ fn follow_up(incident_id: &str, fold: &Fold) -> FollowUp {
         next_steps: vec![],
         paged_summary: fold.alerts[0].summary.clone(),
         paged_at: 1_795_165_200,
+        paged_count: 1,
+        paged_first_time: None,
+        tags: vec![],
         stats: Stats {
             count: 3,
             first_time: Some("2026-11-20T09:10:00Z".into()),

@@ -135,6 +135,9 @@ fn open() -> Open {
             title: "Root user activity".into(),
             level: Level::High,
             next_steps: vec!["Confirm who used root and why".into()],
+            tags: vec!["attack.initial-access".into()],
+            count: 2,
+            first_time: Some("2026-11-20T09:00:00Z".into()),
         }),
     }
 }
@@ -151,6 +154,9 @@ fn golden_open() -> Value {
             "title": "Root user activity",
             "level": "high",
             "next_steps": ["Confirm who used root and why"],
+            "tags": ["attack.initial-access"],
+            "count": 2,
+            "first_time": "2026-11-20T09:00:00Z",
         },
     })
 }

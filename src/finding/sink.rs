@@ -37,6 +37,16 @@ pub struct FollowUp {
     pub paged_summary: String,
     /// When the page went out, epoch seconds.
     pub paged_at: i64,
+    /// How many alerts the page carried, and its first event time (RFC 3339): with the
+    /// follow-up's own, the incident's whole span. Zero and `None` for incidents recorded
+    /// before they were kept.
+    #[serde(default)]
+    pub paged_count: u64,
+    #[serde(default)]
+    pub paged_first_time: Option<String>,
+    /// The rule's tags (ATT&CK and CIS), as the page's alerts carried them.
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// The alerts folded into the incident after the page.
     pub stats: Stats,
     /// How many log files or events they came from.

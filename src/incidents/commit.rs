@@ -499,6 +499,9 @@ impl Committer<'_> {
                 title: first.title.clone(),
                 level: fold.level(),
                 next_steps: first.next_steps.clone(),
+                tags: first.tags.clone(),
+                count: fold.stats.count,
+                first_time: fold.stats.first_time.clone(),
             }),
         };
         log_incident(fold, "paged");
@@ -554,6 +557,9 @@ impl Committer<'_> {
                         title: rule.map_or_else(|| due.key.rule.clone(), |r| r.title.clone()),
                         level: rule.map_or(Level::Medium, |r| r.level),
                         next_steps: rule.map(|r| r.next_steps.clone()).unwrap_or_default(),
+                        tags: rule.map(|r| r.tags.clone()).unwrap_or_default(),
+                        count: 0,
+                        first_time: None,
                     }
                 });
                 let follow_up = FollowUp {
@@ -564,6 +570,9 @@ impl Committer<'_> {
                     next_steps: meta.next_steps,
                     paged_summary: due.incident.summary.clone(),
                     paged_at: due.incident.paged_at,
+                    paged_count: meta.count,
+                    paged_first_time: meta.first_time,
+                    tags: meta.tags,
                     stats,
                     sources,
                 };

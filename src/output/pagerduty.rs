@@ -804,6 +804,9 @@ mod tests {
             next_steps: vec![],
             paged_summary: "Root user signed in".into(),
             paged_at: 1_795_000_000,
+            paged_count: 1,
+            paged_first_time: None,
+            tags: vec![],
             stats: Stats {
                 count: 4,
                 first_time: Some("2026-11-20T10:00:00Z".into()),

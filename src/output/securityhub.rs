@@ -11,14 +11,13 @@
 //!   default-product finding only from the account it names. An incident in another account
 //!   of the organization names that account in the title, in `ProductFields` and as an
 //!   `AwsAccount` resource.
-//! - A follow-up knows only what came after the page, and an import replaces the finding, so
-//!   the transport first reads the finding back (`GetFindings`) to keep its creation time,
-//!   types and running alert count.
+//! - An import replaces the finding, so a follow-up carries what its page said (creation
+//!   time, types from the rule's tags, the page's alert count) and adds its own alerts: the
+//!   count is the same on a repeat, and nothing is read back.
 //! - A resolution archives the finding (`RecordState` ARCHIVED, `Compliance.Status` PASSED);
 //!   the workflow status belongs to the people triaging it and is set only on creation.
 //!
-//! The task role needs `securityhub:BatchImportFindings`, `securityhub:GetFindings` and
-//! `securityhub:DescribeHub`.
+//! The task role needs `securityhub:BatchImportFindings` and `securityhub:DescribeHub`.
 //! <https://docs.aws.amazon.com/securityhub/latest/userguide/finding-update-batchimportfindings.html>
 //! <https://docs.aws.amazon.com/securityhub/latest/userguide/asff-required-attributes.html>
 
@@ -27,10 +26,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_securityhub::types::{
-    AwsSecurityFinding, AwsSecurityFindingFilters, Compliance, ComplianceStatus,
-    FindingProviderFields, FindingProviderSeverity, Partition, Recommendation, RecordState,
-    Remediation, Resource, Severity, SeverityLabel, StringFilter, StringFilterComparison, Workflow,
-    WorkflowStatus,
+    AwsSecurityFinding, Compliance, ComplianceStatus, FindingProviderFields,
+    FindingProviderSeverity, Partition, Recommendation, RecordState, Remediation, Resource,
+    Severity, SeverityLabel, Workflow, WorkflowStatus,
 };
 
 use super::Output;
@@ -80,22 +78,6 @@ impl Home {
             self.partition, self.region, self.account, self.account
         )
     }
-}
-
-/// What the stored finding says that a follow-up cannot know: read back before the follow-up
-/// replaces it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Prior {
-    pub created_at: Option<String>,
-    pub first_observed_at: Option<String>,
-    pub updated_at: Option<String>,
-    /// The types this output gave it (`FindingProviderFields.Types`).
-    pub types: Vec<String>,
-    /// Alerts counted so far (`ProductFields` `trailwarden/count`).
-    pub count: u64,
-    /// The last message applied (`ProductFields` `trailwarden/message_id`): a repeat of the
-    /// same follow-up does not count its alerts twice.
-    pub message_id: Option<String>,
 }
 
 /// Whether the finding is still live.
@@ -260,19 +242,6 @@ pub fn now() -> String {
         .to_string()
 }
 
-/// `now`, or just after `prior`'s `UpdatedAt` when that is not earlier (another task's
-/// clock): Security Hub ignores an update that is not later than the stored finding.
-fn later(now: &str, prior: Option<&Prior>) -> String {
-    let after = prior
-        .and_then(|p| p.updated_at.as_deref())
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&chrono::Utc) + chrono::Duration::milliseconds(1));
-    match (chrono::DateTime::parse_from_rfc3339(now).ok(), after) {
-        (Some(n), Some(a)) if a > n => a.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-        _ => now.to_owned(),
-    }
-}
-
 /// `a (3), b (1)` for a product field.
 fn listing(t: &Tally) -> String {
     t.top(TOP)
@@ -342,21 +311,15 @@ fn base(c: Common<'_>, names: &AccountNames, home: &Home, now: &str) -> Finding 
 }
 
 /// Renders any message as the finding it creates or updates. `now` is the delivery time
-/// ([`now`]); `prior` is the stored finding, read back for a follow-up.
-pub fn render(
-    message: &Message,
-    names: &AccountNames,
-    home: &Home,
-    now: &str,
-    prior: Option<&Prior>,
-) -> Finding {
+/// ([`now`]): Security Hub applies an update only when it is later than the stored one.
+pub fn render(message: &Message, names: &AccountNames, home: &Home, now: &str) -> Finding {
     let mut f = match message {
         Message::Page(p) => page(message, p, names, home, now),
-        Message::FollowUp(f) => follow_up(message, f, names, home, now, prior),
+        Message::FollowUp(f) => follow_up(message, f, names, home, now),
         Message::Finding(f) => opened(message, f, names, home, now),
         Message::Resolved(r) => resolved(message, r, names, home, now),
     };
-    f.updated_at = later(now, prior);
+    f.updated_at = now.to_owned();
     for value in f.product_fields.values_mut() {
         *value = cut(value, MAX_PRODUCT_FIELD_VALUE);
     }
@@ -427,7 +390,6 @@ fn follow_up(
     names: &AccountNames,
     home: &Home,
     now: &str,
-    prior: Option<&Prior>,
 ) -> Finding {
     let mut f = base(
         Common {
@@ -443,29 +405,20 @@ fn follow_up(
         home,
         now,
     );
-    // The page's first event time is not part of a follow-up; the page time is at most the
-    // pipeline's lag after it, and stands in when the page's finding cannot be read back.
-    let paged_at = epoch(u.paged_at);
-    f.created_at = prior
-        .and_then(|p| p.created_at.clone())
-        .unwrap_or_else(|| paged_at.clone());
-    f.first_observed_at = Some(
-        prior
-            .and_then(|p| p.first_observed_at.clone())
-            .unwrap_or(paged_at),
-    );
+    // As the page's finding said; an incident recorded before its first event time was kept
+    // falls back on the page time, at most the pipeline's lag after it.
+    let first_seen = u
+        .paged_first_time
+        .as_deref()
+        .and_then(timestamp)
+        .unwrap_or_else(|| epoch(u.paged_at));
+    f.created_at = first_seen.clone();
+    f.first_observed_at = Some(first_seen);
     f.last_observed_at = u.stats.last_time.as_deref().and_then(timestamp);
-    f.types = match prior {
-        Some(p) if !p.types.is_empty() => p.types.clone(),
-        _ => types(&[]),
-    };
-    f.workflow_new = prior.is_none();
-    let count = match prior {
-        // This follow-up was applied already (its response was lost): its alerts are counted.
-        Some(p) if p.message_id.as_deref() == Some(message.id().as_str()) => p.count,
-        Some(p) => p.count + u.stats.count,
-        None => u.stats.count,
-    };
+    f.types = types(&u.tags);
+    // The page created the finding; its workflow is the triagers' now.
+    f.workflow_new = false;
+    let count = u.paged_count + u.stats.count;
     f.description = cut(
         &format!(
             "{}; then {} more alerts by {} from {} to {}.",
@@ -654,30 +607,6 @@ impl Finding {
     }
 }
 
-/// What a stored finding tells a follow-up.
-fn prior_of(f: &AwsSecurityFinding) -> Prior {
-    let fields = f.product_fields();
-    let provider_types = f
-        .finding_provider_fields()
-        .map(|p| p.types())
-        .unwrap_or_default();
-    Prior {
-        created_at: f.created_at().map(str::to_owned),
-        first_observed_at: f.first_observed_at().map(str::to_owned),
-        updated_at: f.updated_at().map(str::to_owned),
-        types: if provider_types.is_empty() {
-            f.types().to_vec()
-        } else {
-            provider_types.to_vec()
-        },
-        count: fields
-            .and_then(|m| m.get("trailwarden/count"))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0),
-        message_id: fields.and_then(|m| m.get("trailwarden/message_id").cloned()),
-    }
-}
-
 /// A finding Security Hub refused in a `BatchImportFindings` answer, classified like an SDK
 /// error: not enabled or not allowed holds the output, throttling and internal errors are an
 /// outage, anything else (`InvalidInput`) refuses this message for good.
@@ -705,31 +634,6 @@ pub fn refused(id: &str, code: &str, message: &str) -> Failed {
     )
 }
 
-/// Stack for reading findings back: see [`on_large_stack`].
-const READ_STACK_BYTES: usize = 64 * 1024 * 1024;
-
-/// Runs `call` to completion on a thread of its own with a [`READ_STACK_BYTES`] stack. The
-/// SDK's generated deserializer of an ASFF resource (`ResourceDetails`, about 30 KB of optional
-/// members inline) takes stack frames of over a megabyte in debug builds, more than the 2 MiB
-/// of a tokio worker; the stack is reserved, not committed, until it is used. The runtime
-/// still drives the call's I/O and timers.
-async fn on_large_stack<F>(call: F) -> Result<F::Output, std::io::Error>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handle = tokio::runtime::Handle::current();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("securityhub-read".into())
-        .stack_size(READ_STACK_BYTES)
-        .spawn(move || {
-            let _ = tx.send(handle.block_on(call));
-        })?;
-    rx.await
-        .map_err(|_| std::io::Error::other("the reading thread stopped without an answer"))
-}
-
 /// The Security Hub output.
 pub struct Hub {
     client: aws_sdk_securityhub::Client,
@@ -748,38 +652,6 @@ impl Hub {
 
     pub fn home(&self) -> &Home {
         &self.home
-    }
-
-    /// The stored finding `id` of this product, if any: one `GetFindings` call.
-    pub async fn stored(&self, id: &str) -> Result<Option<AwsSecurityFinding>, Failed> {
-        let equals = |value: String| {
-            StringFilter::builder()
-                .value(value)
-                .comparison(StringFilterComparison::Equals)
-                .build()
-        };
-        self.metrics.aws_request("GetFindings");
-        let call = self
-            .client
-            .get_findings()
-            .filters(
-                AwsSecurityFindingFilters::builder()
-                    .id(equals(id.to_owned()))
-                    .product_arn(equals(self.home.product_arn()))
-                    .build(),
-            )
-            .send();
-        let what = format!("Security Hub GetFindings {id} in {}", self.home.region);
-        let out = on_large_stack(call)
-            .await
-            .map_err(|e| Failed::new(Edge::Sink, Answer::Unavailable, format!("{what}: {e}")))?
-            .map_err(|e| aws::failed(Edge::Sink, &what, &e))?;
-        // The filter names one finding; the id is compared again rather than trusting it.
-        Ok(out
-            .findings
-            .unwrap_or_default()
-            .into_iter()
-            .find(|f| f.id() == Some(id)))
     }
 
     /// Imports one finding: one `BatchImportFindings` call, retried only by the SDK.
@@ -826,15 +698,7 @@ impl Hub {
 #[async_trait]
 impl Output for Hub {
     async fn deliver(&self, message: &Message, names: &AccountNames) -> Result<(), Failed> {
-        let prior = match message {
-            Message::FollowUp(_) => self
-                .stored(&finding_id(message.incident_id()))
-                .await?
-                .as_ref()
-                .map(prior_of),
-            _ => None,
-        };
-        let finding = render(message, names, &self.home, &now(), prior.as_ref());
+        let finding = render(message, names, &self.home, &now());
         self.import(finding.sdk(&self.home)).await
     }
 
@@ -957,13 +821,7 @@ mod tests {
         a.source_ip = Some("1".repeat(10 * 1024));
         let steps = vec!["s".repeat(10 * 1024)];
         let names = AccountNames::new([("111122223333".to_owned(), "n".repeat(500))]);
-        let f = render(
-            &page(vec![a], "111122223333", &steps),
-            &names,
-            &home(),
-            NOW,
-            None,
-        );
+        let f = render(&page(vec![a], "111122223333", &steps), &names, &home(), NOW);
         assert_eq!(f.title.chars().count(), MAX_TITLE);
         assert!(f.title.ends_with('…'));
         assert!(f.description.chars().count() <= MAX_DESCRIPTION);
@@ -1001,7 +859,7 @@ mod tests {
                 incident_id: "inc-2",
                 finding: &s,
             });
-            let sdk = render(&m, &AccountNames::default(), &home(), NOW, None).sdk(&home());
+            let sdk = render(&m, &AccountNames::default(), &home(), NOW).sdk(&home());
             let severity = sdk.severity().expect("severity");
             assert_eq!(severity.label().map(|l| l.as_str()), Some(want));
             assert_eq!(severity.original(), Some(level.as_str()));
@@ -1047,7 +905,6 @@ mod tests {
             &AccountNames::default(),
             &home(),
             NOW,
-            None,
         );
         assert_eq!(f.types, vec!["TTPs/Initial Access", DETECTION_TYPE]);
         let s = standing();
@@ -1059,7 +916,6 @@ mod tests {
             &AccountNames::default(),
             &home(),
             NOW,
-            None,
         );
         assert_eq!(posture.types, vec![POSTURE_TYPE]);
     }
@@ -1072,7 +928,7 @@ mod tests {
             &["Find out who used root".to_owned()],
         );
         let names = AccountNames::new([("444455556666".to_owned(), "prod".to_owned())]);
-        let f = render(&m, &names, &home(), NOW, None);
+        let f = render(&m, &names, &home(), NOW);
         assert_eq!(f.id, "trailwarden/inc-1");
         assert_eq!(
             f.product_arn,
@@ -1122,7 +978,6 @@ mod tests {
             &AccountNames::default(),
             &home(),
             NOW,
-            None,
         );
         assert_eq!((f.created_at.as_str(), f.first_observed_at), (NOW, None));
         assert_eq!(f.resources.len(), 1, "no account resource at home");
@@ -1141,49 +996,49 @@ mod tests {
             next_steps: vec![],
             paged_summary: "Root user called ListBuckets".into(),
             paged_at: 1_795_165_200,
+            paged_count: 3,
+            paged_first_time: Some("2026-11-20T08:59:00Z".into()),
+            tags: vec!["attack.initial-access".into()],
             stats,
             sources: 2,
         })
     }
 
     #[test]
-    fn a_follow_up_updates_the_pages_finding_and_counts_once() {
-        let prior = Prior {
-            created_at: Some("2026-11-20T09:00:00.000Z".into()),
-            first_observed_at: Some("2026-11-20T09:00:00.000Z".into()),
-            updated_at: Some("2026-11-20T11:00:00.000Z".into()),
-            types: vec!["TTPs/Initial Access".into(), DETECTION_TYPE.into()],
-            count: 3,
-            message_id: Some("inc-1:page".into()),
-        };
+    fn a_follow_up_updates_the_pages_finding_from_what_the_page_said() {
         let m = follow_up();
-        let f = render(&m, &AccountNames::default(), &home(), NOW, Some(&prior));
+        let f = render(&m, &AccountNames::default(), &home(), NOW);
         assert_eq!(f.id, "trailwarden/inc-1");
-        assert_eq!(f.product_fields["trailwarden/count"], "38");
+        assert_eq!(
+            f.product_fields["trailwarden/count"], "38",
+            "the page's 3 and 35 more"
+        );
         assert_eq!(
             f.product_fields["trailwarden/message_id"],
             "inc-1:follow-up"
         );
-        assert_eq!(f.created_at, "2026-11-20T09:00:00.000Z");
-        assert_eq!(f.types, prior.types);
+        assert_eq!(f.created_at, "2026-11-20T08:59:00.000Z");
+        assert_eq!(
+            f.first_observed_at.as_deref(),
+            Some("2026-11-20T08:59:00.000Z")
+        );
+        assert_eq!(f.types, vec!["TTPs/Initial Access", DETECTION_TYPE]);
         assert!(!f.workflow_new, "the workflow is the triagers'");
-        // The stored finding is newer than this task's clock: the update still lands after it.
-        assert_eq!(f.updated_at, "2026-11-20T11:00:00.001Z");
-        // A repeat of the same follow-up (its answer was lost) does not count twice.
-        let again = Prior {
-            count: 38,
-            message_id: Some("inc-1:follow-up".into()),
-            ..prior
-        };
-        let f = render(&m, &AccountNames::default(), &home(), NOW, Some(&again));
-        assert_eq!(f.product_fields["trailwarden/count"], "38");
-        // Without the page's finding, the follow-up creates one from what it knows.
-        let f = render(&m, &AccountNames::default(), &home(), NOW, None);
-        assert_eq!(f.product_fields["trailwarden/count"], "35");
-        // The page time stands in for the first event time.
-        assert_eq!(f.created_at, "2026-11-20T09:00:00.000Z");
-        assert!(f.workflow_new);
         assert_eq!(f.updated_at, NOW);
+        // A repeat (its answer was lost) says the same: nothing is counted twice.
+        assert_eq!(render(&m, &AccountNames::default(), &home(), NOW), f);
+        // An incident recorded before the page's first event time was kept: the page time.
+        let Message::FollowUp(mut old) = m else {
+            unreachable!()
+        };
+        old.paged_first_time = None;
+        let f = render(
+            &Message::FollowUp(old),
+            &AccountNames::default(),
+            &home(),
+            NOW,
+        );
+        assert_eq!(f.created_at, "2026-11-20T09:00:00.000Z");
     }
 
     #[test]
@@ -1197,7 +1052,6 @@ mod tests {
             &AccountNames::default(),
             &home(),
             NOW,
-            None,
         );
         assert_eq!(opened.compliance, Some(false));
         assert_eq!(opened.resources[0].kind, "AwsIamUser");
@@ -1216,7 +1070,6 @@ mod tests {
             &AccountNames::default(),
             &home(),
             NOW,
-            None,
         );
         assert_eq!(r.id, opened.id);
         assert_eq!(r.title, opened.title);

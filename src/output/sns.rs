@@ -842,6 +842,9 @@ mod tests {
             next_steps: vec!["Confirm who used root and why".into()],
             paged_summary: "Root user called ListBuckets".into(),
             paged_at: 1_763_629_200,
+            paged_count: 1,
+            paged_first_time: None,
+            tags: vec![],
             stats,
             sources: 5,
         };

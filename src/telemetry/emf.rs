@@ -25,7 +25,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Seconds",
         "longest time from a record's eventTime to its page being accepted (absent when nothing paged)",
     ),
-    ("PublishFailures", "Count", "deliveries an output did not accept (each retried, or dropped if refused for good)"),
+    (
+        "PublishFailures",
+        "Count",
+        "deliveries an output did not accept (each retried, or dropped if refused for good)",
+    ),
     (
         "OutputBehindSeconds",
         "Seconds",

@@ -72,6 +72,19 @@ pub struct Meta {
     pub level: Level,
     #[serde(default)]
     pub next_steps: Vec<String>,
+    /// The rule's tags (ATT&CK and CIS), for outputs that classify by them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// How many alerts the page carried.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub count: u64,
+    /// The page's first event time, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_time: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What a claim found.
@@ -137,6 +150,9 @@ impl OpenFinding {
                 title: self.finding.title.clone(),
                 level: self.finding.level,
                 next_steps: self.finding.next_steps.clone(),
+                tags: Vec::new(),
+                count: 0,
+                first_time: None,
             }),
         }
     }
