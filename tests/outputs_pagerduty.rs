@@ -690,3 +690,93 @@ async fn start_up_refuses_an_unreadable_or_malformed_routing_key() {
         assert!(started.elapsed() < Duration::from_secs(20), "{line}");
     }
 }
+
+/// The daemon as a process with two outputs, the alert topic and PagerDuty, and PagerDuty
+/// down at first: SNS pages keep flowing and intake goes on, and once PagerDuty answers it
+/// gets every page, once, from the DynamoDB outbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagerduty_down_for_a_while_loses_nothing_and_sns_pages_flow() {
+    let moto = Moto::start();
+    let stack = support::Stack::create(&moto, 5).await;
+    let table = stack.state_table("trailwarden-state").await;
+    let secret = aws_sdk_secretsmanager::Client::new(&moto.sdk().await)
+        .create_secret()
+        .name("trailwarden/pagerduty")
+        .secret_string(KEY)
+        .send()
+        .await
+        .expect("a secret")
+        .arn
+        .expect("arn");
+    // Nothing listens on the port yet.
+    let port = free_port();
+    let outputs = json!([{
+        "name": "pager",
+        "kind": "pagerduty",
+        "routing_key": secret,
+        "events_url": format!("http://127.0.0.1:{port}/v2/enqueue"),
+    }]);
+    let daemon = support::Daemon::start(
+        &moto,
+        &stack,
+        support::DaemonOptions {
+            state_table: Some(table),
+            extra_env: vec![("TRAILWARDEN_OUTPUTS".into(), outputs.to_string())],
+            ..Default::default()
+        },
+    );
+    let n = 4;
+    for i in 0..n {
+        let id = format!("pd-{i}");
+        stack
+            .put(
+                &support::key(&id),
+                support::log_file(&[support::root_login_in(&id, &support::account(i))]),
+            )
+            .await;
+    }
+    let docs = stack
+        .alerts_until(Duration::from_secs(60), |d| {
+            support::event_ids(d).len() >= n
+        })
+        .await;
+    let mut incidents: Vec<String> = docs
+        .iter()
+        .filter(|d| d["doc"]["rule"] == "root-console-login")
+        .map(|d| d["doc"]["incident_id"].as_str().expect("id").to_owned())
+        .collect();
+    incidents.sort();
+    incidents.dedup();
+    assert_eq!(incidents.len(), n, "{docs:#?}");
+    stack
+        .wait_depth(&stack.queue_url, 0, Duration::from_secs(60))
+        .await;
+    assert!(
+        daemon
+            .metrics()
+            .contains("trailwarden_output_deliveries_total{output=\"pager\",outcome=\"retried\"}"),
+        "{}",
+        daemon.logs()
+    );
+
+    // PagerDuty answers again: its backlog goes out, each page once, within the backoff.
+    let (server, _) = Server::start(port, vec![]).await;
+    eventually(90, "PagerDuty got every root page", || {
+        let mut got: Vec<String> = server
+            .accepted()
+            .into_iter()
+            .filter(|(action, _, _)| action == "trigger")
+            .map(|(_, dedup, _)| dedup)
+            .collect();
+        got.sort();
+        got.dedup();
+        incidents.iter().all(|i| got.contains(i))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut dedups: Vec<String> = server.accepted().into_iter().map(|(_, d, _)| d).collect();
+    let all = dedups.len();
+    dedups.sort();
+    dedups.dedup();
+    assert_eq!(all, dedups.len(), "nothing twice: {:?}", server.accepted());
+}
