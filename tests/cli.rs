@@ -260,7 +260,10 @@ async fn validate_online_checks_the_resources_without_starting() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("online: credentials, queue, topic"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("online: credentials, queue, every output and the state table answered")
+    );
     let missing = format!("{}-missing", stack.topic_arn);
     let out = validate(&missing);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -242,3 +242,85 @@ async fn each_output_takes_the_levels_and_rules_it_asks_for() {
         "only root rules at high or above: {root_only:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_pauses_while_an_output_backlog_is_at_its_bound() {
+    let moto = Moto::start();
+    let stack = Stack::create(&moto, 5).await;
+    let table = stack.state_table("trailwarden-state").await;
+    let second_url = stack
+        .sqs
+        .create_queue()
+        .queue_name("second-alerts")
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("url");
+    let second = second_topic(&stack, &second_url).await;
+    let daemon = Daemon::start(
+        &moto,
+        &stack,
+        DaemonOptions {
+            state_table: Some(table),
+            workers: 1,
+            extra_env: vec![
+                (
+                    "TRAILWARDEN_OUTPUTS".into(),
+                    json!([{"name": "second", "kind": "sns", "topic_arn": second}]).to_string(),
+                ),
+                ("TRAILWARDEN_OUTPUTS_MAX_PENDING".into(), "2".into()),
+                // One message in hand at a time, so the pause shows in the queue.
+                ("TRAILWARDEN_MAX_MESSAGES".into(), "1".into()),
+            ],
+            ..Default::default()
+        },
+    );
+    stack
+        .sns
+        .delete_topic()
+        .topic_arn(&second)
+        .send()
+        .await
+        .expect("delete topic");
+    let n = 8;
+    for i in 0..n {
+        let id = format!("bound-{i}");
+        stack
+            .put(&key(&id), log_file(&[root_login_in(&id, &account(i))]))
+            .await;
+    }
+    // The backlog reaches its bound and intake stops short of the queue's end.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let body = health(&daemon);
+        if body.contains("at its bound (intake paused)") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}\n{}", daemon.logs());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let waiting = stack.depth(&stack.queue_url).await;
+    assert!(
+        waiting >= 3,
+        "intake paused with {waiting} messages waiting"
+    );
+    assert!(
+        daemon
+            .logs()
+            .contains("output backlog at its bound: intake pauses until it catches up"),
+        "{}",
+        daemon.logs()
+    );
+
+    // The output comes back: its backlog drains, intake resumes, and both outputs get every
+    // page once.
+    second_topic(&stack, &second_url).await;
+    let caught_up = message_ids(&stack, &second_url, n).await;
+    assert_eq!(caught_up.len(), n, "{caught_up:?}");
+    assert!(caught_up.values().all(|c| c.len() == 1), "{caught_up:?}");
+    let first = message_ids(&stack, &stack.alerts_url, n).await;
+    assert_eq!(first.len(), n, "{first:?}");
+    stack.wait_depth(&stack.queue_url, 0, WAIT).await;
+}
