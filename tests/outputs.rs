@@ -37,6 +37,21 @@ async fn second_topic(stack: &Stack, queue_url: &str) -> String {
     arn
 }
 
+/// The second output's queue and topic.
+async fn second_output(stack: &Stack) -> (String, String) {
+    let url = stack
+        .sqs
+        .create_queue()
+        .queue_name("second-alerts")
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("url");
+    let arn = second_topic(stack, &url).await;
+    (url, arn)
+}
+
 /// The documents that arrive in a queue until `want` distinct message ids arrived and then a
 /// quiet moment passed (so a repeat would show); by message id, every copy.
 async fn message_ids(stack: &Stack, url: &str, want: usize) -> BTreeMap<String, Vec<Value>> {
@@ -98,16 +113,7 @@ async fn a_failing_output_holds_only_its_own_pages_and_catches_up_after_a_restar
     let moto = Moto::start();
     let stack = Stack::create(&moto, 5).await;
     let table = stack.state_table("trailwarden-state").await;
-    let second_url = stack
-        .sqs
-        .create_queue()
-        .queue_name("second-alerts")
-        .send()
-        .await
-        .expect("queue")
-        .queue_url
-        .expect("url");
-    let second = second_topic(&stack, &second_url).await;
+    let (second_url, second) = second_output(&stack).await;
     let options = || DaemonOptions {
         state_table: Some(table.clone()),
         extra_env: vec![(
@@ -187,16 +193,7 @@ async fn a_failing_output_holds_only_its_own_pages_and_catches_up_after_a_restar
 async fn each_output_takes_the_levels_and_rules_it_asks_for() {
     let moto = Moto::start();
     let stack = Stack::create(&moto, 5).await;
-    let second_url = stack
-        .sqs
-        .create_queue()
-        .queue_name("second-alerts")
-        .send()
-        .await
-        .expect("queue")
-        .queue_url
-        .expect("url");
-    let second = second_topic(&stack, &second_url).await;
+    let (second_url, second) = second_output(&stack).await;
     let _daemon = Daemon::start(
         &moto,
         &stack,
@@ -248,16 +245,7 @@ async fn intake_pauses_while_an_output_backlog_is_at_its_bound() {
     let moto = Moto::start();
     let stack = Stack::create(&moto, 5).await;
     let table = stack.state_table("trailwarden-state").await;
-    let second_url = stack
-        .sqs
-        .create_queue()
-        .queue_name("second-alerts")
-        .send()
-        .await
-        .expect("queue")
-        .queue_url
-        .expect("url");
-    let second = second_topic(&stack, &second_url).await;
+    let (second_url, second) = second_output(&stack).await;
     let daemon = Daemon::start(
         &moto,
         &stack,

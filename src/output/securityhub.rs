@@ -33,11 +33,11 @@ use aws_sdk_securityhub::types::{
 
 use super::Output;
 use crate::aws::{self, Answer, Edge, Failed};
-use crate::finding::Level;
 use crate::finding::accounts::AccountNames;
 use crate::finding::alert::clean;
 use crate::finding::fold::Tally;
 use crate::finding::sink::{FindingMessage, FollowUp, Message, PageMessage, Resolved};
+use crate::finding::{Level, Standing};
 use crate::telemetry::Metrics;
 
 /// The ASFF version every finding declares.
@@ -447,17 +447,18 @@ fn follow_up(
     f
 }
 
-fn opened(
+/// What a standing finding's messages share: the check, its resource and the posture type.
+fn standing(
     message: &Message,
-    o: &FindingMessage,
+    incident_id: &str,
+    s: &Standing,
     names: &AccountNames,
     home: &Home,
     now: &str,
 ) -> Finding {
-    let s = &o.finding;
     let mut f = base(
         Common {
-            incident_id: &o.incident_id,
+            incident_id,
             message,
             rule: &s.check,
             account: &s.account,
@@ -469,14 +470,26 @@ fn opened(
         home,
         now,
     );
-    f.first_observed_at = Some(now.to_owned());
-    f.last_observed_at = Some(now.to_owned());
     f.types = vec![POSTURE_TYPE.to_owned()];
-    f.description = cut(&clean(&s.evidence), MAX_DESCRIPTION);
     f.resources.insert(0, subject(&clean(&s.resource)));
-    f.compliance = Some(false);
     f.product_fields
         .insert("trailwarden/resource", s.resource.clone());
+    f
+}
+
+fn opened(
+    message: &Message,
+    o: &FindingMessage,
+    names: &AccountNames,
+    home: &Home,
+    now: &str,
+) -> Finding {
+    let s = &o.finding;
+    let mut f = standing(message, &o.incident_id, s, names, home, now);
+    f.first_observed_at = Some(now.to_owned());
+    f.last_observed_at = Some(now.to_owned());
+    f.description = cut(&clean(&s.evidence), MAX_DESCRIPTION);
+    f.compliance = Some(false);
     f
 }
 
@@ -488,26 +501,12 @@ fn resolved(
     now: &str,
 ) -> Finding {
     let s = &r.finding;
-    let mut f = base(
-        Common {
-            incident_id: &r.incident_id,
-            message,
-            rule: &s.check,
-            account: &s.account,
-            level: s.level,
-            title: &s.title,
-            next_steps: &s.next_steps,
-        },
-        names,
-        home,
-        now,
-    );
+    let mut f = standing(message, &r.incident_id, s, names, home, now);
     let opened_at = epoch(r.opened_at);
     let resolved_at = epoch(r.resolved_at);
     f.created_at = opened_at.clone();
     f.first_observed_at = Some(opened_at);
     f.last_observed_at = Some(resolved_at.clone());
-    f.types = vec![POSTURE_TYPE.to_owned()];
     f.description = cut(
         &format!(
             "Fixed: {} for {} no longer fails (seen {resolved_at} by {}). It was: {}",
@@ -518,13 +517,11 @@ fn resolved(
         ),
         MAX_DESCRIPTION,
     );
-    f.resources.insert(0, subject(&clean(&s.resource)));
     f.state = State::Archived;
     f.workflow_new = false;
     f.compliance = Some(true);
-    let pf = &mut f.product_fields;
-    pf.insert("trailwarden/resource", s.resource.clone());
-    pf.insert("trailwarden/resolved_by", r.by.clone());
+    f.product_fields
+        .insert("trailwarden/resolved_by", r.by.clone());
     f
 }
 
