@@ -599,4 +599,113 @@ mod tests {
         }
         shutdown.cancel();
     }
+
+    /// An output that is down until `up_at` on `clock`.
+    struct DownUntil {
+        clock: Clock,
+        up_at: i64,
+        got: Mutex<Vec<String>>,
+        tries: Mutex<u64>,
+    }
+
+    #[async_trait]
+    impl Output for DownUntil {
+        async fn deliver(&self, message: &Message, _: &AccountNames) -> Result<(), Failed> {
+            *self.tries.lock().expect("tries") += 1;
+            if self.clock.now() < self.up_at {
+                return Err(Failed::new(Edge::Sink, Answer::Unavailable, "down".into()));
+            }
+            self.got.lock().expect("got").push(message.id());
+            Ok(())
+        }
+
+        async fn check(&self) -> Result<(), Failed> {
+            Ok(())
+        }
+    }
+
+    /// A day-long outage costs nothing but retries at the longest backoff: every message goes
+    /// out, once, in order, within a backoff of the output's return.
+    #[tokio::test(start_paused = true)]
+    async fn an_output_down_for_a_day_gets_every_message_after() {
+        struct Durable(memory::MemoryOutbox);
+        #[async_trait]
+        impl Outbox for Durable {
+            async fn enqueue(&self, d: &[Delivery]) -> Result<(), OutboxError> {
+                self.0.enqueue(d).await
+            }
+            async fn pending(&self, o: &str, l: usize) -> Result<Vec<Delivery>, OutboxError> {
+                self.0.pending(o, l).await
+            }
+            async fn take(
+                &self,
+                d: &Delivery,
+                o: &str,
+                n: i64,
+                u: i64,
+            ) -> Result<bool, OutboxError> {
+                self.0.take(d, o, n, u).await
+            }
+            async fn settle(
+                &self,
+                d: &Delivery,
+                o: &str,
+                n: i64,
+                h: &Settle,
+            ) -> Result<(), OutboxError> {
+                self.0.settle(d, o, n, h).await
+            }
+        }
+        let clock = Clock::tokio(1_700_000_000);
+        let day = 24 * 3600;
+        let output = Arc::new(DownUntil {
+            clock: clock.clone(),
+            up_at: clock.now() + day,
+            got: Mutex::default(),
+            tries: Mutex::default(),
+        });
+        let route = Arc::new(Route {
+            name: "pager".into(),
+            kind: OutputKind::Pagerduty,
+            min_level: Level::Low,
+            rules: vec![],
+            output: output.clone(),
+        });
+        let outputs = Outputs::new(
+            vec![route.clone()],
+            Arc::new(Durable(memory::MemoryOutbox::new())),
+        );
+        let metrics = Metrics::with_clock(clock.clone());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(deliver(
+            Loop {
+                route,
+                outbox: outputs.outbox.clone(),
+                names: SharedAccountNames::default(),
+                wakers: outputs.wakers.clone(),
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+                owner: "task".into(),
+                max_pending: 1000,
+            },
+            shutdown.clone(),
+        ));
+        let sink = outputs.sink(clock.clone());
+        for i in 0..3 {
+            sink.resolved(&resolved(&format!("r{i}"), Level::High))
+                .await
+                .expect("recorded");
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(day as u64)).await;
+        assert_eq!(
+            *output.got.lock().expect("got"),
+            vec!["r0:resolved", "r1:resolved", "r2:resolved"]
+        );
+        // About one try a minute or two at the longest backoff (with jitter), not a storm.
+        let tries = *output.tries.lock().expect("tries");
+        assert!((500..=2_000).contains(&tries), "{tries} tries in a day");
+        assert_eq!(metrics.output_behind_secs(), 0);
+        shutdown.cancel();
+    }
 }
