@@ -6,11 +6,19 @@
 //! and decided on event time at the end, as the daemon decides them: the result does not
 //! depend on which thread finished first. An event delivered twice (two trails writing one
 //! bucket) is reported once.
+//!
+//! S3 prefixes are listed as the workers read: keys stream from the listing (only the day
+//! prefixes in range when a time range, accounts or regions are given) to a bounded number of
+//! GetObjects on a small tokio runtime, and the fetched bodies to the workers. Alerts whose
+//! eventTime is outside the time range are left out, whatever the source.
+
+mod progress;
+mod remote;
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -21,6 +29,7 @@ use crate::finding::accounts::AccountNames;
 use crate::finding::alert::Alert;
 use crate::finding::correlation::{CorrEvent, Group};
 use crate::incidents::correlate;
+use crate::intake::listing::Selection;
 use crate::intake::{LogSource, SourceError, local, s3};
 use crate::pipeline::{self, Outcome, RecentIds};
 
@@ -45,6 +54,13 @@ pub struct Options {
     pub threads: usize,
     /// Names shown beside account ids.
     pub account_names: AccountNames,
+    /// Which objects of S3 prefixes to read; its time range also leaves out alerts of any
+    /// source whose eventTime is outside it.
+    pub selection: Selection,
+    /// GetObjects in flight at once.
+    pub s3_concurrency: usize,
+    /// Show progress on stderr.
+    pub progress: bool,
 }
 
 /// Totals of a scan, printed to stderr.
@@ -64,6 +80,17 @@ pub struct Summary {
     /// Alerts printed, by (level, rule).
     pub alerts: BTreeMap<(Level, String), u64>,
     pub skipped_reasons: BTreeMap<String, u64>,
+    /// Alerts left out because their eventTime is outside the time range.
+    pub alerts_outside_range: u64,
+    /// S3 listings: objects sent to be read.
+    pub s3_objects_listed: u64,
+    /// S3 listings: ListObjectsV2 requests.
+    pub s3_list_calls: u64,
+    /// S3 listings: prefixes listed, and how many of them were CloudTrail day prefixes.
+    pub s3_prefixes_listed: u64,
+    pub s3_day_prefixes_listed: u64,
+    /// S3 keys outside CloudTrail's key layout, not read because a selection was given.
+    pub s3_outside_layout: u64,
     pub elapsed: Duration,
 }
 
@@ -106,6 +133,30 @@ impl Summary {
                 out,
                 "  {} duplicate events (same eventID) reported once",
                 self.duplicates
+            )?;
+        }
+        if self.s3_list_calls > 0 {
+            writeln!(
+                out,
+                "s3: {} objects listed in {} ListObjectsV2 calls over {} prefixes ({} day prefixes)",
+                self.s3_objects_listed,
+                self.s3_list_calls,
+                self.s3_prefixes_listed,
+                self.s3_day_prefixes_listed
+            )?;
+        }
+        if self.s3_outside_layout > 0 {
+            writeln!(
+                out,
+                "  {} objects outside CloudTrail's key layout were not read (scan without --from, --to, --account and --region to read them)",
+                self.s3_outside_layout
+            )?;
+        }
+        if self.alerts_outside_range > 0 {
+            writeln!(
+                out,
+                "  {} alerts outside the time range left out",
+                self.alerts_outside_range
             )?;
         }
         let total: u64 = self.alerts.values().sum();
@@ -190,11 +241,15 @@ impl Output<'_> {
 /// About 16 bytes each: long backfills stay flat.
 const SCAN_DUPLICATE_WINDOW: usize = 1_000_000;
 
+/// Fetched S3 bodies waiting for a worker, per worker thread.
+const FETCHED_PER_WORKER: usize = 2;
+
 /// Runs a scan over `paths` and prints alerts; returns the summary.
 pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summary, ScanError> {
     let started = Instant::now();
     let mut runtime = None;
     let mut s3 = None;
+    let mut prefixes = Vec::new();
     let mut sources = Vec::new();
     for path in paths {
         if let Some((bucket, prefix)) = s3::parse_url(path) {
@@ -205,7 +260,7 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                     .build()
                     .expect("a tokio runtime can be built at startup")
             });
-            let client = s3.get_or_insert_with(|| {
+            s3.get_or_insert_with(|| {
                 rt.block_on(async {
                     crate::aws::s3_client(
                         &crate::aws::sdk_config(None, None).await,
@@ -213,14 +268,7 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                     )
                 })
             });
-            let keys = rt.block_on(s3::list(client, &bucket, &prefix))?;
-            if keys.is_empty() {
-                return Err(ScanError::Empty(path.clone()));
-            }
-            sources.extend(keys.into_iter().map(|key| LogSource::S3 {
-                bucket: bucket.clone(),
-                key,
-            }));
+            prefixes.push((path, bucket, prefix));
         } else {
             let found = local::expand(path)?;
             if found.is_empty() {
@@ -240,37 +288,56 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
     let correlation: Mutex<Vec<(Group, CorrEvent)>> = Mutex::new(Vec::new());
     let seen = Mutex::new(RecentIds::new(SCAN_DUPLICATE_WINDOW));
     let next = AtomicUsize::new(0);
-    let handle = runtime.as_ref().map(|rt| rt.handle().clone());
-    let threads = options.threads.clamp(1, sources.len().max(1));
+    let threads = if prefixes.is_empty() {
+        options.threads.clamp(1, sources.len().max(1))
+    } else {
+        options.threads.max(1)
+    };
+    let (fetched_tx, fetched_rx) =
+        tokio::sync::mpsc::channel::<remote::Fetched>(threads * FETCHED_PER_WORKER);
+    let fetched_rx = Mutex::new(fetched_rx);
+    let progress = progress::Progress::default();
+    progress
+        .local_files
+        .store(sources.len() as u64, Ordering::Relaxed);
+    let finished = AtomicBool::new(false);
+    let mut empty = None;
 
     std::thread::scope(|scope| {
+        if options.progress {
+            scope.spawn(|| progress.run(&finished));
+        }
+        let mut workers = Vec::new();
         for _ in 0..threads {
-            scope.spawn(|| {
+            workers.push(scope.spawn(|| {
                 let mut buf = Vec::with_capacity(64 * 1024);
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(source) = sources.get(i) else { break };
-                    let name = source.to_string();
-                    let opened: Result<Box<dyn Read + Send>, SourceError> = match source {
-                        LogSource::S3 { bucket, key } => {
-                            let (Some(handle), Some(client)) = (&handle, &s3) else {
-                                break;
+                    let (name, opened) = match sources.get(i) {
+                        Some(source) => {
+                            let opened: Result<Box<dyn Read + Send>, SourceError> = match source {
+                                LogSource::File(path) => local::open(Some(path)),
+                                LogSource::Stdin => local::open(None),
+                                LogSource::S3 { .. } => unreachable!("S3 objects come fetched"),
                             };
-                            handle
-                                .block_on(s3::open(client, bucket, key, handle.clone()))
-                                .map(|body| Box::new(body) as Box<dyn Read + Send>)
+                            (source.to_string(), opened)
                         }
-                        LogSource::File(path) => local::open(Some(path)),
-                        LogSource::Stdin => local::open(None),
+                        // Local files done: the objects fetched from S3 prefixes, if any.
+                        None => match lock(&fetched_rx).blocking_recv() {
+                            Some(fetched) => (fetched.source.to_string(), fetched.body),
+                            None => break,
+                        },
                     };
                     let input = match opened {
                         Ok(input) => input,
                         Err(e) => {
                             eprintln!("error: {e}");
                             lock(&summary).files_failed += 1;
+                            progress.file_done(0, 0, 0);
                             continue;
                         }
                     };
+                    let mut outside_range = 0;
                     let mut counts: BTreeMap<(Level, String), u64> = BTreeMap::new();
                     let mut duplicates = 0;
                     let read = pipeline::object(
@@ -279,6 +346,10 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                         input,
                         options.max_decompressed,
                         &mut |_, alert| {
+                            if !options.selection.range.contains(alert.event_time.as_deref()) {
+                                outside_range += 1;
+                                return;
+                            }
                             // The same event in two files (two trails, one bucket) is one.
                             if let Some(id) = &alert.event_id
                                 && !lock(&seen).insert(&format!("{}\u{0}{id}", alert.rule))
@@ -301,6 +372,7 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                             output.flush(&mut buf);
                             eprintln!("error: {broken}");
                             lock(&summary).files_failed += 1;
+                            progress.file_done(0, 0, 0);
                             continue;
                         }
                     };
@@ -309,7 +381,13 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                         // Read to the end, but not every record was checked: an error.
                         eprintln!("error: {name}: {what}");
                     }
+                    progress.file_done(
+                        report.records,
+                        report.bytes,
+                        counts.values().sum(),
+                    );
                     let mut s = lock(&summary);
+                    s.alerts_outside_range += outside_range;
                     s.files_damaged += u64::from(report.skipped.count > 0);
                     s.records += report.records;
                     s.bytes += report.bytes;
@@ -341,14 +419,51 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                         lock(&correlation).extend(report.correlation.into_events());
                     }
                 }
-            });
+            }));
         }
+        if let (Some(rt), Some(client)) = (&runtime, &s3) {
+            let selection = Arc::new(options.selection.clone());
+            for (path, bucket, prefix) in &prefixes {
+                let before = progress.listed.objects.load(Ordering::Relaxed);
+                rt.block_on(remote::feed(
+                    client.clone(),
+                    bucket.clone(),
+                    prefix.clone(),
+                    selection.clone(),
+                    options.s3_concurrency,
+                    progress.listed.clone(),
+                    fetched_tx.clone(),
+                ));
+                let found = progress.listed.objects.load(Ordering::Relaxed) - before;
+                if found == 0 && options.selection.is_all() && empty.is_none() {
+                    empty = Some((*path).clone());
+                }
+            }
+        }
+        progress.listing_done.store(true, Ordering::Relaxed);
+        // The workers stop once the fetched bodies are all taken.
+        drop(fetched_tx);
+        for worker in workers {
+            let _ = worker.join();
+        }
+        finished.store(true, Ordering::Relaxed);
     });
+    if let Some(path) = empty {
+        return Err(ScanError::Empty(path));
+    }
 
     let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
     let events = correlation.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut buf = Vec::new();
     for alert in correlate::decide_all(rules, events) {
+        if !options
+            .selection
+            .range
+            .contains(alert.event_time.as_deref())
+        {
+            summary.alerts_outside_range += 1;
+            continue;
+        }
         if alert.level >= options.min_level {
             *summary
                 .alerts
@@ -358,6 +473,12 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
         output.render(&alert, &mut buf);
     }
     output.flush(&mut buf);
+    let listed = &progress.listed;
+    summary.s3_objects_listed = listed.objects.load(Ordering::Relaxed);
+    summary.s3_list_calls = listed.calls.load(Ordering::Relaxed);
+    summary.s3_prefixes_listed = listed.prefixes.load(Ordering::Relaxed);
+    summary.s3_day_prefixes_listed = listed.day_prefixes.load(Ordering::Relaxed);
+    summary.s3_outside_layout = listed.outside_layout.load(Ordering::Relaxed);
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
