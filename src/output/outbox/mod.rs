@@ -317,8 +317,9 @@ pub async fn deliver(l: Loop, shutdown: CancellationToken) {
             _ = wake.notified(), if paused_until.is_none() => {}
             _ = tokio::time::sleep(wait) => {}
         }
-        paused_until = None;
-        match pass(&l).await {
+        // After a failure, one delivery probes the output before the rest follow.
+        let probe = paused_until.take().is_some();
+        match pass(&l, probe).await {
             Ok(()) => backoff = aws::backoff(Duration::from_secs(1), MAX_BACKOFF),
             Err(failed) => {
                 let wait = aws::next_wait(&mut backoff);
@@ -349,20 +350,32 @@ async fn settle_delivered(l: &Loop, d: &Delivery, now: i64) -> Result<(), Failed
     }
 }
 
-/// One pass over the output's backlog: sends what is ready, oldest first, and stops at the
-/// first failure that is not this message's own.
-async fn pass(l: &Loop) -> Result<(), Failed> {
+/// Deliveries of one output in flight at once: an output's calls (a Publish, an import, an
+/// event) and the outbox's own take and settle take tens of milliseconds each, and a burst
+/// of pages must not wait on them one by one.
+const IN_FLIGHT: usize = 16;
+
+/// One pass over the output's backlog: sends what is ready, oldest first, up to [`IN_FLIGHT`]
+/// incidents at a time (an incident's own messages one after another, so a follow-up never
+/// overtakes its page), and stops starting new ones at the first failure that is not a
+/// message's own. With `probe` (the output failed last time) the oldest incident goes alone
+/// first, so a failing output gets one attempt per backoff, not a burst.
+async fn pass(l: &Loop, probe: bool) -> Result<(), Failed> {
+    use futures_util::stream::{self, StreamExt};
+
     let name = l.route.name.as_str();
     let pending = l
         .outbox
         .pending(name, l.max_pending)
         .await
         .map_err(|e| e.0)?;
-    let mut left = pending.len();
     let oldest = pending.iter().map(|d| d.created_at).min();
-    l.metrics.output_backlog(name, left, oldest, l.max_pending);
-    for d in pending {
-        let now = l.clock.now();
+    l.metrics
+        .output_backlog(name, pending.len(), oldest, l.max_pending);
+    let now = l.clock.now();
+    let mut incidents: Vec<Vec<Delivery>> = Vec::new();
+    let mut by_incident: HashMap<String, usize> = HashMap::new();
+    for d in &pending {
         if !d.ready(now) {
             if d.lease.is_none() {
                 // Waiting for its retry time: what is behind it waits too, so the output's
@@ -371,79 +384,125 @@ async fn pass(l: &Loop) -> Result<(), Failed> {
             }
             continue;
         }
-        if !l
-            .outbox
-            .take(&d, &l.owner, now, now + LEASE_SECS)
-            .await
-            .map_err(|e| e.0)?
-        {
-            continue;
-        }
-        let names = l.names.current();
-        let outcome = l.route.output.deliver(&d.message, &names).await;
-        let now = l.clock.now();
-        let id = d.message.id();
-        match outcome {
-            Ok(()) => {
-                settle_delivered(l, &d, now).await?;
-                l.metrics.delivered(name, "delivered");
-                left -= 1;
-                info!(
-                    target: "trailwarden::output",
-                    output = name,
-                    message_id = %id,
-                    attempts = d.attempts + 1,
-                    behind_secs = now - d.created_at,
-                    "delivered"
-                );
-            }
-            Err(failed) if failed.fault == Fault::Rejected => {
-                l.outbox
-                    .settle(
-                        &d,
-                        &l.owner,
-                        now,
-                        &Settle::Dead {
-                            error: failed.sentence.clone(),
-                        },
-                    )
-                    .await
-                    .map_err(|e| e.0)?;
-                l.metrics.delivered(name, "dead");
-                left -= 1;
-                error!(
-                    target: "trailwarden::output",
-                    output = name,
-                    message_id = %id,
-                    error = %failed.sentence,
-                    "the output refused this message for good; it is dropped from this output and kept in the outbox for 14 days"
-                );
-            }
-            Err(failed) => {
-                // Tried again after the output's backoff; the loop pauses until then.
-                let retry = Settle::Retry {
-                    at: now + 1,
-                    error: failed.sentence.clone(),
-                };
-                if let Err(e) = l.outbox.settle(&d, &l.owner, now, &retry).await {
-                    warn!(output = name, error = %e, "cannot give a failed delivery back; it is retried after its lease");
-                }
-                l.metrics.delivered(name, "retried");
-                if failed.fault == Fault::Outage {
-                    warn!(target: "trailwarden::output", output = name, message_id = %id, error = %failed.sentence, "output unavailable; its deliveries wait and are retried with backoff");
-                } else {
-                    error!(target: "trailwarden::output", output = name, message_id = %id, error = %failed.sentence, "output misconfigured: its deliveries are held until the setting or the resource is fixed");
-                }
-                l.metrics
-                    .output_backlog(name, left, Some(d.created_at), l.max_pending);
-                return Err(failed);
-            }
-        }
+        let at = *by_incident
+            .entry(d.message.incident_id().to_owned())
+            .or_insert_with(|| {
+                incidents.push(Vec::new());
+                incidents.len() - 1
+            });
+        incidents[at].push(d.clone());
     }
+    let left = std::sync::atomic::AtomicUsize::new(pending.len());
+    let failed: std::sync::Mutex<Option<Failed>> = std::sync::Mutex::new(None);
+    let send = |deliveries: Vec<Delivery>| {
+        let (left, failed) = (&left, &failed);
+        async move {
+            for d in deliveries {
+                if failed.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                    return;
+                }
+                match one(l, &d).await {
+                    Ok(true) => {
+                        left.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(false) => {}
+                    Err(f) => {
+                        failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(f);
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let mut incidents = incidents.into_iter();
+    if probe && let Some(first) = incidents.next() {
+        send(first).await;
+    }
+    stream::iter(incidents)
+        .for_each_concurrent(IN_FLIGHT, send)
+        .await;
+    let left = left.into_inner();
     l.metrics
         .output_backlog(name, left, oldest.filter(|_| left > 0), l.max_pending);
-    l.metrics.output_failing(name, None);
-    Ok(())
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(f) => Err(f),
+        None => {
+            l.metrics.output_failing(name, None);
+            Ok(())
+        }
+    }
+}
+
+/// Takes one delivery, sends it and settles it: true when it left the backlog (delivered, or
+/// refused for good), false when another task holds it; an error when the output failed.
+async fn one(l: &Loop, d: &Delivery) -> Result<bool, Failed> {
+    let name = l.route.name.as_str();
+    let now = l.clock.now();
+    if !l
+        .outbox
+        .take(d, &l.owner, now, now + LEASE_SECS)
+        .await
+        .map_err(|e| e.0)?
+    {
+        return Ok(false);
+    }
+    let names = l.names.current();
+    let outcome = l.route.output.deliver(&d.message, &names).await;
+    let now = l.clock.now();
+    let id = d.message.id();
+    match outcome {
+        Ok(()) => {
+            settle_delivered(l, d, now).await?;
+            l.metrics.delivered(name, "delivered");
+            info!(
+                target: "trailwarden::output",
+                output = name,
+                message_id = %id,
+                attempts = d.attempts + 1,
+                behind_secs = now - d.created_at,
+                "delivered"
+            );
+            Ok(true)
+        }
+        Err(failed) if failed.fault == Fault::Rejected => {
+            let dead = Settle::Dead {
+                error: failed.sentence.clone(),
+            };
+            l.outbox
+                .settle(d, &l.owner, now, &dead)
+                .await
+                .map_err(|e| e.0)?;
+            l.metrics.delivered(name, "dead");
+            error!(
+                target: "trailwarden::output",
+                output = name,
+                message_id = %id,
+                error = %failed.sentence,
+                "the output refused this message for good; it is dropped from this output and kept in the outbox for 14 days"
+            );
+            Ok(true)
+        }
+        Err(failed) => {
+            // Tried again after the output's backoff; the loop pauses until then.
+            let retry = Settle::Retry {
+                at: now + 1,
+                error: failed.sentence.clone(),
+            };
+            if let Err(e) = l.outbox.settle(d, &l.owner, now, &retry).await {
+                warn!(output = name, error = %e, "cannot give a failed delivery back; it is retried after its lease");
+            }
+            l.metrics.delivered(name, "retried");
+            if failed.fault == Fault::Outage {
+                warn!(target: "trailwarden::output", output = name, message_id = %id, error = %failed.sentence, "output unavailable; its deliveries wait and are retried with backoff");
+            } else {
+                error!(target: "trailwarden::output", output = name, message_id = %id, error = %failed.sentence, "output misconfigured: its deliveries are held until the setting or the resource is fixed");
+            }
+            Err(failed)
+        }
+    }
 }
 
 #[cfg(test)]
