@@ -1,14 +1,19 @@
 //! `trailwarden scan`: files, directories, stdin and S3 prefixes → alerts on stdout, a summary
 //! on stderr.
 //!
+//! Each input's shape is told from its content: S3 log files, JSON lines, arrays, single
+//! records or EventBridge events, `lookup-events` and CloudTrail Lake exports (see
+//! [`pipeline::export`]). An input that is none of them fails, naming where it broke.
+//!
 //! Files are read in parallel, one worker thread per core, each running the whole pipeline on
-//! one file at a time. The few records that feed a correlation are gathered from all files
-//! and decided on event time at the end, as the daemon decides them: the result does not
-//! depend on which thread finished first. An event delivered twice (two trails writing one
-//! bucket) is reported once.
+//! one file at a time. Alerts are printed in input order (by path, then record position),
+//! whatever the thread count: a file's alerts wait until the files before it are printed.
+//! The few records that feed a correlation are gathered from all files and decided on event
+//! time at the end, as the daemon decides them. An event delivered twice (two trails writing
+//! one bucket) is reported once, from the first input that holds it.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -186,6 +191,53 @@ impl Output<'_> {
     }
 }
 
+/// Files finished out of order, held until the files before them are printed, so the output
+/// is the same whatever the thread count.
+struct InOrder {
+    /// The next source index to print.
+    next: usize,
+    /// Finished files after `next`: their alerts and correlation events.
+    done: BTreeMap<usize, Finished>,
+    /// EventIDs already printed, across files.
+    seen: RecentIds,
+}
+
+/// What one file raised, waiting for its turn.
+#[derive(Default)]
+struct Finished {
+    alerts: Vec<Alert>,
+    correlation: Vec<(Group, CorrEvent)>,
+}
+
+/// `bytes`, shown as text where printable, for a message about what a file starts with.
+fn shown(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .take(8)
+        .map(|&b| match b {
+            b' '..=b'~' => (b as char).to_string(),
+            _ => format!("\\x{b:02x}"),
+        })
+        .collect()
+}
+
+/// When `name` says gzip and the bytes do not, why, naming what they start with. Such a file
+/// is still read as plain JSON: a browser or `aws s3 cp` with a Content-Encoding header
+/// inflates a `.json.gz` on download and keeps the name, and the records are still good.
+fn misnamed_gzip(name: &str, input: &mut BufReader<Box<dyn Read + Send>>) -> Option<String> {
+    if !name.ends_with(".gz") {
+        return None;
+    }
+    let head = input.fill_buf().ok()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return None;
+    }
+    Some(format!(
+        "named .gz but is not gzip (starts with \"{}\"); read as plain JSON",
+        shown(head)
+    ))
+}
+
 /// EventIDs remembered across files, so an event two trails both delivered is reported once.
 /// About 16 bytes each: long backfills stay flat.
 const SCAN_DUPLICATE_WINDOW: usize = 1_000_000;
@@ -238,7 +290,54 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
     };
     let summary = Mutex::new(Summary::default());
     let correlation: Mutex<Vec<(Group, CorrEvent)>> = Mutex::new(Vec::new());
-    let seen = Mutex::new(RecentIds::new(SCAN_DUPLICATE_WINDOW));
+    let in_order = Mutex::new(InOrder {
+        next: 0,
+        done: BTreeMap::new(),
+        seen: RecentIds::new(SCAN_DUPLICATE_WINDOW),
+    });
+    // Prints every finished file whose turn has come; called by the worker that finished one.
+    let print_ready = |i: usize, finished: Finished| {
+        let mut state = lock(&in_order);
+        state.done.insert(i, finished);
+        let mut buf = Vec::new();
+        let mut counts: BTreeMap<(Level, String), u64> = BTreeMap::new();
+        let mut duplicates = 0;
+        let mut held = Vec::new();
+        loop {
+            let next = state.next;
+            let Some(finished) = state.done.remove(&next) else {
+                break;
+            };
+            state.next += 1;
+            for alert in finished.alerts {
+                // The same event in two files (two trails, one bucket) is one.
+                if let Some(id) = &alert.event_id
+                    && !state.seen.insert(&format!("{}\u{0}{id}", alert.rule))
+                {
+                    duplicates += 1;
+                    continue;
+                }
+                if alert.level >= options.min_level {
+                    *counts.entry((alert.level, alert.rule.clone())).or_default() += 1;
+                }
+                output.render(&alert, &mut buf);
+                if buf.len() > 64 * 1024 {
+                    output.flush(&mut buf);
+                }
+            }
+            held.extend(finished.correlation);
+        }
+        output.flush(&mut buf);
+        drop(state);
+        if !held.is_empty() {
+            lock(&correlation).extend(held);
+        }
+        let mut s = lock(&summary);
+        s.duplicates += duplicates;
+        for (k, n) in counts {
+            *s.alerts.entry(k).or_default() += n;
+        }
+    };
     let next = AtomicUsize::new(0);
     let handle = runtime.as_ref().map(|rt| rt.handle().clone());
     let threads = options.threads.clamp(1, sources.len().max(1));
@@ -246,20 +345,21 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
-                let mut buf = Vec::with_capacity(64 * 1024);
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(source) = sources.get(i) else { break };
                     let name = source.to_string();
                     let opened: Result<Box<dyn Read + Send>, SourceError> = match source {
-                        LogSource::S3 { bucket, key } => {
-                            let (Some(handle), Some(client)) = (&handle, &s3) else {
-                                break;
-                            };
-                            handle
+                        // An S3 source was listed through the client, so both are there.
+                        LogSource::S3 { bucket, key } => match (&handle, &s3) {
+                            (Some(handle), Some(client)) => handle
                                 .block_on(s3::open(client, bucket, key, handle.clone()))
-                                .map(|body| Box::new(body) as Box<dyn Read + Send>)
-                        }
+                                .map(|body| Box::new(body) as Box<dyn Read + Send>),
+                            _ => Err(SourceError::Local {
+                                path: name.clone().into(),
+                                source: io::Error::other("no S3 client"),
+                            }),
+                        },
                         LogSource::File(path) => local::open(Some(path)),
                         LogSource::Stdin => local::open(None),
                     };
@@ -268,65 +368,56 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                         Err(e) => {
                             eprintln!("error: {e}");
                             lock(&summary).files_failed += 1;
+                            print_ready(i, Finished::default());
                             continue;
                         }
                     };
-                    let mut counts: BTreeMap<(Level, String), u64> = BTreeMap::new();
-                    let mut duplicates = 0;
-                    let read = pipeline::object(
+                    let mut input = BufReader::with_capacity(64 * 1024, input);
+                    let misnamed = misnamed_gzip(&name, &mut input);
+                    if let Some(why) = &misnamed {
+                        eprintln!("warning: {name}: {why}");
+                    }
+                    let mut finished = Finished::default();
+                    let read = pipeline::export(
                         rules,
                         &name,
                         input,
                         options.max_decompressed,
-                        &mut |_, alert| {
-                            // The same event in two files (two trails, one bucket) is one.
-                            if let Some(id) = &alert.event_id
-                                && !lock(&seen).insert(&format!("{}\u{0}{id}", alert.rule))
-                            {
-                                duplicates += 1;
-                                return;
-                            }
-                            if alert.level >= options.min_level {
-                                *counts.entry((alert.level, alert.rule.clone())).or_default() += 1;
-                            }
-                            output.render(&alert, &mut buf);
-                            if buf.len() > 64 * 1024 {
-                                output.flush(&mut buf);
-                            }
-                        },
+                        &mut |_, alert| finished.alerts.push(alert),
                     );
+                    // A failure of a misnamed file says so again: it may be why it failed.
+                    let also = misnamed
+                        .as_deref()
+                        .map(|why| format!(" (it was {why})"))
+                        .unwrap_or_default();
                     let report = match read {
                         Ok(report) => report,
                         Err(broken) => {
-                            output.flush(&mut buf);
-                            eprintln!("error: {broken}");
+                            eprintln!("error: {broken}{also}");
                             lock(&summary).files_failed += 1;
+                            print_ready(i, finished);
                             continue;
                         }
                     };
-                    output.flush(&mut buf);
                     if let Some(what) = report.skipped.describe() {
                         // Read to the end, but not every record was checked: an error.
-                        eprintln!("error: {name}: {what}");
+                        eprintln!("error: {name}: {what}{also}");
                     }
                     let mut s = lock(&summary);
                     s.files_damaged += u64::from(report.skipped.count > 0);
                     s.records += report.records;
                     s.bytes += report.bytes;
                     s.records_skipped += report.skipped.count;
-                    s.duplicates += report.duplicates + duplicates;
-                    for (k, n) in counts {
-                        *s.alerts.entry(k).or_default() += n;
-                    }
-                    match report.outcome {
+                    s.duplicates += report.duplicates;
+                    match &report.outcome {
                         Outcome::Complete => s.files_read += 1,
                         Outcome::Skipped(reason) => {
                             s.files_skipped += 1;
-                            *s.skipped_reasons.entry(reason.to_owned()).or_default() += 1;
+                            *s.skipped_reasons.entry((*reason).to_owned()).or_default() += 1;
                         }
                         Outcome::Failed(e) => {
                             s.files_failed += 1;
-                            eprintln!("error: {name}: {e}");
+                            eprintln!("error: {name}: {e}{also}");
                         }
                     }
                     drop(s);
@@ -338,8 +429,9 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                         );
                     }
                     if !report.correlation.is_empty() {
-                        lock(&correlation).extend(report.correlation.into_events());
+                        finished.correlation = report.correlation.into_events().collect();
                     }
+                    print_ready(i, finished);
                 }
             });
         }
