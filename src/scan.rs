@@ -213,7 +213,7 @@ struct Finished {
 fn shown(bytes: &[u8]) -> String {
     bytes
         .iter()
-        .take(8)
+        .take(16)
         .map(|&b| match b {
             b' '..=b'~' => (b as char).to_string(),
             _ => format!("\\x{b:02x}"),

@@ -860,6 +860,53 @@ mod tests {
         );
     }
 
+    fn read_any(bytes: &[u8]) -> (Vec<(String, Item)>, Result<(), ReadError>) {
+        let mut reader = open_any(io::Cursor::new(bytes.to_vec()), u64::MAX).expect("open");
+        let mut out = Vec::new();
+        loop {
+            match reader.next_record() {
+                Ok(Some(r)) => {
+                    out.push((String::from_utf8(r.bytes.to_vec()).expect("utf8"), r.item))
+                }
+                Ok(None) => return (out, Ok(())),
+                Err(e) => return (out, Err(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn any_shape_tells_envelopes_from_items() {
+        let doc =
+            br#"{"QueryStatus":"FINISHED","QueryResultRows":[[{"eventJson":"{}"}]],"NextToken":"t"}
+{"Records":[{"n":1}]} {"Events":[{"CloudTrailEvent":"{}"}]}
+{"eventVersion":"1.08","n":2}
+[{"n":3},5]"#;
+        let (items, end) = read_any(doc);
+        end.expect("complete");
+        let kinds: Vec<Item> = items.iter().map(|(_, k)| *k).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                Item::LakeRow,
+                Item::Record,
+                Item::LookupEvent,
+                Item::Unknown,
+                Item::Unknown,
+                Item::Unknown
+            ]
+        );
+        assert_eq!(items[3].0, r#"{"eventVersion":"1.08","n":2}"#);
+        assert_eq!(items[5].0, "5");
+        let (_, end) = read_any(br#"{"QueryStatus":"FAILED"}"#);
+        assert!(matches!(end, Err(ReadError::Shape { .. })), "{end:?}");
+        let (_, end) = read_any(b"  \n");
+        assert!(end.expect_err("empty").to_string().contains("empty"));
+        // The log-file mode is unchanged: another object holds no records.
+        let (records, end) = read_all(br#"{"Events":[{"n":1}]}"#.to_vec());
+        assert!(records.is_empty());
+        assert_eq!(end.expect("complete"), Finish::NoRecords);
+    }
+
     #[test]
     fn records_larger_than_the_window() {
         let big = "b".repeat(CHUNK * 3 + 17);
