@@ -14,6 +14,7 @@ use trailwarden::daemon::{self, start};
 use trailwarden::detect::{Derivation, RuleSet};
 use trailwarden::finding::Level;
 use trailwarden::finding::accounts::AccountNames;
+use trailwarden::intake::listing::{self, Selection, TimeRange};
 use trailwarden::pipeline::DEFAULT_MAX_DECOMPRESSED_BYTES;
 use trailwarden::posture::organization::MemberRole;
 use trailwarden::rule_test;
@@ -49,11 +50,12 @@ enum Command {
     /// Each file's shape is told from its content: S3 log files ({"Records":[...]}), JSON
     /// lines, a JSON array, one record, EventBridge events, `aws cloudtrail lookup-events`
     /// output, and CloudTrail Lake get-query-results rows holding eventJson. Gzipped or not.
-    /// Alerts are printed in input order whatever --threads.
+    /// Alerts are printed in input order whatever --threads: local inputs, then S3 objects
+    /// in the order listed.
     ///
-    /// Exit 0 when every file was read; 1 when any file failed (none of these shapes,
-    /// truncated, corrupt) or had records that could not be read, each named on stderr with
-    /// where; 2 for usage, rule or configuration errors.
+    /// Exit 0 when every file was read; 1 when any file or S3 listing failed (none of these
+    /// shapes, truncated, corrupt) or had records that could not be read, each named on
+    /// stderr with where; 2 for usage, rule or configuration errors.
     Scan(ScanArgs),
     /// List the loaded rules (name, level, title, origin) and any that failed to load; `rules
     /// test` runs rule unit tests.
@@ -194,6 +196,26 @@ struct ScanArgs {
     /// `111122223333=prod-payments`.
     #[arg(long = "account-name", value_name = "ID=NAME", value_parser = account_name)]
     account_names: Vec<(String, String)>,
+    /// Report only events at or after this time: a date (2026-11-01, its midnight UTC) or an
+    /// RFC 3339 time. For s3:// paths, only CloudTrail's day prefixes in range are listed.
+    #[arg(long, value_name = "DATE|TIME", value_parser = listing::parse_from)]
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Report only events before this time: a date means through the end of that day (UTC),
+    /// an RFC 3339 time is the first instant left out.
+    #[arg(long, value_name = "DATE|TIME", value_parser = listing::parse_to)]
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    /// For s3:// paths, read only this account's logs (repeatable; default: every account).
+    #[arg(long = "account", value_name = "ID", value_parser = account_id)]
+    accounts: Vec<String>,
+    /// For s3:// paths, read only this region's logs (repeatable; default: every region).
+    #[arg(long = "region", value_name = "REGION")]
+    regions: Vec<String>,
+    /// S3 objects fetched at once.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    s3_concurrency: u16,
+    /// No progress on stderr (the summary is still written).
+    #[arg(long, short)]
+    quiet: bool,
     /// Files, directories (recursive), - for stdin, or s3://bucket/prefix/.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<String>,
@@ -485,7 +507,23 @@ fn run_scan(args: ScanArgs) -> ExitCode {
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         account_names: AccountNames::new(args.account_names),
+        selection: Selection {
+            range: TimeRange {
+                from: args.from,
+                to: args.to,
+            },
+            accounts: args.accounts,
+            regions: args.regions,
+        },
+        s3_concurrency: usize::from(args.s3_concurrency),
+        progress: !args.quiet,
     };
+    if let (Some(from), Some(to)) = (args.from, args.to)
+        && from >= to
+    {
+        eprintln!("error: --from {from} is not before --to {to}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let summary = match scan::run(&rules, &args.paths, &options) {
         Ok(s) => s,
         Err(e) => {

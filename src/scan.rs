@@ -7,15 +7,29 @@
 //!
 //! Files are read in parallel, one worker thread per core, each running the whole pipeline on
 //! one file at a time. Alerts are printed in input order (by path, then record position),
-//! whatever the thread count: a file's alerts wait until the files before it are printed.
+//! whatever the thread count: a file's alerts wait until the inputs before it are printed.
 //! The few records that feed a correlation are gathered from all files and decided on event
 //! time at the end, as the daemon decides them. An event delivered twice (two trails writing
 //! one bucket) is reported once, from the first input that holds it.
+//!
+//! S3 prefixes are listed as the workers read: keys stream from the listing (only the day
+//! prefixes in range when a time range, accounts or regions are given) to a bounded number of
+//! GetObjects on a small tokio runtime, and the fetched bodies to the workers. Alerts whose
+//! eventTime is outside the time range are left out, whatever the source.
+//!
+//! S3 objects come after the local inputs, numbered in the order the listing yields their
+//! keys: S3's key order for a prefix read whole. With --from, --to, --account or --region the
+//! day prefixes are listed a few at once, so keys of one day prefix keep S3's order but days
+//! interleave as their listings answer. The objects read ahead of the next one to print are
+//! bounded (see [`remote::feed`]), so a slow GetObject holds back printing, not memory.
+
+mod progress;
+mod remote;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -26,6 +40,7 @@ use crate::finding::accounts::AccountNames;
 use crate::finding::alert::Alert;
 use crate::finding::correlation::{CorrEvent, Group};
 use crate::incidents::correlate;
+use crate::intake::listing::Selection;
 use crate::intake::{LogSource, SourceError, local, s3};
 use crate::pipeline::{self, Outcome, RecentIds};
 
@@ -50,6 +65,13 @@ pub struct Options {
     pub threads: usize,
     /// Names shown beside account ids.
     pub account_names: AccountNames,
+    /// Which objects of S3 prefixes to read; its time range also leaves out alerts of any
+    /// source whose eventTime is outside it.
+    pub selection: Selection,
+    /// GetObjects in flight at once.
+    pub s3_concurrency: usize,
+    /// Show progress on stderr.
+    pub progress: bool,
 }
 
 /// Totals of a scan, printed to stderr.
@@ -69,6 +91,17 @@ pub struct Summary {
     /// Alerts printed, by (level, rule).
     pub alerts: BTreeMap<(Level, String), u64>,
     pub skipped_reasons: BTreeMap<String, u64>,
+    /// Alerts left out because their eventTime is outside the time range.
+    pub alerts_outside_range: u64,
+    /// S3 listings: objects sent to be read.
+    pub s3_objects_listed: u64,
+    /// S3 listings: ListObjectsV2 requests.
+    pub s3_list_calls: u64,
+    /// S3 listings: prefixes listed, and how many of them were CloudTrail day prefixes.
+    pub s3_prefixes_listed: u64,
+    pub s3_day_prefixes_listed: u64,
+    /// S3 keys outside CloudTrail's key layout, not read because a selection was given.
+    pub s3_outside_layout: u64,
     pub elapsed: Duration,
 }
 
@@ -111,6 +144,30 @@ impl Summary {
                 out,
                 "  {} duplicate events (same eventID) reported once",
                 self.duplicates
+            )?;
+        }
+        if self.s3_list_calls > 0 {
+            writeln!(
+                out,
+                "s3: {} objects listed in {} ListObjectsV2 calls over {} prefixes ({} day prefixes)",
+                self.s3_objects_listed,
+                self.s3_list_calls,
+                self.s3_prefixes_listed,
+                self.s3_day_prefixes_listed
+            )?;
+        }
+        if self.s3_outside_layout > 0 {
+            writeln!(
+                out,
+                "  {} objects outside CloudTrail's key layout were not read (scan without --from, --to, --account and --region to read them)",
+                self.s3_outside_layout
+            )?;
+        }
+        if self.alerts_outside_range > 0 {
+            writeln!(
+                out,
+                "  {} alerts outside the time range left out",
+                self.alerts_outside_range
             )?;
         }
         let total: u64 = self.alerts.values().sum();
@@ -242,11 +299,15 @@ fn misnamed_gzip(name: &str, input: &mut BufReader<Box<dyn Read + Send>>) -> Opt
 /// About 16 bytes each: long backfills stay flat.
 const SCAN_DUPLICATE_WINDOW: usize = 1_000_000;
 
+/// Fetched S3 bodies waiting for a worker, per worker thread.
+const FETCHED_PER_WORKER: usize = 2;
+
 /// Runs a scan over `paths` and prints alerts; returns the summary.
 pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summary, ScanError> {
     let started = Instant::now();
     let mut runtime = None;
     let mut s3 = None;
+    let mut prefixes = Vec::new();
     let mut sources = Vec::new();
     for path in paths {
         if let Some((bucket, prefix)) = s3::parse_url(path) {
@@ -257,7 +318,7 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                     .build()
                     .expect("a tokio runtime can be built at startup")
             });
-            let client = s3.get_or_insert_with(|| {
+            s3.get_or_insert_with(|| {
                 rt.block_on(async {
                     crate::aws::s3_client(
                         &crate::aws::sdk_config(None, None).await,
@@ -265,14 +326,7 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                     )
                 })
             });
-            let keys = rt.block_on(s3::list(client, &bucket, &prefix))?;
-            if keys.is_empty() {
-                return Err(ScanError::Empty(path.clone()));
-            }
-            sources.extend(keys.into_iter().map(|key| LogSource::S3 {
-                bucket: bucket.clone(),
-                key,
-            }));
+            prefixes.push((path, bucket, prefix));
         } else {
             let found = local::expand(path)?;
             if found.is_empty() {
@@ -290,6 +344,18 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
     };
     let summary = Mutex::new(Summary::default());
     let correlation: Mutex<Vec<(Group, CorrEvent)>> = Mutex::new(Vec::new());
+    let threads = if prefixes.is_empty() {
+        options.threads.clamp(1, sources.len().max(1))
+    } else {
+        options.threads.max(1)
+    };
+    // S3 objects numbered but not yet printed: those fetching, waiting in the workers' queue,
+    // being read, or read and waiting for an earlier one. A slow object holds back the rest
+    // of the listing, so what waits to be printed stays bounded.
+    let window = Arc::new(tokio::sync::Semaphore::new(
+        options.s3_concurrency.max(1) + threads * (FETCHED_PER_WORKER + 1),
+    ));
+    let local_inputs = sources.len();
     let in_order = Mutex::new(InOrder {
         next: 0,
         done: BTreeMap::new(),
@@ -309,6 +375,9 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                 break;
             };
             state.next += 1;
+            if next >= local_inputs {
+                window.add_permits(1);
+            }
             for alert in finished.alerts {
                 // The same event in two files (two trails, one bucket) is one.
                 if let Some(id) = &alert.event_id
@@ -339,35 +408,51 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
         }
     };
     let next = AtomicUsize::new(0);
-    let handle = runtime.as_ref().map(|rt| rt.handle().clone());
-    let threads = options.threads.clamp(1, sources.len().max(1));
+    let (fetched_tx, fetched_rx) =
+        tokio::sync::mpsc::channel::<remote::Fetched>(threads * FETCHED_PER_WORKER);
+    let fetched_rx = Mutex::new(fetched_rx);
+    let progress = progress::Progress::default();
+    progress
+        .local_files
+        .store(sources.len() as u64, Ordering::Relaxed);
+    let scan_done = AtomicBool::new(false);
+    let mut empty = None;
 
     std::thread::scope(|scope| {
+        if options.progress {
+            scope.spawn(|| progress.run(&scan_done));
+        }
+        let mut workers = Vec::new();
         for _ in 0..threads {
-            scope.spawn(|| {
+            workers.push(scope.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(source) = sources.get(i) else { break };
-                    let name = source.to_string();
-                    let opened: Result<Box<dyn Read + Send>, SourceError> = match source {
-                        // An S3 source was listed through the client, so both are there.
-                        LogSource::S3 { bucket, key } => match (&handle, &s3) {
-                            (Some(handle), Some(client)) => handle
-                                .block_on(s3::open(client, bucket, key, handle.clone()))
-                                .map(|body| Box::new(body) as Box<dyn Read + Send>),
-                            _ => Err(SourceError::Local {
-                                path: name.clone().into(),
-                                source: io::Error::other("no S3 client"),
-                            }),
+                    let (i, name, opened) = match sources.get(i) {
+                        Some(source) => {
+                            let opened: Result<Box<dyn Read + Send>, SourceError> = match source {
+                                LogSource::File(path) => local::open(Some(path)),
+                                LogSource::Stdin => local::open(None),
+                                LogSource::S3 { .. } => unreachable!("S3 objects come fetched"),
+                            };
+                            (i, source.to_string(), opened)
+                        }
+                        // Local files done: the objects fetched from S3 prefixes, if any, each
+                        // with its place in the output after the local inputs.
+                        None => match lock(&fetched_rx).blocking_recv() {
+                            Some(fetched) => (
+                                local_inputs + fetched.seq,
+                                fetched.source.to_string(),
+                                fetched.body,
+                            ),
+                            None => break,
                         },
-                        LogSource::File(path) => local::open(Some(path)),
-                        LogSource::Stdin => local::open(None),
                     };
                     let input = match opened {
                         Ok(input) => input,
                         Err(e) => {
                             eprintln!("error: {e}");
                             lock(&summary).files_failed += 1;
+                            progress.file_done(0, 0, 0);
                             print_ready(i, Finished::default());
                             continue;
                         }
@@ -378,12 +463,19 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                         eprintln!("warning: {name}: {why}");
                     }
                     let mut finished = Finished::default();
+                    let mut outside_range = 0;
                     let read = pipeline::export(
                         rules,
                         &name,
                         input,
                         options.max_decompressed,
-                        &mut |_, alert| finished.alerts.push(alert),
+                        &mut |_, alert| {
+                            if options.selection.range.contains(alert.event_time.as_deref()) {
+                                finished.alerts.push(alert);
+                            } else {
+                                outside_range += 1;
+                            }
+                        },
                     );
                     // A failure of a misnamed file says so again: it may be why it failed.
                     let also = misnamed
@@ -395,6 +487,11 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                         Err(broken) => {
                             eprintln!("error: {broken}{also}");
                             lock(&summary).files_failed += 1;
+                            let mut s = lock(&summary);
+                            s.files_failed += 1;
+                            s.alerts_outside_range += outside_range;
+                            drop(s);
+                            progress.file_done(0, 0, 0);
                             print_ready(i, finished);
                             continue;
                         }
@@ -403,7 +500,15 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                         // Read to the end, but not every record was checked: an error.
                         eprintln!("error: {name}: {what}{also}");
                     }
+                    // Before duplicates are known: they are left out when printed.
+                    let raised = finished
+                        .alerts
+                        .iter()
+                        .filter(|a| a.level >= options.min_level)
+                        .count();
+                    progress.file_done(report.records, report.bytes, raised as u64);
                     let mut s = lock(&summary);
+                    s.alerts_outside_range += outside_range;
                     s.files_damaged += u64::from(report.skipped.count > 0);
                     s.records += report.records;
                     s.bytes += report.bytes;
@@ -433,14 +538,57 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                     }
                     print_ready(i, finished);
                 }
-            });
+            }));
         }
+        if let (Some(rt), Some(client)) = (&runtime, &s3) {
+            let selection = Arc::new(options.selection.clone());
+            // Every listed object (and failed listing) gets the next number, once.
+            let mut seq = 0;
+            for (path, bucket, prefix) in &prefixes {
+                let before = progress.listed.objects.load(Ordering::Relaxed);
+                seq = rt.block_on(remote::feed(
+                    client.clone(),
+                    bucket.clone(),
+                    prefix.clone(),
+                    selection.clone(),
+                    options.s3_concurrency,
+                    progress.listed.clone(),
+                    fetched_tx.clone(),
+                    remote::Order {
+                        first: seq,
+                        window: window.clone(),
+                    },
+                ));
+                let found = progress.listed.objects.load(Ordering::Relaxed) - before;
+                if found == 0 && options.selection.is_all() && empty.is_none() {
+                    empty = Some((*path).clone());
+                }
+            }
+        }
+        progress.listing_done.store(true, Ordering::Relaxed);
+        // The workers stop once the fetched bodies are all taken.
+        drop(fetched_tx);
+        for worker in workers {
+            let _ = worker.join();
+        }
+        scan_done.store(true, Ordering::Relaxed);
     });
+    if let Some(path) = empty {
+        return Err(ScanError::Empty(path));
+    }
 
     let mut summary = summary.into_inner().unwrap_or_else(|p| p.into_inner());
     let events = correlation.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut buf = Vec::new();
     for alert in correlate::decide_all(rules, events) {
+        if !options
+            .selection
+            .range
+            .contains(alert.event_time.as_deref())
+        {
+            summary.alerts_outside_range += 1;
+            continue;
+        }
         if alert.level >= options.min_level {
             *summary
                 .alerts
@@ -450,6 +598,12 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
         output.render(&alert, &mut buf);
     }
     output.flush(&mut buf);
+    let listed = &progress.listed;
+    summary.s3_objects_listed = listed.objects.load(Ordering::Relaxed);
+    summary.s3_list_calls = listed.calls.load(Ordering::Relaxed);
+    summary.s3_prefixes_listed = listed.prefixes.load(Ordering::Relaxed);
+    summary.s3_day_prefixes_listed = listed.day_prefixes.load(Ordering::Relaxed);
+    summary.s3_outside_layout = listed.outside_layout.load(Ordering::Relaxed);
     summary.elapsed = started.elapsed();
     Ok(summary)
 }

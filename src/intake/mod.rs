@@ -4,8 +4,10 @@
 //! - [`sqs`]: the queue seam: receive, change visibility, delete.
 //! - [`notice`]: a message body → the objects it announces.
 //! - [`s3`]: S3 objects as blocking readers, and prefix listings for backfills.
+//! - [`listing`]: a prefix, a time range, accounts and regions → the CloudTrail keys to read.
 //! - [`local`]: files, directories and stdin.
 
+pub mod listing;
 pub mod local;
 pub mod notice;
 pub mod s3;

@@ -70,6 +70,47 @@ pub async fn open(
     }
 }
 
+/// Bodies up to this size are read whole by [`fetch`], so that many can be in flight while
+/// workers inflate others; larger ones stream to the worker as [`open`] does.
+pub const FETCH_WHOLE_BYTES: i64 = 16 * 1024 * 1024;
+
+/// GetObject with the body read whole when it is small, so the network wait happens here,
+/// on the runtime, and not on a worker thread; a larger body streams (see [`open`]). A body
+/// that breaks while being read becomes a reader that fails, as a broken stream would.
+pub async fn fetch(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    handle: Handle,
+) -> Result<Box<dyn Read + Send>, SourceError> {
+    let out = match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => out,
+        Err(e) => return Err(classify(&e, bucket, key)),
+    };
+    if out.content_length().is_none_or(|n| n > FETCH_WHOLE_BYTES) {
+        return Ok(Box::new(SyncIoBridge::new_with_handle(
+            out.body.into_async_read(),
+            handle,
+        )));
+    }
+    match out.body.collect().await {
+        Ok(bytes) => Ok(Box::new(std::io::Cursor::new(bytes.into_bytes()))),
+        Err(e) => Ok(Box::new(Failing(Some(std::io::Error::other(e))))),
+    }
+}
+
+/// A reader whose first read fails with the error it holds.
+struct Failing(Option<std::io::Error>);
+
+impl Read for Failing {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| std::io::Error::other("the body already failed")))
+    }
+}
+
 /// Log objects in S3, counted in the AWS request metrics.
 pub struct S3Objects {
     client: aws_sdk_s3::Client,
