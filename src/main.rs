@@ -46,6 +46,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Scan CloudTrail log files, directories, stdin (-) or s3://bucket/prefix/ and print alerts.
+    ///
+    /// Each file's shape is told from its content: S3 log files ({"Records":[...]}), JSON
+    /// lines, a JSON array, one record, EventBridge events, `aws cloudtrail lookup-events`
+    /// output, and CloudTrail Lake get-query-results rows holding eventJson. Gzipped or not.
+    /// Alerts are printed in input order whatever --threads: local inputs, then S3 objects
+    /// in the order listed.
+    ///
+    /// Exit 0 when every file was read; 1 when any file or S3 listing failed (none of these
+    /// shapes, truncated, corrupt) or had records that could not be read, each named on
+    /// stderr with where; 2 for usage, rule or configuration errors.
     Scan(ScanArgs),
     /// List the loaded rules (name, level, title, origin) and any that failed to load; `rules
     /// test` runs rule unit tests.

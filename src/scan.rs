@@ -1,22 +1,33 @@
 //! `trailwarden scan`: files, directories, stdin and S3 prefixes → alerts on stdout, a summary
 //! on stderr.
 //!
+//! Each input's shape is told from its content: S3 log files, JSON lines, arrays, single
+//! records or EventBridge events, `lookup-events` and CloudTrail Lake exports (see
+//! [`pipeline::export`]). An input that is none of them fails, naming where it broke.
+//!
 //! Files are read in parallel, one worker thread per core, each running the whole pipeline on
-//! one file at a time. The few records that feed a correlation are gathered from all files
-//! and decided on event time at the end, as the daemon decides them: the result does not
-//! depend on which thread finished first. An event delivered twice (two trails writing one
-//! bucket) is reported once.
+//! one file at a time. Alerts are printed in input order (by path, then record position),
+//! whatever the thread count: a file's alerts wait until the inputs before it are printed.
+//! The few records that feed a correlation are gathered from all files and decided on event
+//! time at the end, as the daemon decides them. An event delivered twice (two trails writing
+//! one bucket) is reported once, from the first input that holds it.
 //!
 //! S3 prefixes are listed as the workers read: keys stream from the listing (only the day
 //! prefixes in range when a time range, accounts or regions are given) to a bounded number of
 //! GetObjects on a small tokio runtime, and the fetched bodies to the workers. Alerts whose
 //! eventTime is outside the time range are left out, whatever the source.
+//!
+//! S3 objects come after the local inputs, numbered in the order the listing yields their
+//! keys: S3's key order for a prefix read whole. With --from, --to, --account or --region the
+//! day prefixes are listed a few at once, so keys of one day prefix keep S3's order but days
+//! interleave as their listings answer. The objects read ahead of the next one to print are
+//! bounded (see [`remote::feed`]), so a slow GetObject holds back printing, not memory.
 
 mod progress;
 mod remote;
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -237,6 +248,53 @@ impl Output<'_> {
     }
 }
 
+/// Files finished out of order, held until the files before them are printed, so the output
+/// is the same whatever the thread count.
+struct InOrder {
+    /// The next source index to print.
+    next: usize,
+    /// Finished files after `next`: their alerts and correlation events.
+    done: BTreeMap<usize, Finished>,
+    /// EventIDs already printed, across files.
+    seen: RecentIds,
+}
+
+/// What one file raised, waiting for its turn.
+#[derive(Default)]
+struct Finished {
+    alerts: Vec<Alert>,
+    correlation: Vec<(Group, CorrEvent)>,
+}
+
+/// `bytes`, shown as text where printable, for a message about what a file starts with.
+fn shown(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .take(16)
+        .map(|&b| match b {
+            b' '..=b'~' => (b as char).to_string(),
+            _ => format!("\\x{b:02x}"),
+        })
+        .collect()
+}
+
+/// When `name` says gzip and the bytes do not, why, naming what they start with. Such a file
+/// is still read as plain JSON: a browser or `aws s3 cp` with a Content-Encoding header
+/// inflates a `.json.gz` on download and keeps the name, and the records are still good.
+fn misnamed_gzip(name: &str, input: &mut BufReader<Box<dyn Read + Send>>) -> Option<String> {
+    if !name.ends_with(".gz") {
+        return None;
+    }
+    let head = input.fill_buf().ok()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return None;
+    }
+    Some(format!(
+        "named .gz but is not gzip (starts with \"{}\"); read as plain JSON",
+        shown(head)
+    ))
+}
+
 /// EventIDs remembered across files, so an event two trails both delivered is reported once.
 /// About 16 bytes each: long backfills stay flat.
 const SCAN_DUPLICATE_WINDOW: usize = 1_000_000;
@@ -286,13 +344,70 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
     };
     let summary = Mutex::new(Summary::default());
     let correlation: Mutex<Vec<(Group, CorrEvent)>> = Mutex::new(Vec::new());
-    let seen = Mutex::new(RecentIds::new(SCAN_DUPLICATE_WINDOW));
-    let next = AtomicUsize::new(0);
     let threads = if prefixes.is_empty() {
         options.threads.clamp(1, sources.len().max(1))
     } else {
         options.threads.max(1)
     };
+    // S3 objects numbered but not yet printed: those fetching, waiting in the workers' queue,
+    // being read, or read and waiting for an earlier one. A slow object holds back the rest
+    // of the listing, so what waits to be printed stays bounded.
+    let window = Arc::new(tokio::sync::Semaphore::new(
+        options.s3_concurrency.max(1) + threads * (FETCHED_PER_WORKER + 1),
+    ));
+    let local_inputs = sources.len();
+    let in_order = Mutex::new(InOrder {
+        next: 0,
+        done: BTreeMap::new(),
+        seen: RecentIds::new(SCAN_DUPLICATE_WINDOW),
+    });
+    // Prints every finished file whose turn has come; called by the worker that finished one.
+    let print_ready = |i: usize, finished: Finished| {
+        let mut state = lock(&in_order);
+        state.done.insert(i, finished);
+        let mut buf = Vec::new();
+        let mut counts: BTreeMap<(Level, String), u64> = BTreeMap::new();
+        let mut duplicates = 0;
+        let mut held = Vec::new();
+        loop {
+            let next = state.next;
+            let Some(finished) = state.done.remove(&next) else {
+                break;
+            };
+            state.next += 1;
+            if next >= local_inputs {
+                window.add_permits(1);
+            }
+            for alert in finished.alerts {
+                // The same event in two files (two trails, one bucket) is one.
+                if let Some(id) = &alert.event_id
+                    && !state.seen.insert(&format!("{}\u{0}{id}", alert.rule))
+                {
+                    duplicates += 1;
+                    continue;
+                }
+                if alert.level >= options.min_level {
+                    *counts.entry((alert.level, alert.rule.clone())).or_default() += 1;
+                }
+                output.render(&alert, &mut buf);
+                if buf.len() > 64 * 1024 {
+                    output.flush(&mut buf);
+                }
+            }
+            held.extend(finished.correlation);
+        }
+        output.flush(&mut buf);
+        drop(state);
+        if !held.is_empty() {
+            lock(&correlation).extend(held);
+        }
+        let mut s = lock(&summary);
+        s.duplicates += duplicates;
+        for (k, n) in counts {
+            *s.alerts.entry(k).or_default() += n;
+        }
+    };
+    let next = AtomicUsize::new(0);
     let (fetched_tx, fetched_rx) =
         tokio::sync::mpsc::channel::<remote::Fetched>(threads * FETCHED_PER_WORKER);
     let fetched_rx = Mutex::new(fetched_rx);
@@ -300,31 +415,35 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
     progress
         .local_files
         .store(sources.len() as u64, Ordering::Relaxed);
-    let finished = AtomicBool::new(false);
+    let scan_done = AtomicBool::new(false);
     let mut empty = None;
 
     std::thread::scope(|scope| {
         if options.progress {
-            scope.spawn(|| progress.run(&finished));
+            scope.spawn(|| progress.run(&scan_done));
         }
         let mut workers = Vec::new();
         for _ in 0..threads {
             workers.push(scope.spawn(|| {
-                let mut buf = Vec::with_capacity(64 * 1024);
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let (name, opened) = match sources.get(i) {
+                    let (i, name, opened) = match sources.get(i) {
                         Some(source) => {
                             let opened: Result<Box<dyn Read + Send>, SourceError> = match source {
                                 LogSource::File(path) => local::open(Some(path)),
                                 LogSource::Stdin => local::open(None),
                                 LogSource::S3 { .. } => unreachable!("S3 objects come fetched"),
                             };
-                            (source.to_string(), opened)
+                            (i, source.to_string(), opened)
                         }
-                        // Local files done: the objects fetched from S3 prefixes, if any.
+                        // Local files done: the objects fetched from S3 prefixes, if any, each
+                        // with its place in the output after the local inputs.
                         None => match lock(&fetched_rx).blocking_recv() {
-                            Some(fetched) => (fetched.source.to_string(), fetched.body),
+                            Some(fetched) => (
+                                local_inputs + fetched.seq,
+                                fetched.source.to_string(),
+                                fetched.body,
+                            ),
                             None => break,
                         },
                     };
@@ -334,77 +453,76 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                             eprintln!("error: {e}");
                             lock(&summary).files_failed += 1;
                             progress.file_done(0, 0, 0);
+                            print_ready(i, Finished::default());
                             continue;
                         }
                     };
+                    let mut input = BufReader::with_capacity(64 * 1024, input);
+                    let misnamed = misnamed_gzip(&name, &mut input);
+                    if let Some(why) = &misnamed {
+                        eprintln!("warning: {name}: {why}");
+                    }
+                    let mut finished = Finished::default();
                     let mut outside_range = 0;
-                    let mut counts: BTreeMap<(Level, String), u64> = BTreeMap::new();
-                    let mut duplicates = 0;
-                    let read = pipeline::object(
+                    let read = pipeline::export(
                         rules,
                         &name,
                         input,
                         options.max_decompressed,
                         &mut |_, alert| {
-                            if !options.selection.range.contains(alert.event_time.as_deref()) {
+                            if options.selection.range.contains(alert.event_time.as_deref()) {
+                                finished.alerts.push(alert);
+                            } else {
                                 outside_range += 1;
-                                return;
-                            }
-                            // The same event in two files (two trails, one bucket) is one.
-                            if let Some(id) = &alert.event_id
-                                && !lock(&seen).insert(&format!("{}\u{0}{id}", alert.rule))
-                            {
-                                duplicates += 1;
-                                return;
-                            }
-                            if alert.level >= options.min_level {
-                                *counts.entry((alert.level, alert.rule.clone())).or_default() += 1;
-                            }
-                            output.render(&alert, &mut buf);
-                            if buf.len() > 64 * 1024 {
-                                output.flush(&mut buf);
                             }
                         },
                     );
+                    // A failure of a misnamed file says so again: it may be why it failed.
+                    let also = misnamed
+                        .as_deref()
+                        .map(|why| format!(" (it was {why})"))
+                        .unwrap_or_default();
                     let report = match read {
                         Ok(report) => report,
                         Err(broken) => {
-                            output.flush(&mut buf);
-                            eprintln!("error: {broken}");
+                            eprintln!("error: {broken}{also}");
                             lock(&summary).files_failed += 1;
+                            let mut s = lock(&summary);
+                            s.files_failed += 1;
+                            s.alerts_outside_range += outside_range;
+                            drop(s);
                             progress.file_done(0, 0, 0);
+                            print_ready(i, finished);
                             continue;
                         }
                     };
-                    output.flush(&mut buf);
                     if let Some(what) = report.skipped.describe() {
                         // Read to the end, but not every record was checked: an error.
-                        eprintln!("error: {name}: {what}");
+                        eprintln!("error: {name}: {what}{also}");
                     }
-                    progress.file_done(
-                        report.records,
-                        report.bytes,
-                        counts.values().sum(),
-                    );
+                    // Before duplicates are known: they are left out when printed.
+                    let raised = finished
+                        .alerts
+                        .iter()
+                        .filter(|a| a.level >= options.min_level)
+                        .count();
+                    progress.file_done(report.records, report.bytes, raised as u64);
                     let mut s = lock(&summary);
                     s.alerts_outside_range += outside_range;
                     s.files_damaged += u64::from(report.skipped.count > 0);
                     s.records += report.records;
                     s.bytes += report.bytes;
                     s.records_skipped += report.skipped.count;
-                    s.duplicates += report.duplicates + duplicates;
-                    for (k, n) in counts {
-                        *s.alerts.entry(k).or_default() += n;
-                    }
-                    match report.outcome {
+                    s.duplicates += report.duplicates;
+                    match &report.outcome {
                         Outcome::Complete => s.files_read += 1,
                         Outcome::Skipped(reason) => {
                             s.files_skipped += 1;
-                            *s.skipped_reasons.entry(reason.to_owned()).or_default() += 1;
+                            *s.skipped_reasons.entry((*reason).to_owned()).or_default() += 1;
                         }
                         Outcome::Failed(e) => {
                             s.files_failed += 1;
-                            eprintln!("error: {name}: {e}");
+                            eprintln!("error: {name}: {e}{also}");
                         }
                     }
                     drop(s);
@@ -416,16 +534,19 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                         );
                     }
                     if !report.correlation.is_empty() {
-                        lock(&correlation).extend(report.correlation.into_events());
+                        finished.correlation = report.correlation.into_events().collect();
                     }
+                    print_ready(i, finished);
                 }
             }));
         }
         if let (Some(rt), Some(client)) = (&runtime, &s3) {
             let selection = Arc::new(options.selection.clone());
+            // Every listed object (and failed listing) gets the next number, once.
+            let mut seq = 0;
             for (path, bucket, prefix) in &prefixes {
                 let before = progress.listed.objects.load(Ordering::Relaxed);
-                rt.block_on(remote::feed(
+                seq = rt.block_on(remote::feed(
                     client.clone(),
                     bucket.clone(),
                     prefix.clone(),
@@ -433,6 +554,10 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                     options.s3_concurrency,
                     progress.listed.clone(),
                     fetched_tx.clone(),
+                    remote::Order {
+                        first: seq,
+                        window: window.clone(),
+                    },
                 ));
                 let found = progress.listed.objects.load(Ordering::Relaxed) - before;
                 if found == 0 && options.selection.is_all() && empty.is_none() {
@@ -446,7 +571,7 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
         for worker in workers {
             let _ = worker.join();
         }
-        finished.store(true, Ordering::Relaxed);
+        scan_done.store(true, Ordering::Relaxed);
     });
     if let Some(path) = empty {
         return Err(ScanError::Empty(path));

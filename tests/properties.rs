@@ -178,6 +178,7 @@ fn error_offset(e: &ReadError) -> Option<u64> {
         ReadError::Io { offset, .. }
         | ReadError::Syntax { offset, .. }
         | ReadError::Truncated { offset, .. }
+        | ReadError::Shape { offset, .. }
         | ReadError::RecordTooLarge { offset, .. } => Some(*offset),
         ReadError::TooLarge { .. } => None,
     }

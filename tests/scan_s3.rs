@@ -336,3 +336,72 @@ fn a_range_applies_to_local_files_and_must_not_be_empty() {
         .expect("run scan");
     assert_eq!(backwards.status.code(), Some(2), "{}", stderr(&backwards));
 }
+
+/// Alerts come out in the same order whatever the threads and GetObjects in flight: local
+/// inputs first, then the objects of a prefix read whole in S3's key order. A listing that
+/// fails takes its place in that order too, and never holds the output up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_objects_print_in_listing_order_whatever_the_threads() {
+    let f = fixture().await;
+    let local = tempfile::tempdir().expect("tempdir");
+    let file = local.path().join("local.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&root_login_in("local-first", ACCOUNTS[1])).expect("json"),
+    )
+    .expect("write");
+    let run = |args: &[&str], paths: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_trailwarden"))
+            .arg("scan")
+            .arg("--quiet")
+            .args(args)
+            .args(paths)
+            .env("AWS_ENDPOINT_URL", &f.moto.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("run scan")
+    };
+    let prefix = format!("s3://{BUCKET}/org-trail/");
+    let file = file.display().to_string();
+    let serial = run(
+        &["--threads", "1", "--s3-concurrency", "1"],
+        &[&prefix, &file],
+    );
+    assert!(serial.status.success(), "{}", stderr(&serial));
+    let ids: Vec<String> = String::from_utf8_lossy(&serial.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("alert"))
+        .filter(|a| a["rule"] == "root-console-login")
+        .map(|a| a["event_id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(ids.first().map(String::as_str), Some("local-first"));
+    assert_eq!(ids.len(), 1 + root_logins(&f.s3(&["--quiet"])).len());
+    for _ in 0..3 {
+        let parallel = run(
+            &["--threads", "8", "--s3-concurrency", "32"],
+            &[&prefix, &file],
+        );
+        assert!(parallel.status.success(), "{}", stderr(&parallel));
+        assert_eq!(
+            String::from_utf8_lossy(&parallel.stdout),
+            String::from_utf8_lossy(&serial.stdout)
+        );
+    }
+
+    // A bucket that is not there, walked for one account: its listing fails in its turn,
+    // after the local file's alerts, and the scan ends with 1. (Read whole, a prefix that
+    // lists nothing is a usage error instead, as an empty directory is.)
+    let missing = run(
+        &["--threads", "4", "--account", ACCOUNTS[0]],
+        &[&file, "s3://no-such-bucket/AWSLogs/"],
+    );
+    assert_eq!(missing.status.code(), Some(1), "{}", stderr(&missing));
+    assert!(
+        String::from_utf8_lossy(&missing.stdout).contains("local-first"),
+        "{}",
+        stderr(&missing)
+    );
+}

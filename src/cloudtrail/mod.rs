@@ -1,12 +1,15 @@
 //! CloudTrail log files: bytes in, one lazily parsed record at a time out.
 //!
 //! - [`reader`]: gunzip (size-capped) and split the `Records` array without holding it whole.
+//! - [`shape`]: an item of an export (lookup-events, Lake rows, EventBridge events) → the
+//!   record inside it.
 //! - [`record`]: the lenient, lazily parsed view of one record that rules read.
 
 pub mod reader;
 pub mod record;
+pub mod shape;
 
-pub use reader::{Finish, LogReader, RawRecord, ReadError, open};
+pub use reader::{Finish, Item, LogReader, RawRecord, ReadError, Shapes, open, open_any};
 pub use record::Record;
 
 /// Why a log source is skipped without being read, judged from its name alone: the one skip

@@ -52,6 +52,13 @@ pub enum ReadError {
     /// The document ends before the `Records` array is closed.
     #[error("file is truncated: it ends at decompressed byte {offset}, inside record {record}")]
     Truncated { offset: u64, record: u64 },
+    /// The bytes are JSON but not a shape of CloudTrail input that [`open_any`] reads.
+    #[error("{message} (at decompressed byte {offset}, record {record})")]
+    Shape {
+        offset: u64,
+        record: u64,
+        message: String,
+    },
     /// One record is larger than [`MAX_RECORD_BYTES`].
     #[error("record {record} at decompressed byte {offset} is larger than {limit} bytes")]
     RecordTooLarge {
@@ -70,6 +77,7 @@ impl ReadError {
             | ReadError::TooLarge { record, .. }
             | ReadError::Syntax { record, .. }
             | ReadError::Truncated { record, .. }
+            | ReadError::Shape { record, .. }
             | ReadError::RecordTooLarge { record, .. } => *record,
         }
     }
@@ -116,8 +124,23 @@ impl<R: Read> Read for Capped<R> {
 }
 
 /// Opens a log file's bytes: gzip (one or more members) when it starts with the gzip magic,
-/// plain JSON otherwise. At most `cap` decompressed bytes are read.
+/// plain JSON otherwise. At most `cap` decompressed bytes are read. Only the S3 log file shape
+/// `{"Records":[...]}` is read; see [`open_any`] for the others.
 pub fn open<R: Read + Send + 'static>(source: R, cap: u64) -> io::Result<LogReader> {
+    open_shapes(source, cap, Shapes::LogFile)
+}
+
+/// Like [`open`], but reads every shape of CloudTrail input people keep, told apart by
+/// content (see [`Shapes::Any`]).
+pub fn open_any<R: Read + Send + 'static>(source: R, cap: u64) -> io::Result<LogReader> {
+    open_shapes(source, cap, Shapes::Any)
+}
+
+fn open_shapes<R: Read + Send + 'static>(
+    source: R,
+    cap: u64,
+    shapes: Shapes,
+) -> io::Result<LogReader> {
     let mut buffered = BufReader::with_capacity(64 * 1024, source);
     let head = buffered.fill_buf()?;
     let gzipped = head.starts_with(&[0x1f, 0x8b]);
@@ -133,7 +156,66 @@ pub fn open<R: Read + Send + 'static>(source: R, cap: u64) -> io::Result<LogRead
             remaining: cap,
         })
     };
-    Ok(LogReader::new(inner, cap))
+    Ok(LogReader::new(inner, cap, shapes))
+}
+
+/// Which document shapes a reader accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shapes {
+    /// Only an S3 log file, `{"Records":[...]}`: what CloudTrail writes to a trail's bucket.
+    /// Another JSON object finishes as [`Finish::NoRecords`].
+    LogFile,
+    /// Any sequence of top-level JSON values (one document, JSON lines, or documents one
+    /// after another), each one of:
+    /// - an envelope holding records: `{"Records":[...]}` (S3 log file), `{"Events":[...]}`
+    ///   (`aws cloudtrail lookup-events`), `{"QueryResultRows":[...]}` (CloudTrail Lake
+    ///   `get-query-results`), streamed element by element whatever their size;
+    /// - an array, each element an item;
+    /// - any other object, an item: a record, an EventBridge event, a lookup-events entry.
+    ///
+    /// The envelope is told by its first key, so an S3 log file costs one key's peek more.
+    /// Items are handed out as they are; [`super::shape::record_json`] takes the record out.
+    Any,
+}
+
+/// What a handed-out element is, so the record can be taken out of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item {
+    /// An element of `Records`: the record itself.
+    Record,
+    /// An element of lookup-events' `Events`: the record is its `CloudTrailEvent` string.
+    LookupEvent,
+    /// A row of Lake's `QueryResultRows`: the record is its `eventJson` column.
+    LakeRow,
+    /// A top-level value or an element of a top-level array: its shape is told from its keys.
+    Unknown,
+}
+
+/// Top-level keys that open an envelope rather than a record or an event: the element kind of
+/// the key's array, or `None` for metadata that sits beside it.
+fn envelope_key(key: &str) -> Option<Option<Item>> {
+    match key {
+        "Records" => Some(Some(Item::Record)),
+        "Events" => Some(Some(Item::LookupEvent)),
+        "QueryResultRows" => Some(Some(Item::LakeRow)),
+        // Around QueryResultRows in get-query-results, before it in the CLI's output.
+        // https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_GetQueryResults.html
+        "NextToken" | "QueryStatus" | "QueryStatistics" | "ErrorMessage" => Some(None),
+        _ => None,
+    }
+}
+
+/// A key's name from its JSON text (quotes included), decoding escapes only when present.
+fn key_name(key: &[u8]) -> std::borrow::Cow<'_, str> {
+    if memchr::memchr(b'\\', key).is_none()
+        && let Some(inner) = key.get(1..key.len().saturating_sub(1))
+        && let Ok(text) = std::str::from_utf8(inner)
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    serde_json::from_slice::<String>(key)
+        .map(std::borrow::Cow::Owned)
+        .unwrap_or_default()
 }
 
 /// Where the scanner is in the document's grammar.
@@ -149,6 +231,8 @@ enum State {
     Element { first: bool },
     /// After a record: expecting `,` or `]`.
     AfterElement,
+    /// Between top-level values ([`Shapes::Any`] only): expecting another value or the end.
+    Between,
     /// The top-level object is closed.
     Done,
 }
@@ -175,10 +259,12 @@ enum Scan {
 pub struct RawRecord<'a> {
     /// The record's JSON text.
     pub bytes: &'a [u8],
-    /// Zero-based index in the `Records` array.
+    /// Zero-based index in the `Records` array (with [`Shapes::Any`], among all items).
     pub index: u64,
     /// Decompressed offset of its first byte.
     pub offset: u64,
+    /// What the bytes are.
+    pub item: Item,
 }
 
 /// Streams the records of one log file.
@@ -196,10 +282,19 @@ pub struct LogReader {
     saw_records: bool,
     /// Records handed out so far.
     index: u64,
+    shapes: Shapes,
+    /// What the elements of the array being read are.
+    element: Item,
+    /// Whether that array sits inside an envelope object (rather than at the top level).
+    in_envelope: bool,
+    /// Whether the envelope being read had an array of records.
+    envelope_held_items: bool,
+    /// Top-level values begun ([`Shapes::Any`]).
+    values: u64,
 }
 
 impl LogReader {
-    fn new(source: Box<dyn Read + Send>, cap: u64) -> Self {
+    fn new(source: Box<dyn Read + Send>, cap: u64, shapes: Shapes) -> Self {
         LogReader {
             source,
             cap,
@@ -211,7 +306,105 @@ impl LogReader {
             state: State::Start,
             saw_records: false,
             index: 0,
+            shapes,
+            element: Item::Record,
+            in_envelope: true,
+            envelope_held_items: false,
+            values: 0,
         }
+    }
+
+    fn shape_error(&self, at: usize, message: impl Into<String>) -> ReadError {
+        ReadError::Shape {
+            offset: self.offset(at),
+            record: self.index,
+            message: message.into(),
+        }
+    }
+
+    /// With `buf[start]` at the `{` of an object, the name of its first key, reading more as
+    /// needed; `None` when the object is empty, its first key is not a string, or the input
+    /// ends first (left for [`Self::value_end`] to report). The `{` stays unconsumed.
+    fn first_key(&mut self) -> Result<Option<String>, ReadError> {
+        loop {
+            let mut i = self.start + 1;
+            while i < self.end && matches!(self.buf[i], b' ' | b'\n' | b'\r' | b'\t') {
+                i += 1;
+            }
+            if i < self.end {
+                if self.buf[i] != b'"' {
+                    return Ok(None);
+                }
+                if let Some(end) = string_end(&self.buf[..self.end], i + 1) {
+                    return Ok(Some(key_name(&self.buf[i..end]).into_owned()));
+                }
+            }
+            if !self.fill()? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// [`Shapes::Any`]: the next top-level value begins (or the input ends). When it is an
+    /// item on its own, the window range of its bytes.
+    fn next_value(&mut self) -> Result<Option<(usize, usize)>, ReadError> {
+        match self.peek()? {
+            None if self.values == 0 => Err(self.shape_error(self.start, "the file is empty")),
+            None => {
+                self.state = State::Done;
+                Ok(None)
+            }
+            Some(b'[') => {
+                self.values += 1;
+                self.saw_records = true;
+                self.start += 1;
+                self.element = Item::Unknown;
+                self.in_envelope = false;
+                self.state = State::Element { first: true };
+                Ok(None)
+            }
+            Some(b'{') => {
+                self.values += 1;
+                self.saw_records = true;
+                let first = self.first_key()?;
+                if first.as_deref().and_then(envelope_key).is_some() {
+                    self.start += 1;
+                    self.in_envelope = true;
+                    self.envelope_held_items = false;
+                    self.state = State::Key { first: true };
+                    return Ok(None);
+                }
+                // A record or an event on its own (or one line of JSON lines).
+                let end = self.value_end()?;
+                let begin = self.start;
+                self.start = end;
+                Ok(Some((begin, end)))
+            }
+            Some(_) => {
+                let head = &self.buf[self.start..self.end.min(self.start + 16)];
+                let message = format!(
+                    "not CloudTrail JSON: expected an object or an array, found {:?}",
+                    String::from_utf8_lossy(head)
+                );
+                Err(self.shape_error(self.start, message))
+            }
+        }
+    }
+
+    /// An envelope object or a top-level array was closed.
+    fn close_top_level(&mut self) -> Result<(), ReadError> {
+        if self.shapes == Shapes::LogFile {
+            self.state = State::Done;
+            return Ok(());
+        }
+        if self.in_envelope && !self.envelope_held_items {
+            return Err(self.shape_error(
+                self.start,
+                "the object has no Records, Events or QueryResultRows array: no records to read",
+            ));
+        }
+        self.state = State::Between;
+        Ok(())
     }
 
     /// Records handed out so far.
@@ -350,7 +543,22 @@ impl LogReader {
     pub fn next_record(&mut self) -> Result<Option<RawRecord<'_>>, ReadError> {
         loop {
             match self.state {
-                State::Start => match self.peek()? {
+                State::Start | State::Between if self.shapes == Shapes::Any => {
+                    if let Some((begin, end)) = self.next_value()? {
+                        self.state = State::Between;
+                        self.index += 1;
+                        return Ok(Some(RawRecord {
+                            bytes: &self.buf[begin..end],
+                            index: self.index - 1,
+                            offset: self.base + begin as u64,
+                            item: Item::Unknown,
+                        }));
+                    }
+                    if self.state == State::Done {
+                        return Ok(None);
+                    }
+                }
+                State::Start | State::Between => match self.peek()? {
                     Some(b'{') => {
                         self.start += 1;
                         self.state = State::Key { first: true };
@@ -365,22 +573,32 @@ impl LogReader {
                 State::Key { first } => match self.peek_in_document()? {
                     b'}' if first => {
                         self.start += 1;
-                        self.state = State::Done;
+                        self.close_top_level()?;
                     }
                     b'"' => {
                         let key_end = self.value_end()?;
-                        let is_records = is_records_key(&self.buf[self.start..key_end]);
+                        let container = self.container(&self.buf[self.start..key_end]);
                         self.start = key_end;
                         if self.peek_in_document()? != b':' {
                             return Err(self.syntax(self.start, "expected ':' after a key"));
                         }
                         self.start += 1;
-                        if is_records {
+                        if let Some(item) = container {
                             if self.peek_in_document()? != b'[' {
-                                return Err(self.syntax(self.start, "Records must be an array"));
+                                let key = match item {
+                                    Item::LookupEvent => "Events",
+                                    Item::LakeRow => "QueryResultRows",
+                                    Item::Record | Item::Unknown => "Records",
+                                };
+                                return Err(
+                                    self.syntax(self.start, format!("{key} must be an array"))
+                                );
                             }
                             self.start += 1;
                             self.saw_records = true;
+                            self.element = item;
+                            self.in_envelope = true;
+                            self.envelope_held_items = true;
                             self.state = State::Element { first: true };
                         } else {
                             // Other top-level keys (digest metadata, future additions) are
@@ -399,14 +617,14 @@ impl LogReader {
                     }
                     b'}' => {
                         self.start += 1;
-                        self.state = State::Done;
+                        self.close_top_level()?;
                     }
                     _ => return Err(self.syntax(self.start, "expected ',' or '}'")),
                 },
                 State::Element { first } => match self.peek_in_document()? {
                     b']' if first => {
                         self.start += 1;
-                        self.state = State::AfterValue;
+                        self.close_array()?;
                     }
                     // Any JSON value is handed out, objects or not: its end is known, so a
                     // bad element costs only itself (the record parser rejects it) and the
@@ -422,6 +640,7 @@ impl LogReader {
                             bytes: &self.buf[begin..end],
                             index: self.index - 1,
                             offset: self.base + begin as u64,
+                            item: self.element,
                         }));
                     }
                 },
@@ -432,7 +651,7 @@ impl LogReader {
                     }
                     b']' => {
                         self.start += 1;
-                        self.state = State::AfterValue;
+                        self.close_array()?;
                     }
                     _ => return Err(self.syntax(self.start, "expected ',' or ']' after a record")),
                 },
@@ -449,15 +668,31 @@ impl LogReader {
     }
 }
 
-/// Whether a top-level key (its JSON text, quotes included) names `Records`. A key spelled
-/// with escapes (`"Re\u0063ords"`) is the same key to any JSON parser, so it is decoded
-/// rather than taken for another key, which would skip the file as holding no records.
-fn is_records_key(key: &[u8]) -> bool {
-    if key == b"\"Records\"" {
-        return true;
+impl LogReader {
+    /// The element kind of the array under a top-level key (its JSON text, quotes included),
+    /// if it holds records. A key spelled with escapes (`"Re\u0063ords"`) is the same key to
+    /// any JSON parser, so it is decoded rather than taken for another key, which would skip
+    /// the file as holding no records.
+    fn container(&self, key: &[u8]) -> Option<Item> {
+        if key == b"\"Records\"" {
+            return Some(Item::Record);
+        }
+        match self.shapes {
+            Shapes::LogFile => (memchr::memchr(b'\\', key).is_some() && key_name(key) == "Records")
+                .then_some(Item::Record),
+            Shapes::Any => envelope_key(&key_name(key)).flatten(),
+        }
     }
-    memchr::memchr(b'\\', key).is_some()
-        && serde_json::from_slice::<String>(key).is_ok_and(|k| k == "Records")
+
+    /// The array being read was closed: back in its envelope, or between top-level values.
+    fn close_array(&mut self) -> Result<(), ReadError> {
+        if self.in_envelope {
+            self.state = State::AfterValue;
+            Ok(())
+        } else {
+            self.close_top_level()
+        }
+    }
 }
 
 /// Scans the JSON value starting at `buf[from]`. `None` when no value starts there.
@@ -623,6 +858,53 @@ mod tests {
             matches!(err, ReadError::TooLarge { cap: 4096, .. }),
             "{err}"
         );
+    }
+
+    fn read_any(bytes: &[u8]) -> (Vec<(String, Item)>, Result<(), ReadError>) {
+        let mut reader = open_any(io::Cursor::new(bytes.to_vec()), u64::MAX).expect("open");
+        let mut out = Vec::new();
+        loop {
+            match reader.next_record() {
+                Ok(Some(r)) => {
+                    out.push((String::from_utf8(r.bytes.to_vec()).expect("utf8"), r.item))
+                }
+                Ok(None) => return (out, Ok(())),
+                Err(e) => return (out, Err(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn any_shape_tells_envelopes_from_items() {
+        let doc =
+            br#"{"QueryStatus":"FINISHED","QueryResultRows":[[{"eventJson":"{}"}]],"NextToken":"t"}
+{"Records":[{"n":1}]} {"Events":[{"CloudTrailEvent":"{}"}]}
+{"eventVersion":"1.08","n":2}
+[{"n":3},5]"#;
+        let (items, end) = read_any(doc);
+        end.expect("complete");
+        let kinds: Vec<Item> = items.iter().map(|(_, k)| *k).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                Item::LakeRow,
+                Item::Record,
+                Item::LookupEvent,
+                Item::Unknown,
+                Item::Unknown,
+                Item::Unknown
+            ]
+        );
+        assert_eq!(items[3].0, r#"{"eventVersion":"1.08","n":2}"#);
+        assert_eq!(items[5].0, "5");
+        let (_, end) = read_any(br#"{"QueryStatus":"FAILED"}"#);
+        assert!(matches!(end, Err(ReadError::Shape { .. })), "{end:?}");
+        let (_, end) = read_any(b"  \n");
+        assert!(end.expect_err("empty").to_string().contains("empty"));
+        // The log-file mode is unchanged: another object holds no records.
+        let (records, end) = read_all(br#"{"Events":[{"n":1}]}"#.to_vec());
+        assert!(records.is_empty());
+        assert_eq!(end.expect("complete"), Finish::NoRecords);
     }
 
     #[test]

@@ -5,10 +5,15 @@ use std::path::{Path, PathBuf};
 
 use super::{LogSource, SourceError};
 
-/// Whether a file found while walking a directory looks like a CloudTrail log file.
+/// Whether a file found while walking a directory may hold CloudTrail records: JSON or JSON
+/// lines, gzipped or not. (A file named on the command line is read whatever its name.)
 fn is_log_name(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    name.ends_with(".json.gz") || name.ends_with(".json") || name.ends_with(".gz")
+    let name = name.strip_suffix(".gz").unwrap_or(name);
+    [".json", ".jsonl", ".ndjson"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+        || path.extension().is_some_and(|e| e == "gz")
 }
 
 /// Expands a local path: a file as itself, a directory into its log files (recursively, in

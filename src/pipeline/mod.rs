@@ -28,7 +28,7 @@ pub mod key;
 pub use key::key;
 
 use crate::aws;
-use crate::cloudtrail::{self, Finish, ReadError, Record};
+use crate::cloudtrail::{self, Finish, ReadError, Record, Shapes};
 use crate::detect::{Derived, RuleKind, RuleSet};
 use crate::finding::alert::{Alert, UNREADABLE_RULE};
 use crate::finding::correlation::Batch;
@@ -157,12 +157,48 @@ pub fn object(
     max_decompressed: u64,
     sink: &mut AlertSink<'_>,
 ) -> Result<LogReport, Broken> {
+    file(
+        rules,
+        source,
+        input,
+        max_decompressed,
+        Shapes::LogFile,
+        sink,
+    )
+}
+
+/// Like [`object`], for a file that may be any shape of CloudTrail input people keep (JSON
+/// lines, arrays, single events, lookup-events and Lake exports; see [`Shapes::Any`]), as
+/// `scan` reads them. A file that is none of them fails with the reason, never reads as
+/// holding no records.
+pub fn export(
+    rules: &RuleSet,
+    source: &str,
+    input: impl Read + Send + 'static,
+    max_decompressed: u64,
+    sink: &mut AlertSink<'_>,
+) -> Result<LogReport, Broken> {
+    file(rules, source, input, max_decompressed, Shapes::Any, sink)
+}
+
+fn file(
+    rules: &RuleSet,
+    source: &str,
+    input: impl Read + Send + 'static,
+    max_decompressed: u64,
+    shapes: Shapes,
+    sink: &mut AlertSink<'_>,
+) -> Result<LogReport, Broken> {
     let mut report = LogReport::new();
     if let Some(reason) = cloudtrail::skip(source) {
         report.outcome = Outcome::Skipped(reason);
         return Ok(report);
     }
-    match cloudtrail::open(input, max_decompressed) {
+    let opened = match shapes {
+        Shapes::LogFile => cloudtrail::open(input, max_decompressed),
+        Shapes::Any => cloudtrail::open_any(input, max_decompressed),
+    };
+    match opened {
         Ok(mut reader) => read_records(rules, source, &mut reader, sink, &mut report),
         Err(source) => {
             report.outcome = Outcome::Failed(ReadError::Io {
@@ -221,7 +257,18 @@ fn read_records(
                 break;
             }
         };
-        match Record::parse(raw.bytes) {
+        let unwrapped = match cloudtrail::shape::record_json(raw.item, raw.bytes) {
+            Ok(unwrapped) => unwrapped,
+            Err(why) => {
+                report.skipped.count += 1;
+                report
+                    .skipped
+                    .first
+                    .get_or_insert((raw.index, raw.offset, why));
+                continue;
+            }
+        };
+        match Record::parse(&unwrapped.json) {
             Ok(record) => {
                 report.note_recheck(&record);
                 evaluate(rules, &record, source, &mut seen, sink, report)
@@ -229,9 +276,17 @@ fn read_records(
             Err(e) => {
                 report.skipped.count += 1;
                 report.skipped.first.get_or_insert_with(|| {
-                    // serde_json counts columns from 1 on the record's single line.
-                    let at = raw.offset + (e.column() as u64).saturating_sub(1);
-                    (raw.index, at, e.to_string())
+                    if unwrapped.within.is_empty() {
+                        // serde_json counts columns from 1 on the record's single line.
+                        let at = raw.offset + (e.column() as u64).saturating_sub(1);
+                        (raw.index, at, e.to_string())
+                    } else {
+                        (
+                            raw.index,
+                            raw.offset,
+                            format!("{} is not a CloudTrail record: {e}", unwrapped.within),
+                        )
+                    }
                 });
             }
         }

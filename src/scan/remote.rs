@@ -21,12 +21,27 @@ const LISTED_QUEUE: usize = 1024;
 
 /// One object for a worker: its body, or why it (or a listing) could not be read.
 pub struct Fetched {
+    /// Its place among the objects of the scan's S3 prefixes, from 0: the order the listing
+    /// yielded it. Every number is sent once, a failed fetch or listing included.
+    pub seq: usize,
     pub source: LogSource,
     pub body: Result<Box<dyn Read + Send>, SourceError>,
 }
 
+/// How the objects of a prefix are numbered for printing in order.
+pub struct Order {
+    /// The number of the first object listed.
+    pub first: usize,
+    /// One permit per object numbered and not yet printed; the printer adds one back per
+    /// object it prints. A key waits for a permit before it is numbered and fetched, so the
+    /// bodies and alerts held for an earlier, slower object stay bounded.
+    pub window: Arc<Semaphore>,
+}
+
 /// Lists `s3://bucket/prefix` as `selection` says and sends every object's body to `out`,
-/// with at most `concurrency` GetObjects in flight. Returns when all were sent.
+/// numbered from `order.first` in the order listed, with at most `concurrency` GetObjects in
+/// flight. Returns when all were sent, with the number after the last one.
+#[allow(clippy::too_many_arguments)]
 pub async fn feed(
     client: aws_sdk_s3::Client,
     bucket: String,
@@ -35,7 +50,8 @@ pub async fn feed(
     concurrency: usize,
     stats: Arc<ListStats>,
     out: mpsc::Sender<Fetched>,
-) {
+    order: Order,
+) -> usize {
     let (tx, mut rx) = mpsc::channel(LISTED_QUEUE);
     let lister = tokio::spawn(listing::stream(
         client.clone(),
@@ -48,7 +64,16 @@ pub async fn feed(
     ));
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut fetches = JoinSet::new();
+    let mut seq = order.first;
     while let Some(listed) = rx.recv().await {
+        order
+            .window
+            .acquire()
+            .await
+            .expect("the print window is never closed")
+            .forget();
+        let this = seq;
+        seq += 1;
         let slot = slots
             .clone()
             .acquire_owned()
@@ -66,6 +91,7 @@ pub async fn feed(
                 };
                 let _ = out
                     .send(Fetched {
+                        seq: this,
                         source,
                         body: Err(e),
                     })
@@ -82,10 +108,17 @@ pub async fn feed(
             };
             // The slot is held until a worker's queue took the body, so bodies in memory
             // stay bounded by the slots plus that queue.
-            let _ = out.send(Fetched { source, body }).await;
+            let _ = out
+                .send(Fetched {
+                    seq: this,
+                    source,
+                    body,
+                })
+                .await;
             drop(slot);
         });
     }
     while fetches.join_next().await.is_some() {}
     let _ = lister.await;
+    seq
 }
