@@ -154,27 +154,52 @@ pub trait Outbox: Send + Sync {
     }
 }
 
-/// What wakes each output's loop: a message was just enqueued for it.
+/// What wakes each output's loop, with the deliveries this task just recorded for it: the loop
+/// sends those at once, without reading its backlog back from the store (a read of every
+/// pending message per page would cost a burst of pages the square of its size). The periodic
+/// sweep reads the backlog for everything else: retries, other tasks' work, a stopped task's.
 #[derive(Default)]
-pub struct Wakers(HashMap<String, Arc<Notify>>);
+pub struct Wakers(HashMap<String, Arc<Fresh>>);
+
+/// One output's just-recorded deliveries, and the bell its loop waits on.
+#[derive(Default)]
+pub struct Fresh {
+    bell: Notify,
+    deliveries: std::sync::Mutex<Vec<Delivery>>,
+}
+
+impl Fresh {
+    fn take(&self) -> Vec<Delivery> {
+        std::mem::take(&mut *self.deliveries.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Just-recorded deliveries kept for a loop at most; past it they wait for the sweep (they are
+/// in the outbox already).
+const MAX_FRESH: usize = 1000;
 
 impl Wakers {
     pub fn new(routes: &[Arc<Route>]) -> Arc<Wakers> {
         Arc::new(Wakers(
             routes
                 .iter()
-                .map(|r| (r.name.clone(), Arc::new(Notify::new())))
+                .map(|r| (r.name.clone(), Arc::default()))
                 .collect(),
         ))
     }
 
-    fn wake(&self, output: &str) {
-        if let Some(n) = self.0.get(output) {
-            n.notify_one();
+    fn wake(&self, delivery: &Delivery) {
+        if let Some(fresh) = self.0.get(&delivery.output) {
+            let mut list = fresh.deliveries.lock().unwrap_or_else(|p| p.into_inner());
+            if list.len() < MAX_FRESH {
+                list.push(delivery.clone());
+            }
+            drop(list);
+            fresh.bell.notify_one();
         }
     }
 
-    fn of(&self, output: &str) -> Arc<Notify> {
+    fn of(&self, output: &str) -> Arc<Fresh> {
         self.0.get(output).cloned().unwrap_or_default()
     }
 }
@@ -243,7 +268,7 @@ impl Enqueue {
             .await
             .map_err(|e| SinkError(e.0))?;
         for d in &deliveries {
-            self.wakers.wake(&d.output);
+            self.wakers.wake(d);
         }
         if !self.outbox.durable() {
             // Without a state table the message stays in the queue until every output took
@@ -304,7 +329,7 @@ pub struct Loop {
 /// Delivers one output's pending messages until `shutdown`.
 pub async fn deliver(l: Loop, shutdown: CancellationToken) {
     let name = l.route.name.as_str();
-    let wake = l.wakers.of(name);
+    let fresh = l.wakers.of(name);
     let mut backoff = aws::backoff(Duration::from_secs(1), MAX_BACKOFF);
     // While the output fails, the next attempt waits for its backoff whatever wakes the loop.
     let mut paused_until: Option<tokio::time::Instant> = None;
@@ -312,14 +337,19 @@ pub async fn deliver(l: Loop, shutdown: CancellationToken) {
         let wait = paused_until.map_or(POLL, |t| {
             t.saturating_duration_since(tokio::time::Instant::now())
         });
-        tokio::select! {
+        let woken = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = wake.notified(), if paused_until.is_none() => {}
-            _ = tokio::time::sleep(wait) => {}
-        }
+            _ = fresh.bell.notified(), if paused_until.is_none() => true,
+            _ = tokio::time::sleep(wait) => false,
+        };
         // After a failure, one delivery probes the output before the rest follow.
         let probe = paused_until.take().is_some();
-        match pass(&l, probe).await {
+        let sent = match fresh.take() {
+            just if woken && !just.is_empty() => send_all(&l, group(just, i64::MAX), false).await,
+            // A sweep reads the whole backlog, the just-recorded deliveries with it.
+            _ => pass(&l, probe).await,
+        };
+        match sent {
             Ok(()) => backoff = aws::backoff(Duration::from_secs(1), MAX_BACKOFF),
             Err(failed) => {
                 let wait = aws::next_wait(&mut backoff);
@@ -361,8 +391,6 @@ const IN_FLIGHT: usize = 16;
 /// message's own. With `probe` (the output failed last time) the oldest incident goes alone
 /// first, so a failing output gets one attempt per backoff, not a burst.
 async fn pass(l: &Loop, probe: bool) -> Result<(), Failed> {
-    use futures_util::stream::{self, StreamExt};
-
     let name = l.route.name.as_str();
     let pending = l
         .outbox
@@ -372,14 +400,27 @@ async fn pass(l: &Loop, probe: bool) -> Result<(), Failed> {
     let oldest = pending.iter().map(|d| d.created_at).min();
     l.metrics
         .output_backlog(name, pending.len(), oldest, l.max_pending);
-    let now = l.clock.now();
+    let total = pending.len();
+    let incidents = group(pending, l.clock.now());
+    let ready: usize = incidents.iter().map(Vec::len).sum();
+    let sent = send_all(l, incidents, probe).await;
+    // What this pass did not send is still pending (approximately: some may have been
+    // dropped as dead, or taken by another task).
+    let left = if sent.is_ok() { total - ready } else { total };
+    l.metrics
+        .output_backlog(name, left, oldest.filter(|_| left > 0), l.max_pending);
+    sent
+}
+
+/// The deliveries ready at `now`, oldest first, by incident: up to the first one that waits for
+/// its retry time (what is behind it waits too, so the output's messages keep their order);
+/// one another task holds is left to it.
+fn group(deliveries: Vec<Delivery>, now: i64) -> Vec<Vec<Delivery>> {
     let mut incidents: Vec<Vec<Delivery>> = Vec::new();
     let mut by_incident: HashMap<String, usize> = HashMap::new();
-    for d in &pending {
+    for d in deliveries {
         if !d.ready(now) {
             if d.lease.is_none() {
-                // Waiting for its retry time: what is behind it waits too, so the output's
-                // messages keep their order.
                 break;
             }
             continue;
@@ -390,29 +431,30 @@ async fn pass(l: &Loop, probe: bool) -> Result<(), Failed> {
                 incidents.push(Vec::new());
                 incidents.len() - 1
             });
-        incidents[at].push(d.clone());
+        incidents[at].push(d);
     }
-    let left = std::sync::atomic::AtomicUsize::new(pending.len());
+    incidents
+}
+
+/// Sends incidents' deliveries, [`IN_FLIGHT`] incidents at a time, each incident's in order;
+/// stops starting new ones at the first failure. With `probe` the first incident goes alone.
+async fn send_all(l: &Loop, incidents: Vec<Vec<Delivery>>, probe: bool) -> Result<(), Failed> {
+    use futures_util::stream::{self, StreamExt};
+
     let failed: std::sync::Mutex<Option<Failed>> = std::sync::Mutex::new(None);
     let send = |deliveries: Vec<Delivery>| {
-        let (left, failed) = (&left, &failed);
+        let failed = &failed;
         async move {
             for d in deliveries {
                 if failed.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
                     return;
                 }
-                match one(l, &d).await {
-                    Ok(true) => {
-                        left.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    Ok(false) => {}
-                    Err(f) => {
-                        failed
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(f);
-                        return;
-                    }
+                if let Err(f) = one(l, &d).await {
+                    failed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(f);
+                    return;
                 }
             }
         }
@@ -424,13 +466,10 @@ async fn pass(l: &Loop, probe: bool) -> Result<(), Failed> {
     stream::iter(incidents)
         .for_each_concurrent(IN_FLIGHT, send)
         .await;
-    let left = left.into_inner();
-    l.metrics
-        .output_backlog(name, left, oldest.filter(|_| left > 0), l.max_pending);
     match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
         Some(f) => Err(f),
         None => {
-            l.metrics.output_failing(name, None);
+            l.metrics.output_failing(&l.route.name, None);
             Ok(())
         }
     }
