@@ -289,9 +289,11 @@ async fn intake_pauses_while_an_output_backlog_is_at_its_bound() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
+    // The bound holds up to the messages already in hand (here two: one worker, one in the
+    // receive batch) and the moment the loop reads its backlog again.
     let waiting = stack.depth(&stack.queue_url).await;
     assert!(
-        waiting >= 3,
+        waiting >= 1,
         "intake paused with {waiting} messages waiting"
     );
     assert!(

@@ -333,21 +333,41 @@ pub async fn deliver(l: Loop, shutdown: CancellationToken) {
     let mut backoff = aws::backoff(Duration::from_secs(1), MAX_BACKOFF);
     // While the output fails, the next attempt waits for its backoff whatever wakes the loop.
     let mut paused_until: Option<tokio::time::Instant> = None;
+    // The first sweep at once (a restart's backlog), then every POLL however busy the loop.
+    let mut next_sweep = tokio::time::Instant::now();
     loop {
-        let wait = paused_until.map_or(POLL, |t| {
-            t.saturating_duration_since(tokio::time::Instant::now())
-        });
+        let until = paused_until.unwrap_or(next_sweep);
         let woken = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = fresh.bell.notified(), if paused_until.is_none() => true,
-            _ = tokio::time::sleep(wait) => false,
+            _ = fresh.bell.notified() => true,
+            _ = tokio::time::sleep_until(until) => false,
         };
+        if !woken {
+            next_sweep = tokio::time::Instant::now() + POLL;
+        }
+        if woken && paused_until.is_some_and(|t| t > tokio::time::Instant::now()) {
+            // The output fails: what was just recorded waits for the next attempt, and the
+            // backlog is read again so that intake pauses at its bound in time.
+            fresh.take();
+            if let Err(e) = backlog(&l).await {
+                warn!(output = name, error = %e, "cannot read the output's backlog");
+            }
+            continue;
+        }
         // After a failure, one delivery probes the output before the rest follow.
         let probe = paused_until.take().is_some();
-        let sent = match fresh.take() {
-            just if woken && !just.is_empty() => send_all(&l, group(just, i64::MAX), false).await,
+        let just = fresh.take();
+        let sent = if woken && !probe && !just.is_empty() {
+            let sent = send_all(&l, group(just, i64::MAX), false).await;
+            if sent.is_err()
+                && let Err(e) = backlog(&l).await
+            {
+                warn!(output = name, error = %e, "cannot read the output's backlog");
+            }
+            sent
+        } else {
             // A sweep reads the whole backlog, the just-recorded deliveries with it.
-            _ => pass(&l, probe).await,
+            pass(&l, probe).await
         };
         match sent {
             Ok(()) => backoff = aws::backoff(Duration::from_secs(1), MAX_BACKOFF),
@@ -358,6 +378,19 @@ pub async fn deliver(l: Loop, shutdown: CancellationToken) {
             }
         }
     }
+}
+
+/// Reads the output's backlog and reports it (pending count, oldest age, at the bound).
+async fn backlog(l: &Loop) -> Result<Vec<Delivery>, Failed> {
+    let pending = l
+        .outbox
+        .pending(&l.route.name, l.max_pending)
+        .await
+        .map_err(|e| e.0)?;
+    let oldest = pending.iter().map(|d| d.created_at).min();
+    l.metrics
+        .output_backlog(&l.route.name, pending.len(), oldest, l.max_pending);
+    Ok(pending)
 }
 
 /// Records an accepted delivery, retrying the store for up to half the lease: sending it
@@ -392,14 +425,8 @@ const IN_FLIGHT: usize = 16;
 /// first, so a failing output gets one attempt per backoff, not a burst.
 async fn pass(l: &Loop, probe: bool) -> Result<(), Failed> {
     let name = l.route.name.as_str();
-    let pending = l
-        .outbox
-        .pending(name, l.max_pending)
-        .await
-        .map_err(|e| e.0)?;
+    let pending = backlog(l).await?;
     let oldest = pending.iter().map(|d| d.created_at).min();
-    l.metrics
-        .output_backlog(name, pending.len(), oldest, l.max_pending);
     let total = pending.len();
     let incidents = group(pending, l.clock.now());
     let ready: usize = incidents.iter().map(Vec::len).sum();
