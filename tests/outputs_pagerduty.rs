@@ -25,7 +25,7 @@ use trailwarden::finding::fold::{Fold, Folder, Stats};
 use trailwarden::finding::sink::{FollowUp, Message, Page, Resolved, Sink};
 use trailwarden::finding::{Level, Standing};
 use trailwarden::output::outbox::memory::MemoryOutbox;
-use trailwarden::output::outbox::{Delivery, Loop, Outbox, OutboxError, Outputs, Settle, deliver};
+use trailwarden::output::outbox::{Loop, Outputs, Settle, deliver};
 use trailwarden::output::pagerduty::{Events, routing_key};
 use trailwarden::output::{Output, Route};
 use trailwarden::pipeline;
@@ -349,38 +349,6 @@ async fn nobody_listening_is_an_outage_and_nothing_was_sent() {
     assert!(f.sentence.contains("could not be sent"), "{}", f.sentence);
 }
 
-/// The memory outbox, declared durable: the sink returns once deliveries are recorded, as
-/// with the state table, instead of waiting for every output to settle them.
-struct Durable(Arc<MemoryOutbox>);
-
-#[async_trait]
-impl Outbox for Durable {
-    async fn enqueue(&self, deliveries: &[Delivery]) -> Result<(), OutboxError> {
-        self.0.enqueue(deliveries).await
-    }
-    async fn pending(&self, output: &str, limit: usize) -> Result<Vec<Delivery>, OutboxError> {
-        self.0.pending(output, limit).await
-    }
-    async fn take(
-        &self,
-        delivery: &Delivery,
-        owner: &str,
-        now: i64,
-        until: i64,
-    ) -> Result<bool, OutboxError> {
-        self.0.take(delivery, owner, now, until).await
-    }
-    async fn settle(
-        &self,
-        delivery: &Delivery,
-        owner: &str,
-        now: i64,
-        how: &Settle,
-    ) -> Result<(), OutboxError> {
-        self.0.settle(delivery, owner, now, how).await
-    }
-}
-
 /// Another output, always up: records the ids of what it was given.
 #[derive(Default)]
 struct Recorder(Mutex<Vec<String>>);
@@ -424,13 +392,13 @@ async fn pagerduty_down_holds_only_its_own_deliveries_and_sends_each_once_in_ord
         KEY.into(),
     ));
     let recorder = Arc::new(Recorder::default());
-    let memory = Arc::new(MemoryOutbox::new());
+    let memory = Arc::new(MemoryOutbox::recorded_only());
     let outputs = Outputs::new(
         vec![
             route("pagerduty", OutputKind::Pagerduty, events),
             route("topic", OutputKind::Sns, recorder.clone()),
         ],
-        Arc::new(Durable(memory.clone())),
+        memory.clone(),
     );
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();

@@ -15,6 +15,9 @@ pub struct MemoryOutbox {
     inner: Mutex<Inner>,
     /// Told whenever a delivery settles.
     changed: Notify,
+    /// Answer as a durable outbox would: the sink returns once deliveries are recorded
+    /// instead of waiting for them to settle ([`MemoryOutbox::recorded_only`]).
+    recorded_only: bool,
 }
 
 #[derive(Default)]
@@ -35,6 +38,16 @@ const KEEP_SECS: i64 = 7 * 24 * 3600;
 impl MemoryOutbox {
     pub fn new() -> MemoryOutbox {
         MemoryOutbox::default()
+    }
+
+    /// An outbox that answers as the state table's does: a message is accepted once its
+    /// deliveries are recorded. For tests of the delivery loops and tools that keep the
+    /// message elsewhere; the daemon without a state table uses [`MemoryOutbox::new`].
+    pub fn recorded_only() -> MemoryOutbox {
+        MemoryOutbox {
+            recorded_only: true,
+            ..MemoryOutbox::default()
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -137,7 +150,7 @@ impl Outbox for MemoryOutbox {
     }
 
     fn durable(&self) -> bool {
-        false
+        self.recorded_only
     }
 
     async fn settled(&self, output: &str, id: &str) -> Result<(), String> {

@@ -753,34 +753,6 @@ mod tests {
     /// out, once, in order, within a backoff of the output's return.
     #[tokio::test(start_paused = true)]
     async fn an_output_down_for_a_day_gets_every_message_after() {
-        struct Durable(memory::MemoryOutbox);
-        #[async_trait]
-        impl Outbox for Durable {
-            async fn enqueue(&self, d: &[Delivery]) -> Result<(), OutboxError> {
-                self.0.enqueue(d).await
-            }
-            async fn pending(&self, o: &str, l: usize) -> Result<Vec<Delivery>, OutboxError> {
-                self.0.pending(o, l).await
-            }
-            async fn take(
-                &self,
-                d: &Delivery,
-                o: &str,
-                n: i64,
-                u: i64,
-            ) -> Result<bool, OutboxError> {
-                self.0.take(d, o, n, u).await
-            }
-            async fn settle(
-                &self,
-                d: &Delivery,
-                o: &str,
-                n: i64,
-                h: &Settle,
-            ) -> Result<(), OutboxError> {
-                self.0.settle(d, o, n, h).await
-            }
-        }
         let clock = Clock::tokio(1_700_000_000);
         let day = 24 * 3600;
         let output = Arc::new(DownUntil {
@@ -798,7 +770,7 @@ mod tests {
         });
         let outputs = Outputs::new(
             vec![route.clone()],
-            Arc::new(Durable(memory::MemoryOutbox::new())),
+            Arc::new(memory::MemoryOutbox::recorded_only()),
         );
         let metrics = Metrics::with_clock(clock.clone());
         let shutdown = CancellationToken::new();
