@@ -5,10 +5,11 @@
 //! a fresh moto: it makes the same calls (ReceiveMessage in batches of 10, GetObject with the
 //! body read to the end, one Publish per object, DeleteMessage) at the same concurrency, and
 //! does no work. The daemon runs twice: with its state in memory, and in a DynamoDB table (the
-//! deployment's setting), which adds a page claim and its record per paging object. A second
-//! floor makes those two state calls too, one request each, so the DynamoDB daemon is also
-//! compared with a client making the same AWS calls. Each daemon's objects/s divided by the
-//! floor's is the headline.
+//! deployment's setting), which adds per paging object a page claim, its record, and the
+//! outbox's enqueue, lease and settle of the page's delivery. A second floor makes those five
+//! state calls too, one request each (the enqueue and the settle are transactions, as the
+//! daemon's), so the DynamoDB daemon is also compared with a client making the same AWS
+//! calls. Each daemon's objects/s divided by its floor's is the headline.
 //!
 //! Every object holds one root sign-in to its own account, so every object opens its own
 //! incident and pages once, as the floor publishes once.
@@ -70,6 +71,7 @@ const STORE_OPERATIONS: &[&str] = &[
     "DeleteItem",
     "Query",
     "BatchWriteItem",
+    "TransactWriteItems",
 ];
 
 /// Receives alert messages and records when each object's alert arrived.
@@ -101,9 +103,80 @@ struct Calls {
     store: AtomicU64,
 }
 
+/// The outbox's enqueue: one transaction, a check that the message was not delivered already
+/// and the pending delivery, as the daemon records a page for its output.
+async fn outbox_enqueue(ddb: &aws_sdk_dynamodb::Client, table: &str, id: &str) {
+    use aws_sdk_dynamodb::types::{AttributeValue::S, ConditionCheck, Put, TransactWriteItem};
+    let check = ConditionCheck::builder()
+        .table_name(table)
+        .key("pk", S(format!("sent#sns#{id}")))
+        .key("sk", S("sent".into()))
+        .condition_expression("attribute_not_exists(pk)")
+        .build()
+        .expect("check");
+    let put = Put::builder()
+        .table_name(table)
+        .item("pk", S("out#sns".into()))
+        .item("sk", S(id.to_owned()))
+        .item(
+            "message",
+            S(format!("{{\"alerts\":[{{\"event_id\":\"{id}\"}}]}}")),
+        )
+        .condition_expression("attribute_not_exists(pk)")
+        .build()
+        .expect("put");
+    ddb.transact_write_items()
+        .transact_items(TransactWriteItem::builder().condition_check(check).build())
+        .transact_items(TransactWriteItem::builder().put(put).build())
+        .send()
+        .await
+        .expect("enqueue");
+}
+
+/// The outbox's lease on a pending delivery before it is sent.
+async fn outbox_take(ddb: &aws_sdk_dynamodb::Client, table: &str, id: &str) {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    ddb.update_item()
+        .table_name(table)
+        .key("pk", S("out#sns".into()))
+        .key("sk", S(id.to_owned()))
+        .update_expression("SET lease_owner = :owner, lease_until = :until")
+        .condition_expression("attribute_exists(pk) AND attribute_not_exists(lease_until)")
+        .expression_attribute_values(":owner", S("floor".into()))
+        .expression_attribute_values(":until", N("0".into()))
+        .send()
+        .await
+        .expect("take");
+}
+
+/// The outbox's settle: one transaction, the pending delivery deleted and its marker written.
+async fn outbox_settle(ddb: &aws_sdk_dynamodb::Client, table: &str, id: &str) {
+    use aws_sdk_dynamodb::types::{AttributeValue::S, Delete, Put, TransactWriteItem};
+    let delete = Delete::builder()
+        .table_name(table)
+        .key("pk", S("out#sns".into()))
+        .key("sk", S(id.to_owned()))
+        .build()
+        .expect("delete");
+    let marker = Put::builder()
+        .table_name(table)
+        .item("pk", S(format!("sent#sns#{id}")))
+        .item("sk", S("sent".into()))
+        .item("outcome", S("delivered".into()))
+        .build()
+        .expect("marker");
+    ddb.transact_write_items()
+        .transact_items(TransactWriteItem::builder().delete(delete).build())
+        .transact_items(TransactWriteItem::builder().put(marker).build())
+        .send()
+        .await
+        .expect("settle");
+}
+
 /// The floor: same calls, same concurrency, no work. Runs until `stop` is set. With `table`,
-/// it also makes the state calls a page needs (a conditional claim before the publish, a
-/// record after it), one each, as a client without batching would.
+/// it also makes the state calls a page needs, one request each, as a client without
+/// batching would: a conditional claim, the outbox's enqueue and take before the publish,
+/// the outbox's settle and the incident's record after it.
 async fn floor(
     stack: Arc<Stack>,
     calls: Arc<Calls>,
@@ -172,7 +245,7 @@ async fn floor(
                         ])
                     };
                     if let Some(table) = &table {
-                        calls.store.fetch_add(1, Ordering::Relaxed);
+                        calls.store.fetch_add(3, Ordering::Relaxed);
                         stack
                             .ddb
                             .put_item()
@@ -182,6 +255,8 @@ async fn floor(
                             .send()
                             .await
                             .expect("claim");
+                        outbox_enqueue(&stack.ddb, table, &id).await;
+                        outbox_take(&stack.ddb, table, &id).await;
                     }
                     calls.publish.fetch_add(1, Ordering::Relaxed);
                     let doc = serde_json::json!({"alerts": [{"event_id": id}]}).to_string();
@@ -194,7 +269,8 @@ async fn floor(
                         .await
                         .expect("publish");
                     if let Some(table) = &table {
-                        calls.store.fetch_add(1, Ordering::Relaxed);
+                        calls.store.fetch_add(2, Ordering::Relaxed);
+                        outbox_settle(&stack.ddb, table, &id).await;
                         stack
                             .ddb
                             .put_item()
@@ -428,7 +504,10 @@ async fn main() {
     let names = [
         ("floor (no work)", 0),
         ("trailwarden run, state in memory", 0),
-        ("floor + the state calls of a page (claim, record)", 0),
+        (
+            "floor + the state calls of a page (claim, record, outbox)",
+            0,
+        ),
         ("trailwarden run, state in DynamoDB", 2),
     ];
     for ((name, floor), r) in names.iter().zip(&best) {
