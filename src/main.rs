@@ -224,6 +224,14 @@ struct ScanArgs {
     /// No progress on stderr (the summary is still written).
     #[arg(long, short)]
     quiet: bool,
+    /// Print alerts in input order (path, record position; the same for the same input), or
+    /// by event time, ties in input order. Sorting holds at most 64 MiB of alerts in memory
+    /// and spills sorted runs to temporary files beyond that.
+    #[arg(long, value_enum, default_value = "input")]
+    sort: scan::Sort,
+    /// Bytes of alerts held before a sorted run is spilled (for tests).
+    #[arg(long, value_name = "BYTES", default_value_t = scan::SORT_RUN_BYTES, hide = true)]
+    sort_run_bytes: usize,
     /// Files, directories (recursive), - for stdin, or s3://bucket/prefix/.
     #[arg(required_unless_present = "event_history", value_name = "PATH")]
     paths: Vec<String>,
@@ -530,6 +538,8 @@ fn run_scan(args: ScanArgs) -> ExitCode {
         s3_concurrency: usize::from(args.s3_concurrency),
         progress: !args.quiet,
         event_history: args.event_history.then_some(args.regions),
+        sort: args.sort,
+        sort_run_bytes: args.sort_run_bytes,
     };
     if let (Some(from), Some(to)) = (args.from, args.to)
         && from >= to
@@ -539,6 +549,11 @@ fn run_scan(args: ScanArgs) -> ExitCode {
     }
     let summary = match scan::run(&rules, &args.paths, &options) {
         Ok(s) => s,
+        // Not a usage error: the disk (or the temporary directory) failed.
+        Err(e @ scan::ScanError::Sort { .. }) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);

@@ -30,6 +30,9 @@
 mod history;
 mod progress;
 mod remote;
+mod sort;
+
+pub use sort::RUN_BYTES as SORT_RUN_BYTES;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -58,6 +61,15 @@ pub enum Format {
     Text,
 }
 
+/// The order alerts are printed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sort {
+    /// As the inputs hold them: by path and record position, then S3 objects as listed.
+    Input,
+    /// By event time, ties in input order; alerts without a time (a damaged file's) last.
+    Time,
+}
+
 /// Options of one scan.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -80,6 +92,10 @@ pub struct Options {
     /// Read CloudTrail's event history of these regions instead of paths (none given: the
     /// SDK's configured region).
     pub event_history: Option<Vec<String>>,
+    pub sort: Sort,
+    /// With [`Sort::Time`], rendered alerts held in memory before a sorted run is spilled to
+    /// a temporary file.
+    pub sort_run_bytes: usize,
 }
 
 /// Totals of a scan, printed to stderr.
@@ -112,6 +128,8 @@ pub struct Summary {
     pub s3_outside_layout: u64,
     /// Event history read, per region: (region, pages, events).
     pub event_history: Vec<(String, u64, u64)>,
+    /// With --sort time: sorted runs spilled to temporary files.
+    pub sort_runs_spilled: usize,
     pub elapsed: Duration,
 }
 
@@ -202,6 +220,13 @@ impl Summary {
                 self.alerts_outside_range
             )?;
         }
+        if self.sort_runs_spilled > 0 {
+            writeln!(
+                out,
+                "  alerts sorted by event time in {} runs spilled to temporary files",
+                self.sort_runs_spilled
+            )?;
+        }
         let total: u64 = self.alerts.values().sum();
         writeln!(out, "alerts: {total}")?;
         for ((level, rule), n) in self.alerts.iter().rev() {
@@ -224,6 +249,12 @@ pub enum ScanError {
     NoRegion,
     #[error("cannot read the event history: {0}")]
     Credentials(crate::daemon::start::StartError),
+    /// Alerts sorted by time could not be spilled to, or read back from, a temporary file.
+    #[error("cannot sort the alerts by time (temporary files in {dir}): {source}", dir = std::env::temp_dir().display())]
+    Sort {
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Where alerts go: stdout, written whole lines at a time under a lock.
@@ -232,6 +263,8 @@ struct Output<'a> {
     min_level: Level,
     names: &'a AccountNames,
     out: Mutex<io::Stdout>,
+    /// With --sort time, where rendered alerts wait instead of stdout.
+    sorter: Option<Mutex<sort::Sorter>>,
 }
 
 /// An alert as printed, with its account's name when one is known.
@@ -243,10 +276,22 @@ struct Named<'a> {
 }
 
 impl Output<'_> {
+    /// Renders `alert` into `buf` to be flushed, or with --sort time hands it to the sorter.
     fn render(&self, alert: &Alert, buf: &mut Vec<u8>) {
         if alert.level < self.min_level {
             return;
         }
+        match &self.sorter {
+            None => self.render_one(alert, buf),
+            Some(sorter) => {
+                let mut one = Vec::new();
+                self.render_one(alert, &mut one);
+                lock(sorter).push(alert.event_time.as_deref(), one);
+            }
+        }
+    }
+
+    fn render_one(&self, alert: &Alert, buf: &mut Vec<u8>) {
         let account_name = alert
             .account_id
             .as_deref()
@@ -389,6 +434,8 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
         min_level: options.min_level,
         names: &options.account_names,
         out: Mutex::new(io::stdout()),
+        sorter: (options.sort == Sort::Time)
+            .then(|| Mutex::new(sort::Sorter::new(options.sort_run_bytes))),
     };
     let summary = Mutex::new(Summary::default());
     let correlation: Mutex<Vec<(Group, CorrEvent)>> = Mutex::new(Vec::new());
@@ -665,6 +712,14 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
         output.render(&alert, &mut buf);
     }
     output.flush(&mut buf);
+    if let Some(sorter) = output.sorter {
+        let sorter = sorter.into_inner().unwrap_or_else(|p| p.into_inner());
+        summary.sort_runs_spilled = sorter.runs_spilled();
+        let mut out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+        sorter
+            .finish(&mut out)
+            .map_err(|source| ScanError::Sort { source })?;
+    }
     let listed = &progress.listed;
     summary.s3_objects_listed = listed.objects.load(Ordering::Relaxed);
     summary.s3_list_calls = listed.calls.load(Ordering::Relaxed);
