@@ -17,9 +17,12 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, Metadata};
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
@@ -37,12 +40,22 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts per call: the SDK retries throttling, 5xx and connection failures with backoff.
 /// Work that still fails is held and retried by the daemon, not by another retry loop here.
 const MAX_ATTEMPTS: u32 = 3;
+/// Attempts per call of a paced client: a paced reader is slow on purpose, and a throttled
+/// call (another reader sharing the account's limit) is worth waiting for rather than losing
+/// the rest of the read.
+const PACED_ATTEMPTS: u32 = 8;
+/// Longest wait between a paced client's attempts.
+const PACED_MAX_BACKOFF: Duration = Duration::from_secs(20);
+/// Longest wait for a paced call including its retries: the backoffs of [`PACED_ATTEMPTS`]
+/// (1, 2, 4, 8, 16 s and then 20 s, each jittered) and the attempts themselves.
+const PACED_OPERATION_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Where a call was made. The same answer means different things at different edges: a
 /// missing log object is nothing to read, a missing topic is a setting to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Edge {
-    /// S3 log objects (GetObject, ListObjectsV2).
+    /// Log records: S3 log objects (GetObject, ListObjectsV2) and CloudTrail's event history
+    /// (LookupEvents).
     Object,
     /// The SQS queue work arrives on.
     Queue,
@@ -258,6 +271,119 @@ pub fn securityhub_client(
         .interceptor(RetryCounter(metrics.clone()))
         .build();
     aws_sdk_securityhub::Client::from_conf(hub)
+}
+
+/// A CloudTrail client for `region` that starts at most one HTTP request per `every`, the
+/// SDK's retries included, for an API with a per-region call rate limit (LookupEvents: 2 per
+/// second). Pacing the requests themselves, rather than the calls, keeps a retried attempt
+/// inside the limit too; a ThrottlingException is still retried by the SDK's standard retry,
+/// with more attempts than other clients.
+pub fn cloudtrail_paced_client(
+    config: &SdkConfig,
+    region: &str,
+    every: Duration,
+) -> aws_sdk_cloudtrail::Client {
+    let conf = aws_sdk_cloudtrail::config::Builder::from(config)
+        .region(aws_config::Region::new(region.to_owned()))
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(PACED_ATTEMPTS)
+                .with_max_backoff(PACED_MAX_BACKOFF),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(PACED_OPERATION_TIMEOUT)
+                .build(),
+        )
+        .http_client(Paced {
+            pacer: Arc::new(Pacer::new(every)),
+            connector: std::sync::OnceLock::new(),
+        })
+        .build();
+    aws_sdk_cloudtrail::Client::from_conf(conf)
+}
+
+/// Spaces the starts of calls at least `every` apart, in the order they ask, on tokio's clock
+/// (so a test with paused time can check it).
+#[derive(Debug)]
+pub struct Pacer {
+    every: Duration,
+    /// The earliest start of the next call.
+    next: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pacer {
+    pub fn new(every: Duration) -> Pacer {
+        Pacer {
+            every,
+            next: std::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Waits for this call's turn.
+    pub async fn wait(&self) {
+        let at = {
+            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let at = (*next).max(tokio::time::Instant::now());
+            *next = at + self.every;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// The SDK's default HTTPS client (rustls with aws-lc, the environment's proxy settings), its
+/// every request waiting for the [`Pacer`] first.
+#[derive(Debug)]
+struct Paced {
+    pacer: Arc<Pacer>,
+    /// Built once: one connection pool for the client's calls, whose settings are its own.
+    connector: std::sync::OnceLock<SharedHttpConnector>,
+}
+
+impl HttpClient for Paced {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.connector
+            .get_or_init(|| {
+                use aws_smithy_http_client::{Connector, proxy::ProxyConfig, tls};
+                let mut builder = Connector::builder()
+                    .connector_settings(settings.clone())
+                    .proxy_config(ProxyConfig::from_env());
+                builder.set_sleep_impl(components.sleep_impl());
+                let https = builder
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::AwsLc,
+                    ))
+                    .build();
+                SharedHttpConnector::new(PacedConnector {
+                    inner: SharedHttpConnector::new(https),
+                    pacer: self.pacer.clone(),
+                })
+            })
+            .clone()
+    }
+}
+
+#[derive(Debug)]
+struct PacedConnector {
+    inner: SharedHttpConnector,
+    pacer: Arc<Pacer>,
+}
+
+impl HttpConnector for PacedConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let (inner, pacer) = (self.inner.clone(), self.pacer.clone());
+        HttpConnectorFuture::new(async move {
+            pacer.wait().await;
+            inner.call(request).await
+        })
+    }
 }
 
 /// Whose credentials these are: the account and partition of sts GetCallerIdentity's caller.
@@ -618,6 +744,37 @@ mod tests {
             )),
             "{text}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pacer_spaces_call_starts() {
+        let pacer = Arc::new(Pacer::new(Duration::from_millis(500)));
+        let start = tokio::time::Instant::now();
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let pacer = pacer.clone();
+            calls.spawn(async move {
+                pacer.wait().await;
+                tokio::time::Instant::now()
+            });
+        }
+        let mut starts: Vec<Duration> = calls
+            .join_all()
+            .await
+            .into_iter()
+            .map(|t| t - start)
+            .collect();
+        starts.sort();
+        assert_eq!(
+            starts,
+            [0, 500, 1000, 1500].map(Duration::from_millis),
+            "four calls at once start 500 ms apart"
+        );
+        // After a pause longer than the pace, the next call goes at once.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let before = tokio::time::Instant::now();
+        pacer.wait().await;
+        assert_eq!(tokio::time::Instant::now(), before);
     }
 
     #[test]

@@ -45,7 +45,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Scan CloudTrail log files, directories, stdin (-) or s3://bucket/prefix/ and print alerts.
+    /// Scan CloudTrail log files, directories, stdin (-) or s3://bucket/prefix/ (or with
+    /// --event-history, the regions' 90 days of event history) and print alerts.
     ///
     /// Each file's shape is told from its content: S3 log files ({"Records":[...]}), JSON
     /// lines, a JSON array, one record, EventBridge events, `aws cloudtrail lookup-events`
@@ -207,17 +208,32 @@ struct ScanArgs {
     /// For s3:// paths, read only this account's logs (repeatable; default: every account).
     #[arg(long = "account", value_name = "ID", value_parser = account_id)]
     accounts: Vec<String>,
-    /// For s3:// paths, read only this region's logs (repeatable; default: every region).
+    /// For s3:// paths, read only this region's logs (repeatable; default: every region). With
+    /// --event-history, the regions whose history is read (default: the SDK's region, as
+    /// AWS_REGION or the profile sets it).
     #[arg(long = "region", value_name = "REGION")]
     regions: Vec<String>,
+    /// Read CloudTrail's event history (the last 90 days of management events, through
+    /// LookupEvents; needs cloudtrail:LookupEvents) of each --region instead of PATHs, at
+    /// CloudTrail's limit of 2 calls (100 events) per second per region, the regions at once.
+    #[arg(long, conflicts_with_all = ["paths", "accounts"])]
+    event_history: bool,
     /// S3 objects fetched at once.
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     s3_concurrency: u16,
     /// No progress on stderr (the summary is still written).
     #[arg(long, short)]
     quiet: bool,
+    /// Print alerts in input order (path, record position; the same for the same input), or
+    /// by event time, ties in input order. Sorting holds at most 64 MiB of alerts in memory
+    /// and spills sorted runs to temporary files beyond that.
+    #[arg(long, value_enum, default_value = "input")]
+    sort: scan::Sort,
+    /// Bytes of alerts held before a sorted run is spilled (for tests).
+    #[arg(long, value_name = "BYTES", default_value_t = scan::SORT_RUN_BYTES, hide = true)]
+    sort_run_bytes: usize,
     /// Files, directories (recursive), - for stdin, or s3://bucket/prefix/.
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(required_unless_present = "event_history", value_name = "PATH")]
     paths: Vec<String>,
 }
 
@@ -513,10 +529,17 @@ fn run_scan(args: ScanArgs) -> ExitCode {
                 to: args.to,
             },
             accounts: args.accounts,
-            regions: args.regions,
+            regions: if args.event_history {
+                Vec::new()
+            } else {
+                args.regions.clone()
+            },
         },
         s3_concurrency: usize::from(args.s3_concurrency),
         progress: !args.quiet,
+        event_history: args.event_history.then_some(args.regions),
+        sort: args.sort,
+        sort_run_bytes: args.sort_run_bytes,
     };
     if let (Some(from), Some(to)) = (args.from, args.to)
         && from >= to
@@ -526,6 +549,11 @@ fn run_scan(args: ScanArgs) -> ExitCode {
     }
     let summary = match scan::run(&rules, &args.paths, &options) {
         Ok(s) => s,
+        // Not a usage error: the disk (or the temporary directory) failed.
+        Err(e @ scan::ScanError::Sort { .. }) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);

@@ -22,9 +22,17 @@
 //! day prefixes are listed a few at once, so keys of one day prefix keep S3's order but days
 //! interleave as their listings answer. The objects read ahead of the next one to print are
 //! bounded (see [`remote::feed`]), so a slow GetObject holds back printing, not memory.
+//!
+//! `--event-history` reads CloudTrail's event history instead (LookupEvents, see
+//! [`history`]): each page of each region is one more input of the `lookup-events` shape,
+//! fed to the workers as an S3 object is.
 
+mod history;
 mod progress;
 mod remote;
+mod sort;
+
+pub use sort::RUN_BYTES as SORT_RUN_BYTES;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -53,6 +61,15 @@ pub enum Format {
     Text,
 }
 
+/// The order alerts are printed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sort {
+    /// As the inputs hold them: by path and record position, then S3 objects as listed.
+    Input,
+    /// By event time, ties in input order; alerts without a time (a damaged file's) last.
+    Time,
+}
+
 /// Options of one scan.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -72,6 +89,13 @@ pub struct Options {
     pub s3_concurrency: usize,
     /// Show progress on stderr.
     pub progress: bool,
+    /// Read CloudTrail's event history of these regions instead of paths (none given: the
+    /// SDK's configured region).
+    pub event_history: Option<Vec<String>>,
+    pub sort: Sort,
+    /// With [`Sort::Time`], rendered alerts held in memory before a sorted run is spilled to
+    /// a temporary file.
+    pub sort_run_bytes: usize,
 }
 
 /// Totals of a scan, printed to stderr.
@@ -102,6 +126,10 @@ pub struct Summary {
     pub s3_day_prefixes_listed: u64,
     /// S3 keys outside CloudTrail's key layout, not read because a selection was given.
     pub s3_outside_layout: u64,
+    /// Event history read, per region: (region, pages, events).
+    pub event_history: Vec<(String, u64, u64)>,
+    /// With --sort time: sorted runs spilled to temporary files.
+    pub sort_runs_spilled: usize,
     pub elapsed: Duration,
 }
 
@@ -110,9 +138,15 @@ impl Summary {
     pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         let mb = self.bytes as f64 / 1e6;
+        // An event history scan's inputs are LookupEvents pages.
+        let inputs = if self.event_history.is_empty() {
+            "files"
+        } else {
+            "pages"
+        };
         writeln!(
             out,
-            "files: {} read, {} skipped, {} failed; {} records, {:.1} MB in {:.2} s ({:.1} MB/s, {:.0} records/s)",
+            "{inputs}: {} read, {} skipped, {} failed; {} records, {:.1} MB in {:.2} s ({:.1} MB/s, {:.0} records/s)",
             self.files_read,
             self.files_skipped,
             self.files_failed,
@@ -156,6 +190,22 @@ impl Summary {
                 self.s3_day_prefixes_listed
             )?;
         }
+        if !self.event_history.is_empty() {
+            let (pages, events) = self
+                .event_history
+                .iter()
+                .fold((0, 0), |(p, e), (_, pages, events)| (p + pages, e + events));
+            let regions: Vec<String> = self
+                .event_history
+                .iter()
+                .map(|(region, _, events)| format!("{region} ({events})"))
+                .collect();
+            writeln!(
+                out,
+                "event history: {events} events in {pages} LookupEvents pages from {}",
+                regions.join(", ")
+            )?;
+        }
         if self.s3_outside_layout > 0 {
             writeln!(
                 out,
@@ -168,6 +218,13 @@ impl Summary {
                 out,
                 "  {} alerts outside the time range left out",
                 self.alerts_outside_range
+            )?;
+        }
+        if self.sort_runs_spilled > 0 {
+            writeln!(
+                out,
+                "  alerts sorted by event time in {} runs spilled to temporary files",
+                self.sort_runs_spilled
             )?;
         }
         let total: u64 = self.alerts.values().sum();
@@ -186,6 +243,18 @@ pub enum ScanError {
     Source(#[from] SourceError),
     #[error("no log files found under {0}")]
     Empty(String),
+    #[error(
+        "--event-history needs a region: give --region, or set AWS_REGION or a profile's region"
+    )]
+    NoRegion,
+    #[error("cannot read the event history: {0}")]
+    Credentials(crate::daemon::start::StartError),
+    /// Alerts sorted by time could not be spilled to, or read back from, a temporary file.
+    #[error("cannot sort the alerts by time (temporary files in {dir}): {source}", dir = std::env::temp_dir().display())]
+    Sort {
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Where alerts go: stdout, written whole lines at a time under a lock.
@@ -194,6 +263,8 @@ struct Output<'a> {
     min_level: Level,
     names: &'a AccountNames,
     out: Mutex<io::Stdout>,
+    /// With --sort time, where rendered alerts wait instead of stdout.
+    sorter: Option<Mutex<sort::Sorter>>,
 }
 
 /// An alert as printed, with its account's name when one is known.
@@ -205,10 +276,22 @@ struct Named<'a> {
 }
 
 impl Output<'_> {
+    /// Renders `alert` into `buf` to be flushed, or with --sort time hands it to the sorter.
     fn render(&self, alert: &Alert, buf: &mut Vec<u8>) {
         if alert.level < self.min_level {
             return;
         }
+        match &self.sorter {
+            None => self.render_one(alert, buf),
+            Some(sorter) => {
+                let mut one = Vec::new();
+                self.render_one(alert, &mut one);
+                lock(sorter).push(alert.event_time.as_deref(), one);
+            }
+        }
+    }
+
+    fn render_one(&self, alert: &Alert, buf: &mut Vec<u8>) {
         let account_name = alert
             .account_id
             .as_deref()
@@ -302,22 +385,32 @@ const SCAN_DUPLICATE_WINDOW: usize = 1_000_000;
 /// Fetched S3 bodies waiting for a worker, per worker thread.
 const FETCHED_PER_WORKER: usize = 2;
 
-/// Runs a scan over `paths` and prints alerts; returns the summary.
+/// The small runtime of a scan's AWS calls.
+fn aws_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime can be built at startup")
+}
+
+/// Runs a scan over `paths` (or the event history) and prints alerts; returns the summary.
 pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summary, ScanError> {
     let started = Instant::now();
     let mut runtime = None;
     let mut s3 = None;
     let mut prefixes = Vec::new();
     let mut sources = Vec::new();
+    let mut regions = Vec::new();
+    if let Some(names) = &options.event_history {
+        let rt = runtime.get_or_insert_with(aws_runtime);
+        regions = rt.block_on(async {
+            history::connect(&crate::aws::sdk_config(None, None).await, names).await
+        })?;
+    }
     for path in paths {
         if let Some((bucket, prefix)) = s3::parse_url(path) {
-            let rt = runtime.get_or_insert_with(|| {
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("a tokio runtime can be built at startup")
-            });
+            let rt = runtime.get_or_insert_with(aws_runtime);
             s3.get_or_insert_with(|| {
                 rt.block_on(async {
                     crate::aws::s3_client(
@@ -341,10 +434,12 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
         min_level: options.min_level,
         names: &options.account_names,
         out: Mutex::new(io::stdout()),
+        sorter: (options.sort == Sort::Time)
+            .then(|| Mutex::new(sort::Sorter::new(options.sort_run_bytes))),
     };
     let summary = Mutex::new(Summary::default());
     let correlation: Mutex<Vec<(Group, CorrEvent)>> = Mutex::new(Vec::new());
-    let threads = if prefixes.is_empty() {
+    let threads = if prefixes.is_empty() && regions.is_empty() {
         options.threads.clamp(1, sources.len().max(1))
     } else {
         options.threads.max(1)
@@ -411,7 +506,13 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
     let (fetched_tx, fetched_rx) =
         tokio::sync::mpsc::channel::<remote::Fetched>(threads * FETCHED_PER_WORKER);
     let fetched_rx = Mutex::new(fetched_rx);
-    let progress = progress::Progress::default();
+    let progress = progress::Progress {
+        history: regions
+            .iter()
+            .map(|r| (r.history.region().to_owned(), r.stats.clone()))
+            .collect(),
+        ..Default::default()
+    };
     progress
         .local_files
         .store(sources.len() as u64, Ordering::Relaxed);
@@ -432,7 +533,9 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                             let opened: Result<Box<dyn Read + Send>, SourceError> = match source {
                                 LogSource::File(path) => local::open(Some(path)),
                                 LogSource::Stdin => local::open(None),
-                                LogSource::S3 { .. } => unreachable!("S3 objects come fetched"),
+                                LogSource::S3 { .. } | LogSource::EventHistory { .. } => {
+                                    unreachable!("remote inputs come fetched")
+                                }
                             };
                             (i, source.to_string(), opened)
                         }
@@ -540,10 +643,10 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                 }
             }));
         }
+        // Every listed object, page (and failed listing or call) gets the next number, once.
+        let mut seq = 0;
         if let (Some(rt), Some(client)) = (&runtime, &s3) {
             let selection = Arc::new(options.selection.clone());
-            // Every listed object (and failed listing) gets the next number, once.
-            let mut seq = 0;
             for (path, bucket, prefix) in &prefixes {
                 let before = progress.listed.objects.load(Ordering::Relaxed);
                 seq = rt.block_on(remote::feed(
@@ -564,6 +667,17 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                     empty = Some((*path).clone());
                 }
             }
+        }
+        if let (Some(rt), false) = (&runtime, regions.is_empty()) {
+            rt.block_on(history::feed(
+                &regions,
+                options.selection.range,
+                fetched_tx.clone(),
+                remote::Order {
+                    first: seq,
+                    window: window.clone(),
+                },
+            ));
         }
         progress.listing_done.store(true, Ordering::Relaxed);
         // The workers stop once the fetched bodies are all taken.
@@ -598,12 +712,30 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
         output.render(&alert, &mut buf);
     }
     output.flush(&mut buf);
+    if let Some(sorter) = output.sorter {
+        let sorter = sorter.into_inner().unwrap_or_else(|p| p.into_inner());
+        summary.sort_runs_spilled = sorter.runs_spilled();
+        let mut out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+        sorter
+            .finish(&mut out)
+            .map_err(|source| ScanError::Sort { source })?;
+    }
     let listed = &progress.listed;
     summary.s3_objects_listed = listed.objects.load(Ordering::Relaxed);
     summary.s3_list_calls = listed.calls.load(Ordering::Relaxed);
     summary.s3_prefixes_listed = listed.prefixes.load(Ordering::Relaxed);
     summary.s3_day_prefixes_listed = listed.day_prefixes.load(Ordering::Relaxed);
     summary.s3_outside_layout = listed.outside_layout.load(Ordering::Relaxed);
+    summary.event_history = regions
+        .iter()
+        .map(|r| {
+            (
+                r.history.region().to_owned(),
+                r.stats.pages.load(Ordering::Relaxed),
+                r.stats.events.load(Ordering::Relaxed),
+            )
+        })
+        .collect();
     summary.elapsed = started.elapsed();
     Ok(summary)
 }

@@ -26,8 +26,9 @@ use super::reader::Item;
 pub struct Unwrapped<'a> {
     /// The record's JSON text.
     pub json: Cow<'a, [u8]>,
-    /// What held it, for messages about a record that does not parse ("" for a bare record).
-    pub within: &'static str,
+    /// What held it, for messages about a record that does not parse ("" for a bare record);
+    /// a lookup-events entry is named by its EventId.
+    pub within: Cow<'static, str>,
 }
 
 /// The keys of an item that tell its shape; everything else is ignored.
@@ -39,6 +40,8 @@ struct Probe<'a> {
     detail: Option<&'a RawValue>,
     #[serde(rename = "CloudTrailEvent", borrow)]
     cloudtrail_event: Option<Cow<'a, str>>,
+    #[serde(rename = "EventId", borrow)]
+    lookup_event_id: Option<Cow<'a, str>>,
     #[serde(rename = "eventVersion")]
     event_version: Option<IgnoredAny>,
     #[serde(rename = "eventName")]
@@ -54,7 +57,7 @@ pub fn record_json(item: Item, bytes: &[u8]) -> Result<Unwrapped<'_>, String> {
     match item {
         Item::Record => Ok(Unwrapped {
             json: Cow::Borrowed(bytes),
-            within: "",
+            within: Cow::Borrowed(""),
         }),
         Item::LakeRow => lake_row(bytes),
         Item::LookupEvent | Item::Unknown => {
@@ -65,9 +68,15 @@ pub fn record_json(item: Item, bytes: &[u8]) -> Result<Unwrapped<'_>, String> {
             }
             let probe: Probe<'_> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
             if let Some(event) = probe.cloudtrail_event {
+                let within = match probe.lookup_event_id {
+                    Some(id) => Cow::Owned(format!(
+                        "the CloudTrailEvent string of lookup-events entry {id}"
+                    )),
+                    None => Cow::Borrowed("the CloudTrailEvent string of a lookup-events entry"),
+                };
                 return Ok(Unwrapped {
                     json: Cow::Owned(event.into_owned().into_bytes()),
-                    within: "the CloudTrailEvent string of a lookup-events entry",
+                    within,
                 });
             }
             if item == Item::LookupEvent {
@@ -83,7 +92,7 @@ pub fn record_json(item: Item, bytes: &[u8]) -> Result<Unwrapped<'_>, String> {
                 }
                 return Ok(Unwrapped {
                     json: Cow::Borrowed(detail.get().as_bytes()),
-                    within: "the detail of an EventBridge event",
+                    within: Cow::Borrowed("the detail of an EventBridge event"),
                 });
             }
             if probe.event_version.is_some()
@@ -92,7 +101,7 @@ pub fn record_json(item: Item, bytes: &[u8]) -> Result<Unwrapped<'_>, String> {
             {
                 return Ok(Unwrapped {
                     json: Cow::Borrowed(bytes),
-                    within: "",
+                    within: Cow::Borrowed(""),
                 });
             }
             if probe.digest_start_time.is_some() {
@@ -118,7 +127,7 @@ fn lake_row(bytes: &[u8]) -> Result<Unwrapped<'_>, String> {
             return match value {
                 serde_json::Value::String(json) => Ok(Unwrapped {
                     json: Cow::Owned(json.into_bytes()),
-                    within: "the eventJson column of a CloudTrail Lake row",
+                    within: Cow::Borrowed("the eventJson column of a CloudTrail Lake row"),
                 }),
                 other => Err(format!(
                     "the eventJson column of a CloudTrail Lake row is {}, not a string",
@@ -180,6 +189,13 @@ mod tests {
         let lookup = serde_json::json!({"EventId": "x", "CloudTrailEvent": rec}).to_string();
         assert_eq!(json(Item::LookupEvent, &lookup).as_deref(), Ok(rec));
         assert_eq!(json(Item::Unknown, &lookup).as_deref(), Ok(rec));
+        let within = record_json(Item::LookupEvent, lookup.as_bytes())
+            .expect("a record")
+            .within;
+        assert_eq!(
+            within,
+            "the CloudTrailEvent string of lookup-events entry x"
+        );
         let bridge = format!(
             r#"{{"version":"0","detail-type":"AWS Console Sign In via CloudTrail","source":"aws.signin","detail":{rec}}}"#
         );

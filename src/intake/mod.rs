@@ -6,7 +6,9 @@
 //! - [`s3`]: S3 objects as blocking readers, and prefix listings for backfills.
 //! - [`listing`]: a prefix, a time range, accounts and regions → the CloudTrail keys to read.
 //! - [`local`]: files, directories and stdin.
+//! - [`event_history`]: CloudTrail's 90 days of event history (LookupEvents), page by page.
 
+pub mod event_history;
 pub mod listing;
 pub mod local;
 pub mod notice;
@@ -23,7 +25,15 @@ use crate::aws;
 pub enum LogSource {
     File(PathBuf),
     Stdin,
-    S3 { bucket: String, key: String },
+    S3 {
+        bucket: String,
+        key: String,
+    },
+    /// One page (one LookupEvents call) of a region's event history, numbered from 1.
+    EventHistory {
+        region: String,
+        page: u64,
+    },
 }
 
 impl fmt::Display for LogSource {
@@ -32,6 +42,9 @@ impl fmt::Display for LogSource {
             LogSource::File(p) => write!(f, "{}", p.display()),
             LogSource::Stdin => f.write_str("-"),
             LogSource::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+            LogSource::EventHistory { region, page } => {
+                write!(f, "event-history:{region}:page-{page}")
+            }
         }
     }
 }
@@ -42,6 +55,9 @@ pub enum SourceError {
     /// S3 answered (or did not); [`aws::Failed::fault`] says what it means for the work.
     #[error(transparent)]
     S3(#[from] aws::Failed),
+    /// CloudTrail's event history could not be read (LookupEvents failed).
+    #[error(transparent)]
+    EventHistory(aws::Failed),
     /// A local file could not be opened.
     #[error("cannot open {path}: {source}")]
     Local {
@@ -55,7 +71,7 @@ impl SourceError {
     /// What the failure means for the work that names the source.
     pub fn fault(&self) -> aws::Fault {
         match self {
-            SourceError::S3(f) => f.fault,
+            SourceError::S3(f) | SourceError::EventHistory(f) => f.fault,
             // A file named on the command line that cannot be opened stays unopenable.
             SourceError::Local { .. } => aws::Fault::Rejected,
         }

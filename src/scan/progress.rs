@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::intake::event_history;
 use crate::intake::listing::ListStats;
 
 /// How often a progress line is written when stderr is not a terminal.
@@ -24,6 +25,8 @@ pub struct Progress {
     pub listed: Arc<ListStats>,
     /// Set once every listing has ended: the total is then known.
     pub listing_done: AtomicBool,
+    /// The event history's reads, by region.
+    pub history: Vec<(String, Arc<event_history::Stats>)>,
     pub files_done: AtomicU64,
     pub records: AtomicU64,
     pub bytes: AtomicU64,
@@ -40,7 +43,14 @@ impl Progress {
     }
 
     fn total(&self) -> u64 {
-        self.local_files.load(Ordering::Relaxed) + self.listed.objects.load(Ordering::Relaxed)
+        let pages: u64 = self
+            .history
+            .iter()
+            .map(|(_, s)| s.pages.load(Ordering::Relaxed))
+            .sum();
+        self.local_files.load(Ordering::Relaxed)
+            + self.listed.objects.load(Ordering::Relaxed)
+            + pages
     }
 
     /// Shows progress until `finished` is set; then clears the bar (the summary follows).
@@ -56,9 +66,10 @@ impl Progress {
     fn bar(&self, finished: &AtomicBool, started: Instant) {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} objects  {msg}  ETA {eta}",
-            )
+            ProgressStyle::with_template(&format!(
+                "{{spinner}} {{elapsed_precise}} [{{wide_bar}}] {{pos}}/{{len}} {}  {{msg}}  ETA {{eta}}",
+                self.unit()
+            ))
             .expect("the template is valid")
             .progress_chars("=> "),
         );
@@ -76,15 +87,25 @@ impl Progress {
         while !finished.load(Ordering::Relaxed) {
             if Instant::now() >= next {
                 eprintln!(
-                    "progress: {}/{} objects, {}, {:.0} s",
+                    "progress: {}/{} {}, {}, {:.0} s",
                     self.files_done.load(Ordering::Relaxed),
                     self.total(),
+                    self.unit(),
                     self.message(started),
                     started.elapsed().as_secs_f64()
                 );
                 next += LINE_EVERY;
             }
             std::thread::park_timeout(BAR_EVERY);
+        }
+    }
+
+    /// What the inputs are: objects (files count too), or the event history's pages.
+    fn unit(&self) -> &'static str {
+        if self.history.is_empty() {
+            "objects"
+        } else {
+            "pages"
         }
     }
 
@@ -96,11 +117,25 @@ impl Progress {
         } else {
             " (listing)"
         };
-        format!(
+        let mut message = format!(
             "{} records, {:.1} MB/s, {} alerts{listing}",
             self.records.load(Ordering::Relaxed),
             mb / secs,
             self.alerts.load(Ordering::Relaxed)
-        )
+        );
+        // Per region: pages and events read so far, and which are still reading.
+        for (region, stats) in &self.history {
+            message.push_str(&format!(
+                "; {region}: {} pages, {} events{}",
+                stats.pages.load(Ordering::Relaxed),
+                stats.events.load(Ordering::Relaxed),
+                if stats.done.load(Ordering::Relaxed) {
+                    ""
+                } else {
+                    " (reading)"
+                }
+            ));
+        }
+        message
     }
 }
