@@ -15,6 +15,8 @@
 #      (uncompressed) single file for the memory test
 #   3. time, best of $BENCH_RUNS (default 3):
 #        a. baseline: gzip -dc of every file, pinned to one core
+#           (and beside it the floor: libdeflate inflating each file whole in one call,
+#           examples/inflate_floor.rs, the inflate `scan` itself uses for such files)
 #        b. trailwarden scan --format json --aws-ip-ranges benches/aws-ip-ranges.json,
 #           pinned to one core (the corpus's instance sessions call from those ranges)
 #        c. trailwarden scan --format json, all cores
@@ -80,8 +82,11 @@ fi
 if [[ "$SKIP_BUILD" != 1 ]]; then
     log "cargo build --release --locked (a cold build can take ~10 minutes)"
     cargo build --release --locked
+    cargo build --release --locked --example inflate_floor
 fi
 [[ -x "$BIN" ]] || { echo "scan.sh: binary not found or not executable: $BIN" >&2; exit 1; }
+FLOOR="$TARGET_DIR/release/examples/inflate_floor"
+[[ -x "$FLOOR" ]] || { echo "scan.sh: $FLOOR not built (cargo build --release --example inflate_floor)" >&2; exit 1; }
 
 # --- 2. corpus (cached) -----------------------------------------------------------
 # A stamp of the generator's source plus its arguments decides whether the
@@ -115,10 +120,10 @@ fi
 
 # --- 3 + 4. measure and report ---------------------------------------------------------
 log "measuring (best of $RUNS per row)"
-python3 - "$BIN" "$CORPUS" "$BIG" "$BENCH_DIR" "$RUNS" "$CPU" "$REPRO" "$REPO/benches/aws-ip-ranges.json" <<'PY'
+python3 - "$BIN" "$CORPUS" "$BIG" "$BENCH_DIR" "$RUNS" "$CPU" "$REPRO" "$REPO/benches/aws-ip-ranges.json" "$FLOOR" <<'PY'
 import json, os, platform, re, statistics, subprocess, sys, time
 
-BIN, CORPUS, BIG, BENCH_DIR, RUNS, CPU, REPRO, RANGES = sys.argv[1:9]
+BIN, CORPUS, BIG, BENCH_DIR, RUNS, CPU, REPRO, RANGES, FLOOR = sys.argv[1:10]
 # The corpus's instance sessions call from EC2 addresses, as real ones do; the scan is given
 # those ranges, as a deployment would be, so instance-credentials-outside-aws fires only on the
 # planted uses from outside AWS.
@@ -170,6 +175,10 @@ gz_cmd = pin + ["sh", "-c", 'find "$1" -name "*.json.gz" -print0 | xargs -0 gzip
 best, med, _ = run_timed("gzip -dc 1 core", gz_cmd)
 rows.append(("gzip -dc (1 core)", corpus, best, med, None))
 gz_mbps = corpus["uncompressed_bytes"] / 1e6 / best
+
+# (a2) The floor: libdeflate inflating each file whole, one call per file, nothing else.
+best, med, _ = run_timed("libdeflate 1 core", pin + [FLOOR, CORPUS])
+rows.append(("libdeflate inflate, the floor (1 core)", corpus, best, med, None))
 
 # (b) trailwarden, one core: per-core efficiency, comparable with gzip.
 best, med, err1 = run_timed("trailwarden 1 core", pin + SCAN + [CORPUS])

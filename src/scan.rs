@@ -37,7 +37,7 @@ pub use sort::RUN_BYTES as SORT_RUN_BYTES;
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -74,7 +74,7 @@ pub enum Sort {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub format: Format,
-    /// Alerts below this level are counted but not printed.
+    /// Alerts below this level are neither built nor printed.
     pub min_level: Level,
     /// Cap on decompressed bytes per file.
     pub max_decompressed: u64,
@@ -342,6 +342,13 @@ struct InOrder {
     seen: RecentIds,
 }
 
+/// Alerts printed and left out as duplicates, to add to the summary.
+#[derive(Default)]
+struct Tally {
+    counts: BTreeMap<(Level, String), u64>,
+    duplicates: u64,
+}
+
 /// What one file raised, waiting for its turn.
 #[derive(Default)]
 struct Finished {
@@ -381,6 +388,10 @@ fn misnamed_gzip(name: &str, input: &mut BufReader<Box<dyn Read + Send>>) -> Opt
 /// EventIDs remembered across files, so an event two trails both delivered is reported once.
 /// About 16 bytes each: long backfills stay flat.
 const SCAN_DUPLICATE_WINDOW: usize = 1_000_000;
+
+/// Alerts a worker holds before printing them, or, for a local file whose turn has not come,
+/// before it waits for its turn: memory stays flat however many alerts a file raises.
+const ALERTS_HELD: usize = 1024;
 
 /// Fetched S3 bodies waiting for a worker, per worker thread.
 const FETCHED_PER_WORKER: usize = 2;
@@ -456,13 +467,64 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
         done: BTreeMap::new(),
         seen: RecentIds::new(SCAN_DUPLICATE_WINDOW),
     });
+    // Wakes the workers waiting for their file's turn to print.
+    let turn = Condvar::new();
+    // Prints alerts in order (the cross-file duplicates left out) and counts them.
+    let print = |state: &mut InOrder, alerts: Vec<Alert>, buf: &mut Vec<u8>, tally: &mut Tally| {
+        for alert in alerts {
+            // The same event in two files (two trails, one bucket) is one.
+            if let Some(id) = &alert.event_id
+                && !state.seen.insert(&format!("{}\u{0}{id}", alert.rule))
+            {
+                tally.duplicates += 1;
+                continue;
+            }
+            if alert.level >= options.min_level {
+                *tally
+                    .counts
+                    .entry((alert.level, alert.rule.clone()))
+                    .or_default() += 1;
+            }
+            output.render(&alert, buf);
+            if buf.len() > 64 * 1024 {
+                output.flush(buf);
+            }
+        }
+    };
+    let add_tally = |tally: Tally| {
+        let mut s = lock(&summary);
+        s.duplicates += tally.duplicates;
+        for (k, n) in tally.counts {
+            *s.alerts.entry(k).or_default() += n;
+        }
+    };
+    // A file's alerts so far, printed at once when it is the file's turn. Otherwise they wait
+    // with the file, or, for a local file (`wait`), the worker waits for its turn: the files
+    // before it are all being read, so the turn comes, and alerts never pile up in memory.
+    // (An S3 object's worker does not wait: the object before it may still be fetching.)
+    let emit = |i: usize, alerts: &mut Vec<Alert>, wait: bool| {
+        let mut state = lock(&in_order);
+        if state.next != i {
+            if !wait {
+                return;
+            }
+            while state.next != i {
+                state = turn.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        let mut buf = Vec::new();
+        let mut tally = Tally::default();
+        print(&mut state, std::mem::take(alerts), &mut buf, &mut tally);
+        output.flush(&mut buf);
+        drop(state);
+        add_tally(tally);
+    };
     // Prints every finished file whose turn has come; called by the worker that finished one.
     let print_ready = |i: usize, finished: Finished| {
         let mut state = lock(&in_order);
         state.done.insert(i, finished);
         let mut buf = Vec::new();
-        let mut counts: BTreeMap<(Level, String), u64> = BTreeMap::new();
-        let mut duplicates = 0;
+        let mut tally = Tally::default();
         let mut held = Vec::new();
         loop {
             let next = state.next;
@@ -473,34 +535,16 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
             if next >= local_inputs {
                 window.add_permits(1);
             }
-            for alert in finished.alerts {
-                // The same event in two files (two trails, one bucket) is one.
-                if let Some(id) = &alert.event_id
-                    && !state.seen.insert(&format!("{}\u{0}{id}", alert.rule))
-                {
-                    duplicates += 1;
-                    continue;
-                }
-                if alert.level >= options.min_level {
-                    *counts.entry((alert.level, alert.rule.clone())).or_default() += 1;
-                }
-                output.render(&alert, &mut buf);
-                if buf.len() > 64 * 1024 {
-                    output.flush(&mut buf);
-                }
-            }
+            print(&mut state, finished.alerts, &mut buf, &mut tally);
             held.extend(finished.correlation);
         }
         output.flush(&mut buf);
         drop(state);
+        turn.notify_all();
         if !held.is_empty() {
             lock(&correlation).extend(held);
         }
-        let mut s = lock(&summary);
-        s.duplicates += duplicates;
-        for (k, n) in counts {
-            *s.alerts.entry(k).or_default() += n;
-        }
+        add_tally(tally);
     };
     let next = AtomicUsize::new(0);
     let (fetched_tx, fetched_rx) =
@@ -567,16 +611,23 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                     }
                     let mut finished = Finished::default();
                     let mut outside_range = 0;
-                    let read = pipeline::export(
+                    let mut raised = 0u64;
+                    let read = pipeline::export_at_least(
                         rules,
                         &name,
                         input,
                         options.max_decompressed,
+                        options.min_level,
                         &mut |_, alert| {
-                            if options.selection.range.contains(alert.event_time.as_deref()) {
-                                finished.alerts.push(alert);
-                            } else {
+                            if !options.selection.range.contains(alert.event_time.as_deref()) {
                                 outside_range += 1;
+                                return;
+                            }
+                            // Before duplicates are known: they are left out when printed.
+                            raised += u64::from(alert.level >= options.min_level);
+                            finished.alerts.push(alert);
+                            if finished.alerts.len() >= ALERTS_HELD {
+                                emit(i, &mut finished.alerts, i < local_inputs);
                             }
                         },
                     );
@@ -603,13 +654,7 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                         // Read to the end, but not every record was checked: an error.
                         eprintln!("error: {name}: {what}{also}");
                     }
-                    // Before duplicates are known: they are left out when printed.
-                    let raised = finished
-                        .alerts
-                        .iter()
-                        .filter(|a| a.level >= options.min_level)
-                        .count();
-                    progress.file_done(report.records, report.bytes, raised as u64);
+                    progress.file_done(report.records, report.bytes, raised);
                     let mut s = lock(&summary);
                     s.alerts_outside_range += outside_range;
                     s.files_damaged += u64::from(report.skipped.count > 0);

@@ -14,6 +14,7 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::io::{Cursor, Write};
 use std::sync::LazyLock;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -23,10 +24,10 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::RngSeed;
 use rsigma_eval::event::{Event, JsonEvent};
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value, json};
 use support::{s3_event, sns_envelope};
-use trailwarden::cloudtrail::{self, Finish, ReadError, Record};
+use trailwarden::cloudtrail::{self, Finish, ReadError, Record, object};
 use trailwarden::detect::RuleSet;
 use trailwarden::intake::notice::{self, Notice, ObjectRef};
 use trailwarden::pipeline::{self, Outcome};
@@ -752,6 +753,31 @@ proptest! {
             let missing = format!("{path}.missing");
             prop_assert_eq!(record.str_at(&missing), None);
             prop_assert_eq!(record.get_field(&missing), engine.get_field(&missing), "get_field({:?})", missing);
+        }
+    }
+
+    /// Any bytes, and any generated record: the reader's one-pass scanner vouches for an
+    /// object only when serde_json reads it too (a record it passes is never one serde_json
+    /// would have rejected), and it passes every generated record written without escapes.
+    #[test]
+    fn the_record_scanner_vouches_only_for_what_serde_json_reads(
+        bytes in garbage(),
+        record in record(),
+    ) {
+        for input in [bytes, serde_json::to_vec(&record).expect("a Value always serialises")] {
+            let mut members = Vec::new();
+            let scanned = matches!(
+                object::scan(&input, 0, &mut members),
+                object::Scan::Complete(end) if input[end..].iter().all(u8::is_ascii_whitespace)
+            );
+            let serde_reads = std::str::from_utf8(&input).is_ok()
+                && serde_json::from_slice::<HashMap<String, IgnoredAny>>(&input).is_ok();
+            if scanned && std::str::from_utf8(&input).is_ok() {
+                prop_assert!(serde_reads, "{}", String::from_utf8_lossy(&input));
+            }
+            if serde_reads && input.first() == Some(&b'{') && !input.contains(&b'\\') {
+                prop_assert!(scanned, "{}", String::from_utf8_lossy(&input));
+            }
         }
     }
 

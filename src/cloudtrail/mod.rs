@@ -3,8 +3,10 @@
 //! - [`reader`]: gunzip (size-capped) and split the `Records` array without holding it whole.
 //! - [`shape`]: an item of an export (lookup-events, Lake rows, EventBridge events) → the
 //!   record inside it.
+//! - [`object`]: one pass over a record's bytes → its top-level keys and values, validated.
 //! - [`record`]: the lenient, lazily parsed view of one record that rules read.
 
+pub mod object;
 pub mod reader;
 pub mod record;
 pub mod shape;

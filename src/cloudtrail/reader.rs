@@ -18,6 +18,8 @@ use std::io::{self, BufRead, BufReader, Read};
 
 use memchr::memchr2;
 
+use super::object::{self, Member};
+
 /// How many decompressed bytes are read from the source at a time.
 const CHUNK: usize = 256 * 1024;
 
@@ -144,19 +146,97 @@ fn open_shapes<R: Read + Send + 'static>(
     let mut buffered = BufReader::with_capacity(64 * 1024, source);
     let head = buffered.fill_buf()?;
     let gzipped = head.starts_with(&[0x1f, 0x8b]);
-    #[allow(clippy::disallowed_types)] // the one capped decoder; see `Capped`
-    let inner: Box<dyn Read + Send> = if gzipped {
-        Box::new(Capped {
-            inner: flate2::bufread::MultiGzDecoder::new(buffered),
-            remaining: cap,
-        })
-    } else {
-        Box::new(Capped {
-            inner: buffered,
-            remaining: cap,
-        })
+    if !gzipped {
+        return Ok(LogReader::new(
+            Box::new(Capped {
+                inner: buffered,
+                remaining: cap,
+            }),
+            cap,
+            shapes,
+        ));
+    }
+    // Most log files are small: read them whole and inflate them in one call.
+    let mut compressed = Vec::new();
+    let read = (&mut buffered)
+        .take(WHOLE_MAX_COMPRESSED as u64 + 1)
+        .read_to_end(&mut compressed);
+    if read.is_ok()
+        && compressed.len() <= WHOLE_MAX_COMPRESSED
+        && let Some(inflated) = inflate_whole(&compressed, cap)
+    {
+        return Ok(LogReader::whole(inflated, cap, shapes));
+    }
+    // Otherwise stream, from the bytes already read on (and to the read's error, if any).
+    let replay = Replay {
+        head: io::Cursor::new(compressed),
+        error: read.err(),
+        rest: buffered,
     };
-    Ok(LogReader::new(inner, cap, shapes))
+    #[allow(clippy::disallowed_types)] // the one capped decoder; see `Capped`
+    let inner = Capped {
+        inner: flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, replay)),
+        remaining: cap,
+    };
+    Ok(LogReader::new(Box::new(inner), cap, shapes))
+}
+
+/// Gzip files up to this size are read whole, to be inflated in one call ([`inflate_whole`]).
+const WHOLE_MAX_COMPRESSED: usize = 8 << 20;
+
+/// The most a file inflated in one call may hold; larger ones stream through a window. A
+/// CloudTrail log file holds at most a few tens of MB.
+const WHOLE_MAX_INFLATED: u64 = 64 << 20;
+
+/// A whole gzip file inflated in one call by libdeflate, the fastest inflate there is, when
+/// that is sure to give what streaming would: `None` to stream it instead.
+///
+/// The output is sized by the trailer's ISIZE, checked against the cap before anything is
+/// inflated. ISIZE is the size modulo 2^32 and only the last member's, so the file must be
+/// one member (every member starts with `1f 8b 08`, so none may follow the first), inflate to
+/// exactly ISIZE bytes, and match the trailer's CRC-32: a bigger file, trailing bytes or
+/// damage all fall back to streaming, which reports them as it always did.
+/// <https://www.rfc-editor.org/rfc/rfc1952#section-2.3.1>
+fn inflate_whole(gz: &[u8], cap: u64) -> Option<Vec<u8>> {
+    if gz.len() < 18 || memchr::memmem::find(&gz[1..], &[0x1f, 0x8b, 0x08]).is_some() {
+        return None;
+    }
+    let (crc, size) = gz[gz.len() - 8..].split_at(4);
+    let crc = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
+    let size = u64::from(u32::from_le_bytes(size.try_into().expect("4 bytes")));
+    if size > cap.min(WHOLE_MAX_INFLATED) {
+        return None;
+    }
+    let mut out = vec![0; usize::try_from(size).ok()?];
+    let n = libdeflater::Decompressor::new()
+        .gzip_decompress(gz, &mut out)
+        .ok()?;
+    (n == out.len() && libdeflater::crc32(&out) == crc).then_some(out)
+}
+
+/// Bytes already read from a source, then the error that stopped the read (if one did), then
+/// the rest of the source: what a streaming decoder reads when the whole-file path gave up.
+struct Replay<R> {
+    head: io::Cursor<Vec<u8>>,
+    error: Option<io::Error>,
+    rest: R,
+}
+
+impl<R: Read> Read for Replay<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.head.get_ref().is_empty() {
+            let n = self.head.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // Replayed: the memory goes back before the rest streams.
+            self.head = io::Cursor::new(Vec::new());
+        }
+        if let Some(error) = self.error.take() {
+            return Err(error);
+        }
+        self.rest.read(buf)
+    }
 }
 
 /// Which document shapes a reader accepts.
@@ -265,6 +345,10 @@ pub struct RawRecord<'a> {
     pub offset: u64,
     /// What the bytes are.
     pub item: Item,
+    /// For an element of `Records`: its top-level members, when the reader's one pass over
+    /// it found them and found it valid (see [`super::object`]); `None` leaves the record to
+    /// be parsed whole.
+    pub members: Option<&'a [Member]>,
 }
 
 /// Streams the records of one log file.
@@ -278,6 +362,8 @@ pub struct LogReader {
     /// Document offset of `buf[0]`.
     base: u64,
     eof: bool,
+    /// The window holds the whole document, inflated in one call.
+    whole: bool,
     state: State,
     saw_records: bool,
     /// Records handed out so far.
@@ -291,6 +377,8 @@ pub struct LogReader {
     envelope_held_items: bool,
     /// Top-level values begun ([`Shapes::Any`]).
     values: u64,
+    /// The members of the record last handed out, when scanned.
+    members: Vec<Member>,
 }
 
 impl LogReader {
@@ -303,6 +391,7 @@ impl LogReader {
             end: 0,
             base: 0,
             eof: false,
+            whole: false,
             state: State::Start,
             saw_records: false,
             index: 0,
@@ -311,7 +400,31 @@ impl LogReader {
             in_envelope: true,
             envelope_held_items: false,
             values: 0,
+            members: Vec::with_capacity(32),
         }
+    }
+
+    /// A reader over a file already inflated whole: the window is the document.
+    fn whole(document: Vec<u8>, cap: u64, shapes: Shapes) -> Self {
+        let mut reader = LogReader::new(Box::new(io::empty()), cap, shapes);
+        reader.end = document.len();
+        reader.buf = document;
+        reader.eof = true;
+        reader.whole = true;
+        reader
+    }
+
+    /// With the whole document in the window, a record's size is checked here, as streaming
+    /// checks it when the window would grow past [`MAX_RECORD_BYTES`].
+    fn check_record_size(&self, end: usize) -> Result<(), ReadError> {
+        if self.whole && end - self.start > MAX_RECORD_BYTES {
+            return Err(ReadError::RecordTooLarge {
+                offset: self.offset(self.start),
+                record: self.index,
+                limit: MAX_RECORD_BYTES,
+            });
+        }
+        Ok(())
     }
 
     fn shape_error(&self, at: usize, message: impl Into<String>) -> ReadError {
@@ -523,8 +636,12 @@ impl LogReader {
     fn value_end(&mut self) -> Result<usize, ReadError> {
         loop {
             match scan_value(&self.buf[..self.end], self.start, self.eof) {
-                Some(Scan::Complete(end)) => return Ok(end),
+                Some(Scan::Complete(end)) => {
+                    self.check_record_size(end)?;
+                    return Ok(end);
+                }
                 Some(Scan::Incomplete) => {
+                    self.check_record_size(self.end)?;
                     if !self.fill()? {
                         return Err(ReadError::Truncated {
                             offset: self.offset(self.end),
@@ -533,6 +650,31 @@ impl LogReader {
                     }
                 }
                 None => return Err(self.syntax(self.start, "expected a JSON value")),
+            }
+        }
+    }
+
+    /// Like [`Self::value_end`] for an element of `Records`, in the same pass finding its
+    /// top-level members when it is an object [`object::scan`] vouches for (then true).
+    fn record_end(&mut self) -> Result<(usize, bool), ReadError> {
+        loop {
+            match object::scan(&self.buf[..self.end], self.start, &mut self.members) {
+                object::Scan::Complete(end) => {
+                    self.check_record_size(end)?;
+                    return Ok((end, true));
+                }
+                // A valid beginning cut off by the window: the same as the plain scan's
+                // `Incomplete`, since both track nesting alike on valid JSON.
+                object::Scan::Incomplete => {
+                    self.check_record_size(self.end)?;
+                    if !self.fill()? {
+                        return Err(ReadError::Truncated {
+                            offset: self.offset(self.end),
+                            record: self.index,
+                        });
+                    }
+                }
+                object::Scan::Unsure => return Ok((self.value_end()?, false)),
             }
         }
     }
@@ -552,6 +694,7 @@ impl LogReader {
                             index: self.index - 1,
                             offset: self.base + begin as u64,
                             item: Item::Unknown,
+                            members: None,
                         }));
                     }
                     if self.state == State::Done {
@@ -630,7 +773,11 @@ impl LogReader {
                     // bad element costs only itself (the record parser rejects it) and the
                     // records after it are still read.
                     _ => {
-                        let end = self.value_end()?;
+                        let (end, scanned) = if self.element == Item::Record {
+                            self.record_end()?
+                        } else {
+                            (self.value_end()?, false)
+                        };
                         // Read `start` only now: filling the window may have moved it.
                         let begin = self.start;
                         self.start = end;
@@ -641,6 +788,7 @@ impl LogReader {
                             index: self.index - 1,
                             offset: self.base + begin as u64,
                             item: self.element,
+                            members: scanned.then_some(self.members.as_slice()),
                         }));
                     }
                 },

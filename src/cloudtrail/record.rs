@@ -20,29 +20,87 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::object::{self, Member};
+
 /// One parsed level of a JSON object: its keys and the raw JSON of each value.
-#[derive(Debug, Default)]
-struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+#[derive(Debug)]
+enum Fields<'a> {
+    /// Found by the one-pass scanner ([`object::scan`]): keys (which it leaves to serde_json
+    /// when escaped) and raw values.
+    Scanned(Vec<(&'a str, &'a str)>),
+    /// Parsed by `serde_json`: what the scanner leaves to it (escaped keys, deep nesting,
+    /// invalid JSON, which then fails with `serde_json`'s error).
+    Parsed(Vec<(Cow<'a, str>, &'a str)>),
+}
 
 impl<'a> Fields<'a> {
     fn parse(json: &'a str) -> serde_json::Result<Self> {
-        serde_json::from_str(json)
+        let start = json.len() - json.trim_start_matches(is_json_space).len();
+        let mut members = Vec::new();
+        if let object::Scan::Complete(end) = object::scan(json.as_bytes(), start, &mut members)
+            && json[end..].trim_start_matches(is_json_space).is_empty()
+        {
+            return Ok(Self::scanned(&json[start..end], &members));
+        }
+        let parsed: Parsed<'a> = serde_json::from_str(json)?;
+        Ok(Fields::Parsed(parsed.0))
+    }
+
+    /// The object `text` whose members the scanner found.
+    fn scanned(text: &'a str, members: &[Member]) -> Self {
+        let span = |(a, b): (u32, u32)| &text[a as usize..b as usize];
+        Fields::Scanned(
+            members
+                .iter()
+                .map(|m| (span((m.key.0 + 1, m.key.1 - 1)), span(m.value)))
+                .collect(),
+        )
     }
 
     /// The value of `key`; of its last occurrence when the object repeats it, as serde_json
     /// (and so the engine's view of the whole record) reads it, so that every path to a field
     /// sees the same value.
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
+    fn get(&self, key: &str) -> Option<&'a str> {
+        match self {
+            Fields::Scanned(fields) => fields
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| *v),
+            Fields::Parsed(fields) => fields.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v),
+        }
+    }
+
+    /// Every key, in order.
+    fn visit_keys(&self, visit: &mut dyn FnMut(&str)) {
+        match self {
+            Fields::Scanned(fields) => {
+                for (key, _) in fields {
+                    visit(key);
+                }
+            }
+            Fields::Parsed(fields) => {
+                for (key, _) in fields {
+                    visit(key);
+                }
+            }
+        }
     }
 }
 
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Fields<'a> {
+fn is_json_space(c: char) -> bool {
+    matches!(c, ' ' | '\n' | '\r' | '\t')
+}
+
+/// The members of an object as `serde_json` reads them.
+struct Parsed<'a>(Vec<(Cow<'a, str>, &'a str)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Parsed<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct FieldsVisitor<'a>(std::marker::PhantomData<&'a ()>);
 
         impl<'de: 'a, 'a> Visitor<'de> for FieldsVisitor<'a> {
-            type Value = Fields<'a>;
+            type Value = Parsed<'a>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
@@ -52,9 +110,9 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Fields<'a> {
                 let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(24));
                 while let Some(key) = map.next_key::<Key<'de>>()? {
                     let value: &'de RawValue = map.next_value()?;
-                    fields.push((key.0, value));
+                    fields.push((key.0, value.get()));
                 }
-                Ok(Fields(fields))
+                Ok(Parsed(fields))
             }
         }
 
@@ -109,43 +167,49 @@ impl fmt::Debug for Record<'_> {
 impl<'a> Record<'a> {
     /// Parses the top level of a record. Fails when the bytes are not a JSON object.
     pub fn parse(raw: &'a [u8]) -> serde_json::Result<Self> {
-        let raw = std::str::from_utf8(raw).map_err(|e| {
-            <serde_json::Error as de::Error>::custom(format_args!(
-                "invalid UTF-8 at byte {}",
-                e.valid_up_to()
-            ))
-        })?;
-        Ok(Record {
-            fields: Fields::parse(raw)?,
+        let raw = utf8(raw)?;
+        Ok(Record::new(raw, Fields::parse(raw)?))
+    }
+
+    /// The record whose top-level members the reader found while splitting the file (see
+    /// [`super::RawRecord::members`]): nothing is parsed again.
+    pub fn from_members(raw: &'a [u8], members: &[Member]) -> serde_json::Result<Self> {
+        let raw = utf8(raw)?;
+        Ok(Record::new(raw, Fields::scanned(raw, members)))
+    }
+
+    fn new(raw: &'a str, fields: Fields<'a>) -> Self {
+        Record {
+            fields,
             raw,
             full: OnceCell::new(),
             nested: RefCell::new(Vec::new()),
-        })
+        }
     }
 
     /// The value at `key` in the JSON object `object` (a part of this record), parsing the
     /// object once whatever the number of keys asked of it.
-    fn child(&self, object: &'a RawValue, key: &str) -> Option<&'a RawValue> {
-        let at = object.get().as_ptr() as usize;
+    fn child(&self, object: &'a str, key: &str) -> Option<&'a str> {
+        let at = object.as_ptr() as usize;
         let mut nested = self.nested.borrow_mut();
         if let Some((_, fields)) = nested.iter().find(|(p, _)| *p == at) {
             return fields.get(key);
         }
-        let fields = Fields::parse(object.get()).ok()?;
+        let fields = Fields::parse(object).ok()?;
         let found = fields.get(key);
         nested.push((at, fields));
         found
     }
 
     /// The raw JSON at a dot-separated path of object keys, if every step is an object.
-    fn raw_at(&self, path: &str) -> Option<&'a RawValue> {
+    fn raw_at(&self, path: &str) -> Option<&'a str> {
         if let Some(v) = self.fields.get(path) {
             return Some(v);
         }
         let mut parts = path.split('.');
         let mut value = self.fields.get(parts.next()?)?;
         for part in parts {
-            if !value.get().starts_with('{') {
+            if !value.starts_with('{') {
                 return None;
             }
             value = self.child(value, part)?;
@@ -164,12 +228,12 @@ impl<'a> Record<'a> {
     /// The value at a dot path, parsed on its own (objects on the path are walked lazily, so
     /// the rest of the record is never built).
     pub fn value_at(&self, path: &str) -> Option<Value> {
-        serde_json::from_str(self.raw_at(path)?.get()).ok()
+        serde_json::from_str(self.raw_at(path)?).ok()
     }
 
     /// Whether a field is present with a non-null value.
     pub fn has(&self, path: &str) -> bool {
-        self.raw_at(path).is_some_and(|v| v.get() != "null")
+        self.raw_at(path).is_some_and(|v| v != "null")
     }
 
     /// The record as a `serde_json::Value` (parsed once, on first use).
@@ -187,10 +251,19 @@ impl<'a> Record<'a> {
     }
 }
 
+/// The record's bytes as text, or `serde_json`'s kind of error saying where they are not UTF-8.
+fn utf8(raw: &[u8]) -> serde_json::Result<&str> {
+    std::str::from_utf8(raw).map_err(|e| {
+        <serde_json::Error as de::Error>::custom(format_args!(
+            "invalid UTF-8 at byte {}",
+            e.valid_up_to()
+        ))
+    })
+}
+
 /// Converts a scalar's raw JSON into an [`EventValue`] without allocating for plain strings.
 /// Objects and arrays return `None`: the caller decides how to handle them.
-fn scalar(raw: &RawValue) -> Option<EventValue<'_>> {
-    let text = raw.get();
+fn scalar(text: &str) -> Option<EventValue<'_>> {
     match text.as_bytes().first()? {
         b'"' => {
             let inner = &text[1..text.len() - 1];
@@ -242,10 +315,10 @@ impl Event for Record<'_> {
         let (root, mut rest) = path.split_once('.')?;
         let mut value = self.fields.get(root)?;
         loop {
-            if !value.get().starts_with('{') {
+            if !value.starts_with('{') {
                 // An array on the path means any-member semantics; null or a scalar means the
                 // field is absent. The engine's JSON walker handles both.
-                return if value.get().starts_with('[') {
+                return if value.starts_with('[') {
                     self.get_field_slow(path)
                 } else {
                     None
@@ -281,19 +354,14 @@ impl Event for Record<'_> {
     }
 
     fn top_level_keys(&self) -> Option<Vec<Cow<'_, str>>> {
-        Some(
-            self.fields
-                .0
-                .iter()
-                .map(|(k, _)| Cow::Borrowed(k.as_ref()))
-                .collect(),
-        )
+        let mut keys = Vec::new();
+        self.fields
+            .visit_keys(&mut |key| keys.push(Cow::Owned(key.to_owned())));
+        Some(keys)
     }
 
     fn visit_top_level_keys(&self, visit: &mut dyn FnMut(&str)) -> bool {
-        for (key, _) in &self.fields.0 {
-            visit(key);
-        }
+        self.fields.visit_keys(visit);
         true
     }
 }

@@ -32,7 +32,7 @@ use crate::cloudtrail::{self, Finish, ReadError, Record, Shapes};
 use crate::detect::{Derived, RuleKind, RuleSet};
 use crate::finding::alert::{Alert, UNREADABLE_RULE};
 use crate::finding::correlation::Batch;
-use crate::finding::{IncidentKey, Recheck};
+use crate::finding::{IncidentKey, Level, Recheck};
 
 /// Default cap on the decompressed size of one log file: 4 GiB.
 pub const DEFAULT_MAX_DECOMPRESSED_BYTES: u64 = 4 << 30;
@@ -163,6 +163,7 @@ pub fn object(
         input,
         max_decompressed,
         Shapes::LogFile,
+        Level::Informational,
         sink,
     )
 }
@@ -178,7 +179,36 @@ pub fn export(
     max_decompressed: u64,
     sink: &mut AlertSink<'_>,
 ) -> Result<LogReport, Broken> {
-    file(rules, source, input, max_decompressed, Shapes::Any, sink)
+    export_at_least(
+        rules,
+        source,
+        input,
+        max_decompressed,
+        Level::Informational,
+        sink,
+    )
+}
+
+/// Like [`export`], for a caller that keeps only the alerts at or above `min_level`: the
+/// alerts of rules below it are never built (their matches still count towards
+/// correlations, and damage is always raised).
+pub fn export_at_least(
+    rules: &RuleSet,
+    source: &str,
+    input: impl Read + Send + 'static,
+    max_decompressed: u64,
+    min_level: Level,
+    sink: &mut AlertSink<'_>,
+) -> Result<LogReport, Broken> {
+    file(
+        rules,
+        source,
+        input,
+        max_decompressed,
+        Shapes::Any,
+        min_level,
+        sink,
+    )
 }
 
 fn file(
@@ -187,6 +217,7 @@ fn file(
     input: impl Read + Send + 'static,
     max_decompressed: u64,
     shapes: Shapes,
+    min_level: Level,
     sink: &mut AlertSink<'_>,
 ) -> Result<LogReport, Broken> {
     let mut report = LogReport::new();
@@ -199,7 +230,7 @@ fn file(
         Shapes::Any => cloudtrail::open_any(input, max_decompressed),
     };
     match opened {
-        Ok(mut reader) => read_records(rules, source, &mut reader, sink, &mut report),
+        Ok(mut reader) => read_records(rules, source, &mut reader, min_level, sink, &mut report),
         Err(source) => {
             report.outcome = Outcome::Failed(ReadError::Io {
                 offset: 0,
@@ -244,6 +275,7 @@ fn read_records(
     rules: &RuleSet,
     source: &str,
     reader: &mut cloudtrail::LogReader,
+    min_level: Level,
     sink: &mut AlertSink<'_>,
     report: &mut LogReport,
 ) {
@@ -268,10 +300,15 @@ fn read_records(
                 continue;
             }
         };
-        match Record::parse(&unwrapped.json) {
+        let parsed = match raw.members {
+            // Split and checked in one pass by the reader: only its members are kept.
+            Some(members) => Record::from_members(raw.bytes, members),
+            None => Record::parse(&unwrapped.json),
+        };
+        match parsed {
             Ok(record) => {
                 report.note_recheck(&record);
-                evaluate(rules, &record, source, &mut seen, sink, report)
+                evaluate(rules, &record, source, min_level, &mut seen, sink, report)
             }
             Err(e) => {
                 report.skipped.count += 1;
@@ -315,6 +352,7 @@ pub fn event(
         rules,
         &record,
         source,
+        Level::Informational,
         &mut RecentIds::new(1),
         sink,
         &mut report,
@@ -341,6 +379,7 @@ fn evaluate(
     rules: &RuleSet,
     record: &Record<'_>,
     source: &str,
+    min_level: Level,
     seen: &mut RecentIds,
     sink: &mut AlertSink<'_>,
     report: &mut LogReport,
@@ -363,7 +402,7 @@ fn evaluate(
             continue;
         };
         let rule = &rules.rules()[index];
-        if rule.kind == RuleKind::Detection && rule.alerts {
+        if rule.kind == RuleKind::Detection && rule.alerts && rule.level >= min_level {
             sink(
                 key(&rule.name, record),
                 Alert::from_detection(rule, &derived, source),

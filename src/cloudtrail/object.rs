@@ -1,0 +1,390 @@
+//! The JSON text of one object → where each of its members' keys and values lie, validated in
+//! the same pass.
+//!
+//! This is what makes a record cheap: the reader finds where a record ends and what its
+//! top-level keys are in one pass over its bytes, and [`super::Record`] reads fields from those
+//! spans without building anything. It accepts exactly the JSON that `serde_json` accepts when
+//! it reads an object's keys and skips its values (the whole record is checked as UTF-8
+//! separately), so a record it passes is one `serde_json` would have parsed. What it does not
+//! decide on its own, it leaves to `serde_json`: an escaped top-level key (which `serde_json`
+//! decodes, and may reject), nesting deeper than [`MAX_DEPTH`], or any invalid byte: the caller
+//! then parses with `serde_json`, whose error names the problem.
+//! <https://www.rfc-editor.org/rfc/rfc8259>
+
+/// Deepest nesting scanned here; deeper objects are left to `serde_json` (CloudTrail records
+/// nest a handful of levels).
+pub const MAX_DEPTH: u32 = 128;
+
+/// One member of an object: byte ranges, relative to the object's `{`, of its key (quotes
+/// included) and of its value's JSON text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub key: (u32, u32),
+    pub value: (u32, u32),
+}
+
+/// What scanning an object found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// A valid object ends just before this index; its members were pushed.
+    Complete(usize),
+    /// The bytes end inside the object: read more.
+    Incomplete,
+    /// Not an object this scanner vouches for (see the module docs): ask `serde_json`.
+    Unsure,
+}
+
+/// Where the scanner is in the grammar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// A key, or `}` when `first`.
+    Key {
+        first: bool,
+    },
+    Colon,
+    /// A value, or `]` when `first` (in an array).
+    Value {
+        first: bool,
+    },
+    /// `,` or the container's closing bracket.
+    AfterValue,
+}
+
+/// Scans the object whose `{` is at `buf[from]`, pushing its top-level members to `members`
+/// (cleared first).
+pub fn scan(buf: &[u8], from: usize, members: &mut Vec<Member>) -> Scan {
+    members.clear();
+    if buf.get(from) != Some(&b'{') {
+        return Scan::Unsure;
+    }
+    let rel = |i: usize| (i - from) as u32;
+    let mut i = from + 1;
+    // Bit d-1 set: the container at depth d is an array. Depth 1 is the object itself.
+    let mut arrays: u128 = 0;
+    let mut depth: u32 = 1;
+    let mut key = (0u32, 0u32);
+    let mut value_start = 0usize;
+    let mut expect = Expect::Key { first: true };
+    loop {
+        let Some(mut c) = buf.get(i).copied() else {
+            return Scan::Incomplete;
+        };
+        // CloudTrail writes no whitespace between tokens; others may.
+        while matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+            i += 1;
+            let Some(&next) = buf.get(i) else {
+                return Scan::Incomplete;
+            };
+            c = next;
+        }
+        // Set when a value (scalar or container) ends at `i`, exclusive.
+        let mut ended = None;
+        match expect {
+            Expect::Key { first } => match c {
+                b'}' if first => {
+                    i += 1;
+                    depth -= 1;
+                    if depth == 0 {
+                        return Scan::Complete(i);
+                    }
+                    ended = Some(i);
+                }
+                b'"' => {
+                    let end = match string_end(buf, i + 1) {
+                        Ok(end) => end,
+                        Err(scan) => return scan,
+                    };
+                    if depth == 1 {
+                        // serde_json decodes top-level keys (and may reject their escapes).
+                        if memchr::memchr(b'\\', &buf[i..end]).is_some() {
+                            return Scan::Unsure;
+                        }
+                        key = (rel(i), rel(end));
+                    }
+                    i = end;
+                    expect = Expect::Colon;
+                }
+                _ => return Scan::Unsure,
+            },
+            Expect::Colon => {
+                if c != b':' {
+                    return Scan::Unsure;
+                }
+                i += 1;
+                expect = Expect::Value { first: false };
+            }
+            Expect::Value { first } => {
+                if depth == 1 {
+                    value_start = i;
+                }
+                match c {
+                    b']' if first => {
+                        i += 1;
+                        depth -= 1;
+                        ended = Some(i);
+                    }
+                    b'"' => match string_end(buf, i + 1) {
+                        Ok(end) => {
+                            i = end;
+                            ended = Some(i);
+                        }
+                        Err(scan) => return scan,
+                    },
+                    b'{' | b'[' => {
+                        if depth >= MAX_DEPTH {
+                            return Scan::Unsure;
+                        }
+                        let bit = 1u128 << depth;
+                        if c == b'[' {
+                            arrays |= bit;
+                            expect = Expect::Value { first: true };
+                        } else {
+                            arrays &= !bit;
+                            expect = Expect::Key { first: true };
+                        }
+                        depth += 1;
+                        i += 1;
+                    }
+                    b't' | b'f' | b'n' => {
+                        let word: &[u8] = match c {
+                            b't' => b"true",
+                            b'f' => b"false",
+                            _ => b"null",
+                        };
+                        let have = &buf[i..buf.len().min(i + word.len())];
+                        if !word.starts_with(have) {
+                            return Scan::Unsure;
+                        }
+                        if have.len() < word.len() {
+                            return Scan::Incomplete;
+                        }
+                        i += word.len();
+                        ended = Some(i);
+                    }
+                    b'-' | b'0'..=b'9' => match number_end(buf, i) {
+                        Ok(end) => {
+                            i = end;
+                            ended = Some(i);
+                        }
+                        Err(scan) => return scan,
+                    },
+                    _ => return Scan::Unsure,
+                }
+            }
+            Expect::AfterValue => {
+                let in_array = arrays & (1u128 << (depth - 1)) != 0;
+                match (c, in_array) {
+                    (b',', true) => expect = Expect::Value { first: false },
+                    (b',', false) => expect = Expect::Key { first: false },
+                    (b']', true) | (b'}', false) => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Scan::Complete(i + 1);
+                        }
+                        ended = Some(i + 1);
+                    }
+                    _ => return Scan::Unsure,
+                }
+                i += 1;
+            }
+        }
+        if let Some(end) = ended {
+            if depth == 1 {
+                members.push(Member {
+                    key,
+                    value: (rel(value_start), rel(end)),
+                });
+            }
+            expect = Expect::AfterValue;
+        }
+    }
+}
+
+/// Bytes of `word` that are zero, flagged in their high bit. Exact for the lowest flagged
+/// byte (a borrow can only flag bytes above a true one), which is all that is read.
+#[inline]
+fn zero_bytes(word: u64) -> u64 {
+    word.wrapping_sub(0x0101_0101_0101_0101) & !word & 0x8080_8080_8080_8080
+}
+
+/// Index just past the closing quote of the string whose contents start at `from`: escapes
+/// must be JSON's, and control characters must be escaped, as `serde_json` requires.
+#[inline(always)]
+fn string_end(buf: &[u8], mut i: usize) -> Result<usize, Scan> {
+    const QUOTE: u64 = 0x2222_2222_2222_2222;
+    const BACKSLASH: u64 = 0x5c5c_5c5c_5c5c_5c5c;
+    const SPACE: u64 = 0x2020_2020_2020_2020;
+    loop {
+        // Eight bytes at a time up to the next quote, backslash or control character.
+        while let Some(chunk) = buf.get(i..i + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            let special = zero_bytes(word ^ QUOTE)
+                | zero_bytes(word ^ BACKSLASH)
+                | (word.wrapping_sub(SPACE) & !word & 0x8080_8080_8080_8080);
+            if special != 0 {
+                i += (special.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        let Some(&c) = buf.get(i) else {
+            return Err(Scan::Incomplete);
+        };
+        match c {
+            b'"' => return Ok(i + 1),
+            b'\\' => {
+                let Some(&e) = buf.get(i + 1) else {
+                    return Err(Scan::Incomplete);
+                };
+                match e {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                    b'u' => {
+                        let Some(hex) = buf.get(i + 2..i + 6) else {
+                            return if buf[i + 2..].iter().all(u8::is_ascii_hexdigit) {
+                                Err(Scan::Incomplete)
+                            } else {
+                                Err(Scan::Unsure)
+                            };
+                        };
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return Err(Scan::Unsure);
+                        }
+                        i += 6;
+                    }
+                    _ => return Err(Scan::Unsure),
+                }
+            }
+            0..=0x1f => return Err(Scan::Unsure),
+            _ => i += 1,
+        }
+    }
+}
+
+/// Index just past the number starting at `buf[i]`, in JSON's grammar:
+/// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+fn number_end(buf: &[u8], mut i: usize) -> Result<usize, Scan> {
+    let digits = |i: &mut usize| -> Result<usize, Scan> {
+        let start = *i;
+        while let Some(b'0'..=b'9') = buf.get(*i) {
+            *i += 1;
+        }
+        if *i == buf.len() {
+            return Err(Scan::Incomplete);
+        }
+        Ok(*i - start)
+    };
+    if buf[i] == b'-' {
+        i += 1;
+    }
+    match buf.get(i) {
+        None => return Err(Scan::Incomplete),
+        Some(b'0') => {
+            i += 1;
+            match buf.get(i) {
+                None => return Err(Scan::Incomplete),
+                Some(b'0'..=b'9') => return Err(Scan::Unsure),
+                Some(_) => {}
+            }
+        }
+        Some(b'1'..=b'9') => {
+            digits(&mut i)?;
+        }
+        Some(_) => return Err(Scan::Unsure),
+    }
+    if buf[i] == b'.' {
+        i += 1;
+        if digits(&mut i)? == 0 {
+            return Err(Scan::Unsure);
+        }
+    }
+    if matches!(buf[i], b'e' | b'E') {
+        i += 1;
+        match buf.get(i) {
+            None => return Err(Scan::Incomplete),
+            Some(b'+' | b'-') => i += 1,
+            Some(_) => {}
+        }
+        if digits(&mut i)? == 0 {
+            return Err(Scan::Unsure);
+        }
+    }
+    Ok(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(json: &str) -> Result<Vec<(String, String)>, Scan> {
+        let mut out = Vec::new();
+        match scan(json.as_bytes(), 0, &mut out) {
+            Scan::Complete(end) => {
+                assert_eq!(end, json.len(), "{json}");
+                Ok(out
+                    .iter()
+                    .map(|m| {
+                        let text = |(a, b): (u32, u32)| json[a as usize..b as usize].to_owned();
+                        (text(m.key), text(m.value))
+                    })
+                    .collect())
+            }
+            other => Err(other),
+        }
+    }
+
+    #[test]
+    fn members_and_their_raw_values() {
+        let json = r#"{"a" : 1, "b":{"c":[1,-2.5e+3,{"d":null}],"e":"x\"}"},"f":[],"g":{},"h":"\u00e9 é","i":true}"#;
+        let got = members(json).expect("valid");
+        let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["\"a\"", "\"b\"", "\"f\"", "\"g\"", "\"h\"", "\"i\""]);
+        assert_eq!(got[0].1, "1");
+        assert_eq!(got[1].1, r#"{"c":[1,-2.5e+3,{"d":null}],"e":"x\"}"}"#);
+        assert_eq!(got[2].1, "[]");
+        assert_eq!(got[4].1, r#""\u00e9 é""#);
+        assert_eq!(members("{}").expect("empty"), vec![]);
+    }
+
+    #[test]
+    fn what_serde_json_rejects_is_left_to_it() {
+        for bad in [
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":-}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":"x\q"}"#,
+            r#"{"a":"\u12g4"}"#,
+            "{\"a\":\"\u{1}\"}",
+            r#"{"a":[1,]}"#,
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":[1}"#,
+            r#"{"a":{"b":1]}"#,
+            r#"{1:2}"#,
+            r#"{"\u0061":1}"#,
+        ] {
+            assert_eq!(members(bad), Err(Scan::Unsure), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_cut_off_object_asks_for_more() {
+        let json = r#"{"a":[1,{"b":"x\u00e9","c":-12.5e3,"d":true}],"e":"#;
+        for end in 1..json.len() {
+            assert_eq!(
+                members(&json[..end]),
+                Err(Scan::Incomplete),
+                "{}",
+                &json[..end]
+            );
+        }
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_left_to_serde_json() {
+        let deep = |n: usize| format!("{{\"a\":{}1{}}}", "[".repeat(n), "]".repeat(n));
+        assert!(members(&deep(MAX_DEPTH as usize - 1)).is_ok());
+        assert_eq!(members(&deep(MAX_DEPTH as usize)), Err(Scan::Unsure));
+    }
+}
