@@ -640,7 +640,6 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                         Ok(report) => report,
                         Err(broken) => {
                             eprintln!("error: {broken}{also}");
-                            lock(&summary).files_failed += 1;
                             let mut s = lock(&summary);
                             s.files_failed += 1;
                             s.alerts_outside_range += outside_range;
