@@ -154,10 +154,7 @@ impl Summary {
             writeln!(out, "error: {e}")?;
         }
         if let Some(why) = &self.stopped {
-            writeln!(
-                out,
-                "stopped: {why}; the rest of the range was not listed or queued"
-            )?;
+            writeln!(out, "stopped: {why}; the rest of the range was not queued")?;
         }
         if !self.not_queued.is_empty() {
             writeln!(
