@@ -33,6 +33,8 @@
 //!   findings per check, or could-not-check naming the refused call; and the one table of
 //!   records that change posture, which the log-file and event producers turn into re-checks.
 //! - [`scan`]: the offline command over files, directories, stdin and S3 prefixes.
+//! - [`backfill`]: the CloudTrail log objects of a time range → S3 notifications on the
+//!   daemon's queue, so the daemon's tasks read history as they read live traffic.
 //! - [`rule_test`]: rule unit tests (records, and which rules must and must not fire) run
 //!   through the `scan` producer, for `rules test` and the builtin rules' own cases.
 //! - [`audit`]: the `audit` command over the posture producer.
@@ -45,6 +47,7 @@
 
 pub mod audit;
 pub mod aws;
+pub mod backfill;
 pub mod clock;
 pub mod cloudtrail;
 pub mod coalesce;

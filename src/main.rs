@@ -9,12 +9,14 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use trailwarden::audit;
+use trailwarden::backfill;
 use trailwarden::config::{ProcessEnv, Settings};
 use trailwarden::daemon::{self, start};
 use trailwarden::detect::{Derivation, RuleSet};
 use trailwarden::finding::Level;
 use trailwarden::finding::accounts::AccountNames;
 use trailwarden::intake::listing::{self, Selection, TimeRange};
+use trailwarden::intake::s3;
 use trailwarden::pipeline::DEFAULT_MAX_DECOMPRESSED_BYTES;
 use trailwarden::posture::organization::MemberRole;
 use trailwarden::rule_test;
@@ -58,6 +60,15 @@ enum Command {
     /// shapes, truncated, corrupt) or had records that could not be read, each named on
     /// stderr with where; 2 for usage, rule or configuration errors.
     Scan(ScanArgs),
+    /// Queue the CloudTrail log objects of a time range for the daemon: one S3 event
+    /// notification per object on its SQS queue, sent with SendMessageBatch, so the daemon's
+    /// tasks read history with the same rules, incidents and state as live traffic.
+    ///
+    /// Only CloudTrail's day prefixes in range are listed
+    /// (`[prefix/]AWSLogs/[o-id/]ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/`). Exit 0 when every
+    /// object in range was queued; 1 when any was not (each named in the summary) or a
+    /// listing failed; 2 for usage errors.
+    Backfill(BackfillArgs),
     /// List the loaded rules (name, level, title, origin) and any that failed to load; `rules
     /// test` runs rule unit tests.
     Rules(RulesArgs),
@@ -238,6 +249,40 @@ struct ScanArgs {
 }
 
 #[derive(Args)]
+struct BackfillArgs {
+    /// The trail's logs: s3://bucket/prefix/ (the prefix may be empty or end above
+    /// `AWSLogs/`).
+    #[arg(value_name = "S3_URL", value_parser = s3_url)]
+    url: (String, String),
+    /// Queue objects holding events at or after this time: a date (2026-11-01, its midnight
+    /// UTC) or an RFC 3339 time.
+    #[arg(long, value_name = "DATE|TIME", value_parser = listing::parse_from, required = true)]
+    from: chrono::DateTime<chrono::Utc>,
+    /// Queue objects holding events before this time: a date means through the end of that
+    /// day (UTC), an RFC 3339 time is the first instant left out.
+    #[arg(long, value_name = "DATE|TIME", value_parser = listing::parse_to, required = true)]
+    to: chrono::DateTime<chrono::Utc>,
+    /// Only this account's logs (repeatable; default: every account).
+    #[arg(long = "account", value_name = "ID", value_parser = account_id)]
+    accounts: Vec<String>,
+    /// Only this region's logs (repeatable; default: every region).
+    #[arg(long = "region", value_name = "REGION")]
+    regions: Vec<String>,
+    /// The daemon's SQS queue URL (its `queue_url` setting).
+    #[arg(long, value_name = "URL", required_unless_present = "dry_run")]
+    queue: Option<String>,
+    /// SendMessageBatch calls in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+    /// List and count what would be queued; send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// No progress on stderr (the summary is still written).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
 struct RulesArgs {
     #[command(subcommand)]
@@ -267,6 +312,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Scan(args) => run_scan(args),
+        Command::Backfill(args) => run_backfill(args),
         Command::Rules(args) => run_rules(args),
         Command::Run(args) => run_daemon(args),
         Command::Validate(args) => run_validate(args),
@@ -481,6 +527,31 @@ fn account_id(s: &str) -> Result<String, String> {
     }
 }
 
+/// `s3://bucket/prefix`, for `backfill`.
+fn s3_url(s: &str) -> Result<(String, String), String> {
+    s3::parse_url(s).ok_or_else(|| format!("{s:?} is not s3://bucket/prefix"))
+}
+
+/// The objects `--from`, `--to`, `--account` and `--region` select, for `scan` and
+/// `backfill`; an error when the range is empty.
+fn selection(
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    accounts: Vec<String>,
+    regions: Vec<String>,
+) -> Result<Selection, String> {
+    if let (Some(from), Some(to)) = (from, to)
+        && from >= to
+    {
+        return Err(format!("--from {from} is not before --to {to}"));
+    }
+    Ok(Selection {
+        range: TimeRange { from, to },
+        accounts,
+        regions,
+    })
+}
+
 fn account_name(s: &str) -> Result<(String, String), String> {
     let (id, name) = s
         .split_once('=')
@@ -523,17 +594,22 @@ fn run_scan(args: ScanArgs) -> ExitCode {
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         account_names: AccountNames::new(args.account_names),
-        selection: Selection {
-            range: TimeRange {
-                from: args.from,
-                to: args.to,
-            },
-            accounts: args.accounts,
-            regions: if args.event_history {
+        selection: match selection(
+            args.from,
+            args.to,
+            args.accounts,
+            // With --event-history, --region names the regions to read, not keys to select.
+            if args.event_history {
                 Vec::new()
             } else {
                 args.regions.clone()
             },
+        ) {
+            Ok(selection) => selection,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
         },
         s3_concurrency: usize::from(args.s3_concurrency),
         progress: !args.quiet,
@@ -541,12 +617,6 @@ fn run_scan(args: ScanArgs) -> ExitCode {
         sort: args.sort,
         sort_run_bytes: args.sort_run_bytes,
     };
-    if let (Some(from), Some(to)) = (args.from, args.to)
-        && from >= to
-    {
-        eprintln!("error: --from {from} is not before --to {to}");
-        return ExitCode::from(EXIT_USAGE);
-    }
     let summary = match scan::run(&rules, &args.paths, &options) {
         Ok(s) => s,
         // Not a usage error: the disk (or the temporary directory) failed.
@@ -568,6 +638,43 @@ fn run_scan(args: ScanArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+fn run_backfill(args: BackfillArgs) -> ExitCode {
+    let selection = match selection(Some(args.from), Some(args.to), args.accounts, args.regions) {
+        Ok(selection) => selection,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let (bucket, prefix) = args.url;
+    let options = backfill::Options {
+        bucket,
+        prefix,
+        selection,
+        queue_url: if args.dry_run { None } else { args.queue },
+        concurrency: usize::from(args.concurrency),
+        progress: !args.quiet,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let summary = runtime.block_on(backfill::run(&options));
+    let _ = summary.write_to(&mut std::io::stderr());
+    if summary.failed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn run_audit(args: AuditArgs) -> ExitCode {

@@ -112,11 +112,16 @@ impl Selection {
     }
 }
 
-/// A key to read, with its size for progress.
+/// A key to read, with what the listing said of its object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
     pub key: String,
+    /// Bytes, for progress and totals.
     pub size: u64,
+    /// The ETag without its quotes, as S3's event notifications spell it; empty if absent.
+    pub etag: String,
+    /// When the object was written (LastModified).
+    pub modified: Option<DateTime<Utc>>,
 }
 
 /// What a listing did, counted as it goes.
@@ -203,7 +208,7 @@ fn is_account(s: &str) -> bool {
 }
 
 /// A log object key in the layout: its account, region and day.
-fn place(key: &str) -> Option<(String, String, NaiveDate)> {
+pub fn place(key: &str) -> Option<(String, String, NaiveDate)> {
     let (dir, _) = key.rsplit_once('/')?;
     let segs: Vec<&str> = dir.split('/').collect();
     let i = segs.iter().rposition(|s| *s == "AWSLogs")?;
@@ -331,8 +336,15 @@ impl Lister {
             };
             for object in page.contents() {
                 let Some(key) = object.key() else { continue };
-                let size = object.size().map_or(0, |s| u64::try_from(s).unwrap_or(0));
-                if !self.send_if_wanted(&job, key, size).await {
+                let listed = Listed {
+                    key: key.to_owned(),
+                    size: object.size().map_or(0, |s| u64::try_from(s).unwrap_or(0)),
+                    etag: object.e_tag().unwrap_or("").trim_matches('"').to_owned(),
+                    modified: object
+                        .last_modified()
+                        .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+                };
+                if !self.send_if_wanted(&job, listed).await {
                     return Vec::new();
                 }
             }
@@ -344,14 +356,14 @@ impl Lister {
     }
 
     /// Sends or counts one listed key; false once nobody is receiving.
-    async fn send_if_wanted(&self, job: &Job, key: &str, size: u64) -> bool {
+    async fn send_if_wanted(&self, job: &Job, listed: Listed) -> bool {
         let wanted = match job {
             Job::Count(_) => {
                 ListStats::add(&self.stats.outside_layout, 1);
                 return true;
             }
             Job::Keys { .. } if self.selection.is_all() => true,
-            Job::Keys { .. } | Job::Walk(_) => match place(key) {
+            Job::Keys { .. } | Job::Walk(_) => match place(&listed.key) {
                 Some((account, region, day)) => {
                     self.wants_account(&account)
                         && self.wants_region(&region)
@@ -367,11 +379,7 @@ impl Lister {
             return true;
         }
         ListStats::add(&self.stats.objects, 1);
-        ListStats::add(&self.stats.bytes, size);
-        let listed = Listed {
-            key: key.to_owned(),
-            size,
-        };
+        ListStats::add(&self.stats.bytes, listed.size);
         self.tx.send(Ok(listed)).await.is_ok()
     }
 

@@ -6,10 +6,12 @@
 //!   the one INFO line when a failing dependency works again.
 //! - [`health`]: `/healthz` (the receive loop is alive and its last receive succeeded) and the
 //!   `healthcheck` probe.
+//! - [`progress`]: the offline commands' progress on stderr (`scan`, `backfill`).
 
 pub mod emf;
 pub mod health;
 pub mod metrics;
+pub mod progress;
 
 pub use metrics::{Dependency, Metrics};
 
