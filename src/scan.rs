@@ -612,7 +612,7 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
                     let mut finished = Finished::default();
                     let mut outside_range = 0;
                     let mut raised = 0u64;
-                    let read = pipeline::export_at_least(
+                    let read = pipeline::export(
                         rules,
                         &name,
                         input,

@@ -171,28 +171,9 @@ pub fn object(
 /// Like [`object`], for a file that may be any shape of CloudTrail input people keep (JSON
 /// lines, arrays, single events, lookup-events and Lake exports; see [`Shapes::Any`]), as
 /// `scan` reads them. A file that is none of them fails with the reason, never reads as
-/// holding no records.
+/// holding no records. Only the alerts at or above `min_level` are built: the matches of
+/// rules below it still count towards correlations, and damage is always raised.
 pub fn export(
-    rules: &RuleSet,
-    source: &str,
-    input: impl Read + Send + 'static,
-    max_decompressed: u64,
-    sink: &mut AlertSink<'_>,
-) -> Result<LogReport, Broken> {
-    export_at_least(
-        rules,
-        source,
-        input,
-        max_decompressed,
-        Level::Informational,
-        sink,
-    )
-}
-
-/// Like [`export`], for a caller that keeps only the alerts at or above `min_level`: the
-/// alerts of rules below it are never built (their matches still count towards
-/// correlations, and damage is always raised).
-pub fn export_at_least(
     rules: &RuleSet,
     source: &str,
     input: impl Read + Send + 'static,
