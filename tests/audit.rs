@@ -25,6 +25,7 @@ const ACCOUNT: &str = "123456789012";
 
 async fn sdk_at(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(trailwarden::aws::https_client())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(aws_sdk_iam::config::Credentials::new(

@@ -10,8 +10,8 @@ fn read(path: &str) -> String {
         .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Every AWS SDK client crate the daemon's code uses, by the name of its VPC endpoint
-/// service (`com.amazonaws.<region>.<name>`).
+/// Every AWS service the daemon's code calls, through its SDK client crate or through
+/// `aws::signed`, by the name of its VPC endpoint service (`com.amazonaws.<region>.<name>`).
 fn services_called() -> Vec<&'static str> {
     let endpoints = [
         ("aws_sdk_s3", "s3"),
@@ -36,6 +36,15 @@ fn services_called() -> Vec<&'static str> {
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
             crates.insert(name);
+        }
+        // The services called without an SDK client, through `aws::signed::Api::new(sdk,
+        // "<signing name>", ...)`, count as that service's crate.
+        for (at, _) in text.match_indices("Api::new(") {
+            let args = &text[at..];
+            let args = &args[..args.find(')').unwrap_or(args.len())];
+            if let Some(name) = args.split('"').nth(1) {
+                crates.insert(format!("aws_sdk_{}", name.replace('-', "")));
+            }
         }
     }
     crates

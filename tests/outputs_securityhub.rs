@@ -106,8 +106,9 @@ async fn findings_are_imported_updated_and_archived() {
         region: "us-east-1".into(),
         partition: caller.partition,
     };
-    let client = aws::securityhub_client(&sdk, &metrics);
-    let hub = Hub::new(client.clone(), home.clone(), metrics.clone());
+    // The test's own client, to enable Security Hub and read the findings back.
+    let client = aws_sdk_securityhub::Client::new(&sdk);
+    let hub = Hub::new(&sdk, home.clone(), &metrics);
 
     // Not enabled: a setting that names the fix.
     let err = hub
@@ -283,9 +284,9 @@ async fn findings_are_imported_updated_and_archived() {
     );
 
     // A finding Security Hub refuses is rejected, naming it and Security Hub's reason.
-    let mut bad = securityhub::render(&opened, &names, &home, &securityhub::now()).sdk(&home);
-    bad.id = Some("trailwarden/inc-bad".into());
-    bad.resources = Some(Vec::new());
+    let mut bad = securityhub::render(&opened, &names, &home, &securityhub::now()).asff(&home);
+    bad["Id"] = "trailwarden/inc-bad".into();
+    bad["Resources"] = serde_json::json!([]);
     let err = hub.import(bad).await.expect_err("no resources");
     assert_eq!(err.fault, Fault::Rejected);
     assert!(

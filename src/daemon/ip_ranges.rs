@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_smithy_async::rt::sleep::TokioSleep;
 use aws_smithy_runtime_api::client::http::{
     HttpConnector, HttpConnectorSettings, SharedHttpConnector,
 };
@@ -69,14 +68,10 @@ impl Http {
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(30))
             .build();
-        let connector = aws_smithy_http_client::default_connector(
-            &settings,
-            Some(aws_smithy_async::rt::sleep::SharedAsyncSleep::new(
-                TokioSleep::new(),
-            )),
-        )
-        .expect("the SDK's rustls client is a compiled-in feature");
-        Http { url, connector }
+        Http {
+            url,
+            connector: aws::https_connector(&settings),
+        }
     }
 }
 

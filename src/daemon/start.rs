@@ -237,11 +237,7 @@ async fn output(
                 region: sdk.region().map(|r| r.to_string()).unwrap_or_default(),
                 partition: caller.partition,
             };
-            Arc::new(Hub::new(
-                aws::securityhub_client(sdk, metrics),
-                home,
-                metrics.clone(),
-            ))
+            Arc::new(Hub::new(sdk, home, metrics))
         }
     })
 }

@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_smithy_async::rt::sleep::{SharedAsyncSleep, TokioSleep};
 use aws_smithy_runtime_api::client::http::{
     HttpConnector, HttpConnectorSettings, SharedHttpConnector,
 };
@@ -36,6 +35,7 @@ use aws_smithy_types::byte_stream::ByteStream;
 use serde_json::{Value, json};
 
 use super::Output;
+use crate::aws::signed::{Api, Protocol};
 use crate::aws::{self, Answer, Edge, Failed};
 use crate::finding::Level;
 use crate::finding::accounts::AccountNames;
@@ -351,20 +351,11 @@ fn reason(body: &[u8], routing_key: &str) -> String {
     cut(&text, MAX_REASON_CHARS)
 }
 
-/// Whether a failed request never left this host: the connection was not made (refused,
-/// unreachable, no DNS answer). Anything later may have delivered the event.
-fn not_sent(err: &(dyn std::error::Error + 'static)) -> bool {
-    // hyper-util reports a failed connection as `client error (Connect)` over the connector's
-    // `tcp connect error` / `dns error`; the SDK's connector keeps that chain as the source.
-    let chain = format!("{err}{}", aws::causes(err));
-    chain.contains("(Connect)") || chain.contains("connect error") || chain.contains("dns error")
-}
-
 /// The `pagerduty` output: POSTs each message to the Events API with the routing key.
 ///
-/// The HTTP client is the AWS SDK's own (hyper and rustls with aws-lc-rs, the system's root
-/// certificates), which the daemon already carries for every AWS call and for AWS's IP
-/// ranges: one HTTP and TLS stack for the whole process.
+/// The HTTP client is the AWS SDK's own ([`aws::https_connector`]: hyper and rustls with ring,
+/// the system's root certificates), which the daemon already carries for every AWS call and
+/// for AWS's IP ranges: one HTTP and TLS stack for the whole process.
 pub struct Events {
     /// The Events API's enqueue URL (US or EU service region, or a test server).
     url: String,
@@ -388,15 +379,10 @@ impl Events {
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(REQUEST_TIMEOUT)
             .build();
-        let client = aws_smithy_http_client::default_connector(
-            &settings,
-            Some(SharedAsyncSleep::new(TokioSleep::new())),
-        )
-        .expect("the SDK's rustls client is a compiled-in feature");
         Events {
             url,
             routing_key,
-            client,
+            client: aws::https_connector(&settings),
         }
     }
 
@@ -430,15 +416,11 @@ impl Events {
             .headers_mut()
             .insert("content-type", "application/json");
         let call = async {
-            let response = self.client.call(request).await.map_err(|e| {
-                let sent = !not_sent(&e);
-                let why = if e.is_timeout() {
-                    format!("timed out{}", aws::causes(&e))
-                } else {
-                    format!("the request could not be sent: {e}{}", aws::causes(&e))
-                };
-                self.failed(Answer::Unavailable, sent, what, why)
-            })?;
+            let response = self
+                .client
+                .call(request)
+                .await
+                .map_err(|e| aws::unanswered(Edge::Sink, what, &e))?;
             let status = response.status().as_u16();
             let mut stream = ByteStream::new(response.into_body());
             let mut answer = Vec::new();
@@ -563,21 +545,24 @@ pub async fn routing_key(
     let service = at.split(':').nth(2).unwrap_or("");
     let value = match service {
         "secretsmanager" => {
-            let client = aws::secretsmanager_client(sdk, metrics);
-            metrics.aws_request("GetSecretValue");
-            let out = client
-                .get_secret_value()
-                .secret_id(at)
-                .send()
-                .await
-                .map_err(|e| {
-                    aws::failed(
-                        Edge::Sink,
-                        &format!("Secrets Manager GetSecretValue {at}"),
-                        &e,
-                    )
-                })?;
-            let Some(text) = out.secret_string else {
+            let api = Api::new(
+                sdk,
+                "secretsmanager",
+                Protocol::Json11 {
+                    target_prefix: "secretsmanager",
+                },
+                metrics,
+            );
+            let out = api
+                .call(
+                    Edge::Sink,
+                    &format!("Secrets Manager GetSecretValue {at}"),
+                    "GetSecretValue",
+                    ("POST", "/"),
+                    Some(&json!({ "SecretId": at })),
+                )
+                .await?;
+            let Some(text) = out["SecretString"].as_str() else {
                 return Err(Failed::new(
                     Edge::Sink,
                     Answer::Missing,
@@ -586,21 +571,32 @@ pub async fn routing_key(
                     ),
                 ));
             };
-            from_secret(&text)
+            from_secret(text)
         }
         "ssm" => {
-            let client = aws::ssm_client(sdk, metrics);
-            metrics.aws_request("GetParameter");
+            let api = Api::new(
+                sdk,
+                "ssm",
+                Protocol::Json11 {
+                    target_prefix: "AmazonSSM",
+                },
+                metrics,
+            );
             // GetParameter takes the parameter's ARN as its name (required for one shared
             // from another account), so the ARN from the settings is passed as it is.
-            let out = client
-                .get_parameter()
-                .name(at)
-                .with_decryption(true)
-                .send()
-                .await
-                .map_err(|e| aws::failed(Edge::Sink, &format!("SSM GetParameter {at}"), &e))?;
-            out.parameter.and_then(|p| p.value).unwrap_or_default()
+            let out = api
+                .call(
+                    Edge::Sink,
+                    &format!("SSM GetParameter {at}"),
+                    "GetParameter",
+                    ("POST", "/"),
+                    Some(&json!({ "Name": at, "WithDecryption": true })),
+                )
+                .await?;
+            out["Parameter"]["Value"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
         }
         _ => {
             return Err(Failed::new(

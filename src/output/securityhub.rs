@@ -25,14 +25,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_securityhub::types::{
-    AwsSecurityFinding, Compliance, ComplianceStatus, FindingProviderFields,
-    FindingProviderSeverity, Partition, Recommendation, RecordState, Remediation, Resource,
-    Severity, SeverityLabel, Workflow, WorkflowStatus,
-};
+use aws_config::SdkConfig;
+use serde_json::{Value, json};
 
 use super::Output;
-use crate::aws::{self, Answer, Edge, Failed};
+use crate::aws::signed::{Api, Protocol};
+use crate::aws::{Answer, Edge, Failed};
 use crate::finding::accounts::AccountNames;
 use crate::finding::alert::clean;
 use crate::finding::fold::Tally;
@@ -95,7 +93,7 @@ pub struct Subject {
     pub id: String,
 }
 
-/// A rendered ASFF finding, in plain data; [`Finding::sdk`] converts it at the edge.
+/// A rendered ASFF finding, in plain data; [`Finding::asff`] writes it as the API's JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
     pub id: String,
@@ -526,81 +524,63 @@ fn resolved(
 }
 
 impl Finding {
-    /// The SDK's finding, with the provider's own severity and types in
+    /// The finding as ASFF JSON, with the provider's own severity and types also in
     /// `FindingProviderFields` (the fields providers update them through).
-    pub fn sdk(self, home: &Home) -> AwsSecurityFinding {
-        let label = SeverityLabel::from(label(self.level));
-        let original = self.level.as_str();
-        let mut b = AwsSecurityFinding::builder()
-            .schema_version(SCHEMA_VERSION)
-            .id(self.id)
-            .product_arn(self.product_arn)
-            .product_name("trailwarden")
-            .generator_id(self.generator_id)
-            .aws_account_id(self.aws_account_id)
-            .set_types(Some(self.types.clone()))
-            .created_at(self.created_at)
-            .updated_at(self.updated_at)
-            .set_first_observed_at(self.first_observed_at)
-            .set_last_observed_at(self.last_observed_at)
-            .severity(
-                Severity::builder()
-                    .label(label.clone())
-                    .original(original)
-                    .build(),
-            )
-            .finding_provider_fields(
-                FindingProviderFields::builder()
-                    .severity(
-                        FindingProviderSeverity::builder()
-                            .label(label)
-                            .original(original)
-                            .build(),
-                    )
-                    .set_types(Some(self.types))
-                    .build(),
-            )
-            .title(self.title)
-            .description(self.description)
-            .record_state(match self.state {
-                State::Active => RecordState::Active,
-                State::Archived => RecordState::Archived,
-            });
+    pub fn asff(self, home: &Home) -> Value {
+        let severity = json!({ "Label": label(self.level), "Original": self.level.as_str() });
+        let resources: Vec<Value> = self
+            .resources
+            .into_iter()
+            .map(|r| {
+                json!({
+                    "Type": r.kind,
+                    "Id": r.id,
+                    "Partition": home.partition,
+                    "Region": home.region,
+                })
+            })
+            .collect();
+        let mut f = json!({
+            "SchemaVersion": SCHEMA_VERSION,
+            "Id": self.id,
+            "ProductArn": self.product_arn,
+            "ProductName": "trailwarden",
+            "GeneratorId": self.generator_id,
+            "AwsAccountId": self.aws_account_id,
+            "Types": self.types,
+            "CreatedAt": self.created_at,
+            "UpdatedAt": self.updated_at,
+            "Severity": severity,
+            "FindingProviderFields": { "Severity": severity, "Types": self.types },
+            "Title": self.title,
+            "Description": self.description,
+            "RecordState": match self.state {
+                State::Active => "ACTIVE",
+                State::Archived => "ARCHIVED",
+            },
+            "Resources": resources,
+            "ProductFields": self.product_fields,
+        });
+        let mut set = |key: &str, value: Value| {
+            f[key] = value;
+        };
+        if let Some(at) = self.first_observed_at {
+            set("FirstObservedAt", json!(at));
+        }
+        if let Some(at) = self.last_observed_at {
+            set("LastObservedAt", json!(at));
+        }
         if let Some(text) = self.recommendation {
-            b = b.remediation(
-                Remediation::builder()
-                    .recommendation(Recommendation::builder().text(text).build())
-                    .build(),
-            );
-        }
-        for r in self.resources {
-            b = b.resources(
-                Resource::builder()
-                    .r#type(r.kind)
-                    .id(r.id)
-                    .partition(Partition::from(home.partition.as_str()))
-                    .region(&home.region)
-                    .build(),
-            );
-        }
-        for (k, v) in self.product_fields {
-            b = b.product_fields(k, v);
+            set("Remediation", json!({ "Recommendation": { "Text": text } }));
         }
         if self.workflow_new {
-            b = b.workflow(Workflow::builder().status(WorkflowStatus::New).build());
+            set("Workflow", json!({ "Status": "NEW" }));
         }
         if let Some(passed) = self.compliance {
-            b = b.compliance(
-                Compliance::builder()
-                    .status(if passed {
-                        ComplianceStatus::Passed
-                    } else {
-                        ComplianceStatus::Failed
-                    })
-                    .build(),
-            );
+            let status = if passed { "PASSED" } else { "FAILED" };
+            set("Compliance", json!({ "Status": status }));
         }
-        b.build()
+        f
     }
 }
 
@@ -633,17 +613,16 @@ pub fn refused(id: &str, code: &str, message: &str) -> Failed {
 
 /// The Security Hub output.
 pub struct Hub {
-    client: aws_sdk_securityhub::Client,
+    api: Api,
     home: Home,
-    metrics: Arc<Metrics>,
 }
 
 impl Hub {
-    pub fn new(client: aws_sdk_securityhub::Client, home: Home, metrics: Arc<Metrics>) -> Hub {
+    /// The output for the SDK configuration's region; findings are imported into `home`.
+    pub fn new(sdk: &SdkConfig, home: Home, metrics: &Arc<Metrics>) -> Hub {
         Hub {
-            client,
+            api: Api::new(sdk, "securityhub", Protocol::RestJson, metrics),
             home,
-            metrics,
         }
     }
 
@@ -651,35 +630,31 @@ impl Hub {
         &self.home
     }
 
-    /// Imports one finding: one `BatchImportFindings` call, retried only by the SDK.
-    pub async fn import(&self, finding: AwsSecurityFinding) -> Result<(), Failed> {
-        let id = finding.id().unwrap_or_default().to_owned();
-        self.metrics.aws_request("BatchImportFindings");
+    /// Imports one finding: one `BatchImportFindings` call.
+    pub async fn import(&self, finding: Value) -> Result<(), Failed> {
+        let id = finding["Id"].as_str().unwrap_or_default().to_owned();
         let out = self
-            .client
-            .batch_import_findings()
-            .findings(finding)
-            .send()
-            .await
-            .map_err(|e| {
-                aws::failed(
-                    Edge::Sink,
-                    &format!(
-                        "Security Hub BatchImportFindings {id} in {}",
-                        self.home.region
-                    ),
-                    &e,
-                )
-            })?;
+            .api
+            .call(
+                Edge::Sink,
+                &format!(
+                    "Security Hub BatchImportFindings {id} in {}",
+                    self.home.region
+                ),
+                "BatchImportFindings",
+                ("POST", "/findings/import"),
+                Some(&json!({ "Findings": [finding] })),
+            )
+            .await?;
         // A request Security Hub accepted can still refuse its findings, one by one.
-        if let Some(e) = out.failed_findings().first() {
+        if let Some(e) = out["FailedFindings"].get(0) {
             return Err(refused(
-                e.id().unwrap_or(&id),
-                e.error_code().unwrap_or("unknown"),
-                e.error_message().unwrap_or("no message"),
+                e["Id"].as_str().unwrap_or(&id),
+                e["ErrorCode"].as_str().unwrap_or("unknown"),
+                e["ErrorMessage"].as_str().unwrap_or("no message"),
             ));
         }
-        if out.failed_count().unwrap_or(0) > 0 {
+        if out["FailedCount"].as_u64().unwrap_or(0) > 0 {
             return Err(Failed::new(
                 Edge::Sink,
                 Answer::Unavailable,
@@ -696,35 +671,28 @@ impl Hub {
 impl Output for Hub {
     async fn deliver(&self, message: &Message, names: &AccountNames) -> Result<(), Failed> {
         let finding = render(message, names, &self.home, &now());
-        self.import(finding.sdk(&self.home)).await
+        self.import(finding.asff(&self.home)).await
     }
 
     /// Checks that Security Hub is enabled in this account and region.
     async fn check(&self) -> Result<(), Failed> {
-        self.metrics.aws_request("DescribeHub");
-        match self.client.describe_hub().send().await {
+        let what = format!("Security Hub DescribeHub in {}", self.home.region);
+        match self
+            .api
+            .call(Edge::Sink, &what, "DescribeHub", ("GET", "/accounts"), None)
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(e) => {
-                use aws_sdk_securityhub::error::ProvideErrorMetadata;
-                // Security Hub's answer when it is not enabled: a setting, whatever the status.
-                if e.code() == Some("InvalidAccessException") {
-                    return Err(Failed::new(
-                        Edge::Sink,
-                        Answer::Denied,
-                        format!(
-                            "Security Hub is not enabled in {} for account {}: enable it (aws securityhub enable-security-hub) or remove the output ({})",
-                            self.home.region,
-                            self.home.account,
-                            e.message().unwrap_or("InvalidAccessException"),
-                        ),
-                    ));
-                }
-                Err(aws::failed(
-                    Edge::Sink,
-                    &format!("Security Hub DescribeHub in {}", self.home.region),
-                    &e,
-                ))
-            }
+            // Security Hub's answer when it is not enabled: a setting, whatever the status.
+            Err(e) if e.code.as_deref() == Some("InvalidAccessException") => Err(Failed::new(
+                Edge::Sink,
+                Answer::Denied,
+                format!(
+                    "Security Hub is not enabled in {} for account {}: enable it (aws securityhub enable-security-hub) or remove the output ({})",
+                    self.home.region, self.home.account, e.sentence,
+                ),
+            )),
+            Err(e) => Err(e),
         }
     }
 }
@@ -856,15 +824,10 @@ mod tests {
                 incident_id: "inc-2",
                 finding: &s,
             });
-            let sdk = render(&m, &AccountNames::default(), &home(), NOW).sdk(&home());
-            let severity = sdk.severity().expect("severity");
-            assert_eq!(severity.label().map(|l| l.as_str()), Some(want));
-            assert_eq!(severity.original(), Some(level.as_str()));
-            let provider = sdk
-                .finding_provider_fields()
-                .and_then(|p| p.severity())
-                .expect("provider severity");
-            assert_eq!(provider.label().map(|l| l.as_str()), Some(want));
+            let asff = render(&m, &AccountNames::default(), &home(), NOW).asff(&home());
+            assert_eq!(asff["Severity"]["Label"], want);
+            assert_eq!(asff["Severity"]["Original"], level.as_str());
+            assert_eq!(asff["FindingProviderFields"]["Severity"]["Label"], want);
         }
     }
 
@@ -1074,13 +1037,13 @@ mod tests {
         assert_eq!(r.compliance, Some(true));
         assert!(!r.workflow_new);
         assert!(r.description.starts_with("Fixed: user-without-mfa"));
-        let sdk = r.sdk(&home());
-        assert_eq!(sdk.record_state(), Some(&RecordState::Archived));
-        assert!(sdk.workflow().is_none());
-        assert_eq!(
-            sdk.compliance().and_then(|c| c.status()),
-            Some(&ComplianceStatus::Passed)
-        );
+        let asff = r.asff(&home());
+        assert_eq!(asff["RecordState"], "ARCHIVED");
+        assert!(asff.get("Workflow").is_none());
+        assert_eq!(asff["Compliance"]["Status"], "PASSED");
+        assert_eq!(asff["Resources"][0]["Type"], "AwsIamUser");
+        assert_eq!(asff["Resources"][0]["Partition"], "aws");
+        assert_eq!(asff["Resources"][0]["Region"], "eu-west-1");
     }
 
     #[test]

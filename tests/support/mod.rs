@@ -135,6 +135,7 @@ impl Moto {
     /// SDK configuration for the test's own clients.
     pub async fn sdk(&self) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
+            .http_client(trailwarden::aws::https_client())
             .region(Region::new("us-east-1"))
             .endpoint_url(&self.endpoint)
             .credentials_provider(aws_sdk_s3::config::Credentials::new(

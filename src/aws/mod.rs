@@ -5,6 +5,8 @@
 //! production). `endpoint_url` points every client at an emulator; S3 then needs path-style
 //! addressing because `bucket.127.0.0.1` does not resolve.
 
+pub mod signed;
+
 use std::error::Error as StdError;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -16,13 +18,17 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_async::rt::sleep::{SharedAsyncSleep, TokioSleep};
+use aws_smithy_http_client::{Connector, proxy::ProxyConfig, tls};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, Metadata};
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
@@ -189,6 +195,7 @@ pub fn next_wait(backoff: &mut ExponentialBackoff) -> Duration {
 /// Loads the shared SDK configuration with the daemon's timeouts and retry policy.
 pub async fn sdk_config(region: Option<&str>, endpoint_url: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
         .timeout_config(
             TimeoutConfig::builder()
@@ -243,36 +250,6 @@ pub fn sns_client(config: &SdkConfig, metrics: &Arc<Metrics>) -> aws_sdk_sns::Cl
     aws_sdk_sns::Client::from_conf(sns)
 }
 
-/// A Secrets Manager client (the pagerduty output's routing key).
-pub fn secretsmanager_client(
-    config: &SdkConfig,
-    metrics: &Arc<Metrics>,
-) -> aws_sdk_secretsmanager::Client {
-    let sm = aws_sdk_secretsmanager::config::Builder::from(config)
-        .interceptor(RetryCounter(metrics.clone()))
-        .build();
-    aws_sdk_secretsmanager::Client::from_conf(sm)
-}
-
-/// An SSM client (the pagerduty output's routing key in Parameter Store).
-pub fn ssm_client(config: &SdkConfig, metrics: &Arc<Metrics>) -> aws_sdk_ssm::Client {
-    let ssm = aws_sdk_ssm::config::Builder::from(config)
-        .interceptor(RetryCounter(metrics.clone()))
-        .build();
-    aws_sdk_ssm::Client::from_conf(ssm)
-}
-
-/// A Security Hub client.
-pub fn securityhub_client(
-    config: &SdkConfig,
-    metrics: &Arc<Metrics>,
-) -> aws_sdk_securityhub::Client {
-    let hub = aws_sdk_securityhub::config::Builder::from(config)
-        .interceptor(RetryCounter(metrics.clone()))
-        .build();
-    aws_sdk_securityhub::Client::from_conf(hub)
-}
-
 /// A CloudTrail client for `region` that starts at most one HTTP request per `every`, the
 /// SDK's retries included, for an API with a per-region call rate limit (LookupEvents: 2 per
 /// second). Pacing the requests themselves, rather than the calls, keeps a retried attempt
@@ -299,7 +276,7 @@ pub fn cloudtrail_paced_client(
         )
         .http_client(Paced {
             pacer: Arc::new(Pacer::new(every)),
-            connector: std::sync::OnceLock::new(),
+            inner: https_client(),
         })
         .build();
     aws_sdk_cloudtrail::Client::from_conf(conf)
@@ -334,13 +311,46 @@ impl Pacer {
     }
 }
 
-/// The SDK's default HTTPS client (rustls with aws-lc, the environment's proxy settings), its
-/// every request waiting for the [`Pacer`] first.
+/// The HTTPS client of every AWS call: the SDK's own hyper client, on rustls with ring, with
+/// the environment's proxy settings (`HTTPS_PROXY`, `NO_PROXY`), as the SDK's default client
+/// has them. Ring rather than the default aws-lc: the SDK crates are built without their
+/// default client, because aws-lc's C build was one of the longest steps of a cold release
+/// build, and nothing here needs what it adds (FIPS, post-quantum key exchange).
+pub fn https_client() -> SharedHttpClient {
+    // The SDK's own default client is built with this (documented-hidden) builder function;
+    // it caches one connector, so one connection pool, per distinct connector settings.
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        connector(settings, components.and_then(|c| c.sleep_impl()))
+    })
+}
+
+/// A connector like [`https_client`]'s, for the plain HTTPS calls made outside an SDK client
+/// (PagerDuty's Events API, AWS's ip-ranges.json).
+pub fn https_connector(settings: &HttpConnectorSettings) -> SharedHttpConnector {
+    SharedHttpConnector::new(connector(
+        Some(settings),
+        Some(SharedAsyncSleep::new(TokioSleep::new())),
+    ))
+}
+
+fn connector(
+    settings: Option<&HttpConnectorSettings>,
+    sleep: Option<SharedAsyncSleep>,
+) -> Connector {
+    let mut builder = Connector::builder().tls_provider(tls::Provider::Rustls(
+        tls::rustls_provider::CryptoMode::Ring,
+    ));
+    builder.set_connector_settings(settings.cloned());
+    builder.set_sleep_impl(sleep);
+    builder.set_proxy_config(Some(ProxyConfig::from_env()));
+    builder.build()
+}
+
+/// [`https_client`], its every request waiting for the [`Pacer`] first.
 #[derive(Debug)]
 struct Paced {
     pacer: Arc<Pacer>,
-    /// Built once: one connection pool for the client's calls, whose settings are its own.
-    connector: std::sync::OnceLock<SharedHttpConnector>,
+    inner: SharedHttpClient,
 }
 
 impl HttpClient for Paced {
@@ -349,24 +359,10 @@ impl HttpClient for Paced {
         settings: &HttpConnectorSettings,
         components: &RuntimeComponents,
     ) -> SharedHttpConnector {
-        self.connector
-            .get_or_init(|| {
-                use aws_smithy_http_client::{Connector, proxy::ProxyConfig, tls};
-                let mut builder = Connector::builder()
-                    .connector_settings(settings.clone())
-                    .proxy_config(ProxyConfig::from_env());
-                builder.set_sleep_impl(components.sleep_impl());
-                let https = builder
-                    .tls_provider(tls::Provider::Rustls(
-                        tls::rustls_provider::CryptoMode::AwsLc,
-                    ))
-                    .build();
-                SharedHttpConnector::new(PacedConnector {
-                    inner: SharedHttpConnector::new(https),
-                    pacer: self.pacer.clone(),
-                })
-            })
-            .clone()
+        SharedHttpConnector::new(PacedConnector {
+            inner: self.inner.http_connector(settings, components),
+            pacer: self.pacer.clone(),
+        })
     }
 }
 
@@ -504,45 +500,25 @@ where
     E: OperationError,
     R: HttpStatus + std::fmt::Debug + 'static,
 {
-    let (code, answer, ambiguous, reason) = match err {
+    let (answer, ambiguous, reason) = match err {
         SdkError::ServiceError(ctx) => {
-            let status = ctx.raw().status_code();
-            let code = ProvideErrorMetadata::code(ctx.err()).map(str::to_owned);
-            let answer =
-                if ctx.err().retryable_error_kind().is_some() || status == 429 || status >= 500 {
-                    Answer::Unavailable
-                } else if let Some(answer) = code.as_deref().and_then(answer_of_code) {
-                    answer
-                } else {
-                    match status {
-                        404 => Answer::Missing,
-                        401 | 403 => Answer::Denied,
-                        _ => Answer::Invalid,
-                    }
-                };
-            let mut reason = match (&code, ProvideErrorMetadata::message(ctx.err())) {
-                (Some(code), Some(message)) => format!("{code}: {message}"),
-                (Some(code), None) => code.clone(),
-                (None, Some(message)) => message.to_owned(),
-                (None, None) => format!("the service answered HTTP {status}"),
-            };
-            // The status adds to a bare code or message; a bare status is already the reason.
-            if code.is_some() != ProvideErrorMetadata::message(ctx.err()).is_some() {
-                let _ = write!(reason, " (HTTP {status})");
-            }
-            // A 5xx may come after the work was done (AWS documents InternalError as "may
-            // have succeeded"); throttling means it was not.
-            (code, answer, status >= 500, reason)
+            let e = ctx.err();
+            return answered(
+                edge,
+                what,
+                ctx.raw().status_code(),
+                ProvideErrorMetadata::code(e),
+                ProvideErrorMetadata::message(e),
+                e.retryable_error_kind().is_some(),
+            );
         }
         // The request may have arrived and been carried out, its answer lost.
         SdkError::TimeoutError(_) => (
-            None,
             Answer::Unavailable,
             true,
             format!("timed out{}", causes(err)),
         ),
         SdkError::ResponseError(_) => (
-            None,
             Answer::Unavailable,
             true,
             format!("the response could not be read{}", causes(err)),
@@ -550,25 +526,84 @@ where
         // The SDK documents that a request that failed in dispatch may have been sent; only a
         // connection that was never made is sure not to have been.
         SdkError::DispatchFailure(d) => (
-            None,
             Answer::Unavailable,
             !d.is_timeout() && !causes(err).contains("onnect"),
             format!("the request could not be sent{}", causes(err)),
         ),
         _ => (
-            None,
             Answer::Invalid,
             false,
             format!("the request could not be built{}", causes(err)),
         ),
     };
+    let mut f = Failed::new(edge, answer, format!("{what} failed: {reason}"));
+    f.ambiguous = ambiguous;
+    f
+}
+
+/// Describes and classifies a service's error answer at `edge`: its HTTP status, its error
+/// code and message, and whether the SDK's retry layer counts it as retryable.
+pub fn answered(
+    edge: Edge,
+    what: &str,
+    status: u16,
+    code: Option<&str>,
+    message: Option<&str>,
+    retryable: bool,
+) -> Failed {
+    let answer = if retryable || status == 429 || status >= 500 {
+        Answer::Unavailable
+    } else if let Some(answer) = code.and_then(answer_of_code) {
+        answer
+    } else {
+        match status {
+            404 => Answer::Missing,
+            401 | 403 => Answer::Denied,
+            _ => Answer::Invalid,
+        }
+    };
+    let mut reason = match (code, message) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        (None, Some(message)) => message.to_owned(),
+        (None, None) => format!("the service answered HTTP {status}"),
+    };
+    // The status adds to a bare code or message; a bare status is already the reason.
+    if code.is_some() != message.is_some() {
+        let _ = write!(reason, " (HTTP {status})");
+    }
     Failed {
-        code,
+        code: code.map(str::to_owned),
         answer,
         fault: edge.fault(answer),
-        ambiguous,
+        // A 5xx may come after the work was done (AWS documents InternalError as "may have
+        // succeeded"); throttling means it was not.
+        ambiguous: status >= 500,
         sentence: format!("{what} failed: {reason}"),
     }
+}
+
+/// Describes and classifies a plain HTTP call that got no answer: outside an SDK client, a
+/// connector's error is all there is. Only a connection that was never made is sure not to
+/// have carried the request.
+pub fn unanswered(edge: Edge, what: &str, err: &ConnectorError) -> Failed {
+    let why = if err.is_timeout() {
+        format!("timed out{}", causes(err))
+    } else {
+        format!("the request could not be sent: {err}{}", causes(err))
+    };
+    let mut f = Failed::new(edge, Answer::Unavailable, format!("{what} failed: {why}"));
+    f.ambiguous = !not_sent(err);
+    f
+}
+
+/// Whether a failed request never left this host: the connection was not made (refused,
+/// unreachable, no DNS answer). Anything later may have carried it.
+fn not_sent(err: &(dyn StdError + 'static)) -> bool {
+    // hyper-util reports a failed connection as `client error (Connect)` over the connector's
+    // `tcp connect error` / `dns error`; the SDK's connector keeps that chain as the source.
+    let chain = format!("{err}{}", causes(err));
+    chain.contains("(Connect)") || chain.contains("connect error") || chain.contains("dns error")
 }
 
 /// `: cause: deeper cause` from an error's source chain, each message once. This is where a
@@ -710,6 +745,7 @@ mod tests {
             .expect("a free port")
             .port();
         let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https_client())
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(format!("http://127.0.0.1:{port}"))
             .credentials_provider(aws_sdk_sqs::config::Credentials::new(
