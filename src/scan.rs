@@ -385,9 +385,11 @@ fn misnamed_gzip(name: &str, input: &mut BufReader<Box<dyn Read + Send>>) -> Opt
     ))
 }
 
-/// EventIDs remembered across files, so an event two trails both delivered is reported once.
-/// About 16 bytes each: long backfills stay flat.
-const SCAN_DUPLICATE_WINDOW: usize = 1_000_000;
+/// Alerts' (rule, eventID) pairs remembered across files, so an event two trails both
+/// delivered is reported once: at least the last 458,752 and at most twice that, however long
+/// the scan. Each generation just fits a hash table of 2^19 slots (7/8 of them used), 4.7 MB:
+/// one more entry would double it.
+const SCAN_DUPLICATE_WINDOW: usize = 2 * 458_752;
 
 /// Alerts a worker holds before printing them, or, for a local file whose turn has not come,
 /// before it waits for its turn: memory stays flat however many alerts a file raises.

@@ -18,7 +18,7 @@
 //! alert with its incident key; the daemon folds them into [`Findings`](crate::finding::Findings) to commit, `scan`
 //! prints them.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::io::Read;
 
@@ -397,20 +397,23 @@ fn evaluate(
 }
 
 /// The most recent eventIDs, remembered in bounded memory (a 64-bit hash each), to tell a
-/// repeat from a new event.
+/// repeat from a new event. Two generations of up to `capacity / 2` hashes: when the newer
+/// fills, the older is dropped whole. So at least the last `capacity / 2` ids and at most the
+/// last `capacity` are remembered, in two hash sets and nothing else: an exact
+/// first-in-first-out window needs a queue of every hash beside the set, about as large again.
 #[derive(Debug)]
 pub struct RecentIds {
-    set: HashSet<u64>,
-    order: VecDeque<u64>,
-    capacity: usize,
+    newer: HashSet<u64>,
+    older: HashSet<u64>,
+    generation: usize,
 }
 
 impl RecentIds {
     pub fn new(capacity: usize) -> RecentIds {
         RecentIds {
-            set: HashSet::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
+            newer: HashSet::new(),
+            older: HashSet::new(),
+            generation: capacity.div_ceil(2).max(1),
         }
     }
 
@@ -418,15 +421,13 @@ impl RecentIds {
     pub fn insert(&mut self, id: &str) -> bool {
         // A fixed-key hasher: the same id hashes the same in every run.
         let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(id);
-        if !self.set.insert(h) {
+        if self.newer.contains(&h) || self.older.contains(&h) {
             return false;
         }
-        self.order.push_back(h);
-        if self.order.len() > self.capacity
-            && let Some(old) = self.order.pop_front()
-        {
-            self.set.remove(&old);
+        if self.newer.len() >= self.generation {
+            self.older = std::mem::take(&mut self.newer);
         }
+        self.newer.insert(h);
         true
     }
 }
@@ -539,12 +540,18 @@ level: high
 
     #[test]
     fn recent_ids_are_bounded() {
-        let mut ids = RecentIds::new(2);
+        let mut ids = RecentIds::new(4);
         assert!(ids.insert("a"));
         assert!(!ids.insert("a"));
         assert!(ids.insert("b"));
+        // The first generation (a, b) is full: c starts the next.
         assert!(ids.insert("c"));
-        assert!(ids.insert("a"), "the oldest was forgotten");
-        assert_eq!(ids.set.len(), 2);
+        assert!(!ids.insert("a"), "the older generation is still remembered");
+        assert!(ids.insert("d"));
+        // The second generation (c, d) is full: e drops the first.
+        assert!(ids.insert("e"));
+        assert!(!ids.insert("c") && !ids.insert("d") && !ids.insert("e"));
+        assert!(ids.insert("a"), "the oldest generation was forgotten");
+        assert!(ids.newer.len() + ids.older.len() <= 4);
     }
 }
