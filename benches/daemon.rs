@@ -174,9 +174,10 @@ async fn outbox_settle(ddb: &aws_sdk_dynamodb::Client, table: &str, id: &str) {
 }
 
 /// The floor: same calls, same concurrency, no work. Runs until `stop` is set. With `table`,
-/// it also makes the state calls a page needs, one request each, as a client without
-/// batching would: a conditional claim, the outbox's enqueue and take before the publish,
-/// the outbox's settle and the incident's record after it.
+/// it also makes the state calls an object and its page need, one request each, as a client
+/// without batching would: the object's read record looked up, a conditional claim, the
+/// outbox's enqueue and take before the publish, the outbox's settle, the incident's record
+/// and the object's read record after it.
 async fn floor(
     stack: Arc<Stack>,
     calls: Arc<Calls>,
@@ -218,6 +219,25 @@ async fn floor(
                     let k = percent_encoding::percent_decode_str(&k.replace('+', " "))
                         .decode_utf8_lossy()
                         .into_owned();
+                    let read_record = || {
+                        use aws_sdk_dynamodb::types::AttributeValue::S;
+                        HashMap::from([
+                            ("pk".to_owned(), S(format!("obj#s3://{bucket}/{k}"))),
+                            ("sk".to_owned(), S("read".to_owned())),
+                        ])
+                    };
+                    if let Some(table) = &table {
+                        calls.store.fetch_add(1, Ordering::Relaxed);
+                        stack
+                            .ddb
+                            .get_item()
+                            .table_name(table)
+                            .set_key(Some(read_record()))
+                            .consistent_read(true)
+                            .send()
+                            .await
+                            .expect("object read?");
+                    }
                     let _reader = readers.acquire().await.expect("reader");
                     calls.get.fetch_add(1, Ordering::Relaxed);
                     let obj = stack
@@ -279,6 +299,15 @@ async fn floor(
                             .send()
                             .await
                             .expect("record");
+                        calls.store.fetch_add(1, Ordering::Relaxed);
+                        stack
+                            .ddb
+                            .put_item()
+                            .table_name(table)
+                            .set_item(Some(read_record()))
+                            .send()
+                            .await
+                            .expect("object read");
                     }
                 }
                 calls.delete.fetch_add(1, Ordering::Relaxed);
@@ -431,7 +460,7 @@ async fn run(contender: &str, objects: usize, records: usize, latency_objects: u
         .collect();
     lat.sort_by(f64::total_cmp);
 
-    // Quiet: objects that raise nothing make no state store call.
+    // Quiet: objects that raise nothing make only their read record's two state calls.
     let mut store_quiet = 0.0;
     if let Some(d) = &daemon {
         let before = store_calls(d);

@@ -403,6 +403,14 @@ impl Store for FlakyStore {
         self.check()?;
         self.inner.audited(a, o, next_due).await
     }
+    async fn object_read(&self, source: &str) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.object_read(source).await
+    }
+    async fn mark_object_read(&self, source: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.mark_object_read(source, expires_at).await
+    }
 }
 
 struct Harness {

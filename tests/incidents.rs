@@ -9,6 +9,7 @@ mod support;
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
 use support::*;
 
@@ -103,8 +104,34 @@ async fn a_restart_between_deliveries_does_not_page_again() {
     stack.wait_depth(&stack.queue_url, 0, WAIT).await;
     assert!(first.terminate().success());
 
-    // S3 delivers the notification again; a new task (empty memory) handles it.
+    // S3 delivers the notification again; a new task (empty memory) handles it: the object
+    // is recorded as read, so nothing is read again.
     let second = Daemon::start(&moto, &stack, with_table(&table));
+    stack.send(&notice).await;
+    stack.wait_depth(&stack.queue_url, 0, WAIT).await;
+    assert!(!second.read_object("once"), "{}", second.logs());
+    assert!(
+        second
+            .logs()
+            .contains("object already read and committed by an earlier message"),
+        "{}",
+        second.logs()
+    );
+
+    // As if the first task had stopped between committing the page and recording the read:
+    // the object is read again, and the shared state knows its page.
+    stack
+        .ddb
+        .delete_item()
+        .table_name(&table)
+        .key(
+            "pk",
+            AttributeValue::S(format!("obj#s3://{}/{}", stack.bucket, key("once"))),
+        )
+        .key("sk", AttributeValue::S("read".into()))
+        .send()
+        .await
+        .expect("delete the read record");
     stack.send(&notice).await;
     stack.wait_depth(&stack.queue_url, 0, WAIT).await;
     second.wait_read("once", WAIT);

@@ -252,6 +252,36 @@ async fn keeps_the_contract(store: &dyn Store) {
     ids.sort();
     assert_eq!(ids, vec!["f1", "f2"]);
     assert!(fires.is_empty());
+
+    // A log object's read record: absent until written, then there until it expires, for the
+    // exact object only.
+    let object = "s3://trail/AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/20/a b+ü.json.gz";
+    assert!(!store.object_read(object).await.expect("read?"));
+    store
+        .mark_object_read(object, now + 3600)
+        .await
+        .expect("mark");
+    assert!(store.object_read(object).await.expect("read?"));
+    store
+        .mark_object_read(object, now + 3600)
+        .await
+        .expect("marked again: idempotent");
+    assert!(store.object_read(object).await.expect("read?"));
+    assert!(
+        !store
+            .object_read(&object.replace("a b", "a c"))
+            .await
+            .expect("read?")
+    );
+    let expired = "s3://trail/expired.json.gz";
+    store
+        .mark_object_read(expired, now - 1)
+        .await
+        .expect("mark");
+    assert!(
+        !store.object_read(expired).await.expect("read?"),
+        "an expired record (TTL not run yet) counts as absent"
+    );
 }
 
 #[tokio::test]

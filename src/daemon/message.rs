@@ -4,7 +4,8 @@
 //! An attempt runs the producer of every job the message names (once: a job's findings are
 //! kept across attempts; see `produce`) and commits what they found. Then:
 //! - done: the message is deleted — only now, when every object was read or deliberately
-//!   skipped and every incident it raised was paged or folded and recorded;
+//!   skipped, every incident it raised was paged or folded and recorded, and each object it
+//!   read was recorded as read (so a notification of it sent again reads nothing);
 //! - a dependency is out ([`Disposition::Hold`]): the message stays in hand, its lease
 //!   extended, receiving pauses, and the attempt is repeated with backoff until it succeeds;
 //! - another worker is publishing one of its pages ([`Disposition::Wait`]): retry shortly,
@@ -36,6 +37,11 @@ const MAX_DEADLINE_MISSES: u32 = 3;
 const MAX_HOLD_BACKOFF: Duration = Duration::from_secs(60);
 /// Wait before retrying a message whose page another worker is publishing.
 const BUSY_WAIT: Duration = Duration::from_secs(2);
+/// How long a log object is remembered as read, so that a notification of it sent again
+/// (a second `backfill` of the same days, months later) reads nothing twice. CloudTrail logs
+/// are commonly kept a year; the record is one small item per object (about 100,000 a year
+/// per account and region) that DynamoDB's TTL removes.
+const OBJECT_READ_SECS: i64 = 400 * 24 * 3600;
 
 /// Why an attempt did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +112,8 @@ struct Work {
     /// The first object the message may never have read, reported after the others.
     refused: Option<WorkError>,
     progress: Progress,
+    /// Objects this message read whose record of being read is not written yet.
+    unrecorded: Vec<String>,
     /// What the attempts amounted to, for the log line.
     records: u64,
 }
@@ -123,6 +131,7 @@ impl Work {
             findings: (0..objects).map(|_| None).collect(),
             refused: None,
             progress: Progress::default(),
+            unrecorded: Vec::new(),
             records: 0,
         }
     }
@@ -310,9 +319,12 @@ impl Daemon {
                 Err(WorkError::BucketNotAllowed(obj.clone()))
             };
             match read {
-                Ok((findings, records)) => {
-                    work.records += records;
-                    work.findings[i] = Some(findings);
+                Ok(read) => {
+                    work.records += read.records;
+                    work.findings[i] = Some(read.findings);
+                    if read.fresh {
+                        work.unrecorded.push(obj.to_string());
+                    }
                 }
                 Err(e) if e.disposition() == Disposition::Reject => {
                     // The other objects are still read and committed; the message is then
@@ -335,6 +347,18 @@ impl Daemon {
         }
         self.metrics.incidents_paged.inc_by(done.paged);
         self.metrics.incidents_folded.inc_by(done.folded);
+        // Only now, with everything the objects raised committed, are they recorded as read:
+        // a task stopping before this reads them again, and their alerts fold into the
+        // incidents this attempt recorded.
+        let expires_at = self.edges.clock.now() + OBJECT_READ_SECS;
+        while let Some(source) = work.unrecorded.last() {
+            self.edges
+                .store
+                .mark_object_read(source, expires_at)
+                .await
+                .map_err(|e| WorkError::Commit(e.into()))?;
+            work.unrecorded.pop();
+        }
         match work.refused.take() {
             Some(e) => Err(e),
             None => Ok(done),

@@ -17,6 +17,15 @@ use crate::pipeline::{self, LogReport, Outcome};
 use crate::telemetry::Dropped;
 use crate::telemetry::metrics::AlertLabels;
 
+/// What reading one log object came to.
+pub(super) struct ObjectRead {
+    pub findings: Findings,
+    pub records: u64,
+    /// Read by this message (not skipped, gone, or read by an earlier one): once what it
+    /// raised is committed, the object is recorded as read.
+    pub fresh: bool,
+}
+
 impl Daemon {
     /// Evaluates a CloudTrail event that EventBridge delivered: no log file to read.
     pub(super) async fn read_event(&self, event: &Event) -> Result<Findings, WorkError> {
@@ -92,13 +101,33 @@ impl Daemon {
     }
 
     /// Reads one object: its findings and how many records it held.
-    pub(super) async fn read_object(&self, obj: &ObjectRef) -> Result<(Findings, u64), WorkError> {
+    pub(super) async fn read_object(&self, obj: &ObjectRef) -> Result<ObjectRead, WorkError> {
         let started = Instant::now();
         let source = obj.to_string();
+        let nothing = |fresh| ObjectRead {
+            findings: Findings::default(),
+            records: 0,
+            fresh,
+        };
         if let Some(reason) = cloudtrail::skip(&source) {
             self.metrics.objects.inc();
             info!(reason, "object skipped");
-            return Ok((Findings::default(), 0));
+            return Ok(nothing(false));
+        }
+        // A notification sent again (S3 delivers at least once; a second `backfill` of the
+        // same days) finds the object read by an earlier message: what it raised is committed
+        // already, and reading it again would page its incidents again once they closed.
+        if self
+            .edges
+            .store
+            .object_read(&source)
+            .await
+            .map_err(|e| WorkError::Commit(e.into()))?
+        {
+            self.metrics.objects.inc();
+            self.metrics.objects_already_read.inc();
+            info!("object already read and committed by an earlier message; nothing to do");
+            return Ok(nothing(false));
         }
         let permit = self
             .readers
@@ -110,7 +139,7 @@ impl Daemon {
             Err(e) if e.fault() == Fault::Gone => {
                 self.metrics.objects.inc();
                 warn!(error = %e, "object is gone; nothing to read");
-                return Ok((Findings::default(), 0));
+                return Ok(nothing(false));
             }
             Err(e) => return Err(e.into()),
         };
@@ -161,6 +190,10 @@ impl Daemon {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "object processed"
         );
-        Ok((findings, records))
+        Ok(ObjectRead {
+            findings,
+            records,
+            fresh: true,
+        })
     }
 }

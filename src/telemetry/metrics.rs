@@ -145,6 +145,8 @@ pub struct Metrics {
     /// Messages held in hand while a dependency is out; receiving pauses while any are.
     pub messages_held: Gauge,
     pub objects: Counter,
+    /// Objects not read because an earlier message read them and committed what they raised.
+    pub objects_already_read: Counter,
     /// CloudTrail events that arrived through EventBridge (the fast path).
     pub events: Counter,
     pub records: Counter,
@@ -214,6 +216,7 @@ impl Metrics {
             messages_in_flight: Gauge::default(),
             messages_held: Gauge::default(),
             objects: Counter::default(),
+            objects_already_read: Counter::default(),
             events: Counter::default(),
             records: Counter::default(),
             dropped: Family::default(),
@@ -247,7 +250,7 @@ impl Metrics {
             clock,
             registry: Registry::default(),
         };
-        let counters: [(&str, &str, &Counter); 14] = [
+        let counters: [(&str, &str, &Counter); 15] = [
             (
                 "sqs_messages_received",
                 "SQS messages received",
@@ -264,6 +267,11 @@ impl Metrics {
                 &m.messages_rejected,
             ),
             ("objects", "Log objects read or skipped", &m.objects),
+            (
+                "objects_already_read",
+                "Log objects not read again: an earlier message read them and committed what they raised",
+                &m.objects_already_read,
+            ),
             (
                 "eventbridge_events",
                 "CloudTrail events received through EventBridge",

@@ -65,6 +65,8 @@ struct Inner {
     findings: HashMap<(String, String), BTreeMap<String, Listed>>,
     /// Account → (the audit's holder, when it is next due).
     audits: HashMap<String, (String, i64)>,
+    /// Log objects read and committed → until when that is remembered.
+    objects: HashMap<String, i64>,
     mutations: u32,
 }
 
@@ -84,6 +86,7 @@ impl Inner {
             g.fires.retain(|(_, expires)| *expires >= now);
             !g.events.is_empty() || !g.fires.is_empty()
         });
+        self.objects.retain(|_, expires| *expires >= now);
         // A sent follow-up is kept while a fold that read its incident as open could still
         // arrive: such a fold stalls at most a message deadline, far under a day.
         self.scheduled
@@ -428,6 +431,22 @@ impl Store for MemoryStore {
         {
             *due = next_due;
         }
+        Ok(())
+    }
+
+    async fn object_read(&self, source: &str) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        Ok(self
+            .lock()
+            .objects
+            .get(source)
+            .is_some_and(|expires| *expires >= now))
+    }
+
+    async fn mark_object_read(&self, source: &str, expires_at: i64) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.prune(self.clock.now());
+        inner.objects.insert(source.to_owned(), expires_at);
         Ok(())
     }
 }

@@ -278,4 +278,11 @@ pub trait Store: Send + Sync {
     /// Records `owner`'s audit as done: the next is due at `next_due`, whichever task restarts
     /// or shares the table meanwhile.
     async fn audited(&self, account: &str, owner: &str, next_due: i64) -> Result<(), StoreError>;
+
+    /// Whether the log object `source` (`s3://bucket/key`) was read, and everything it raised
+    /// committed, by any task, and that record has not expired.
+    async fn object_read(&self, source: &str) -> Result<bool, StoreError>;
+
+    /// Records that `source` was read and everything it raised committed, until `expires_at`.
+    async fn mark_object_read(&self, source: &str, expires_at: i64) -> Result<(), StoreError>;
 }

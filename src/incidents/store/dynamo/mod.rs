@@ -118,6 +118,12 @@ fn audit_pk(account: &str) -> String {
     format!("audit#{account}")
 }
 
+/// The partition of a log object's "read and committed" record (`s3://bucket/key`: at most
+/// about 1.1 KB, within DynamoDB's 2 KB partition key).
+fn object_pk(source: &str) -> String {
+    format!("obj#{source}")
+}
+
 fn due_pk(at: i64) -> String {
     let hour = chrono::DateTime::from_timestamp(at, 0).unwrap_or_default();
     format!("due#{}", hour.format("%Y%m%d%H"))
@@ -973,6 +979,22 @@ impl Store for DynamoStore {
             Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(self.fail("UpdateItem", &e)),
         }
+    }
+
+    async fn object_read(&self, source: &str) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        Ok(self
+            .get(&object_pk(source), "read")
+            .await?
+            .is_some_and(|item| get_n(&item, "expires_at").is_none_or(|e| e >= now)))
+    }
+
+    async fn mark_object_read(&self, source: &str, expires_at: i64) -> Result<(), StoreError> {
+        let mut item = Item::new();
+        item.insert("pk".into(), s(object_pk(source)));
+        item.insert("sk".into(), s("read"));
+        item.insert("expires_at".into(), n(expires_at));
+        self.put(item).await
     }
 }
 
