@@ -169,6 +169,12 @@ impl Failed {
         }
     }
 
+    /// The same failure, marked as one whose request may have been carried out (or not).
+    pub fn maybe_done(mut self, ambiguous: bool) -> Failed {
+        self.ambiguous = ambiguous;
+        self
+    }
+
     /// Whether waiting may help: an outage, or a setting someone may fix.
     pub fn is_transient(&self) -> bool {
         self.answer == Answer::Unavailable
@@ -344,6 +350,70 @@ fn connector(
     builder.set_sleep_impl(sleep);
     builder.set_proxy_config(Some(ProxyConfig::from_env()));
     builder.build()
+}
+
+/// What a plain HTTPS call got back: its status, headers and body, the body cut at the
+/// caller's cap.
+pub struct Reply {
+    pub status: u16,
+    pub headers: aws_smithy_runtime_api::http::Headers,
+    pub body: Vec<u8>,
+    /// Why the body is not whole (it broke off, or passed the cap); `None` when it is.
+    pub cut: Option<String>,
+}
+
+/// Sends `request` through `connector` and reads the reply, at most `max_body` bytes of its
+/// body, within `timeout`: the one exchange of the plain HTTPS calls (PagerDuty's Events API,
+/// [`signed`] AWS calls). No reply at all is a failure at `edge`, as [`unanswered`] or a
+/// timeout; what the reply means is the caller's to say.
+pub async fn exchange(
+    connector: &SharedHttpConnector,
+    request: HttpRequest,
+    edge: Edge,
+    what: &str,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Reply, Failed> {
+    let call = async {
+        let response = connector
+            .call(request)
+            .await
+            .map_err(|e| unanswered(edge, what, &e))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let mut stream = aws_smithy_types::byte_stream::ByteStream::new(response.into_body());
+        let (mut body, mut cut) = (Vec::new(), None);
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => body.extend_from_slice(&chunk),
+                Err(e) => {
+                    cut = Some(format!("it broke off: {e}{}", causes(&e)));
+                    break;
+                }
+            }
+            if body.len() > max_body {
+                body.truncate(max_body);
+                cut = Some(format!("it is longer than {max_body} bytes"));
+                break;
+            }
+        }
+        Ok(Reply {
+            status,
+            headers,
+            body,
+            cut,
+        })
+    };
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Failed::new(
+                edge,
+                Answer::Unavailable,
+                format!("{what} failed: no answer within {} s", timeout.as_secs()),
+            )
+            .maybe_done(true))
+        })
 }
 
 /// [`https_client`], its every request waiting for the [`Pacer`] first.
@@ -536,9 +606,7 @@ where
             format!("the request could not be built{}", causes(err)),
         ),
     };
-    let mut f = Failed::new(edge, answer, format!("{what} failed: {reason}"));
-    f.ambiguous = ambiguous;
-    f
+    Failed::new(edge, answer, format!("{what} failed: {reason}")).maybe_done(ambiguous)
 }
 
 /// Describes and classifies a service's error answer at `edge`: its HTTP status, its error
@@ -592,9 +660,8 @@ pub fn unanswered(edge: Edge, what: &str, err: &ConnectorError) -> Failed {
     } else {
         format!("the request could not be sent: {err}{}", causes(err))
     };
-    let mut f = Failed::new(edge, Answer::Unavailable, format!("{what} failed: {why}"));
-    f.ambiguous = !not_sent(err);
-    f
+    Failed::new(edge, Answer::Unavailable, format!("{what} failed: {why}"))
+        .maybe_done(!not_sent(err))
 }
 
 /// Whether a failed request never left this host: the connection was not made (refused,

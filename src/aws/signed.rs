@@ -16,13 +16,10 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::http::{
-    HttpConnector, HttpConnectorSettings, SharedHttpConnector,
-};
+use aws_smithy_runtime_api::client::http::{HttpConnectorSettings, SharedHttpConnector};
 use aws_smithy_runtime_api::client::identity::Identity;
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::byte_stream::ByteStream;
 use serde_json::Value;
 
 use super::{Answer, Edge, Failed};
@@ -149,60 +146,33 @@ impl Api {
         let request = self
             .signed(edge, what, method, &uri, &headers, body)
             .await?;
-        let answer = async {
-            let response = self
-                .connector
-                .call(request)
-                .await
-                .map_err(|e| super::unanswered(edge, what, &e))?;
-            let status = response.status().as_u16();
-            let error_type = response
-                .headers()
-                .get("x-amzn-errortype")
-                .map(str::to_owned);
-            let mut stream = ByteStream::new(response.into_body());
-            let mut text = Vec::new();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| {
-                    let mut f = Failed::new(
-                        edge,
-                        Answer::Unavailable,
-                        format!(
-                            "{what} failed: the response could not be read: {e}{}",
-                            super::causes(&e)
-                        ),
-                    );
-                    f.ambiguous = true;
-                    f
-                })?;
-                text.extend_from_slice(&chunk);
-                if text.len() > MAX_ANSWER_BYTES {
-                    break;
-                }
-            }
-            Ok::<_, Failed>((status, error_type, text))
-        };
-        let (status, error_type, text) = tokio::time::timeout(CALL_TIMEOUT, answer)
-            .await
-            .unwrap_or_else(|_| {
-                let mut f = Failed::new(
-                    edge,
-                    Answer::Unavailable,
-                    format!(
-                        "{what} failed: no answer within {} s",
-                        CALL_TIMEOUT.as_secs()
-                    ),
-                );
-                f.ambiguous = true;
-                Err(f)
-            })?;
+        let reply = super::exchange(
+            &self.connector,
+            request,
+            edge,
+            what,
+            CALL_TIMEOUT,
+            MAX_ANSWER_BYTES,
+        )
+        .await?;
+        // The answer decides what happened: one not read whole may have been anything.
+        if let Some(cut) = reply.cut {
+            return Err(Failed::new(
+                edge,
+                Answer::Unavailable,
+                format!("{what} failed: the answer could not be read whole: {cut}"),
+            )
+            .maybe_done(true));
+        }
+        let (status, text) = (reply.status, reply.body);
+        let error_type = reply.headers.get("x-amzn-errortype");
         let value: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
         if (200..300).contains(&status) {
             return Ok(value);
         }
         let (code, message) = match value {
             Value::Null => xml_error_of(&String::from_utf8_lossy(&text)),
-            _ => error_of(error_type.as_deref(), &value),
+            _ => error_of(error_type, &value),
         };
         Err(super::answered(
             edge,

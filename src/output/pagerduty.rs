@@ -26,12 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_smithy_runtime_api::client::http::{
-    HttpConnector, HttpConnectorSettings, SharedHttpConnector,
-};
+use aws_smithy_runtime_api::client::http::{HttpConnectorSettings, SharedHttpConnector};
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::byte_stream::ByteStream;
 use serde_json::{Value, json};
 
 use super::Output;
@@ -388,9 +385,7 @@ impl Events {
 
     /// `what failed: why` at the sink edge.
     fn failed(&self, answer: Answer, ambiguous: bool, what: &str, why: String) -> Failed {
-        let mut f = Failed::new(Edge::Sink, answer, format!("{what} failed: {why}"));
-        f.ambiguous = ambiguous;
-        f
+        Failed::new(Edge::Sink, answer, format!("{what} failed: {why}")).maybe_done(ambiguous)
     }
 
     /// POSTs one event; returns the status and the start of the answer's body.
@@ -415,35 +410,17 @@ impl Events {
         request
             .headers_mut()
             .insert("content-type", "application/json");
-        let call = async {
-            let response = self
-                .client
-                .call(request)
-                .await
-                .map_err(|e| aws::unanswered(Edge::Sink, what, &e))?;
-            let status = response.status().as_u16();
-            let mut stream = ByteStream::new(response.into_body());
-            let mut answer = Vec::new();
-            // The status decides; the body only explains a refusal, so a broken one is ignored.
-            while let Some(Ok(chunk)) = stream.next().await {
-                answer.extend_from_slice(&chunk);
-                if answer.len() >= MAX_ANSWER_BYTES {
-                    answer.truncate(MAX_ANSWER_BYTES);
-                    break;
-                }
-            }
-            Ok((status, answer))
-        };
-        tokio::time::timeout(REQUEST_TIMEOUT, call)
-            .await
-            .unwrap_or_else(|_| {
-                Err(self.failed(
-                    Answer::Unavailable,
-                    true,
-                    what,
-                    format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
-                ))
-            })
+        // The status decides; the body only explains a refusal, so a broken one is ignored.
+        let reply = aws::exchange(
+            &self.client,
+            request,
+            Edge::Sink,
+            what,
+            REQUEST_TIMEOUT,
+            MAX_ANSWER_BYTES,
+        )
+        .await?;
+        Ok((reply.status, reply.body))
     }
 }
 

@@ -279,13 +279,14 @@ impl Enqueue {
             let id = message.id();
             for d in &deliveries {
                 if let Err(why) = self.outbox.settled(&d.output, &id).await {
-                    let mut failed = Failed::new(
-                        crate::aws::Edge::Sink,
-                        crate::aws::Answer::Unavailable,
-                        format!("output {} has not taken {id} yet: {why}", d.output),
-                    );
-                    failed.ambiguous = true;
-                    return Err(SinkError(failed));
+                    return Err(SinkError(
+                        Failed::new(
+                            crate::aws::Edge::Sink,
+                            crate::aws::Answer::Unavailable,
+                            format!("output {} has not taken {id} yet: {why}", d.output),
+                        )
+                        .maybe_done(true),
+                    ));
                 }
             }
         }
