@@ -196,16 +196,7 @@ async fn populate(sdk: &SdkConfig, users: usize) {
         .buffer_unordered(8)
         .collect::<Vec<()>>()
         .await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket()
-        .bucket("trail-logs")
-        .send()
-        .await
-        .expect("bucket");
+    support::bucket(sdk, "trail-logs").await;
     let ct = aws_sdk_cloudtrail::Client::new(sdk);
     for (name, multi) in [("regional", false), ("everywhere", true)] {
         ct.create_trail()

@@ -111,16 +111,7 @@ async fn main() {
 
     let moto = Moto::start();
     let sdk = moto.sdk().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("create bucket");
+    let s3 = support::bucket(&sdk, BUCKET).await;
     futures_util::stream::iter(0..n)
         .map(|i| {
             let s3 = s3.clone();

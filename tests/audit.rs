@@ -185,16 +185,7 @@ async fn populate(moto: &Moto) {
         .await
         .expect("password policy");
 
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket()
-        .bucket("trail-logs")
-        .send()
-        .await
-        .expect("bucket");
+    support::bucket(sdk, "trail-logs").await;
     let ct = aws_sdk_cloudtrail::Client::new(sdk);
     ct.create_trail()
         .name("regional")

@@ -126,17 +126,8 @@ async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<(String, String)> {
 async fn a_range_of_accounts_and_regions_queues_exactly_its_objects() {
     let moto = Moto::start();
     let sdk = moto.sdk().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = support::bucket(&sdk, BUCKET).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    s3.create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("create bucket");
     futures_util::stream::iter(tree())
         .map(|key| {
             let s3 = s3.clone();

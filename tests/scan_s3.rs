@@ -92,16 +92,7 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let moto = Moto::start();
     let sdk = moto.sdk().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("create bucket");
+    let s3 = support::bucket(&sdk, BUCKET).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let objects = tree();
     for (key, body) in &objects {

@@ -194,6 +194,22 @@ pub struct Stack {
     pub alerts_url: String,
 }
 
+/// A path-style S3 client of `sdk` (moto's `127.0.0.1` has no bucket subdomains), with the
+/// bucket `name` created.
+pub async fn bucket(sdk: &SdkConfig, name: &str) -> aws_sdk_s3::Client {
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket(name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create bucket {name}: {e:?}"));
+    s3
+}
+
 impl Stack {
     pub async fn create(moto: &Moto, max_receive_count: u32) -> Stack {
         let sdk = moto.sdk().await;
