@@ -765,9 +765,9 @@ proptest! {
         record in record(),
     ) {
         for input in [bytes, serde_json::to_vec(&record).expect("a Value always serialises")] {
-            let mut members = Vec::new();
+            let mut layout = object::Layout::default();
             let scanned = matches!(
-                object::scan(&input, 0, &mut members),
+                object::scan(&input, 0, &mut layout),
                 object::Scan::Complete(end) if input[end..].iter().all(u8::is_ascii_whitespace)
             );
             let serde_reads = std::str::from_utf8(&input).is_ok()

@@ -1,32 +1,75 @@
-//! The JSON text of one object → where each of its members' keys and values lie, validated in
-//! the same pass.
+//! The JSON text of one object → where the keys and values of its members, and of the objects
+//! nested in it, lie, validated in the same pass.
 //!
-//! This is what makes a record cheap: the reader finds where a record ends and what its
-//! top-level keys are in one pass over its bytes, and [`super::Record`] reads fields from those
-//! spans without building anything. It accepts exactly the JSON that `serde_json` accepts when
-//! it reads an object's keys and skips its values (the whole record is checked as UTF-8
-//! separately), so a record it passes is one `serde_json` would have parsed. What it does not
-//! decide on its own, it leaves to `serde_json`: an escaped top-level key (which `serde_json`
-//! decodes, and may reject), nesting deeper than [`MAX_DEPTH`], or any invalid byte: the caller
-//! then parses with `serde_json`, whose error names the problem.
+//! This is what makes a record cheap: the reader finds where a record ends and lays out its
+//! members in one pass over its bytes, and [`super::Record`] reads fields, nested ones
+//! included, from those spans without building or scanning anything again. It accepts exactly
+//! the JSON that `serde_json` accepts when it reads an object's keys and skips its values (the
+//! whole record is checked as UTF-8 separately), so a record it passes is one `serde_json`
+//! would have parsed. What it does not decide on its own, it leaves to `serde_json`: an escaped
+//! key where members are laid out (which `serde_json` decodes, and may reject), nesting deeper
+//! than [`MAX_DEPTH`], or any invalid byte: the caller then parses with `serde_json`, whose
+//! error names the problem.
 //! <https://www.rfc-editor.org/rfc/rfc8259>
 
 /// Deepest nesting scanned here; deeper objects are left to `serde_json` (CloudTrail records
 /// nest a handful of levels).
 pub const MAX_DEPTH: u32 = 128;
 
-/// One member of an object: byte ranges, relative to the object's `{`, of its key (quotes
-/// included) and of its value's JSON text.
+/// Deepest object whose members are laid out. Objects nest inside objects, without an array
+/// between, a handful of levels in CloudTrail (`userIdentity.sessionContext.sessionIssuer`);
+/// a record that nests them deeper is left to `serde_json`.
+const LAID_OUT_DEPTH: usize = 32;
+
+/// One member of an object: byte ranges, relative to the outermost object's `{`, of its key
+/// (quotes included) and of its value's JSON text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Member {
     pub key: (u32, u32),
     pub value: (u32, u32),
+    /// Where the members its value holds, when an object, are laid out in
+    /// [`Layout::nested`], with their own descendants: see [`members_of`].
+    pub inner: (u32, u32),
+}
+
+/// The members of an object and of the objects nested in it, as [`scan`] lays them out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// The outermost object's members, in order: the ones read most, side by side.
+    pub top: Vec<Member>,
+    /// The nested objects' members, each after its descendants: the members of the object
+    /// member `m` holds are the last of `m.inner`, then the one before its own descendants,
+    /// and so on.
+    pub nested: Vec<Member>,
+}
+
+impl Layout {
+    fn clear(&mut self) {
+        self.top.clear();
+        self.nested.clear();
+    }
+}
+
+/// The members of the object member `holder` holds, last first, skipping their descendants.
+pub fn members_of<'l>(
+    layout: &'l Layout,
+    holder: &Member,
+) -> impl Iterator<Item = &'l Member> + use<'l> {
+    let (start, mut i) = holder.inner;
+    std::iter::from_fn(move || {
+        if i <= start {
+            return None;
+        }
+        let member = &layout.nested[i as usize - 1];
+        i = member.inner.0;
+        Some(member)
+    })
 }
 
 /// What scanning an object found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scan {
-    /// A valid object ends just before this index; its members were pushed.
+    /// A valid object ends just before this index; its members were laid out.
     Complete(usize),
     /// The bytes end inside the object: read more.
     Incomplete,
@@ -50,10 +93,19 @@ enum Expect {
     AfterValue,
 }
 
-/// Scans the object whose `{` is at `buf[from]`, pushing its top-level members to `members`
-/// (cleared first).
-pub fn scan(buf: &[u8], from: usize, members: &mut Vec<Member>) -> Scan {
-    members.clear();
+/// The member being read in an object whose members are laid out.
+#[derive(Debug, Clone, Copy, Default)]
+struct Open {
+    key: (u32, u32),
+    value_start: u32,
+    first: u32,
+}
+
+/// Scans the object whose `{` is at `buf[from]`, laying out in `layout` (cleared first) its
+/// members and those of every object nested in it through objects only (members of objects
+/// inside arrays are not laid out: paths through arrays are read another way).
+pub fn scan(buf: &[u8], from: usize, layout: &mut Layout) -> Scan {
+    layout.clear();
     if buf.get(from) != Some(&b'{') {
         return Scan::Unsure;
     }
@@ -62,8 +114,9 @@ pub fn scan(buf: &[u8], from: usize, members: &mut Vec<Member>) -> Scan {
     // Bit d-1 set: the container at depth d is an array. Depth 1 is the object itself.
     let mut arrays: u128 = 0;
     let mut depth: u32 = 1;
-    let mut key = (0u32, 0u32);
-    let mut value_start = 0usize;
+    // Containers at depths 1..=chain are all objects: those at `chain` have members laid out.
+    let mut chain: u32 = 1;
+    let mut open = [Open::default(); LAID_OUT_DEPTH + 1];
     let mut expect = Expect::Key { first: true };
     loop {
         let Some(mut c) = buf.get(i).copied() else {
@@ -83,6 +136,9 @@ pub fn scan(buf: &[u8], from: usize, members: &mut Vec<Member>) -> Scan {
             Expect::Key { first } => match c {
                 b'}' if first => {
                     i += 1;
+                    if chain == depth {
+                        chain -= 1;
+                    }
                     depth -= 1;
                     if depth == 0 {
                         return Scan::Complete(i);
@@ -90,16 +146,16 @@ pub fn scan(buf: &[u8], from: usize, members: &mut Vec<Member>) -> Scan {
                     ended = Some(i);
                 }
                 b'"' => {
-                    let end = match string_end(buf, i + 1) {
+                    let (end, escaped) = match string_end(buf, i + 1) {
                         Ok(end) => end,
                         Err(scan) => return scan,
                     };
-                    if depth == 1 {
-                        // serde_json decodes top-level keys (and may reject their escapes).
-                        if memchr::memchr(b'\\', &buf[i..end]).is_some() {
+                    if chain == depth {
+                        // serde_json decodes keys (and may reject their escapes).
+                        if escaped {
                             return Scan::Unsure;
                         }
-                        key = (rel(i), rel(end));
+                        open[depth as usize].key = (rel(i), rel(end));
                     }
                     i = end;
                     expect = Expect::Colon;
@@ -114,8 +170,10 @@ pub fn scan(buf: &[u8], from: usize, members: &mut Vec<Member>) -> Scan {
                 expect = Expect::Value { first: false };
             }
             Expect::Value { first } => {
-                if depth == 1 {
-                    value_start = i;
+                if chain == depth {
+                    let at = &mut open[depth as usize];
+                    at.value_start = rel(i);
+                    at.first = layout.nested.len() as u32;
                 }
                 match c {
                     b']' if first => {
@@ -124,7 +182,7 @@ pub fn scan(buf: &[u8], from: usize, members: &mut Vec<Member>) -> Scan {
                         ended = Some(i);
                     }
                     b'"' => match string_end(buf, i + 1) {
-                        Ok(end) => {
+                        Ok((end, _)) => {
                             i = end;
                             ended = Some(i);
                         }
@@ -141,6 +199,12 @@ pub fn scan(buf: &[u8], from: usize, members: &mut Vec<Member>) -> Scan {
                         } else {
                             arrays &= !bit;
                             expect = Expect::Key { first: true };
+                            if chain == depth {
+                                if depth as usize >= LAID_OUT_DEPTH {
+                                    return Scan::Unsure;
+                                }
+                                chain += 1;
+                            }
                         }
                         depth += 1;
                         i += 1;
@@ -177,6 +241,9 @@ pub fn scan(buf: &[u8], from: usize, members: &mut Vec<Member>) -> Scan {
                     (b',', true) => expect = Expect::Value { first: false },
                     (b',', false) => expect = Expect::Key { first: false },
                     (b']', true) | (b'}', false) => {
+                        if chain == depth {
+                            chain -= 1;
+                        }
                         depth -= 1;
                         if depth == 0 {
                             return Scan::Complete(i + 1);
@@ -189,11 +256,18 @@ pub fn scan(buf: &[u8], from: usize, members: &mut Vec<Member>) -> Scan {
             }
         }
         if let Some(end) = ended {
-            if depth == 1 {
-                members.push(Member {
-                    key,
-                    value: (rel(value_start), rel(end)),
-                });
+            if chain == depth {
+                let at = open[depth as usize];
+                let member = Member {
+                    key: at.key,
+                    value: (at.value_start, rel(end)),
+                    inner: (at.first, layout.nested.len() as u32),
+                };
+                if depth == 1 {
+                    layout.top.push(member);
+                } else {
+                    layout.nested.push(member);
+                }
             }
             expect = Expect::AfterValue;
         }
@@ -207,10 +281,12 @@ fn zero_bytes(word: u64) -> u64 {
     word.wrapping_sub(0x0101_0101_0101_0101) & !word & 0x8080_8080_8080_8080
 }
 
-/// Index just past the closing quote of the string whose contents start at `from`: escapes
-/// must be JSON's, and control characters must be escaped, as `serde_json` requires.
+/// Index just past the closing quote of the string whose contents start at `from`, and whether
+/// it holds an escape: escapes must be JSON's, and control characters must be escaped, as
+/// `serde_json` requires.
 #[inline(always)]
-fn string_end(buf: &[u8], mut i: usize) -> Result<usize, Scan> {
+fn string_end(buf: &[u8], mut i: usize) -> Result<(usize, bool), Scan> {
+    let mut escaped = false;
     const QUOTE: u64 = 0x2222_2222_2222_2222;
     const BACKSLASH: u64 = 0x5c5c_5c5c_5c5c_5c5c;
     const SPACE: u64 = 0x2020_2020_2020_2020;
@@ -231,8 +307,9 @@ fn string_end(buf: &[u8], mut i: usize) -> Result<usize, Scan> {
             return Err(Scan::Incomplete);
         };
         match c {
-            b'"' => return Ok(i + 1),
+            b'"' => return Ok((i + 1, escaped)),
             b'\\' => {
+                escaped = true;
                 let Some(&e) = buf.get(i + 1) else {
                     return Err(Scan::Incomplete);
                 };
@@ -316,11 +393,12 @@ mod tests {
     use super::*;
 
     fn members(json: &str) -> Result<Vec<(String, String)>, Scan> {
-        let mut out = Vec::new();
+        let mut out = Layout::default();
         match scan(json.as_bytes(), 0, &mut out) {
             Scan::Complete(end) => {
                 assert_eq!(end, json.len(), "{json}");
                 Ok(out
+                    .top
                     .iter()
                     .map(|m| {
                         let text = |(a, b): (u32, u32)| json[a as usize..b as usize].to_owned();
@@ -343,6 +421,57 @@ mod tests {
         assert_eq!(got[2].1, "[]");
         assert_eq!(got[4].1, r#""\u00e9 é""#);
         assert_eq!(members("{}").expect("empty"), vec![]);
+    }
+
+    #[test]
+    fn nested_objects_are_laid_out_through_objects_only() {
+        let json = r#"{"u":{"t":"Root","s":{"i":{"arn":"x"},"m":"false"}},"a":[{"k":"v"}],"e":{}}"#;
+        let mut out = Layout::default();
+        assert_eq!(
+            scan(json.as_bytes(), 0, &mut out),
+            Scan::Complete(json.len())
+        );
+        let text = |(a, b): (u32, u32)| &json[a as usize..b as usize];
+        // Each object's own members, last first.
+        let keys = |holder: &Member| -> Vec<&str> {
+            members_of(&out, holder).map(|m| text(m.key)).collect()
+        };
+        let [u, a, e] = [out.top[0], out.top[1], out.top[2]];
+        assert_eq!(keys(&u), [r#""s""#, r#""t""#]);
+        let s = *members_of(&out, &u).next().expect("s");
+        assert_eq!(keys(&s), [r#""m""#, r#""i""#]);
+        let i = *members_of(&out, &s).nth(1).expect("i");
+        assert_eq!(text(i.value), r#"{"arn":"x"}"#);
+        assert_eq!(keys(&i), [r#""arn""#]);
+        assert!(keys(&e).is_empty(), "an empty object has no members");
+        assert!(
+            keys(&a).is_empty(),
+            "members inside arrays are not laid out"
+        );
+        assert_eq!((out.top.len(), out.nested.len()), (3, 5));
+    }
+
+    #[test]
+    fn an_escaped_nested_key_is_left_to_serde_json() {
+        let mut out = Layout::default();
+        let nested = r#"{"a":{"b\"c":1}}"#;
+        assert_eq!(scan(nested.as_bytes(), 0, &mut out), Scan::Unsure);
+        let in_array = r#"{"a":[{"b\"c":1}]}"#;
+        assert_eq!(
+            scan(in_array.as_bytes(), 0, &mut out),
+            Scan::Complete(in_array.len())
+        );
+        let deep = |n: usize| format!("{}1{}", r#"{"a":"#.repeat(n), "}".repeat(n));
+        let fits = deep(LAID_OUT_DEPTH);
+        assert_eq!(
+            scan(fits.as_bytes(), 0, &mut out),
+            Scan::Complete(fits.len())
+        );
+        assert_eq!(out.nested.len(), LAID_OUT_DEPTH - 1);
+        assert_eq!(
+            scan(deep(LAID_OUT_DEPTH + 1).as_bytes(), 0, &mut out),
+            Scan::Unsure
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::io::{self, BufRead, BufReader, Read};
 
 use memchr::memchr2;
 
-use super::object::{self, Member};
+use super::object::{self, Layout};
 
 /// How many decompressed bytes are read from the source at a time.
 const CHUNK: usize = 256 * 1024;
@@ -345,10 +345,10 @@ pub struct RawRecord<'a> {
     pub offset: u64,
     /// What the bytes are.
     pub item: Item,
-    /// For an element of `Records`: its top-level members, when the reader's one pass over
-    /// it found them and found it valid (see [`super::object`]); `None` leaves the record to
-    /// be parsed whole.
-    pub members: Option<&'a [Member]>,
+    /// For an element of `Records`: its members, when the reader's one pass over it laid them
+    /// out and found it valid (see [`super::object`]); `None` leaves the record to be parsed
+    /// whole.
+    pub members: Option<&'a Layout>,
 }
 
 /// Streams the records of one log file.
@@ -378,7 +378,7 @@ pub struct LogReader {
     /// Top-level values begun ([`Shapes::Any`]).
     values: u64,
     /// The members of the record last handed out, when scanned.
-    members: Vec<Member>,
+    members: Layout,
 }
 
 impl LogReader {
@@ -400,7 +400,7 @@ impl LogReader {
             in_envelope: true,
             envelope_held_items: false,
             values: 0,
-            members: Vec::with_capacity(32),
+            members: Layout::default(),
         }
     }
 
@@ -654,8 +654,8 @@ impl LogReader {
         }
     }
 
-    /// Like [`Self::value_end`] for an element of `Records`, in the same pass finding its
-    /// top-level members when it is an object [`object::scan`] vouches for (then true).
+    /// Like [`Self::value_end`] for an element of `Records`, in the same pass laying out its
+    /// members when it is an object [`object::scan`] vouches for (then true).
     fn record_end(&mut self) -> Result<(usize, bool), ReadError> {
         loop {
             match object::scan(&self.buf[..self.end], self.start, &mut self.members) {
@@ -788,7 +788,7 @@ impl LogReader {
                             index: self.index - 1,
                             offset: self.base + begin as u64,
                             item: self.element,
-                            members: scanned.then_some(self.members.as_slice()),
+                            members: scanned.then_some(&self.members),
                         }));
                     }
                 },

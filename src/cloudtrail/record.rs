@@ -20,63 +20,93 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::object::{self, Member};
+use super::object::{self, Layout, Member};
 
-/// One parsed level of a JSON object: its keys and the raw JSON of each value.
+/// One parsed JSON object: its keys and the raw JSON of each value.
 #[derive(Debug)]
 enum Fields<'a> {
-    /// Found by the one-pass scanner ([`object::scan`]): keys (which it leaves to serde_json
-    /// when escaped) and raw values.
-    Scanned(Vec<(&'a str, &'a str)>),
+    /// Laid out by the one-pass scanner ([`object::scan`]): the members of the object and of
+    /// the objects nested in it, with spans into `text`.
+    Scanned {
+        text: &'a str,
+        layout: Cow<'a, Layout>,
+    },
     /// Parsed by `serde_json`: what the scanner leaves to it (escaped keys, deep nesting,
     /// invalid JSON, which then fails with `serde_json`'s error).
     Parsed(Vec<(Cow<'a, str>, &'a str)>),
 }
 
+/// A value in a record: its raw JSON and, when it is an object whose members the scanner laid
+/// out, the member of the record's [`Fields::Scanned`] layout that holds it.
+#[derive(Debug, Clone, Copy)]
+struct Found<'a> {
+    raw: &'a str,
+    holder: Option<Member>,
+}
+
+impl<'a> Found<'a> {
+    /// The value alone, its place in another object's layout forgotten.
+    fn detached(self) -> Self {
+        Found {
+            raw: self.raw,
+            holder: None,
+        }
+    }
+}
+
 impl<'a> Fields<'a> {
     fn parse(json: &'a str) -> serde_json::Result<Self> {
         let start = json.len() - json.trim_start_matches(is_json_space).len();
-        let mut members = Vec::new();
-        if let object::Scan::Complete(end) = object::scan(json.as_bytes(), start, &mut members)
+        let mut layout = Layout::default();
+        if let object::Scan::Complete(end) = object::scan(json.as_bytes(), start, &mut layout)
             && json[end..].trim_start_matches(is_json_space).is_empty()
         {
-            return Ok(Self::scanned(&json[start..end], &members));
+            return Ok(Fields::Scanned {
+                text: &json[start..end],
+                layout: Cow::Owned(layout),
+            });
         }
         let parsed: Parsed<'a> = serde_json::from_str(json)?;
         Ok(Fields::Parsed(parsed.0))
     }
 
-    /// The object `text` whose members the scanner found.
-    fn scanned(text: &'a str, members: &[Member]) -> Self {
-        let span = |(a, b): (u32, u32)| &text[a as usize..b as usize];
-        Fields::Scanned(
-            members
-                .iter()
-                .map(|m| (span((m.key.0 + 1, m.key.1 - 1)), span(m.value)))
-                .collect(),
-        )
-    }
-
-    /// The value of `key`; of its last occurrence when the object repeats it, as serde_json
-    /// (and so the engine's view of the whole record) reads it, so that every path to a field
-    /// sees the same value.
-    fn get(&self, key: &str) -> Option<&'a str> {
+    /// The member `key` of the object `holder` holds (the outermost object when `None`); of
+    /// its last occurrence when the object repeats it, as serde_json (and so the engine's view
+    /// of the whole record) reads it, so that every path to a field sees the same value.
+    fn get(&self, holder: Option<&Member>, key: &str) -> Option<Found<'a>> {
         match self {
-            Fields::Scanned(fields) => fields
+            Fields::Scanned { text, layout } => {
+                let span = |(a, b): (u32, u32)| &text[a as usize..b as usize];
+                // The key's span holds its quotes.
+                let is_key = |m: &&Member| {
+                    (m.key.1 - m.key.0) as usize == key.len() + 2
+                        && span((m.key.0 + 1, m.key.1 - 1)) == key
+                };
+                let found = match holder {
+                    None => layout.top.iter().rev().find(is_key),
+                    Some(holder) => object::members_of(layout, holder).find(is_key),
+                }?;
+                let raw = span(found.value);
+                Some(Found {
+                    raw,
+                    holder: raw.starts_with('{').then_some(*found),
+                })
+            }
+            // Only a scanned object has members laid out to be holders.
+            Fields::Parsed(fields) => fields
                 .iter()
                 .rev()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| *v),
-            Fields::Parsed(fields) => fields.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v),
+                .find(|(k, _)| k == key)
+                .map(|(_, raw)| Found { raw, holder: None }),
         }
     }
 
-    /// Every key, in order.
+    /// Every key of the outermost object, in order.
     fn visit_keys(&self, visit: &mut dyn FnMut(&str)) {
         match self {
-            Fields::Scanned(fields) => {
-                for (key, _) in fields {
-                    visit(key);
+            Fields::Scanned { text, layout } => {
+                for m in &layout.top {
+                    visit(&text[m.key.0 as usize + 1..m.key.1 as usize - 1]);
                 }
             }
             Fields::Parsed(fields) => {
@@ -153,8 +183,8 @@ pub struct Record<'a> {
     raw: &'a str,
     /// The whole record as a `Value`, built only for keyword rules and array paths.
     full: OnceCell<Value>,
-    /// Nested objects already parsed, by the address of their raw JSON: rules ask for many
-    /// fields of `userIdentity` and `requestParameters`, and each is parsed once per record.
+    /// Nested objects the scanner did not lay out (in a record it left to `serde_json`),
+    /// parsed on first use, by the address of their raw JSON: each is parsed once per record.
     nested: RefCell<Vec<(usize, Fields<'a>)>>,
 }
 
@@ -165,17 +195,18 @@ impl fmt::Debug for Record<'_> {
 }
 
 impl<'a> Record<'a> {
-    /// Parses the top level of a record. Fails when the bytes are not a JSON object.
+    /// Parses a record. Fails when the bytes are not a JSON object.
     pub fn parse(raw: &'a [u8]) -> serde_json::Result<Self> {
         let raw = utf8(raw)?;
         Ok(Record::new(raw, Fields::parse(raw)?))
     }
 
-    /// The record whose top-level members the reader found while splitting the file (see
+    /// The record whose members the reader laid out while splitting the file (see
     /// [`super::RawRecord::members`]): nothing is parsed again.
-    pub fn from_members(raw: &'a [u8], members: &[Member]) -> serde_json::Result<Self> {
-        let raw = utf8(raw)?;
-        Ok(Record::new(raw, Fields::scanned(raw, members)))
+    pub fn from_members(raw: &'a [u8], layout: &'a Layout) -> serde_json::Result<Self> {
+        let text = utf8(raw)?;
+        let layout = Cow::Borrowed(layout);
+        Ok(Record::new(text, Fields::Scanned { text, layout }))
     }
 
     fn new(raw: &'a str, fields: Fields<'a>) -> Self {
@@ -187,34 +218,43 @@ impl<'a> Record<'a> {
         }
     }
 
-    /// The value at `key` in the JSON object `object` (a part of this record), parsing the
-    /// object once whatever the number of keys asked of it.
-    fn child(&self, object: &'a str, key: &str) -> Option<&'a str> {
-        let at = object.as_ptr() as usize;
+    /// The member `key` of the top-level object.
+    fn top(&self, key: &str) -> Option<Found<'a>> {
+        self.fields.get(None, key)
+    }
+
+    /// The member `key` of `object`, a JSON object of this record: found among the members
+    /// the scanner laid out, or else by parsing the object (once, whatever the number of keys
+    /// asked of it).
+    fn member(&self, object: Found<'a>, key: &str) -> Option<Found<'a>> {
+        if let Some(holder) = &object.holder {
+            return self.fields.get(Some(holder), key);
+        }
+        let at = object.raw.as_ptr() as usize;
         let mut nested = self.nested.borrow_mut();
         if let Some((_, fields)) = nested.iter().find(|(p, _)| *p == at) {
-            return fields.get(key);
+            return fields.get(None, key).map(Found::detached);
         }
-        let fields = Fields::parse(object).ok()?;
-        let found = fields.get(key);
+        let fields = Fields::parse(object.raw).ok()?;
+        let found = fields.get(None, key).map(Found::detached);
         nested.push((at, fields));
         found
     }
 
     /// The raw JSON at a dot-separated path of object keys, if every step is an object.
     fn raw_at(&self, path: &str) -> Option<&'a str> {
-        if let Some(v) = self.fields.get(path) {
-            return Some(v);
+        if let Some(v) = self.top(path) {
+            return Some(v.raw);
         }
         let mut parts = path.split('.');
-        let mut value = self.fields.get(parts.next()?)?;
+        let mut value = self.top(parts.next()?)?;
         for part in parts {
-            if !value.starts_with('{') {
+            if !value.raw.starts_with('{') {
                 return None;
             }
-            value = self.child(value, part)?;
+            value = self.member(value, part)?;
         }
-        Some(value)
+        Some(value.raw)
     }
 
     /// A string field at a dot path; absent, `null` and non-string values read as `None`.
@@ -309,27 +349,27 @@ impl Event for Record<'_> {
         if path.contains(['[', '\\']) {
             return self.get_field_slow(path);
         }
-        if let Some(v) = self.fields.get(path) {
-            return scalar(v).or_else(|| self.get_field_slow(path));
+        if let Some(v) = self.top(path) {
+            return scalar(v.raw).or_else(|| self.get_field_slow(path));
         }
         let (root, mut rest) = path.split_once('.')?;
-        let mut value = self.fields.get(root)?;
+        let mut value = self.top(root)?;
         loop {
-            if !value.starts_with('{') {
+            if !value.raw.starts_with('{') {
                 // An array on the path means any-member semantics; null or a scalar means the
                 // field is absent. The engine's JSON walker handles both.
-                return if value.starts_with('[') {
+                return if value.raw.starts_with('[') {
                     self.get_field_slow(path)
                 } else {
                     None
                 };
             }
             // Flat-key precedence at every level, as the engine's JSON events do.
-            if let Some(v) = self.child(value, rest) {
-                return scalar(v).or_else(|| self.get_field_slow(path));
+            if let Some(v) = self.member(value, rest) {
+                return scalar(v.raw).or_else(|| self.get_field_slow(path));
             }
             let (head, tail) = rest.split_once('.')?;
-            value = self.child(value, head)?;
+            value = self.member(value, head)?;
             rest = tail;
         }
     }
