@@ -242,7 +242,7 @@ impl<'a> Record<'a> {
     }
 
     /// The raw JSON at a dot-separated path of object keys, if every step is an object.
-    fn raw_at(&self, path: &str) -> Option<&'a str> {
+    pub fn raw_at(&self, path: &str) -> Option<&'a str> {
         if let Some(v) = self.top(path) {
             return Some(v.raw);
         }

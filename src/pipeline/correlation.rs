@@ -1,13 +1,15 @@
 //! A record that feeds correlations → its correlation events, slimmed to the fields alerts and
 //! group-by read, added to the source's [`Batch`].
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
+use std::collections::BTreeMap;
 
 use rsigma_eval::GroupKey;
 use rsigma_eval::event::{Event, EventValue};
 use rsigma_parser::CorrelationType;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::cloudtrail::Record;
@@ -26,7 +28,7 @@ impl Batch {
             // The slim record is built only for events that are kept.
             let slim = OnceCell::new();
             let make = |c: Candidate| {
-                let slim = slim.get_or_init(|| project(record, &paths(correlation, feed)));
+                let slim = slim.get_or_init(|| Slim::project(record, &paths(correlation, feed)));
                 let field = correlation
                     .compiled
                     .condition
@@ -37,10 +39,10 @@ impl Batch {
                     (true, Some(field), Some(value)) => {
                         // The value is written where the correlation (and its alert) reads it.
                         let mut slim = slim.clone();
-                        set_path(&mut slim, field, Value::String(value.clone()));
-                        slim.to_string()
+                        slim.set(field, Cow::Owned(Value::String(value.clone()).to_string()));
+                        slim.to_json()
                     }
-                    _ => slim.to_string(),
+                    _ => slim.to_json(),
                 };
                 (
                     c.group,
@@ -49,8 +51,9 @@ impl Batch {
                         event_id: c.event_id,
                         rule_ref: feed.rule_ref.clone(),
                         value: c.value,
-                        // Serialising a `Value` yields valid JSON.
-                        record: RawValue::from_string(text).expect("serialised JSON"),
+                        // Raw JSON values of a scanned or parsed record, under keys written
+                        // as JSON strings: valid JSON.
+                        record: RawValue::from_string(text).expect("slim record is JSON"),
                         source: source.to_owned(),
                     },
                 )
@@ -161,23 +164,6 @@ fn spread_values(record: &Record<'_>, sources: &[String]) -> Vec<String> {
     Vec::new()
 }
 
-/// Writes `new` at a dot path, creating objects on the way.
-fn set_path(value: &mut Value, path: &str, new: Value) {
-    let mut current = value;
-    let mut parts = path.split('.').peekable();
-    while let Some(key) = parts.next() {
-        if !current.is_object() {
-            *current = Value::Object(Map::new());
-        }
-        let Value::Object(map) = current else { return };
-        if parts.peek().is_none() {
-            map.insert(key.to_owned(), new);
-            return;
-        }
-        current = map.entry(key.to_owned()).or_insert(Value::Null);
-    }
-}
-
 /// `eventTime` as epoch seconds. CloudTrail always writes it; a record without a readable
 /// one cannot be placed in a window and does not feed correlations.
 pub fn event_time(record: &Record<'_>) -> Option<i64> {
@@ -204,14 +190,128 @@ fn distinct_key(record: &Record<'_>, fields: &[String]) -> Option<String> {
     Some(parts.join("\u{1f}"))
 }
 
-/// Copies the given dot paths of a record into a new, smaller record, parsing only those
-/// fields.
-fn project(record: &Record<'_>, paths: &[&str]) -> Value {
-    let mut out = Value::Object(Map::new());
-    for path in paths {
-        if let Some(value) = record.value_at(path).filter(|v| !v.is_null()) {
-            set_path(&mut out, path, value);
+/// A smaller record: the raw JSON of some of a record's fields, at their dot paths. Values are
+/// copied as the record holds them, never parsed; keys are in order, as in a `Value`.
+#[derive(Debug, Clone, Default)]
+struct Slim<'a>(BTreeMap<Cow<'a, str>, Node<'a>>);
+
+#[derive(Debug, Clone)]
+enum Node<'a> {
+    Raw(Cow<'a, str>),
+    Object(Slim<'a>),
+}
+
+impl<'a> Slim<'a> {
+    /// The record's values at `paths`, absent and `null` ones left out.
+    fn project<'r: 'a>(record: &Record<'r>, paths: &[&'a str]) -> Self {
+        let mut slim = Slim::default();
+        for path in paths {
+            if let Some(raw) = record.raw_at(path).filter(|raw| *raw != "null") {
+                slim.set(path, Cow::Borrowed(raw));
+            }
+        }
+        slim
+    }
+
+    /// Writes `raw` at a dot path, replacing what is there and making the steps on the way
+    /// objects (keeping the members of one that already is).
+    fn set(&mut self, path: &'a str, raw: Cow<'a, str>) {
+        let mut current = self;
+        let mut parts = path.split('.').peekable();
+        while let Some(key) = parts.next() {
+            if parts.peek().is_none() {
+                current.0.insert(Cow::Borrowed(key), Node::Raw(raw));
+                return;
+            }
+            let node = current
+                .0
+                .entry(Cow::Borrowed(key))
+                .or_insert_with(|| Node::Object(Slim::default()));
+            if let Node::Raw(text) = node {
+                *node = Node::Object(Slim::parse(text));
+            }
+            let Node::Object(next) = node else {
+                unreachable!("made an object above")
+            };
+            current = next;
         }
     }
-    out
+
+    /// The members of a raw JSON object; nothing for any other value, which a path through it
+    /// replaces.
+    fn parse(text: &str) -> Slim<'a> {
+        let members: BTreeMap<String, Box<RawValue>> =
+            serde_json::from_str(text).unwrap_or_default();
+        Slim(
+            members
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k), Node::Raw(Cow::Owned(v.get().to_owned()))))
+                .collect(),
+        )
+    }
+
+    fn to_json(&self) -> String {
+        let mut out = String::with_capacity(512);
+        self.write(&mut out);
+        out
+    }
+
+    fn write(&self, out: &mut String) {
+        out.push('{');
+        for (i, (key, node)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            if key.contains(|c: char| c == '"' || c == '\\' || c.is_control()) {
+                out.push_str(&Value::String(key.to_string()).to_string());
+            } else {
+                out.push('"');
+                out.push_str(key);
+                out.push('"');
+            }
+            out.push(':');
+            match node {
+                Node::Raw(raw) => out.push_str(raw),
+                Node::Object(slim) => slim.write(out),
+            }
+        }
+        out.push('}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slim_record_copies_raw_values_at_their_paths() {
+        let raw = br#"{"eventID":"e","userIdentity":{"arn":"a","sessionContext":{"x":1.50}},"requestParameters":null,"odd\"key":"v"}"#;
+        let record = Record::parse(raw).expect("a record");
+        let slim = Slim::project(
+            &record,
+            &[
+                "eventID",
+                "userIdentity.arn",
+                "requestParameters",
+                "missing.path",
+                "odd\"key",
+            ],
+        );
+        assert_eq!(
+            slim.to_json(),
+            r#"{"eventID":"e","odd\"key":"v","userIdentity":{"arn":"a"}}"#,
+            "values as written, null and absent ones left out, keys in order and escaped"
+        );
+
+        // A path through an object kept whole writes into it; through a scalar, replaces it.
+        let mut slim = Slim::project(&record, &["userIdentity", "eventID"]);
+        slim.set("userIdentity.arn", Cow::Borrowed(r#""b""#));
+        slim.set("eventID.deep", Cow::Borrowed("2"));
+        let text = slim.to_json();
+        assert_eq!(
+            text,
+            r#"{"eventID":{"deep":2},"userIdentity":{"arn":"b","sessionContext":{"x":1.50}}}"#
+        );
+        serde_json::from_str::<Value>(&text).expect("JSON");
+    }
 }
