@@ -77,22 +77,6 @@ pub enum Scan {
     Unsure,
 }
 
-/// Where the scanner is in the grammar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
-    /// A key, or `}` when `first`.
-    Key {
-        first: bool,
-    },
-    Colon,
-    /// A value, or `]` when `first` (in an array).
-    Value {
-        first: bool,
-    },
-    /// `,` or the container's closing bracket.
-    AfterValue,
-}
-
 /// The member being read in an object whose members are laid out.
 #[derive(Debug, Clone, Copy, Default)]
 struct Open {
@@ -109,6 +93,18 @@ pub fn scan(buf: &[u8], from: usize, layout: &mut Layout) -> Scan {
     if buf.get(from) != Some(&b'{') {
         return Scan::Unsure;
     }
+    match scan_from(buf, from, layout) {
+        Ok(end) => Scan::Complete(end),
+        Err(scan) => scan,
+    }
+}
+
+/// [`scan`] once the `{` is found: the index just past the object, or why not.
+///
+/// Each turn of the loop reads one member or element, from just inside its container or just
+/// past a comma, and then everything that follows its value up to the next comma, closing
+/// containers on the way. That keeps a `"key":"value",` to a few predictable branches.
+fn scan_from(buf: &[u8], from: usize, layout: &mut Layout) -> Result<usize, Scan> {
     let rel = |i: usize| (i - from) as u32;
     let mut i = from + 1;
     // Bit d-1 set: the container at depth d is an array. Depth 1 is the object itself.
@@ -117,150 +113,96 @@ pub fn scan(buf: &[u8], from: usize, layout: &mut Layout) -> Scan {
     // Containers at depths 1..=chain are all objects: those at `chain` have members laid out.
     let mut chain: u32 = 1;
     let mut open = [Open::default(); LAID_OUT_DEPTH + 1];
-    let mut expect = Expect::Key { first: true };
+    // Just inside a container, where its closing bracket may come.
+    let mut first = true;
     loop {
-        let Some(mut c) = buf.get(i).copied() else {
-            return Scan::Incomplete;
-        };
-        // CloudTrail writes no whitespace between tokens; others may.
-        while matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+        let in_array = arrays & (1u128 << (depth - 1)) != 0;
+        let mut c = next(buf, &mut i)?;
+        if first && c == if in_array { b']' } else { b'}' } {
+            // An empty container: the value it is ends here.
             i += 1;
-            let Some(&next) = buf.get(i) else {
-                return Scan::Incomplete;
-            };
-            c = next;
-        }
-        // Set when a value (scalar or container) ends at `i`, exclusive.
-        let mut ended = None;
-        match expect {
-            Expect::Key { first } => match c {
-                b'}' if first => {
-                    i += 1;
-                    if chain == depth {
-                        chain -= 1;
-                    }
-                    depth -= 1;
-                    if depth == 0 {
-                        return Scan::Complete(i);
-                    }
-                    ended = Some(i);
-                }
-                b'"' => {
-                    let (end, escaped) = match string_end(buf, i + 1) {
-                        Ok(end) => end,
-                        Err(scan) => return scan,
-                    };
-                    if chain == depth {
-                        // serde_json decodes keys (and may reject their escapes).
-                        if escaped {
-                            return Scan::Unsure;
-                        }
-                        open[depth as usize].key = (rel(i), rel(end));
-                    }
-                    i = end;
-                    expect = Expect::Colon;
-                }
-                _ => return Scan::Unsure,
-            },
-            Expect::Colon => {
-                if c != b':' {
-                    return Scan::Unsure;
-                }
-                i += 1;
-                expect = Expect::Value { first: false };
+            if chain == depth {
+                chain -= 1;
             }
-            Expect::Value { first } => {
+            depth -= 1;
+            if depth == 0 {
+                return Ok(i);
+            }
+        } else {
+            if !in_array {
+                if c != b'"' {
+                    return Err(Scan::Unsure);
+                }
+                let (end, escaped) = string_end(buf, i + 1)?;
                 if chain == depth {
-                    let at = &mut open[depth as usize];
-                    at.value_start = rel(i);
-                    at.first = layout.nested.len() as u32;
+                    // serde_json decodes keys (and may reject their escapes).
+                    if escaped {
+                        return Err(Scan::Unsure);
+                    }
+                    open[depth as usize].key = (rel(i), rel(end));
                 }
-                match c {
-                    b']' if first => {
-                        i += 1;
-                        depth -= 1;
-                        ended = Some(i);
-                    }
-                    b'"' => match string_end(buf, i + 1) {
-                        Ok((end, _)) => {
-                            i = end;
-                            ended = Some(i);
-                        }
-                        Err(scan) => return scan,
-                    },
-                    b'{' | b'[' => {
-                        if depth >= MAX_DEPTH {
-                            return Scan::Unsure;
-                        }
-                        let bit = 1u128 << depth;
-                        if c == b'[' {
-                            arrays |= bit;
-                            expect = Expect::Value { first: true };
-                        } else {
-                            arrays &= !bit;
-                            expect = Expect::Key { first: true };
-                            if chain == depth {
-                                if depth as usize >= LAID_OUT_DEPTH {
-                                    return Scan::Unsure;
-                                }
-                                chain += 1;
-                            }
-                        }
-                        depth += 1;
-                        i += 1;
-                    }
-                    b't' | b'f' | b'n' => {
-                        let word: &[u8] = match c {
-                            b't' => b"true",
-                            b'f' => b"false",
-                            _ => b"null",
-                        };
-                        let have = &buf[i..buf.len().min(i + word.len())];
-                        if !word.starts_with(have) {
-                            return Scan::Unsure;
-                        }
-                        if have.len() < word.len() {
-                            return Scan::Incomplete;
-                        }
-                        i += word.len();
-                        ended = Some(i);
-                    }
-                    b'-' | b'0'..=b'9' => match number_end(buf, i) {
-                        Ok(end) => {
-                            i = end;
-                            ended = Some(i);
-                        }
-                        Err(scan) => return scan,
-                    },
-                    _ => return Scan::Unsure,
-                }
-            }
-            Expect::AfterValue => {
-                let in_array = arrays & (1u128 << (depth - 1)) != 0;
-                match (c, in_array) {
-                    (b',', true) => expect = Expect::Value { first: false },
-                    (b',', false) => expect = Expect::Key { first: false },
-                    (b']', true) | (b'}', false) => {
-                        if chain == depth {
-                            chain -= 1;
-                        }
-                        depth -= 1;
-                        if depth == 0 {
-                            return Scan::Complete(i + 1);
-                        }
-                        ended = Some(i + 1);
-                    }
-                    _ => return Scan::Unsure,
+                i = end;
+                if next(buf, &mut i)? != b':' {
+                    return Err(Scan::Unsure);
                 }
                 i += 1;
+                c = next(buf, &mut i)?;
+            }
+            if chain == depth {
+                let at = &mut open[depth as usize];
+                at.value_start = rel(i);
+                at.first = layout.nested.len() as u32;
+            }
+            match c {
+                b'"' => i = string_end(buf, i + 1)?.0,
+                b'{' | b'[' => {
+                    if depth >= MAX_DEPTH {
+                        return Err(Scan::Unsure);
+                    }
+                    let bit = 1u128 << depth;
+                    if c == b'[' {
+                        arrays |= bit;
+                    } else {
+                        arrays &= !bit;
+                        if chain == depth {
+                            if depth as usize >= LAID_OUT_DEPTH {
+                                return Err(Scan::Unsure);
+                            }
+                            chain += 1;
+                        }
+                    }
+                    depth += 1;
+                    i += 1;
+                    first = true;
+                    continue;
+                }
+                b't' | b'f' | b'n' => {
+                    let word: &[u8] = match c {
+                        b't' => b"true",
+                        b'f' => b"false",
+                        _ => b"null",
+                    };
+                    let have = &buf[i..buf.len().min(i + word.len())];
+                    if !word.starts_with(have) {
+                        return Err(Scan::Unsure);
+                    }
+                    if have.len() < word.len() {
+                        return Err(Scan::Incomplete);
+                    }
+                    i += word.len();
+                }
+                b'-' | b'0'..=b'9' => i = number_end(buf, i)?,
+                _ => return Err(Scan::Unsure),
             }
         }
-        if let Some(end) = ended {
+        // A value ends at `i`: lay it out, then read on to the next comma, closing the
+        // containers that end on the way (each of them a value that ends in turn).
+        loop {
             if chain == depth {
                 let at = open[depth as usize];
                 let member = Member {
                     key: at.key,
-                    value: (at.value_start, rel(end)),
+                    value: (at.value_start, rel(i)),
                     inner: (at.first, layout.nested.len() as u32),
                 };
                 if depth == 1 {
@@ -269,8 +211,41 @@ pub fn scan(buf: &[u8], from: usize, layout: &mut Layout) -> Scan {
                     layout.nested.push(member);
                 }
             }
-            expect = Expect::AfterValue;
+            let in_array = arrays & (1u128 << (depth - 1)) != 0;
+            match (next(buf, &mut i)?, in_array) {
+                (b',', _) => {
+                    i += 1;
+                    first = false;
+                    break;
+                }
+                (b']', true) | (b'}', false) => {
+                    i += 1;
+                    if chain == depth {
+                        chain -= 1;
+                    }
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(i);
+                    }
+                }
+                _ => return Err(Scan::Unsure),
+            }
         }
+    }
+}
+
+/// The byte at `i` after any whitespace, which `i` is moved past (CloudTrail writes none
+/// between tokens; others may).
+#[inline(always)]
+fn next(buf: &[u8], i: &mut usize) -> Result<u8, Scan> {
+    loop {
+        let Some(&c) = buf.get(*i) else {
+            return Err(Scan::Incomplete);
+        };
+        if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+            return Ok(c);
+        }
+        *i += 1;
     }
 }
 
