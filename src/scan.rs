@@ -566,9 +566,9 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
     let mut empty = None;
 
     std::thread::scope(|scope| {
-        if options.progress {
-            scope.spawn(|| progress.run(&scan_done));
-        }
+        let shown = options
+            .progress
+            .then(|| scope.spawn(|| progress.run(&scan_done)));
         let mut workers = Vec::new();
         for _ in 0..threads {
             workers.push(scope.spawn(|| {
@@ -732,6 +732,10 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
             let _ = worker.join();
         }
         scan_done.store(true, Ordering::Relaxed);
+        // Woken now rather than at its next redraw, which the scan's end would wait for.
+        if let Some(shown) = shown {
+            shown.thread().unpark();
+        }
     });
     if let Some(path) = empty {
         return Err(ScanError::Empty(path));
