@@ -3,7 +3,8 @@
 //! - [`reader`]: gunzip (size-capped) and split the `Records` array without holding it whole.
 //! - [`shape`]: an item of an export (lookup-events, Lake rows, EventBridge events) → the
 //!   record inside it.
-//! - [`object`]: one pass over a record's bytes → its top-level keys and values, validated.
+//! - [`object`]: one pass over a record's bytes → where its members and its nested objects' lie,
+//!   validated.
 //! - [`record`]: the lenient, lazily parsed view of one record that rules read.
 
 pub mod object;

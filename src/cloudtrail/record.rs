@@ -1,10 +1,11 @@
 //! Raw bytes of one record → a lazily parsed view that rules and alerts read fields from.
 //!
 //! Building a full `serde_json::Value` for every record would cost more than inflating it.
-//! Instead the record is parsed once into its top-level keys, each pointing at the raw JSON of
-//! its value, and a field such as `userIdentity.type` is resolved by parsing only the objects on
-//! its path. Rules touch a handful of fields per record, so most bytes are scanned once and
-//! never allocated.
+//! Instead the reader's one pass lays out where the members of the record and of its nested
+//! objects lie ([`object::scan`]), and a field such as `userIdentity.type` is found by walking
+//! those members along its path. Rules touch a handful of fields per record, so every byte is
+//! scanned once and nothing is allocated for a field no rule reads. A record the scanner left
+//! to `serde_json` keeps its top-level members, and its nested objects are parsed as read.
 //!
 //! Reading is lenient, as AWS payloads require: unknown fields are ignored, absent and `null`
 //! fields read as absent (`None`) for alert rendering, and only eventVersion, eventTime,
