@@ -28,6 +28,7 @@ pub const PREFIX: &str = "trailwarden.";
 pub const FIELDS: &[&str] = &[
     "foreignAccounts",
     "grantsAnyone",
+    "allowsEverything",
     "actsOnOtherUser",
     "trailBucket",
     "instanceSession",
@@ -185,6 +186,19 @@ impl<'e, E: Event + ?Sized> Derived<'e, E> {
         own.is_none_or(|own| !own.eq_ignore_ascii_case(&target))
     }
 
+    /// `trailwarden.allowsEverything`: the identity policy the call sets
+    /// (`requestParameters.policyDocument` of IAM's PutUserPolicy, PutGroupPolicy,
+    /// PutRolePolicy, CreatePolicy and CreatePolicyVersion) allows every action on every
+    /// resource. Read as JSON, so layout, key order and nested conditions do not matter.
+    fn allows_everything(&self) -> bool {
+        self.event
+            .get_field("requestParameters.policyDocument")
+            .map(json)
+            .is_some_and(|logged| {
+                policy::document(&logged).is_some_and(|doc| policy::allows_everything(&doc))
+            })
+    }
+
     /// `trailwarden.trailBucket`: the request's bucket holds our CloudTrail logs.
     fn trail_bucket(&self) -> bool {
         self.text("requestParameters.bucketName")
@@ -236,6 +250,7 @@ impl<'e, E: Event + ?Sized> Derived<'e, E> {
                 })
             }
             "grantsAnyone" => flag(self.grants().is_some_and(|g| g.anyone)),
+            "allowsEverything" => flag(self.allows_everything()),
             "actsOnOtherUser" => flag(self.acts_on_other_user()),
             "trailBucket" => flag(self.trail_bucket()),
             "instanceSession" => self
@@ -337,6 +352,33 @@ mod tests {
         json!({"eventSource": "iam.amazonaws.com", "eventName": "UpdateAssumeRolePolicy",
             "recipientAccountId": "111122223333",
             "requestParameters": {"roleName": "r", "policyDocument": policy}})
+    }
+
+    #[test]
+    fn allows_everything_reads_the_identity_policy_as_json() {
+        let put = |policy: &str| {
+            json!({"eventSource": "iam.amazonaws.com", "eventName": "PutUserPolicy",
+                "requestParameters": {"userName": "u", "policyName": "p", "policyDocument": policy}})
+        };
+        for everything in [
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#,
+            r#"{"Statement":[{"Sid":"a","Effect":"Allow","Action":["s3:GetObject","*:*"],"Resource":["*"],"Condition":{"Bool":{"aws:SecureTransport":"true"}}}]}"#,
+            // Form-encoded, as IAM logged policies until about 2019.
+            "%7B%22Statement%22%3A+%5B%7B%22Effect%22%3A+%22Allow%22%2C+%22Action%22%3A+%22*%22%2C+%22Resource%22%3A+%22*%22%7D%5D%7D",
+        ] {
+            assert_eq!(
+                field(&put(everything), "allowsEverything"),
+                Some(json!(true)),
+                "{everything}"
+            );
+        }
+        for not in [
+            r#"{"Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#,
+            r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"arn:aws:s3:::b/*"},{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#,
+            "not a policy",
+        ] {
+            assert_eq!(field(&put(not), "allowsEverything"), None, "{not}");
+        }
     }
 
     #[test]

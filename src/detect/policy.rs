@@ -121,6 +121,29 @@ pub fn document(logged: &Value) -> Option<Cow<'_, Value>> {
     }
 }
 
+/// Whether a policy document has a statement with Effect Allow, Action `*` and Resource `*`
+/// (each a string or a list): every action on every resource. `*:*` is the same action
+/// wildcard spelt with a service part.
+pub fn allows_everything(policy: &Value) -> bool {
+    let statements: &[Value] = match policy.get("Statement") {
+        Some(Value::Array(list)) => list,
+        Some(one @ Value::Object(_)) => std::slice::from_ref(one),
+        _ => &[],
+    };
+    let has = |v: &Value, wildcards: &[&str]| match v {
+        Value::String(s) => wildcards.contains(&s.as_str()),
+        Value::Array(list) => list
+            .iter()
+            .any(|s| s.as_str().is_some_and(|s| wildcards.contains(&s))),
+        _ => false,
+    };
+    statements.iter().any(|s| {
+        s["Effect"].as_str() == Some("Allow")
+            && has(&s["Action"], &["*", "*:*"])
+            && has(&s["Resource"], &["*"])
+    })
+}
+
 /// Whom a policy document's Allow statements let in.
 pub fn grants(policy: &Value) -> Grants {
     let mut grants = Grants::default();

@@ -13,6 +13,7 @@ use super::{
     AccountSummary, Analyzer, Grants, OrgState, Outcome, PasswordPolicy, Selectors, Settings,
     TrailState, Unread, UserGrants,
 };
+use crate::detect::policy;
 use crate::finding::{Level, Standing};
 
 /// What a check is, whatever it finds.
@@ -625,38 +626,12 @@ fn admin_grants(user: &UserGrants, grants: &Grants) -> Vec<String> {
     found
 }
 
-/// Whether a policy document has a statement with Effect Allow, Action `*` and Resource `*`
-/// (each a string or a list). IAM returns documents URL-encoded (RFC 3986,
-/// <https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetAccountAuthorizationDetails.html>);
-/// a document that already parses as JSON is read as it is. `*:*` is the same action
-/// wildcard spelt with a service part.
+/// Whether a policy document as IAM returns it (URL-encoded, RFC 3986,
+/// <https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetAccountAuthorizationDetails.html>,
+/// or already JSON) allows every action on every resource.
 pub fn allows_everything(document: &str) -> bool {
-    let parsed: Option<Value> = serde_json::from_str(document).ok().or_else(|| {
-        let decoded = percent_encoding::percent_decode_str(document)
-            .decode_utf8()
-            .ok()?;
-        serde_json::from_str(&decoded).ok()
-    });
-    let Some(doc) = parsed else {
-        return false;
-    };
-    let statements: Vec<&Value> = match &doc["Statement"] {
-        Value::Array(list) => list.iter().collect(),
-        one @ Value::Object(_) => vec![one],
-        _ => return false,
-    };
-    let has = |v: &Value, wildcards: &[&str]| match v {
-        Value::String(s) => wildcards.contains(&s.as_str()),
-        Value::Array(list) => list
-            .iter()
-            .any(|s| s.as_str().is_some_and(|s| wildcards.contains(&s))),
-        _ => false,
-    };
-    statements.iter().any(|s| {
-        s["Effect"].as_str() == Some("Allow")
-            && has(&s["Action"], &["*", "*:*"])
-            && has(&s["Resource"], &["*"])
-    })
+    policy::document(&Value::String(document.to_owned()))
+        .is_some_and(|doc| policy::allows_everything(&doc))
 }
 
 /// Which management events a trail's selectors record: (read, write).
