@@ -118,17 +118,9 @@ fn scan_from(buf: &[u8], from: usize, layout: &mut Layout) -> Result<usize, Scan
     loop {
         let in_array = arrays & (1u128 << (depth - 1)) != 0;
         let mut c = next(buf, &mut i)?;
-        if first && c == if in_array { b']' } else { b'}' } {
-            // An empty container: the value it is ends here.
-            i += 1;
-            if chain == depth {
-                chain -= 1;
-            }
-            depth -= 1;
-            if depth == 0 {
-                return Ok(i);
-            }
-        } else {
+        // An empty container holds no value: the loop below reads its closing bracket.
+        let empty = first && c == if in_array { b']' } else { b'}' };
+        if !empty {
             if !in_array {
                 if c != b'"' {
                     return Err(Scan::Unsure);
@@ -197,8 +189,9 @@ fn scan_from(buf: &[u8], from: usize, layout: &mut Layout) -> Result<usize, Scan
         }
         // A value ends at `i`: lay it out, then read on to the next comma, closing the
         // containers that end on the way (each of them a value that ends in turn).
+        let mut ended = !empty;
         loop {
-            if chain == depth {
+            if ended && chain == depth {
                 let at = open[depth as usize];
                 let member = Member {
                     key: at.key,
@@ -211,6 +204,7 @@ fn scan_from(buf: &[u8], from: usize, layout: &mut Layout) -> Result<usize, Scan
                     layout.nested.push(member);
                 }
             }
+            ended = true;
             let in_array = arrays & (1u128 << (depth - 1)) != 0;
             match (next(buf, &mut i)?, in_array) {
                 (b',', _) => {
