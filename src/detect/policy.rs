@@ -102,21 +102,26 @@ pub fn source(event_source: &str, event_name: &str) -> Option<PolicySource> {
 pub fn document(logged: &Value) -> Option<Cow<'_, Value>> {
     match logged {
         Value::Object(_) => Some(Cow::Borrowed(logged)),
-        Value::String(text) => {
-            let text = text.trim();
-            if let Ok(v @ Value::Object(_)) = serde_json::from_str(text) {
-                return Some(Cow::Owned(v));
-            }
-            // IAM wrote policies form-encoded until about 2019: `+` for space, `%XX` escapes.
-            let plus = text.replace('+', " ");
-            let decoded = percent_encoding::percent_decode_str(&plus)
-                .decode_utf8()
-                .ok()?;
-            match serde_json::from_str(&decoded) {
-                Ok(v @ Value::Object(_)) => Some(Cow::Owned(v)),
-                _ => None,
-            }
-        }
+        Value::String(text) => document_text(text).map(Cow::Owned),
+        _ => None,
+    }
+}
+
+/// A policy written as text: JSON, or URL-encoded JSON (IAM wrote policies form-encoded in
+/// CloudTrail until about 2019, and returns them RFC 3986-encoded from its API).
+pub fn document_text(text: &str) -> Option<Value> {
+    let text = text.trim();
+    if let Ok(v @ Value::Object(_)) = serde_json::from_str(text) {
+        return Some(v);
+    }
+    // Form encoding: `+` for space, `%XX` escapes. A `+` RFC 3986 leaves as it is can only be
+    // in a value, never in the JSON around it.
+    let plus = text.replace('+', " ");
+    let decoded = percent_encoding::percent_decode_str(&plus)
+        .decode_utf8()
+        .ok()?;
+    match serde_json::from_str(&decoded) {
+        Ok(v @ Value::Object(_)) => Some(v),
         _ => None,
     }
 }

@@ -6,7 +6,6 @@
 //! CIS AWS Foundations Benchmark v3.0 control it enforces where there is one.
 
 use chrono::{DateTime, Duration, Utc};
-use serde_json::Value;
 
 use super::report::Row;
 use super::{
@@ -630,8 +629,7 @@ fn admin_grants(user: &UserGrants, grants: &Grants) -> Vec<String> {
 /// <https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetAccountAuthorizationDetails.html>,
 /// or already JSON) allows every action on every resource.
 pub fn allows_everything(document: &str) -> bool {
-    policy::document(&Value::String(document.to_owned()))
-        .is_some_and(|doc| policy::allows_everything(&doc))
+    policy::document_text(document).is_some_and(|doc| policy::allows_everything(&doc))
 }
 
 /// Which management events a trail's selectors record: (read, write).
