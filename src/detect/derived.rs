@@ -28,6 +28,7 @@ pub const PREFIX: &str = "trailwarden.";
 pub const FIELDS: &[&str] = &[
     "foreignAccounts",
     "grantsAnyone",
+    "namesAnyone",
     "allowsEverything",
     "actsOnOtherUser",
     "trailBucket",
@@ -250,6 +251,7 @@ impl<'e, E: Event + ?Sized> Derived<'e, E> {
                 })
             }
             "grantsAnyone" => flag(self.grants().is_some_and(|g| g.anyone)),
+            "namesAnyone" => flag(self.grants().is_some_and(|g| g.names_anyone)),
             "allowsEverything" => flag(self.allows_everything()),
             "actsOnOtherUser" => flag(self.acts_on_other_user()),
             "trailBucket" => flag(self.trail_bucket()),
@@ -391,9 +393,16 @@ mod tests {
         let ours = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::444455556666:root"}}]}"#;
         assert_eq!(field(&trust(json!(ours)), "foreignAccounts"), None);
         assert_eq!(field(&trust(json!(ours)), "grantsAnyone"), None);
+        assert_eq!(field(&trust(json!(ours)), "namesAnyone"), None);
         let anyone = r#"{"Statement":[{"Effect":"Allow","Principal":"*"}]}"#;
         assert_eq!(
             field(&trust(json!(anyone)), "grantsAnyone"),
+            Some(json!(true))
+        );
+        let org_only = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":["*"]},"Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-abc"}}}]}"#;
+        assert_eq!(field(&trust(json!(org_only)), "grantsAnyone"), None);
+        assert_eq!(
+            field(&trust(json!(org_only)), "namesAnyone"),
             Some(json!(true))
         );
     }

@@ -52,6 +52,8 @@ const ACCOUNT_KEYS: &[&str] = &[
 pub struct Grants {
     /// An Allow statement names `"*"` (or `{"AWS": "*"}`) with no narrowing condition.
     pub anyone: bool,
+    /// An Allow statement names `"*"` (or `{"AWS": "*"}`), narrowed by a condition or not.
+    pub names_anyone: bool,
     /// Every account an Allow statement names, in a principal or a narrowing condition, in
     /// first-seen order without repeats.
     pub accounts: Vec<String>,
@@ -176,9 +178,8 @@ pub fn grants(policy: &Value) -> Grants {
                 None => names_anyone |= aws.trim() == "*",
             }
         }
-        if names_anyone && !narrowed {
-            grants.anyone = true;
-        }
+        grants.names_anyone |= names_anyone;
+        grants.anyone |= names_anyone && !narrowed;
     }
     grants
 }
@@ -196,7 +197,10 @@ pub fn lambda_grants(request: &Value) -> Grants {
         grants.add_account(account);
     }
     match text("principal") {
-        Some("*") => grants.anyone = !narrowed,
+        Some("*") => {
+            grants.names_anyone = true;
+            grants.anyone = !narrowed;
+        }
         Some(principal) if !narrowed => {
             if let Some(account) = account_of(principal) {
                 grants.add_account(account);
@@ -320,6 +324,7 @@ mod tests {
                 r#"{{"Statement":[{{"Effect":"Allow","Principal":{{"AWS":"*"}},"Condition":{{"StringEquals":{{"{key}":"x"}}}}}}]}}"#
             ));
             assert!(!narrowed.anyone, "{key}");
+            assert!(narrowed.names_anyone, "{key}: still named");
         }
         let other = of(
             r#"{"Statement":[{"Effect":"Allow","Principal":"*","Condition":{"Bool":{"aws:SecureTransport":"true"}}}]}"#,
@@ -341,7 +346,8 @@ mod tests {
         assert!(!s3.anyone);
         assert_eq!(s3.accounts, ["111122223333"]);
         let narrowed = lambda_grants(&json!({"principal": "*", "principalOrgID": "o-abc"}));
-        assert_eq!(narrowed, Grants::default());
+        assert!(!narrowed.anyone && narrowed.names_anyone);
+        assert!(narrowed.accounts.is_empty());
         let foreign = lambda_grants(&json!({"principal": "arn:aws:iam::999988887777:root"}));
         assert_eq!(foreign.accounts, ["999988887777"]);
     }
