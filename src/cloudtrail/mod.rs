@@ -13,7 +13,7 @@ pub mod record;
 pub mod shape;
 
 pub use reader::{Finish, Item, LogReader, RawRecord, ReadError, Shapes, open, open_any};
-pub use record::Record;
+pub use record::{Found, Record};
 
 /// Why a log source is skipped without being read, judged from its name alone: the one skip
 /// rule, for the daemon and `scan` alike. `name` is a path or `s3://bucket/key`.

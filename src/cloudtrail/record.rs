@@ -40,12 +40,17 @@ enum Fields<'a> {
 /// A value in a record: its raw JSON and, when it is an object whose members the scanner laid
 /// out, the member of the record's [`Fields::Scanned`] layout that holds it.
 #[derive(Debug, Clone, Copy)]
-struct Found<'a> {
+pub struct Found<'a> {
     raw: &'a str,
     holder: Option<Member>,
 }
 
 impl<'a> Found<'a> {
+    /// The value's JSON text, as the record holds it.
+    pub fn raw(&self) -> &'a str {
+        self.raw
+    }
+
     /// The value alone, its place in another object's layout forgotten.
     fn detached(self) -> Self {
         Found {
@@ -242,20 +247,27 @@ impl<'a> Record<'a> {
         found
     }
 
+    /// The member `key` of the record (`object` `None`) or of one of its objects; `None` when
+    /// absent or when `object` is not an object. A step of a path read key by key, for
+    /// readers of several paths that share their first steps.
+    pub fn child(&self, object: Option<Found<'a>>, key: &str) -> Option<Found<'a>> {
+        match object {
+            None => self.top(key),
+            Some(object) if object.raw.starts_with('{') => self.member(object, key),
+            Some(_) => None,
+        }
+    }
+
     /// The raw JSON at a dot-separated path of object keys, if every step is an object.
     pub fn raw_at(&self, path: &str) -> Option<&'a str> {
         if let Some(v) = self.top(path) {
             return Some(v.raw);
         }
-        let mut parts = path.split('.');
-        let mut value = self.top(parts.next()?)?;
-        for part in parts {
-            if !value.raw.starts_with('{') {
-                return None;
-            }
-            value = self.member(value, part)?;
+        let mut value = None;
+        for part in path.split('.') {
+            value = Some(self.child(value, part)?);
         }
-        Some(value.raw)
+        value.map(|v| v.raw)
     }
 
     /// A string field at a dot path; absent, `null` and non-string values read as `None`.

@@ -191,6 +191,37 @@ pub struct Feed {
     pub rule_ref: String,
     /// The detection's id and name, which group-by aliases are keyed by.
     pub identities: Vec<String>,
+    /// The fields its events keep: what alerts read ([`alerts::ALERT_FIELDS`]), the group-by
+    /// fields and the counted field. Sorted step by step as a JSON object of them is written,
+    /// without repeats, and without the paths inside another one it keeps whole.
+    pub kept: Vec<String>,
+}
+
+/// [`Feed::kept`] for a correlation fed by the detection of `identities`.
+fn kept_fields(correlation: &CompiledCorrelation, identities: &[&str]) -> Vec<String> {
+    let group_by = correlation.group_by.iter().map(|f| f.resolve(identities));
+    let counted = correlation
+        .condition
+        .field
+        .iter()
+        .flatten()
+        .map(String::as_str);
+    let mut kept: Vec<&str> = alerts::ALERT_FIELDS
+        .iter()
+        .copied()
+        .chain(group_by)
+        .chain(counted)
+        .collect();
+    kept.sort_unstable_by(|a, b| a.split('.').cmp(b.split('.')));
+    kept.dedup();
+    let inside = |path: &str, outer: &str| {
+        path.strip_prefix(outer)
+            .is_some_and(|rest| rest.starts_with('.'))
+    };
+    kept.iter()
+        .filter(|path| !kept.iter().any(|outer| inside(path, outer)))
+        .map(|path| (*path).to_owned())
+        .collect()
 }
 
 /// The compiled rule set, shared read-only by every worker.
@@ -568,10 +599,13 @@ impl Loader {
             }
             for (rule_ref, detection) in targets {
                 let info = &catalog.infos[detection];
+                let identities: Vec<String> = info.id.iter().chain([&info.name]).cloned().collect();
+                let refs: Vec<&str> = identities.iter().map(String::as_str).collect();
                 feeds.entry(detection).or_default().push(Feed {
                     correlation: correlations.len(),
                     rule_ref: rule_ref.clone(),
-                    identities: info.id.iter().chain([&info.name]).cloned().collect(),
+                    kept: kept_fields(&compiled, &refs),
+                    identities,
                 });
             }
             correlations.push(Correlation {
@@ -1118,6 +1152,25 @@ detection:
         assert_eq!(
             set.correlations()[0].value_sources,
             ["requestParameters.secretId", "requestParameters.names"]
+        );
+        // The events keep what alerts read, the group-by field (read by alerts too: once) and
+        // the counted one, sorted step by step as their JSON is written.
+        let base = set.rules().iter().position(|r| r.name == "secret-read");
+        let kept = &set.feeds(base.expect("loaded"))[0].kept;
+        let mut expected: Vec<&str> = alerts::ALERT_FIELDS.to_vec();
+        expected.push("requestParameters.secretId");
+        expected.sort_by(|a, b| a.split('.').cmp(b.split('.')));
+        assert_eq!(kept, &expected);
+        let at = |path: &str| kept.iter().position(|k| k == path);
+        assert_eq!(at("additionalEventData.MFAUsed"), Some(0));
+        assert!(at("userIdentity.sessionContext.sessionIssuer.userName") < at("userIdentity.type"));
+        let whole = corr.replace("group-by: [userIdentity.arn]", "group-by: [userIdentity]");
+        let set = RuleSet::from_yaml([("s.yml", whole.as_str())]);
+        let kept = &set.feeds(base.expect("loaded"))[0].kept;
+        assert!(kept.contains(&"userIdentity".to_owned()));
+        assert!(
+            !kept.iter().any(|k| k.starts_with("userIdentity.")),
+            "{kept:?}"
         );
         let bad = corr.replace(
             "trailwarden.value_fields: [requestParameters.names]",

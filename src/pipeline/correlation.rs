@@ -1,9 +1,7 @@
 //! A record that feeds correlations → its correlation events, slimmed to the fields alerts and
 //! group-by read, added to the source's [`Batch`].
 
-use std::borrow::Cow;
 use std::cell::OnceCell;
-use std::collections::BTreeMap;
 
 use rsigma_eval::GroupKey;
 use rsigma_eval::event::{Event, EventValue};
@@ -12,9 +10,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::cloudtrail::Record;
-use crate::detect::alerts::ALERT_FIELDS;
-use crate::detect::{Correlation, Feed, RuleSet};
+use crate::cloudtrail::{Found, Record};
+use crate::detect::{Feed, RuleSet};
 use crate::finding::correlation::{Batch, CorrEvent, Group};
 use crate::finding::hex;
 
@@ -28,7 +25,6 @@ impl Batch {
             // The slim record is built only for events that are kept.
             let slim = OnceCell::new();
             let make = |c: Candidate| {
-                let slim = slim.get_or_init(|| Slim::project(record, &paths(correlation, feed)));
                 let field = correlation
                     .compiled
                     .condition
@@ -36,13 +32,14 @@ impl Batch {
                     .as_ref()
                     .and_then(|f| f.first());
                 let text = match (c.spread, field, &c.value) {
+                    // The value is written where the correlation (and its alert) reads it.
                     (true, Some(field), Some(value)) => {
-                        // The value is written where the correlation (and its alert) reads it.
-                        let mut slim = slim.clone();
-                        slim.set(field, Cow::Owned(Value::String(value.clone()).to_string()));
-                        slim.to_json()
+                        let value = Value::String(value.clone()).to_string();
+                        slim_record(record, &feed.kept, Some((field, &value)))
                     }
-                    _ => slim.to_json(),
+                    _ => slim
+                        .get_or_init(|| slim_record(record, &feed.kept, None))
+                        .clone(),
                 };
                 (
                     c.group,
@@ -82,19 +79,6 @@ struct Candidate {
     value: Option<String>,
     /// One of several values of a spread record (see `detect::Correlation::value_sources`).
     spread: bool,
-}
-
-/// The paths a correlation's events keep: what alerts read, the group-by fields and the
-/// counted field.
-fn paths<'c>(correlation: &'c Correlation, feed: &'c Feed) -> Vec<&'c str> {
-    let corr = &correlation.compiled;
-    let identities: Vec<&str> = feed.identities.iter().map(String::as_str).collect();
-    let mut paths: Vec<&str> = ALERT_FIELDS.to_vec();
-    for field in &corr.group_by {
-        paths.push(field.resolve(&identities));
-    }
-    paths.extend(corr.condition.field.iter().flatten().map(String::as_str));
-    paths
 }
 
 /// The group and events a record contributes to the correlation of `feed`: one event, or one
@@ -190,93 +174,107 @@ fn distinct_key(record: &Record<'_>, fields: &[String]) -> Option<String> {
     Some(parts.join("\u{1f}"))
 }
 
-/// A smaller record: the raw JSON of some of a record's fields, at their dot paths. Values are
-/// copied as the record holds them, never parsed; keys are in order, as in a `Value`.
-#[derive(Debug, Clone, Default)]
-struct Slim<'a>(BTreeMap<Cow<'a, str>, Node<'a>>);
-
-#[derive(Debug, Clone)]
-enum Node<'a> {
-    Raw(Cow<'a, str>),
-    Object(Slim<'a>),
+/// A smaller record: the raw JSON of the record's values at `kept` (sorted as
+/// [`crate::detect::Feed::kept`] is), at the same paths, with `replace`'s text written at its
+/// path instead of the record's. Values are copied as the record holds them, never parsed;
+/// absent and `null` ones are left out, and so are objects left empty. Paths that share their
+/// first steps are looked up once for all of them.
+fn slim_record(record: &Record<'_>, kept: &[String], replace: Option<(&str, &str)>) -> String {
+    /// An object being written: its key, its value in the record, where its text began in
+    /// `out`, and whether a member was written in it.
+    struct Open<'k, 'a> {
+        key: &'k str,
+        found: Option<Found<'a>>,
+        mark: usize,
+        written: bool,
+    }
+    let mut out = String::with_capacity(512);
+    out.push('{');
+    let mut root_written = false;
+    let mut open: Vec<Open<'_, '_>> = Vec::new();
+    // Closes the innermost object: its text is taken back when nothing was written in it.
+    let close = |open: &mut Vec<Open<'_, '_>>, out: &mut String, root_written: &mut bool| {
+        let done = open.pop().expect("an open object");
+        if done.written {
+            out.push('}');
+        } else {
+            out.truncate(done.mark);
+            return;
+        }
+        match open.last_mut() {
+            Some(parent) => parent.written = true,
+            None => *root_written = true,
+        }
+    };
+    for path in kept {
+        let steps: Vec<&str> = path.split('.').collect();
+        let (leaf, parents) = steps.split_last().expect("split yields a step");
+        let shared = open
+            .iter()
+            .zip(parents)
+            .take_while(|(o, step)| o.key == **step)
+            .count();
+        while open.len() > shared {
+            close(&mut open, &mut out, &mut root_written);
+        }
+        for step in &parents[shared..] {
+            let parent = open.last().map(|o| o.found);
+            let found = parent.map_or_else(
+                || record.child(None, step),
+                |p| p.and_then(|p| record.child(Some(p), step)),
+            );
+            let mark = out.len();
+            let written = open.last().map_or(root_written, |o| o.written);
+            write_key(&mut out, written, step);
+            out.push('{');
+            open.push(Open {
+                key: step,
+                found,
+                mark,
+                written: false,
+            });
+        }
+        let value = match replace {
+            Some((at, text)) if at == path => Some(text),
+            _ => {
+                let parent = open.last().map(|o| o.found);
+                match parent {
+                    None => record.child(None, leaf),
+                    Some(p) => p.and_then(|p| record.child(Some(p), leaf)),
+                }
+                .map(|f| f.raw())
+                .filter(|raw| *raw != "null")
+            }
+        };
+        if let Some(value) = value {
+            let written = match open.last_mut() {
+                Some(o) => std::mem::replace(&mut o.written, true),
+                None => std::mem::replace(&mut root_written, true),
+            };
+            write_key(&mut out, written, leaf);
+            out.push_str(value);
+        }
+    }
+    while !open.is_empty() {
+        close(&mut open, &mut out, &mut root_written);
+    }
+    out.push('}');
+    out
 }
 
-impl<'a> Slim<'a> {
-    /// The record's values at `paths`, absent and `null` ones left out.
-    fn project<'r: 'a>(record: &Record<'r>, paths: &[&'a str]) -> Self {
-        let mut slim = Slim::default();
-        for path in paths {
-            if let Some(raw) = record.raw_at(path).filter(|raw| *raw != "null") {
-                slim.set(path, Cow::Borrowed(raw));
-            }
-        }
-        slim
+/// `"key":`, after a comma unless it is the object's first member; escaped as JSON needs.
+fn write_key(out: &mut String, after_another: bool, key: &str) {
+    if after_another {
+        out.push(',');
     }
-
-    /// Writes `raw` at a dot path, replacing what is there and making the steps on the way
-    /// objects (keeping the members of one that already is).
-    fn set(&mut self, path: &'a str, raw: Cow<'a, str>) {
-        let mut current = self;
-        let mut parts = path.split('.').peekable();
-        while let Some(key) = parts.next() {
-            if parts.peek().is_none() {
-                current.0.insert(Cow::Borrowed(key), Node::Raw(raw));
-                return;
-            }
-            let node = current
-                .0
-                .entry(Cow::Borrowed(key))
-                .or_insert_with(|| Node::Object(Slim::default()));
-            if let Node::Raw(text) = node {
-                *node = Node::Object(Slim::parse(text));
-            }
-            let Node::Object(next) = node else {
-                unreachable!("made an object above")
-            };
-            current = next;
-        }
+    if key.contains(|c: char| c == '"' || c == '\\' || c.is_control()) {
+        out.push_str(&Value::String(key.to_owned()).to_string());
+    } else {
+        out.push('"');
+        out.push_str(key);
+        out.push('"');
     }
-
-    /// The members of a raw JSON object; nothing for any other value, which a path through it
-    /// replaces.
-    fn parse(text: &str) -> Slim<'a> {
-        let members: BTreeMap<String, Box<RawValue>> =
-            serde_json::from_str(text).unwrap_or_default();
-        Slim(
-            members
-                .into_iter()
-                .map(|(k, v)| (Cow::Owned(k), Node::Raw(Cow::Owned(v.get().to_owned()))))
-                .collect(),
-        )
-    }
-
-    fn to_json(&self) -> String {
-        let mut out = String::with_capacity(512);
-        self.write(&mut out);
-        out
-    }
-
-    fn write(&self, out: &mut String) {
-        out.push('{');
-        for (i, (key, node)) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            if key.contains(|c: char| c == '"' || c == '\\' || c.is_control()) {
-                out.push_str(&Value::String(key.to_string()).to_string());
-            } else {
-                out.push('"');
-                out.push_str(key);
-                out.push('"');
-            }
-            out.push(':');
-            match node {
-                Node::Raw(raw) => out.push_str(raw),
-                Node::Object(slim) => slim.write(out),
-            }
-        }
-        out.push('}');
-    }
+    out.push(':');
 }
 
 #[cfg(test)]
@@ -285,33 +283,42 @@ mod tests {
 
     #[test]
     fn a_slim_record_copies_raw_values_at_their_paths() {
-        let raw = br#"{"eventID":"e","userIdentity":{"arn":"a","sessionContext":{"x":1.50}},"requestParameters":null,"odd\"key":"v"}"#;
+        let raw = br#"{"eventID":"e","userIdentity":{"arn":"a","sessionContext":{"x":1.50}},"requestParameters":null,"odd\"key":"v","s":"x"}"#;
         let record = Record::parse(raw).expect("a record");
-        let slim = Slim::project(
+        let kept = |paths: &[&str]| paths.iter().map(|p| (*p).to_owned()).collect::<Vec<_>>();
+        let text = slim_record(
             &record,
-            &[
+            &kept(&[
                 "eventID",
-                "userIdentity.arn",
-                "requestParameters",
                 "missing.path",
                 "odd\"key",
-            ],
+                "requestParameters",
+                "requestParameters.bucketName",
+                "s.deeper",
+                "userIdentity.arn",
+                "userIdentity.sessionContext.missing",
+                "userIdentity.type",
+            ]),
+            None,
         );
         assert_eq!(
-            slim.to_json(),
-            r#"{"eventID":"e","odd\"key":"v","userIdentity":{"arn":"a"}}"#,
-            "values as written, null and absent ones left out, keys in order and escaped"
+            text, r#"{"eventID":"e","odd\"key":"v","userIdentity":{"arn":"a"}}"#,
+            "values as written, null and absent ones and empty objects left out, keys escaped"
         );
 
-        // A path through an object kept whole writes into it; through a scalar, replaces it.
-        let mut slim = Slim::project(&record, &["userIdentity", "eventID"]);
-        slim.set("userIdentity.arn", Cow::Borrowed(r#""b""#));
-        slim.set("eventID.deep", Cow::Borrowed("2"));
-        let text = slim.to_json();
+        // A replaced value is written whether or not the record has one.
+        let paths = kept(&["eventID", "requestParameters.secretId", "userIdentity.arn"]);
+        let text = slim_record(
+            &record,
+            &paths,
+            Some(("requestParameters.secretId", r#""s1""#)),
+        );
         assert_eq!(
             text,
-            r#"{"eventID":{"deep":2},"userIdentity":{"arn":"b","sessionContext":{"x":1.50}}}"#
+            r#"{"eventID":"e","requestParameters":{"secretId":"s1"},"userIdentity":{"arn":"a"}}"#
         );
+        let text = slim_record(&record, &paths, Some(("userIdentity.arn", r#""b""#)));
+        assert_eq!(text, r#"{"eventID":"e","userIdentity":{"arn":"b"}}"#);
         serde_json::from_str::<Value>(&text).expect("JSON");
     }
 }
