@@ -34,7 +34,7 @@ mod sort;
 
 pub use sort::RUN_BYTES as SORT_RUN_BYTES;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -345,7 +345,8 @@ struct InOrder {
 /// Alerts printed and left out as duplicates, to add to the summary.
 #[derive(Default)]
 struct Tally {
-    counts: BTreeMap<(Level, String), u64>,
+    /// Alerts by rule name, with the rule's level.
+    counts: HashMap<String, (Level, u64)>,
     duplicates: u64,
 }
 
@@ -476,16 +477,19 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
         for alert in alerts {
             // The same event in two files (two trails, one bucket) is one.
             if let Some(id) = &alert.event_id
-                && !state.seen.insert(&format!("{}\u{0}{id}", alert.rule))
+                && !state.seen.insert(&(&alert.rule, id))
             {
                 tally.duplicates += 1;
                 continue;
             }
             if alert.level >= options.min_level {
-                *tally
-                    .counts
-                    .entry((alert.level, alert.rule.clone()))
-                    .or_default() += 1;
+                // Looked up by name first: most alerts are of a rule already counted.
+                match tally.counts.get_mut(alert.rule.as_str()) {
+                    Some((_, n)) => *n += 1,
+                    None => {
+                        tally.counts.insert(alert.rule.clone(), (alert.level, 1));
+                    }
+                }
             }
             output.render(&alert, buf);
             if buf.len() > 64 * 1024 {
@@ -496,8 +500,8 @@ pub fn run(rules: &RuleSet, paths: &[String], options: &Options) -> Result<Summa
     let add_tally = |tally: Tally| {
         let mut s = lock(&summary);
         s.duplicates += tally.duplicates;
-        for (k, n) in tally.counts {
-            *s.alerts.entry(k).or_default() += n;
+        for (rule, (level, n)) in tally.counts {
+            *s.alerts.entry((level, rule)).or_default() += n;
         }
     };
     // A file's alerts so far, printed at once when it is the file's turn. Otherwise they wait

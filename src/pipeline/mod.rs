@@ -19,7 +19,7 @@
 //! prints them.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
 use std::io::Read;
 
 pub mod correlation;
@@ -417,8 +417,8 @@ impl RecentIds {
         }
     }
 
-    /// Remembers `id`; false if it is already remembered.
-    pub fn insert(&mut self, id: &str) -> bool {
+    /// Remembers `id` (a string, or a tuple of them); false if it is already remembered.
+    pub fn insert(&mut self, id: &(impl Hash + ?Sized)) -> bool {
         // A fixed-key hasher: the same id hashes the same in every run.
         let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(id);
         if self.newer.contains(&h) || self.older.contains(&h) {
