@@ -83,10 +83,12 @@ impl<'a> Fields<'a> {
         match self {
             Fields::Scanned { text, layout } => {
                 let span = |(a, b): (u32, u32)| &text[a as usize..b as usize];
-                // The key's span holds its quotes.
+                // The key's span holds its quotes. Compared as bytes: a span the scanner laid
+                // out is whole characters, which slicing the text would check again.
                 let is_key = |m: &&Member| {
                     (m.key.1 - m.key.0) as usize == key.len() + 2
-                        && span((m.key.0 + 1, m.key.1 - 1)) == key
+                        && text.as_bytes()[m.key.0 as usize + 1..m.key.1 as usize - 1]
+                            == *key.as_bytes()
                 };
                 let found = match holder {
                     None => layout.top.iter().rev().find(is_key),
@@ -263,11 +265,12 @@ impl<'a> Record<'a> {
         if let Some(v) = self.top(path) {
             return Some(v.raw);
         }
-        let mut value = None;
-        for part in path.split('.') {
-            value = Some(self.child(value, part)?);
+        let (mut value, mut rest) = (None, path);
+        while let Some((step, after)) = split_step(rest) {
+            value = Some(self.child(value, step)?);
+            rest = after;
         }
-        value.map(|v| v.raw)
+        self.child(value, rest).map(|v| v.raw)
     }
 
     /// A string field at a dot path; absent, `null` and non-string values read as `None`.
@@ -320,7 +323,7 @@ fn scalar(text: &str) -> Option<EventValue<'_>> {
     match text.as_bytes().first()? {
         b'"' => {
             let inner = &text[1..text.len() - 1];
-            if inner.contains('\\') {
+            if memchr::memchr(b'\\', inner.as_bytes()).is_some() {
                 serde_json::from_str::<String>(text)
                     .ok()
                     .map(|s| EventValue::Str(Cow::Owned(s)))
@@ -337,6 +340,12 @@ fn scalar(text: &str) -> Option<EventValue<'_>> {
             Err(_) => text.parse::<f64>().ok().map(EventValue::Float),
         },
     }
+}
+
+/// A dot path's first step and the rest, split at its first `.`.
+fn split_step(path: &str) -> Option<(&str, &str)> {
+    let dot = memchr::memchr(b'.', path.as_bytes())?;
+    Some((&path[..dot], &path[dot + 1..]))
 }
 
 /// Detaches an [`EventValue`] from whatever it borrowed.
@@ -359,13 +368,14 @@ fn into_owned(value: EventValue<'_>) -> EventValue<'static> {
 
 impl Event for Record<'_> {
     fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
-        if path.contains(['[', '\\']) {
+        // Paths are short: memchr's byte search, not str's char patterns, which decode UTF-8.
+        if memchr::memchr2(b'[', b'\\', path.as_bytes()).is_some() {
             return self.get_field_slow(path);
         }
         if let Some(v) = self.top(path) {
             return scalar(v.raw).or_else(|| self.get_field_slow(path));
         }
-        let (root, mut rest) = path.split_once('.')?;
+        let (root, mut rest) = split_step(path)?;
         let mut value = self.top(root)?;
         loop {
             if !value.raw.starts_with('{') {
@@ -381,7 +391,7 @@ impl Event for Record<'_> {
             if let Some(v) = self.member(value, rest) {
                 return scalar(v.raw).or_else(|| self.get_field_slow(path));
             }
-            let (head, tail) = rest.split_once('.')?;
+            let (head, tail) = split_step(rest)?;
             value = self.member(value, head)?;
             rest = tail;
         }
