@@ -18,7 +18,9 @@
 #           (and beside it the floor: libdeflate inflating each file whole in one call,
 #           examples/inflate_floor.rs, the inflate `scan` itself uses for such files)
 #        b. trailwarden scan --format json --aws-ip-ranges benches/aws-ip-ranges.json,
-#           pinned to one core (the corpus's instance sessions call from those ranges)
+#           pinned to one core (the corpus's instance sessions call from those ranges),
+#           then the same with SigmaHQ's CloudTrail rules added (--rules
+#           tests/fixtures/sigmahq/cloudtrail)
 #        c. trailwarden scan --format json, all cores
 #        d. trailwarden scan --format json of the single 1 GiB file, all cores,
 #           under GNU time -v for peak RSS (the scanner must stream, so RSS
@@ -120,10 +122,10 @@ fi
 
 # --- 3 + 4. measure and report ---------------------------------------------------------
 log "measuring (best of $RUNS per row)"
-python3 - "$BIN" "$CORPUS" "$BIG" "$BENCH_DIR" "$RUNS" "$CPU" "$REPRO" "$REPO/benches/aws-ip-ranges.json" "$FLOOR" <<'PY'
+python3 - "$BIN" "$CORPUS" "$BIG" "$BENCH_DIR" "$RUNS" "$CPU" "$REPRO" "$REPO/benches/aws-ip-ranges.json" "$FLOOR" "$REPO/tests/fixtures/sigmahq/cloudtrail" <<'PY'
 import json, os, platform, re, statistics, subprocess, sys, time
 
-BIN, CORPUS, BIG, BENCH_DIR, RUNS, CPU, REPRO, RANGES, FLOOR = sys.argv[1:10]
+BIN, CORPUS, BIG, BENCH_DIR, RUNS, CPU, REPRO, RANGES, FLOOR, SIGMAHQ = sys.argv[1:11]
 # The corpus's instance sessions call from EC2 addresses, as real ones do; the scan is given
 # those ranges, as a deployment would be, so instance-credentials-outside-aws fires only on the
 # planted uses from outside AWS.
@@ -183,6 +185,11 @@ rows.append(("libdeflate inflate, the floor (1 core)", corpus, best, med, None))
 # (b) trailwarden, one core: per-core efficiency, comparable with gzip.
 best, med, err1 = run_timed("trailwarden 1 core", pin + SCAN + [CORPUS])
 rows.append(("trailwarden scan (1 core)", corpus, best, med, None))
+
+# (b2) The same with SigmaHQ's published CloudTrail rules added, as users add them: one of
+# them matches most records, so this row is about building and printing alerts.
+best, med, _ = run_timed("trailwarden sigmahq 1 core", pin + SCAN + ["--rules", SIGMAHQ, CORPUS])
+rows.append(("trailwarden scan + SigmaHQ rules (1 core)", corpus, best, med, None))
 
 # (c) trailwarden, all cores: what a user actually gets.
 best, med, errn = run_timed("trailwarden all cores", SCAN + [CORPUS])
