@@ -72,7 +72,7 @@ fn sign_in(rules: &RuleSet, id: &str, time: &str) -> Findings {
         rules,
         &source,
         record.to_string().as_bytes(),
-        &mut |key, alert| folder.add(key, alert),
+        &mut |key, alert| folder.add(key(), alert),
     )
     .expect("a record");
     Findings {

@@ -160,7 +160,7 @@ fn sign_in_fold(event_id: &str) -> Fold {
         &rules,
         "eventbridge:us-east-1:test",
         root_login(event_id).to_string().as_bytes(),
-        &mut |key, alert| folder.add(key, alert),
+        &mut |key, alert| folder.add(key(), alert),
     )
     .expect("a record");
     folder

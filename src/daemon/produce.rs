@@ -35,7 +35,7 @@ impl Daemon {
             &self.rules,
             &source,
             event.record.as_bytes(),
-            &mut |key, alert| folder.add(key, alert),
+            &mut |key, alert| folder.add(key(), alert),
         )
         .map_err(|e| WorkError::Event {
             event: source.clone(),
@@ -149,7 +149,7 @@ impl Daemon {
         let (folder, read) = tokio::task::spawn_blocking(move || {
             let mut folder = Folder::new();
             let read = pipeline::object(&rules, &name, body, cap, &mut |key, alert| {
-                folder.add(key, alert)
+                folder.add(key(), alert)
             });
             (folder, read)
         })

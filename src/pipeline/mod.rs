@@ -128,8 +128,9 @@ impl LogReport {
     }
 }
 
-/// Where a producer's alerts go, each with the incident it belongs to.
-pub type AlertSink<'a> = dyn FnMut(IncidentKey, Alert) + 'a;
+/// Where a producer's alerts go, each with the incident it belongs to. The incident is worked
+/// out only for a sink that asks (`scan` prints alerts and never does).
+pub type AlertSink<'a> = dyn FnMut(&dyn Fn() -> IncidentKey, Alert) + 'a;
 
 /// The connection broke while a log file was read: the file is fine, read it again. (A
 /// damaged file is not an error: it raises `log-file-unreadable`.)
@@ -221,15 +222,13 @@ fn file(
         }
     }
     let damage = |sink: &mut AlertSink<'_>, alert: Alert| {
-        let key = IncidentKey {
+        let account = alert.account_id.clone();
+        let key = || IncidentKey {
             rule: UNREADABLE_RULE.to_owned(),
-            account: alert
-                .account_id
-                .clone()
-                .unwrap_or_else(|| "unknown".to_owned()),
+            account: account.clone().unwrap_or_else(|| "unknown".to_owned()),
             principal: source.to_owned(),
         };
-        sink(key, alert);
+        sink(&key, alert);
     };
     if let Outcome::Failed(e) = &report.outcome {
         if is_transport(e) {
@@ -385,7 +384,7 @@ fn evaluate(
         let rule = &rules.rules()[index];
         if rule.kind == RuleKind::Detection && rule.alerts && rule.level >= min_level {
             sink(
-                key(&rule.name, record),
+                &|| key(&rule.name, record),
                 Alert::from_detection(rule, &derived, source),
             );
         }
