@@ -165,6 +165,10 @@ fn account_from_key(key: &str) -> Option<String> {
 /// Removes control characters (newlines included) and Unicode direction overrides from text
 /// that came from a record, so it cannot forge lines or reorder what an operator reads.
 pub fn clean(s: &str) -> Cow<'_, str> {
+    // Printable ASCII, most of what records hold, is clean: told a byte at a time.
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Cow::Borrowed(s);
+    }
     let bad =
         |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     if s.chars().any(bad) {

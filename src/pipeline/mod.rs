@@ -19,7 +19,7 @@
 //! prints them.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash, Hasher};
 use std::io::Read;
 
 pub mod correlation;
@@ -402,16 +402,40 @@ fn evaluate(
 /// first-in-first-out window needs a queue of every hash beside the set, about as large again.
 #[derive(Debug)]
 pub struct RecentIds {
-    newer: HashSet<u64>,
-    older: HashSet<u64>,
+    newer: Hashes,
+    older: Hashes,
     generation: usize,
+}
+
+/// A set of ids' 64-bit hashes, which serve as their own hashes in the set.
+type Hashes = HashSet<u64, BuildHasherDefault<Prehashed>>;
+
+/// Hashes a `u64` that is already a hash to itself: SipHash again would only cost.
+#[derive(Debug, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64s are hashed here; any other input is still folded in, not lost.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl RecentIds {
     pub fn new(capacity: usize) -> RecentIds {
         RecentIds {
-            newer: HashSet::new(),
-            older: HashSet::new(),
+            newer: Hashes::default(),
+            older: Hashes::default(),
             generation: capacity.div_ceil(2).max(1),
         }
     }
