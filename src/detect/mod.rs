@@ -484,12 +484,8 @@ impl Loader {
         }
 
         // Filters are checked one by one against a scratch engine so one bad filter does not
-        // take the others down.
-        let mut scratch = Engine::new();
-        for rule in &kept_rules {
-            // Compiled once already in `add_source`.
-            let _ = scratch.add_rule(rule);
-        }
+        // take the others down. It compiles every rule again, so it is built only for filters.
+        let mut scratch = None;
         // Correlations and filters are not filter targets; name them when a filter points there.
         let mut not_detections: HashMap<&str, &'static str> = HashMap::new();
         for (corr, _) in &self.correlations {
@@ -527,6 +523,14 @@ impl Loader {
                     }
                 }
             }
+            let scratch = scratch.get_or_insert_with(|| {
+                let mut engine = Engine::new();
+                for rule in &kept_rules {
+                    // Each compiled without error in `add_source`.
+                    let _ = engine.add_rule(rule);
+                }
+                engine
+            });
             let checked = scratch
                 .apply_filter(&filter)
                 .map_err(|e| e.to_string())
