@@ -403,8 +403,8 @@ fn summarize(
         "admin-policy-attached" => admin_policy_summary(ctx, record, &acct, &from),
         "role-trust-opened" => {
             let foreign = derived.foreign_accounts();
-            // The any-principal regexes match regardless of conditions; name the foreign
-            // accounts when that is what opened it.
+            // The rule fires on a "*" principal whatever its conditions (namesAnyone); name the
+            // foreign accounts when they, not an unconditioned "*", are what opened it.
             let whom = if foreign.is_empty() || derived.grants().is_some_and(|g| g.anyone) {
                 "any AWS principal".to_owned()
             } else {
