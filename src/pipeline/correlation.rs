@@ -1,6 +1,7 @@
 //! A record that feeds correlations → its correlation events, slimmed to the fields alerts and
 //! group-by read, added to the source's [`Batch`].
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 
 use rsigma_eval::GroupKey;
@@ -180,52 +181,65 @@ fn distinct_key(record: &Record<'_>, fields: &[String]) -> Option<String> {
 /// absent and `null` ones are left out, and so are objects left empty. Paths that share their
 /// first steps are looked up once for all of them.
 fn slim_record(record: &Record<'_>, kept: &[String], replace: Option<(&str, &str)>) -> String {
-    /// An object being written: its key, its value in the record, where its text began in
-    /// `out`, and whether a member was written in it.
+    /// An object being written: its key, its value in the record (`None` when absent), where
+    /// its text began in `out`, and whether a member was written in it. The record itself is
+    /// the first, never closed in the loop.
     struct Open<'k, 'a> {
         key: &'k str,
         found: Option<Found<'a>>,
         mark: usize,
         written: bool,
     }
-    let mut out = String::with_capacity(512);
-    out.push('{');
-    let mut root_written = false;
-    let mut open: Vec<Open<'_, '_>> = Vec::new();
-    // Closes the innermost object: its text is taken back when nothing was written in it.
-    let close = |open: &mut Vec<Open<'_, '_>>, out: &mut String, root_written: &mut bool| {
-        let done = open.pop().expect("an open object");
+    // The member `key` of the innermost open object, in the record.
+    fn lookup<'a>(record: &Record<'a>, open: &[Open<'_, 'a>], key: &str) -> Option<Found<'a>> {
+        match open {
+            [_record] => record.child(None, key),
+            [.., parent] => parent.found.and_then(|p| record.child(Some(p), key)),
+            [] => unreachable!("the record stays open"),
+        }
+    }
+    // Writes `"key":` in the innermost open object, after a comma unless it is its first.
+    fn member(open: &mut [Open<'_, '_>], out: &mut String, key: &str) {
+        let parent = open.last_mut().expect("the record stays open");
+        write_key(out, std::mem::replace(&mut parent.written, true), key);
+    }
+    // Closes the innermost object; one nothing was written in is taken back.
+    fn close(open: &mut Vec<Open<'_, '_>>, out: &mut String) {
+        let done = open.pop().expect("more than the record open");
         if done.written {
             out.push('}');
+            open.last_mut().expect("the record stays open").written = true;
         } else {
             out.truncate(done.mark);
-            return;
         }
-        match open.last_mut() {
-            Some(parent) => parent.written = true,
-            None => *root_written = true,
-        }
-    };
+    }
+    let mut out = String::with_capacity(512);
+    out.push('{');
+    let mut open = vec![Open {
+        key: "",
+        found: None,
+        mark: 0,
+        written: false,
+    }];
     for path in kept {
-        let steps: Vec<&str> = path.split('.').collect();
-        let (leaf, parents) = steps.split_last().expect("split yields a step");
-        let shared = open
+        let (parents, leaf) = path
+            .rsplit_once('.')
+            .map_or(("", path.as_str()), |(p, l)| (p, l));
+        let parents = parents.split('.').filter(|_| !parents.is_empty());
+        let shared = open[1..]
             .iter()
-            .zip(parents)
-            .take_while(|(o, step)| o.key == **step)
+            .zip(parents.clone())
+            .take_while(|(o, step)| o.key == *step)
             .count();
-        while open.len() > shared {
-            close(&mut open, &mut out, &mut root_written);
+        while open.len() > shared + 1 {
+            close(&mut open, &mut out);
         }
-        for step in &parents[shared..] {
-            let parent = open.last().map(|o| o.found);
-            let found = parent.map_or_else(
-                || record.child(None, step),
-                |p| p.and_then(|p| record.child(Some(p), step)),
-            );
+        for step in parents.skip(shared) {
+            let found = lookup(record, &open, step);
             let mark = out.len();
-            let written = open.last().map_or(root_written, |o| o.written);
-            write_key(&mut out, written, step);
+            // The parent counts this object as a member only once it is closed with one.
+            let after_another = open.last().expect("the record stays open").written;
+            write_key(&mut out, after_another, step);
             out.push('{');
             open.push(Open {
                 key: step,
@@ -234,32 +248,54 @@ fn slim_record(record: &Record<'_>, kept: &[String], replace: Option<(&str, &str
                 written: false,
             });
         }
+        let raw = lookup(record, &open, leaf)
+            .map(|f| f.raw())
+            .filter(|raw| *raw != "null");
         let value = match replace {
-            Some((at, text)) if at == path => Some(text),
-            _ => {
-                let parent = open.last().map(|o| o.found);
-                match parent {
-                    None => record.child(None, leaf),
-                    Some(p) => p.and_then(|p| record.child(Some(p), leaf)),
-                }
-                .map(|f| f.raw())
-                .filter(|raw| *raw != "null")
-            }
+            Some((at, text)) if at == path => Some(Cow::Borrowed(text)),
+            // A replaced value inside one kept whole (a counted field under a group-by
+            // object) is written into a copy of it.
+            Some((at, text)) => match at
+                .strip_prefix(path.as_str())
+                .and_then(|r| r.strip_prefix('.'))
+            {
+                Some(inner) => Some(Cow::Owned(replaced_inside(raw, inner, text))),
+                None => raw.map(Cow::Borrowed),
+            },
+            None => raw.map(Cow::Borrowed),
         };
         if let Some(value) = value {
-            let written = match open.last_mut() {
-                Some(o) => std::mem::replace(&mut o.written, true),
-                None => std::mem::replace(&mut root_written, true),
-            };
-            write_key(&mut out, written, leaf);
-            out.push_str(value);
+            member(&mut open, &mut out, leaf);
+            out.push_str(&value);
         }
     }
-    while !open.is_empty() {
-        close(&mut open, &mut out, &mut root_written);
+    while open.len() > 1 {
+        close(&mut open, &mut out);
     }
     out.push('}');
     out
+}
+
+/// `raw` (an object, or nothing to start from) with `text` written at the dot path `inner`
+/// inside it, the steps on the way made objects.
+fn replaced_inside(raw: Option<&str>, inner: &str, text: &str) -> String {
+    let mut whole = raw
+        .and_then(|raw| serde_json::from_str::<Value>(raw).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    let mut at = &mut whole;
+    for step in inner.split('.') {
+        if !at.is_object() {
+            *at = Value::Object(Default::default());
+        }
+        at = at
+            .as_object_mut()
+            .expect("made an object above")
+            .entry(step)
+            .or_insert(Value::Null);
+    }
+    *at = serde_json::from_str(text).unwrap_or(Value::Null);
+    whole.to_string()
 }
 
 /// `"key":`, after a comma unless it is the object's first member; escaped as JSON needs.
@@ -320,5 +356,16 @@ mod tests {
         let text = slim_record(&record, &paths, Some(("userIdentity.arn", r#""b""#)));
         assert_eq!(text, r#"{"eventID":"e","userIdentity":{"arn":"b"}}"#);
         serde_json::from_str::<Value>(&text).expect("JSON");
+
+        // Inside a value kept whole, the replaced one is written into a copy of it; an absent
+        // or scalar one is made an object.
+        let whole = kept(&["eventID", "userIdentity"]);
+        let text = slim_record(&record, &whole, Some(("userIdentity.arn", r#""b""#)));
+        assert_eq!(
+            text,
+            r#"{"eventID":"e","userIdentity":{"arn":"b","sessionContext":{"x":1.5}}}"#
+        );
+        let text = slim_record(&record, &kept(&["s"]), Some(("s.deeper.k", "2")));
+        assert_eq!(text, r#"{"s":{"deeper":{"k":2}}}"#);
     }
 }
