@@ -396,3 +396,42 @@ fn run_rejects_bad_settings_with_exit_2_naming_the_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("workers"), "{}", stderr(&out));
 }
+
+/// An event two files both hold (two trails writing to one bucket) is printed once, across
+/// the batches a worker prints a long file in, with one or two threads and when sorted.
+#[test]
+fn an_event_in_two_files_is_printed_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logins = |ids: std::ops::Range<usize>| -> Vec<Value> {
+        ids.map(|i| root_login(&format!("event-{i}"))).collect()
+    };
+    let a = write(dir.path(), "a.json.gz", &log_file(&logins(0..1500)));
+    let b = write(dir.path(), "b.json.gz", &log_file(&logins(1000..2600)));
+    let one = write(dir.path(), "one.json.gz", &log_file(&logins(0..1)));
+    let per_event = alerts(&trailwarden(&["scan", &one])).len();
+    assert!(per_event > 0);
+    for extra in [&["--threads", "1"][..], &["--threads", "2"], &["--sort", "time"]] {
+        let out = trailwarden(&[&["scan"][..], extra, &[a.as_str(), b.as_str()]].concat());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let printed = alerts(&out);
+        let pairs: std::collections::HashSet<(String, String)> = printed
+            .iter()
+            .map(|a| (a["rule"].to_string(), a["event_id"].to_string()))
+            .collect();
+        assert_eq!(pairs.len(), printed.len(), "{extra:?}: an alert printed twice");
+        assert_eq!(printed.len(), 2600 * per_event, "{extra:?}");
+        let ids: Vec<String> = printed
+            .iter()
+            .map(|a| a["event_id"].as_str().unwrap_or("").to_owned())
+            .collect();
+        let mut firsts = ids.clone();
+        firsts.dedup();
+        let expected: Vec<String> = (0..2600).map(|i| format!("event-{i}")).collect();
+        assert_eq!(firsts, expected, "{extra:?}: not in input order");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{} duplicate events", 500 * per_event)),
+            "{extra:?}: {err}"
+        );
+    }
+}

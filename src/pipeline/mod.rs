@@ -442,8 +442,16 @@ impl RecentIds {
 
     /// Remembers `id` (a string, or a tuple of them); false if it is already remembered.
     pub fn insert(&mut self, id: &(impl Hash + ?Sized)) -> bool {
-        // A fixed-key hasher: the same id hashes the same in every run.
-        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(id);
+        self.insert_hash(Self::hash(id))
+    }
+
+    /// The hash by which `id` is remembered: from a fixed-key hasher, the same in every run.
+    pub fn hash(id: &(impl Hash + ?Sized)) -> u64 {
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
+    }
+
+    /// Remembers an id by its [`Self::hash`]; false if it is already remembered.
+    pub fn insert_hash(&mut self, h: u64) -> bool {
         if self.newer.contains(&h) || self.older.contains(&h) {
             return false;
         }
