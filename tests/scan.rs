@@ -410,7 +410,11 @@ fn an_event_in_two_files_is_printed_once() {
     let one = write(dir.path(), "one.json.gz", &log_file(&logins(0..1)));
     let per_event = alerts(&trailwarden(&["scan", &one])).len();
     assert!(per_event > 0);
-    for extra in [&["--threads", "1"][..], &["--threads", "2"], &["--sort", "time"]] {
+    for extra in [
+        &["--threads", "1"][..],
+        &["--threads", "2"],
+        &["--sort", "time"],
+    ] {
         let out = trailwarden(&[&["scan"][..], extra, &[a.as_str(), b.as_str()]].concat());
         assert!(out.status.success(), "{}", stderr(&out));
         let printed = alerts(&out);
@@ -418,7 +422,11 @@ fn an_event_in_two_files_is_printed_once() {
             .iter()
             .map(|a| (a["rule"].to_string(), a["event_id"].to_string()))
             .collect();
-        assert_eq!(pairs.len(), printed.len(), "{extra:?}: an alert printed twice");
+        assert_eq!(
+            pairs.len(),
+            printed.len(),
+            "{extra:?}: an alert printed twice"
+        );
         assert_eq!(printed.len(), 2600 * per_event, "{extra:?}");
         let ids: Vec<String> = printed
             .iter()

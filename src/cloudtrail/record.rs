@@ -108,22 +108,6 @@ impl<'a> Fields<'a> {
                 .map(|(_, raw)| Found { raw, holder: None }),
         }
     }
-
-    /// Every key of the outermost object, in order.
-    fn visit_keys(&self, visit: &mut dyn FnMut(&str)) {
-        match self {
-            Fields::Scanned { text, layout } => {
-                for m in &layout.top {
-                    visit(&text[m.key.0 as usize + 1..m.key.1 as usize - 1]);
-                }
-            }
-            Fields::Parsed(fields) => {
-                for (key, _) in fields {
-                    visit(key);
-                }
-            }
-        }
-    }
 }
 
 fn is_json_space(c: char) -> bool {
@@ -366,6 +350,10 @@ fn into_owned(value: EventValue<'_>) -> EventValue<'static> {
     }
 }
 
+// The record does not name its top-level keys (`top_level_keys`): the engine's candidate
+// index then probes each field its rules index, a few dozen lookups, rather than hashing
+// every one of the record's twenty-odd keys to find the fields under it. Fewer instructions
+// per record, measured with both the builtin and SigmaHQ's rules.
 impl Event for Record<'_> {
     fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
         // Paths are short: memchr's byte search, not str's char patterns, which decode UTF-8.
@@ -414,18 +402,6 @@ impl Event for Record<'_> {
 
     fn to_json(&self) -> Value {
         self.value().clone()
-    }
-
-    fn top_level_keys(&self) -> Option<Vec<Cow<'_, str>>> {
-        let mut keys = Vec::new();
-        self.fields
-            .visit_keys(&mut |key| keys.push(Cow::Owned(key.to_owned())));
-        Some(keys)
-    }
-
-    fn visit_top_level_keys(&self, visit: &mut dyn FnMut(&str)) -> bool {
-        self.fields.visit_keys(visit);
-        true
     }
 }
 

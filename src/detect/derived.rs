@@ -305,22 +305,6 @@ impl<E: Event + ?Sized> Event for Derived<'_, E> {
     fn to_json(&self) -> Value {
         self.event.to_json()
     }
-
-    fn top_level_keys(&self) -> Option<Vec<Cow<'_, str>>> {
-        let mut keys = self.event.top_level_keys()?;
-        keys.push(Cow::Borrowed("trailwarden"));
-        Some(keys)
-    }
-
-    fn visit_top_level_keys(&self, visit: &mut dyn FnMut(&str)) -> bool {
-        // The derived fields' root exists on every record: a user's rule gated on one alone
-        // must still be a candidate.
-        if !self.event.visit_top_level_keys(visit) {
-            return false;
-        }
-        visit("trailwarden");
-        true
-    }
 }
 
 #[cfg(test)]

@@ -893,6 +893,7 @@ fn logsource_mismatch(ls: &rsigma_parser::LogSource) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloudtrail::Record;
     use rsigma_eval::event::JsonEvent;
     use serde_json::json;
 
@@ -927,6 +928,38 @@ level: high
         let hits = set.evaluate(&JsonEvent::borrow(&v));
         assert_eq!(hits.len(), 1);
         assert_eq!(set.rule_of(&hits[0]), Some(0));
+    }
+
+    /// The engine's candidate index must still offer a rule whose only selection is a derived
+    /// field, which no record holds under its own keys.
+    #[test]
+    fn a_rule_on_a_derived_field_alone_fires() {
+        let rule = r#"
+title: Acts on another user
+name: acts-on-other-user
+logsource: {product: aws, service: cloudtrail}
+detection:
+  selection:
+    trailwarden.actsOnOtherUser: 'true'
+  condition: selection
+level: high
+"#;
+        let set = RuleSet::from_yaml([("a.yml", rule)]);
+        assert!(set.errors().is_empty(), "{:?}", set.errors());
+        let record = |user: &str| {
+            json!({"eventName": "CreateAccessKey", "eventSource": "iam.amazonaws.com",
+                "userIdentity": {"type": "IAMUser", "userName": "alice"},
+                "requestParameters": {"userName": user}})
+            .to_string()
+        };
+        let other = record("bob");
+        let own = record("alice");
+        let hits = |raw: &str| {
+            set.evaluate(&Record::parse(raw.as_bytes()).expect("record"))
+                .len()
+        };
+        assert_eq!(hits(&other), 1);
+        assert_eq!(hits(&own), 0);
     }
 
     #[test]
