@@ -84,9 +84,14 @@ impl<'a> Fields<'a> {
             Fields::Scanned { text, layout } => {
                 let span = |(a, b): (u32, u32)| &text[a as usize..b as usize];
                 // The key's span holds its quotes. Compared as bytes: a span the scanner laid
-                // out is whole characters, which slicing the text would check again.
+                // out is whole characters, which slicing the text would check again. The last
+                // byte first: it tells most keys of one length apart (awsRegion, userAgent and
+                // requestID from eventName) without a call to memcmp, 1% of the instructions
+                // with SigmaHQ's rules.
+                let last = key.as_bytes().last().copied().unwrap_or(b'"');
                 let is_key = |m: &&Member| {
                     (m.key.1 - m.key.0) as usize == key.len() + 2
+                        && text.as_bytes()[m.key.1 as usize - 2] == last
                         && text.as_bytes()[m.key.0 as usize + 1..m.key.1 as usize - 1]
                             == *key.as_bytes()
                 };
