@@ -379,7 +379,7 @@ struct Finished {
 /// Alerts rendered as they are raised, waiting to be printed. Rendering at once frees each
 /// alert's strings while they are still hot in the allocator's caches: holding a thousand
 /// built alerts and freeing them together made the allocator merge and split its free
-/// lists, a quarter of a scan's time when most records raise an alert.
+/// lists, a fifth of a scan's time when most records raise an alert.
 #[derive(Default)]
 struct Held {
     /// The alerts as printed, one after another.
