@@ -7,7 +7,8 @@
 //!
 //! Files are read in parallel, one worker thread per core, each running the whole pipeline on
 //! one file at a time. Alerts are printed in input order (by path, then record position),
-//! whatever the thread count: a file's alerts wait until the inputs before it are printed.
+//! whatever the thread count: a file's alerts, rendered as they are raised, wait until the
+//! inputs before it are printed.
 //! The few records that feed a correlation are gathered from all files and decided on event
 //! time at the end, as the daemon decides them. An event delivered twice (two trails writing
 //! one bucket) is reported once, from the first input that holds it.
